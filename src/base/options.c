@@ -1,0 +1,135 @@
+/*
+ * options.c - the one table of runtime options.
+ * Owns:  zp_opt.
+ * Locks: none; options_boot runs once, before any other thread can be in
+ *        the allocator, and zp_opt is read-only afterwards.
+ * Path:  malloc_boot -> options_boot -> secure_getenv
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/options.h"
+
+struct options zp_opt = {
+	.verbose = 0,
+	.stats = OPT_STATS_OFF,
+	.fake_numa = 0,
+	.zone_reserve_mb = 64 * 1024,
+	.low32_reserve_mb = 512,
+	.purge_delay_ms = 1000,
+	.pcp_high = 64,
+	.pcp_batch = 16,
+	.uffd = OPT_UFFD_AUTO,
+	.reclaim = 1,
+	.reclaim_interval_ms = 1000,
+	.reclaim_budget_mb = 256,
+	.mmap_threshold = 4 << 20,
+	.abort_on_foreign = 0,
+};
+
+struct opt_row {
+	const char *name;
+	long *value;
+	long min, max;
+};
+
+static const struct opt_row rows[] = {
+	{ "VERBOSE", &zp_opt.verbose, 0, 1 },
+	{ "FAKE_NUMA", &zp_opt.fake_numa, 0, 64 },
+	{ "ZONE_RESERVE_MB", &zp_opt.zone_reserve_mb, 16, 1L << 27 },
+	{ "LOW32_RESERVE_MB", &zp_opt.low32_reserve_mb, 0, 2048 },
+	{ "PURGE_DELAY_MS", &zp_opt.purge_delay_ms, 0, 1L << 30 },
+	{ "PCP_HIGH", &zp_opt.pcp_high, 0, 4096 },
+	{ "PCP_BATCH", &zp_opt.pcp_batch, 1, 1024 },
+	{ "RECLAIM", &zp_opt.reclaim, 0, 1 },
+	{ "RECLAIM_INTERVAL_MS", &zp_opt.reclaim_interval_ms, 1, 1L << 30 },
+	{ "RECLAIM_BUDGET_MB", &zp_opt.reclaim_budget_mb, 1, 1L << 30 },
+	{ "MMAP_THRESHOLD", &zp_opt.mmap_threshold, 4096, 1L << 40 },
+	{ "ABORT_ON_FOREIGN", &zp_opt.abort_on_foreign, 0, 1 },
+};
+
+/* Decimal with an optional k/m/g suffix; false on anything else. */
+static bool
+parse_long(const char *s, long *out)
+{
+	long v = 0;
+
+	if (!*s)
+		return false;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (1L << 50))
+			return false;
+		v = v * 10 + (*s - '0');
+	}
+	switch (*s) {
+	case 'k': case 'K': v <<= 10, s++; break;
+	case 'm': case 'M': v <<= 20, s++; break;
+	case 'g': case 'G': v <<= 30, s++; break;
+	}
+	if (*s)
+		return false;
+	*out = v;
+	return true;
+}
+
+static void
+read_row(const struct opt_row *r)
+{
+	char name[64];
+	const char *s;
+	long v;
+
+	fmt_buf(name, sizeof(name), "ZPMALLOC_%s", r->name);
+	s = secure_getenv(name);
+	if (!s)
+		return;
+	if (!parse_long(s, &v) || v < r->min || v > r->max) {
+		log_msg("%s=%s ignored (expected %ld..%ld)", name, s, r->min,
+			r->max);
+		return;
+	}
+	*r->value = v;
+}
+
+static void
+read_special(void)
+{
+	const char *s;
+
+	s = secure_getenv("ZPMALLOC_STATS");
+	if (s && (!strcmp(s, "1") || !strcmp(s, "text")))
+		zp_opt.stats = OPT_STATS_TEXT;
+	else if (s && !strcmp(s, "json"))
+		zp_opt.stats = OPT_STATS_JSON;
+	else if (s && strcmp(s, "0"))
+		log_msg("ZPMALLOC_STATS=%s ignored (expected 0, 1 or json)", s);
+
+	s = secure_getenv("ZPMALLOC_STATS_FILE");
+	if (s && strlen(s) < sizeof(zp_opt.stats_file))
+		strcpy(zp_opt.stats_file, s);
+
+	s = secure_getenv("ZPMALLOC_UFFD");
+	if (s && (!strcmp(s, "0") || !strcmp(s, "off")))
+		zp_opt.uffd = OPT_UFFD_OFF;
+	else if (s && strcmp(s, "auto") && strcmp(s, "1"))
+		log_msg("ZPMALLOC_UFFD=%s ignored (expected auto or 0)", s);
+}
+
+void
+options_boot(void)
+{
+	for (size_t i = 0; i < ZP_ARRAY_SIZE(rows); i++)
+		read_row(&rows[i]);
+	read_special();
+}
+
+void
+options_print(struct outbuf *o)
+{
+	for (size_t i = 0; i < ZP_ARRAY_SIZE(rows); i++)
+		out_printf(o, "ZPMALLOC_%s=%ld\n", rows[i].name,
+			   *rows[i].value);
+	out_printf(o, "ZPMALLOC_STATS=%ld\nZPMALLOC_UFFD=%s\n", zp_opt.stats,
+		   zp_opt.uffd == OPT_UFFD_OFF ? "0" : "auto");
+}

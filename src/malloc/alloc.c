@@ -1,0 +1,641 @@
+/*
+ * alloc.c - the slow and uncommon paths of size routing.
+ * Owns:  medium blocks (exact zone page runs, head kind PAGE_MEDIUM),
+ *        aligned allocation, realloc, usable size, the foreign-pointer
+ *        handoff, placement flags (zp_malloc_flags).
+ * Locks: none of its own; zone, slab and large.c lock inside.
+ * Path:  malloc -> alloc_malloc (alloc.h) -> alloc_malloc_slow
+ *        -> init_tstate_slow | medium_alloc -> zone_alloc_exact
+ *        | large_alloc
+ *        realloc -> alloc_realloc -> (same class | zone_resize_exact_try
+ *        | medium_move with headroom | medium_to_large | large_resize)
+ *
+ * Realloc growth: a page-served block grows in place when the zone has
+ * the next pages free; otherwise it moves to a whole power-of-two run
+ * (headroom for the next steps, no tail fragment); past ALLOC_REMAP_MIN it
+ * moves instead into a mapping of its own, which mremap grows from then
+ * on without copying.
+ *
+ * Every entry point here preserves errno on success and sets ENOMEM on
+ * failure, the way glibc does.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/options.h"
+#include "malloc/alloc.h"
+#include "malloc/glibc_chunk.h"
+#include "malloc/init.h"
+#include "malloc/large.h"
+#include "page/zone.h"
+#include "zpmalloc.h"
+#if ZP_HAVE_ZERO
+#include "zero/zero.h"
+#endif
+
+/* glibc refuses anything larger than PTRDIFF_MAX, so do we. */
+#define ALLOC_MAX_REQUEST ((size_t)PTRDIFF_MAX)
+/* Where realloc growth turns a page-served block into a mapping of its
+ * own (measured on bench/realloc: 64 KiB to 1 MiB all do better than
+ * copying on, 256 KiB best in time and peak RSS). */
+#define ALLOC_REMAP_MIN ((size_t)256 << 10)
+
+static void
+no_foreign_free(void *p)
+{
+	log_fatal("free(): invalid pointer %p", p);
+}
+
+static void *
+no_foreign_realloc(void *p, size_t n)
+{
+	(void)n;
+	log_fatal("realloc(): invalid pointer %p", p);
+}
+
+static size_t
+no_foreign_usable_size(void *p)
+{
+	log_fatal("malloc_usable_size(): invalid pointer %p", p);
+}
+
+static const struct alloc_foreign_ops no_foreign = {
+	.free = no_foreign_free,
+	.realloc = no_foreign_realloc,
+	.usable_size = no_foreign_usable_size,
+};
+
+/* Defined by shim.c in the shared library only: a weak reference, so the
+ * handoff exists from the very first free, before any constructor runs. */
+extern const struct alloc_foreign_ops shim_glibc_ops __attribute__((weak));
+
+static const struct alloc_foreign_ops *foreign;
+
+static const struct alloc_foreign_ops *
+foreign_ops(void)
+{
+	if (foreign)
+		return foreign;
+	return &shim_glibc_ops ? &shim_glibc_ops : &no_foreign;
+}
+
+/* The one TLS word of the allocator; init.c sets and clears it. */
+__thread struct tstate *alloc_tls;
+
+void
+alloc_set_foreign(const struct alloc_foreign_ops *ops)
+{
+	foreign = ops;
+}
+
+/* A pointer that no zone holds and that is not a large block goes to
+ * glibc only when glibc could have handed it out. */
+static bool
+is_plausibly_foreign(const void *p)
+{
+	return !zp_opt.abort_on_foreign && glibc_chunk_owns(p);
+}
+
+zp_cold void *
+alloc_oom(void)
+{
+	errno = ENOMEM;
+	return NULL;
+}
+
+/* How a freshly handed out span comes to read as zero, when it is not
+ * known to already. */
+static void
+zero_fill(void *p, size_t n)
+{
+#if ZP_HAVE_ZERO
+	zero_make_zero(p, n, /* release */ false);
+#else
+	memset(p, 0, n);
+#endif
+}
+
+static size_t
+pages_of(size_t n)
+{
+	return (ZP_MAX(n, 1) + ZP_PAGE_SIZE - 1) >> ZP_PAGE_SHIFT;
+}
+
+/* --- medium: exact runs of zone pages ------------------------------------ */
+
+/*
+ * The bytes last asked for, in the head descriptor's owner words (the
+ * zone leaves them to the block's owner), so that realloc can tell a
+ * growing buffer from a shrinking one when both stay within its pages.
+ */
+static void
+medium_set_request(struct page *head, size_t n)
+{
+	head->owner[0] = n;
+}
+
+static size_t
+medium_request(const struct page *head)
+{
+	return (size_t)head->owner[0];
+}
+
+static struct page *
+medium_pages(struct tstate *ts, size_t n, size_t npages, unsigned gfp,
+	     bool want_zero)
+{
+	bool zero;
+	struct page *head = zone_alloc_exact(&ts->pcp, npages, gfp,
+					     PAGE_MEDIUM, &zero);
+
+	if (!head)
+		return NULL;
+	medium_set_request(head, n);
+	if (want_zero && !zero)
+		zero_fill(page_address(head), n);
+	zp_stat_inc(ts->nr_medium_alloc);
+	return head;
+}
+
+static void *
+medium_alloc(struct tstate *ts, size_t n, unsigned gfp, bool want_zero)
+{
+	struct page *head = medium_pages(ts, n, pages_of(n), gfp, want_zero);
+
+	return head ? page_address(head) : NULL;
+}
+
+static void
+medium_free(void *p, struct page *head)
+{
+	struct tstate *ts = alloc_tls;
+
+	if (zp_unlikely(p != page_address(head)))
+		log_fatal("free(): invalid pointer %p", p);
+	if (ts)
+		zp_stat_inc(ts->nr_medium_free);
+	zone_free_exact(ts ? &ts->pcp : NULL, head);
+}
+
+static zp_cold zp_noinline void
+bad_zone_pointer(const char *call, void *p, struct page *head)
+{
+	/* A block already back with the zone, freed again by its address. */
+	if ((head->kind == PAGE_BUDDY || head->kind == PAGE_PCP) &&
+	    p == page_address(head))
+		log_fatal("%s: double free detected %p", call, p);
+	log_fatal("%s: invalid pointer %p", call, p);
+}
+
+/* --- malloc, calloc, free ------------------------------------------------ */
+
+/* Freed large blocks kept for reuse are the first memory to give up when
+ * the system says no (an address-space or commit limit): true if any
+ * went, and the failed request is worth another try. */
+static bool
+release_parked(void)
+{
+#if ZP_HAVE_ZERO
+	return zero_park_release(/* all */ true) != 0;
+#else
+	return false;
+#endif
+}
+
+static void *
+route_alloc(struct tstate *ts, size_t n, bool zero)
+{
+	if (n <= SC_MAX_SIZE) {
+		unsigned sc = sizeclass_of(n);
+
+		return zero ? tcache_alloc_zero(&ts->tc, sc)
+			    : tcache_alloc(&ts->tc, sc);
+	}
+	if (n <= ZP_MAX_BLOCK)
+		return medium_alloc(ts, n, 0, zero);
+	return large_alloc(n, 0, 0, -1, zero);
+}
+
+static void *
+alloc_slow(size_t n, bool zero)
+{
+	int saved = errno;
+	struct tstate *ts;
+	void *p;
+
+	if (n > ALLOC_MAX_REQUEST)
+		return alloc_oom();
+	ts = init_tstate();
+	if (!ts)
+		return alloc_oom();
+	p = route_alloc(ts, n, zero);
+	if (!p && release_parked())
+		p = route_alloc(ts, n, zero);
+	if (!p)
+		return alloc_oom();
+	errno = saved;
+	return p;
+}
+
+zp_noinline void *
+alloc_malloc_slow(size_t n)
+{
+	return alloc_slow(n, false);
+}
+
+zp_noinline void *
+alloc_calloc_slow(size_t n)
+{
+	return alloc_slow(n, true);
+}
+
+zp_noinline void
+alloc_free_slow(void *p, struct page *pg)
+{
+	if (pg) {
+		struct page *head = page_head(pg);
+
+		if (zp_likely(head->kind == PAGE_MEDIUM)) {
+			medium_free(p, head);
+			return;
+		}
+		bad_zone_pointer("free()", p, head);
+	}
+	if (!p || large_free(p))
+		return;
+	if (!is_plausibly_foreign(p))
+		log_fatal("free(): invalid pointer %p", p);
+	foreign_ops()->free(p);
+}
+
+/* --- usable size --------------------------------------------------------- */
+
+size_t
+alloc_usable_size(const void *cp)
+{
+	void *p = (void *)cp;
+	struct page *pg;
+	size_t n;
+
+	if (!p)
+		return 0;
+	pg = page_lookup(p);
+	if (pg) {
+		struct page *head = page_head(pg);
+
+		if (head->kind == PAGE_SLAB)
+			return slab_usable_size(head);
+		if (head->kind == PAGE_MEDIUM && p == page_address(head))
+			return head->npages << ZP_PAGE_SHIFT;
+		bad_zone_pointer("malloc_usable_size()", p, head);
+	}
+	n = large_usable_size(p);
+	if (n)
+		return n;
+	if (!is_plausibly_foreign(p))
+		log_fatal("malloc_usable_size(): invalid pointer %p", p);
+	return foreign_ops()->usable_size(p);
+}
+
+/* --- realloc ------------------------------------------------------------- */
+
+/* The general case: a new block, the contents, the old block freed. */
+static void *
+realloc_move(void *p, size_t old, size_t n)
+{
+	void *q = alloc_malloc(n);
+
+	if (!q)
+		return NULL;
+	memcpy(q, p, ZP_MIN(old, n));
+	alloc_free(p);
+	return q;
+}
+
+static void *
+realloc_slab(void *p, struct page *head, size_t n)
+{
+	size_t old;
+
+	if (zp_unlikely(!slab_is_object_start(head, p)))
+		log_fatal("realloc(): invalid pointer %p", p);
+	slab_realloc_check(head, p);
+	old = slab_usable_size(head);
+	/* Staying in the same class costs nothing and wastes nothing. */
+	if (n <= old && sizeclass_of(n) == sizeclass_of(old))
+		return p;
+	return realloc_move(p, old, n);
+}
+
+/*
+ * Pages for a medium block that realloc grows beyond its pages: the next
+ * power of two. A buffer grown once is usually grown again, and a whole
+ * buddy block leaves no tail fragment behind, so the next growth steps
+ * cost nothing and the one after may take the block's free buddy in
+ * place. Pages the program never touches stay the zero page or purged.
+ */
+static size_t
+medium_grow_pages(size_t n)
+{
+	size_t need = pages_of(n);
+	size_t cap = (size_t)1 << zp_order_ceil(need);
+
+	return ZP_MIN(cap, (size_t)1 << ZP_MAX_ORDER);
+}
+
+static void *
+medium_move(struct tstate *ts, void *p, struct page *head, size_t n)
+{
+	size_t have = head->npages << ZP_PAGE_SHIFT;
+	struct page *nh;
+	void *q;
+
+	nh = medium_pages(ts, n, medium_grow_pages(n), 0, false);
+	if (!nh)	/* without the headroom, then */
+		nh = medium_pages(ts, n, pages_of(n), 0, false);
+	if (!nh && release_parked())
+		nh = medium_pages(ts, n, pages_of(n), 0, false);
+	if (!nh)
+		return alloc_oom();
+	q = page_address(nh);
+	/* The whole usable size, as glibc and jemalloc copy it: programs
+	 * that size buffers by malloc_usable_size fill it all. */
+	memcpy(q, p, ZP_MIN(have, n));
+	medium_free(p, head);
+	return q;
+}
+
+/*
+ * A buffer that realloc keeps growing past ALLOC_REMAP_MIN moves once into
+ * a mapping of its own, a large block: from then on it grows by mremap,
+ * which moves page tables instead of copying bytes and faulting in fresh
+ * pages, and once freed its region is parked for the next large block.
+ */
+static void *
+medium_to_large(void *p, struct page *head, size_t n)
+{
+	void *q = large_alloc(n, 0, 0, -1, /* zero */ false);
+
+	if (!q && release_parked())
+		q = large_alloc(n, 0, 0, -1, /* zero */ false);
+	if (!q)
+		return alloc_oom();
+	memcpy(q, p, head->npages << ZP_PAGE_SHIFT);
+	medium_free(p, head);
+	return q;
+}
+
+static void *
+realloc_medium(void *p, struct page *head, size_t n)
+{
+	size_t have = head->npages, need = pages_of(n);
+	struct tstate *ts;
+
+	if (zp_unlikely(p != page_address(head)))
+		log_fatal("realloc(): invalid pointer %p", p);
+	if (n <= SC_MAX_SIZE || n > ZP_MAX_BLOCK)
+		return realloc_move(p, have << ZP_PAGE_SHIFT, n);
+	if (need <= have) {
+		/* Shrinking gives the tail back; growing into pages the
+		 * block already has is free. */
+		if (need < have && n < medium_request(head))
+			zone_resize_exact_try(head, need, NULL);
+		medium_set_request(head, n);
+		return p;
+	}
+	if (zone_resize_exact_try(head, medium_grow_pages(n), NULL) ||
+	    zone_resize_exact_try(head, need, NULL)) {
+		medium_set_request(head, n);
+		return p;
+	}
+	if (n >= ALLOC_REMAP_MIN)
+		return medium_to_large(p, head, n);
+	ts = init_tstate();
+	if (!ts)
+		return alloc_oom();
+	return medium_move(ts, p, head, n);
+}
+
+/* A large block stays one (resized by mremap) down to half the size that
+ * made a growing buffer one; below that, pages serve it better. */
+static void *
+realloc_large(void *p, size_t old, size_t n)
+{
+	if (n > ZP_MAX_BLOCK || n >= ALLOC_REMAP_MIN / 2) {
+		void *q = large_resize(p, n);
+
+		if (q)
+			return q;
+	}
+	return realloc_move(p, old, n);
+}
+
+void *
+alloc_realloc(void *p, size_t n)
+{
+	struct page *pg;
+	size_t old;
+
+	if (!p)
+		return alloc_malloc(n);
+	if (n == 0) {
+		/* glibc 2.36 frees and returns NULL, errno untouched. */
+		alloc_free(p);
+		return NULL;
+	}
+	if (zp_unlikely(n > ALLOC_MAX_REQUEST))
+		return alloc_oom();
+	pg = page_lookup(p);
+	if (zp_likely(pg != NULL)) {
+		struct page *head = page_head(pg);
+
+		if (zp_likely(head->kind == PAGE_SLAB))
+			return realloc_slab(p, head, n);
+		if (head->kind == PAGE_MEDIUM)
+			return realloc_medium(p, head, n);
+		bad_zone_pointer("realloc()", p, head);
+	}
+	old = large_usable_size(p);
+	if (old)
+		return realloc_large(p, old, n);
+	if (!is_plausibly_foreign(p))
+		log_fatal("realloc(): invalid pointer %p", p);
+	return foreign_ops()->realloc(p, n);
+}
+
+/* --- aligned allocation -------------------------------------------------- */
+
+/*
+ * Slab objects lie at multiples of their class size from a page-aligned
+ * slab start, so a class whose size is a multiple of align hands out
+ * aligned objects. The result is checked all the same: the slab layer
+ * does not promise the layout, and a misplaced object just sends the
+ * request on to pages.
+ */
+static void *
+aligned_slab(struct tstate *ts, size_t align, size_t n)
+{
+	for (unsigned sc = sizeclass_of(n); sc < SC_NR; sc++) {
+		void *p;
+
+		if (sizeclass_size(sc) % align)
+			continue;
+		p = tcache_alloc(&ts->tc, sc);
+		if (p && ((uintptr_t)p & (align - 1))) {
+			alloc_free(p);
+			p = NULL;
+		}
+		return p;
+	}
+	return NULL;
+}
+
+/*
+ * A buddy block is aligned to its own size, and an exact run starts a
+ * block of the next power of two pages, so asking for at least align
+ * bytes gives an aligned start; the tail beyond n is then given back.
+ */
+static void *
+aligned_pages(struct tstate *ts, size_t align, size_t n, unsigned gfp)
+{
+	size_t npages = pages_of(n);
+	size_t want = ZP_MAX(npages, align >> ZP_PAGE_SHIFT);
+	struct page *head;
+	bool zero;
+	void *p;
+
+	head = zone_alloc_exact(&ts->pcp, want, gfp, PAGE_MEDIUM, &zero);
+	if (!head)
+		return NULL;
+	p = page_address(head);
+	if ((uintptr_t)p & (align - 1)) {
+		zone_free_exact(&ts->pcp, head);
+		return NULL;
+	}
+	/* Keeping the whole run is correct too, just larger. */
+	if (want != npages)
+		zone_resize_exact_try(head, npages, &zero);
+	medium_set_request(head, n);
+	zp_stat_inc(ts->nr_medium_alloc);
+	return p;
+}
+
+static void *
+aligned_route(struct tstate *ts, size_t align, size_t n)
+{
+	void *p = NULL;
+
+	if (n <= SC_MAX_SIZE && align <= ZP_PAGE_SIZE)
+		p = aligned_slab(ts, align, n);
+	if (!p && n <= ZP_MAX_BLOCK && align <= ZP_MAX_BLOCK)
+		p = aligned_pages(ts, align, n, 0);
+	if (!p)
+		p = large_alloc(n, align, 0, -1, /* zero */ false);
+	return p;
+}
+
+/* align is a power of two; callers check and round it (shim.c). */
+void *
+alloc_aligned(size_t align, size_t n)
+{
+	int saved = errno;
+	struct tstate *ts;
+	void *p;
+
+	if (align <= 16)
+		return alloc_malloc(n);
+	if (align > ALLOC_MAX_REQUEST || n > ALLOC_MAX_REQUEST - align)
+		return alloc_oom();
+	ts = init_tstate();
+	if (!ts)
+		return alloc_oom();
+	p = aligned_route(ts, align, n);
+	if (!p && release_parked())
+		p = aligned_route(ts, align, n);
+	if (!p)
+		return alloc_oom();
+	errno = saved;
+	return p;
+}
+
+/* --- placement flags (zp_malloc_flags) ----------------------------------- */
+
+static unsigned
+gfp_of(unsigned zp_flags)
+{
+	unsigned gfp = zp_flags & ~0xffu;	/* ZP_NODE(n) == GFP_NODE(n) */
+
+	if (zp_flags & ZP_LOW32)
+		gfp |= GFP_LOW32;
+	if (zp_flags & ZP_NODE_EXACT)
+		gfp |= GFP_NODE_EXACT;
+	return gfp;
+}
+
+_Static_assert(ZP_NODE(3) == GFP_NODE(3), "node encodings agree");
+
+static void *
+placed_route(struct tstate *ts, size_t n, unsigned gfp, bool zero)
+{
+	int node = (int)(gfp >> GFP_NODE_SHIFT) - 1;
+
+	if (n <= ZP_MAX_BLOCK)
+		return medium_alloc(ts, n, gfp, zero);
+	return large_alloc(n, 0, gfp & GFP_LOW32 ? LARGE_LOW32 : 0, node,
+			   zero);
+}
+
+/*
+ * Placement (LOW32, a node) is a property of zone pages, which slab
+ * objects share with other requests, so placed requests take whole pages:
+ * the price of the guarantee, as with numa_alloc_onnode.
+ */
+void *
+alloc_flags(size_t n, unsigned zp_flags)
+{
+	bool zero = zp_flags & ZP_ZERO;
+	unsigned gfp = gfp_of(zp_flags);
+	int saved = errno;
+	struct tstate *ts;
+	void *p;
+
+	if (!gfp)
+		return zero ? alloc_calloc(1, n) : alloc_malloc(n);
+	if (n > ALLOC_MAX_REQUEST)
+		return alloc_oom();
+	ts = init_tstate();
+	if (!ts)
+		return alloc_oom();
+	p = placed_route(ts, n, gfp, zero);
+	if (!p && release_parked())
+		p = placed_route(ts, n, gfp, zero);
+	if (!p)
+		return alloc_oom();
+	errno = saved;
+	return p;
+}
+
+/* --- trim ---------------------------------------------------------------- */
+
+size_t
+alloc_trim(void)
+{
+	struct tstate *ts = alloc_tls;
+	size_t released;
+
+	if (!init_is_booted())
+		return 0;
+	if (ts) {
+		/* Held slabs go back to their caches, so that empty ones
+		 * can go back to the zone, and cached pages with them. */
+		tcache_flush(&ts->tc);
+		pcp_drain(&ts->pcp);
+	}
+	released = slab_trim();
+	released += zone_purge(/* all */ true);
+#if ZP_HAVE_ZERO
+	released += zero_park_release(/* all */ true);
+#endif
+	return released;
+}

@@ -1,0 +1,283 @@
+/*
+ * init.c - boot, per-thread state, thread exit and fork.
+ * Owns:  the boot state machine, the pthread key whose destructor retires
+ *        a thread's state, the fork handlers, the exit-time statistics.
+ * Locks: none of its own. Boot is a compare-and-swap on boot_state; other
+ *        threads wait for it, the booting thread may re-enter (pthread_atfork
+ *        and pthread_setspecific allocate) once the core layers are up.
+ *        Fork order: large.lock, zero engine, slab locks, zone locks.
+ * Path:  alloc_malloc_slow -> init_tstate -> init_boot -> options_boot,
+ *        zone_boot, slab_boot; then tstate_create -> zone_alloc_exact(META)
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/options.h"
+#include "malloc/alloc.h"
+#include "malloc/init.h"
+#include "malloc/large.h"
+#include "malloc/stats.h"
+#include "os/os.h"
+#include "page/zone.h"
+#if ZP_HAVE_ZERO
+#include "zero/zero.h"
+#endif
+
+enum boot_state {
+	BOOT_NONE = 0,	/* nothing done yet (or a failed attempt) */
+	BOOT_RUNNING,	/* one thread is booting the core layers */
+	BOOT_CORE,	/* core up; the booting thread finishes (key, fork) */
+	BOOT_DONE,
+};
+
+static int boot_state;		/* enum boot_state, atomic */
+static int boot_owner;		/* tid of the booting thread */
+static bool key_ready;		/* tstate_key exists */
+static pthread_key_t tstate_key;
+static char mode_line[128];
+
+/* --- fork ----------------------------------------------------------------- */
+
+static void
+fork_prepare(void)
+{
+	large_prefork();
+#if ZP_HAVE_ZERO
+	zero_prefork();
+#endif
+	slab_prefork();
+	zone_prefork();
+}
+
+static void
+fork_parent(void)
+{
+	zone_postfork_parent();
+	slab_postfork_parent();
+#if ZP_HAVE_ZERO
+	zero_postfork_parent();
+#endif
+	large_postfork_parent();
+}
+
+/* The child has one thread, this one; the others' states stay allocated
+ * (their objects may still be referenced) but nobody will free them. */
+static void
+fork_child(void)
+{
+	zone_postfork_child();
+	slab_postfork_child();
+	if (alloc_tls)
+		tcache_postfork_child(&alloc_tls->tc);
+#if ZP_HAVE_ZERO
+	zero_postfork_child();
+#endif
+	large_postfork_child();
+}
+
+/* --- thread state ------------------------------------------------------ */
+
+static size_t
+tstate_pages(void)
+{
+	return (sizeof(struct tstate) + ZP_PAGE_SIZE - 1) >> ZP_PAGE_SHIFT;
+}
+
+/*
+ * Thread exit. The thread may still allocate after this (other keys'
+ * destructors run later): alloc_tls is NULL again, so a free takes the
+ * slab layer's remote path and a malloc creates a fresh state, which
+ * pthread_setspecific registers for another destructor round.
+ */
+static void
+tstate_destroy(void *arg)
+{
+	struct tstate *ts = arg;
+	struct page *self = ts->self;
+
+	if (alloc_tls == ts)
+		alloc_tls = NULL;
+	tcache_fini(&ts->tc);
+	pcp_drain(&ts->pcp);
+	zone_free_exact(NULL, self);
+}
+
+static struct tstate *
+tstate_create(void)
+{
+	struct page *head;
+	struct tstate *ts;
+	bool zero;
+
+	head = zone_alloc_exact(NULL, tstate_pages(), 0, PAGE_META, &zero);
+	if (!head)
+		return NULL;
+	ts = page_address(head);
+	/* tcache_init clears the cache but not its pointer slots, which
+	 * are most of the state: their pages stay untouched until used. */
+	if (!zero)
+		memset(&ts->pcp, 0, sizeof(*ts) - offsetof(struct tstate, pcp));
+	ts->self = head;
+	pcp_init(&ts->pcp, zone_local_node());
+	tcache_init(&ts->tc, &ts->pcp);
+	/* Published before pthread_setspecific, which may calloc its
+	 * second-level key block: that calloc then finds this state. */
+	alloc_tls = ts;
+	if (key_ready)
+		pthread_setspecific(tstate_key, ts);
+	return ts;
+}
+
+struct tstate *
+init_tstate(void)
+{
+	if (alloc_tls)
+		return alloc_tls;
+	if (!init_boot())
+		return NULL;
+	/* Boot itself may have allocated on this thread. */
+	if (alloc_tls)
+		return alloc_tls;
+	return tstate_create();
+}
+
+/* --- boot -------------------------------------------------------------- */
+
+static void
+build_mode_line(unsigned nr_nodes)
+{
+	const char *large;
+
+#if ZP_HAVE_ZERO
+	large = zp_opt.uffd == OPT_UFFD_OFF ? "zero-page engine, uffd off"
+					    : "zero-page engine, uffd auto";
+#else
+	large = "plain mappings, zero-page engine not linked";
+#endif
+	fmt_buf(mode_line, sizeof(mode_line),
+		"large blocks: %s; %u node%s%s; stats %s%s", large, nr_nodes,
+		nr_nodes == 1 ? "" : "s",
+		zp_opt.fake_numa ? " (fake)" : "",
+		ZP_IS_STATS ? "counted" : "off",
+		ZP_IS_DEBUG ? "; debug asserts" : "");
+}
+
+static int
+boot_core(void)
+{
+	struct zone_config cfg = {
+		.nr_nodes = os_numa_node_count(),
+		.fake_numa = (unsigned)zp_opt.fake_numa,
+		.normal_reserve = (size_t)zp_opt.zone_reserve_mb << 20,
+		.low32_reserve = (size_t)zp_opt.low32_reserve_mb << 20,
+		.purge_delay_ns = (uint64_t)zp_opt.purge_delay_ms * 1000000,
+		.pcp_high = (unsigned)zp_opt.pcp_high,
+		.pcp_batch = (unsigned)zp_opt.pcp_batch,
+	};
+	int err;
+
+	err = zone_boot(&cfg);
+	if (err)
+		return err;
+	slab_boot(os_random64());
+#if ZP_HAVE_ZERO
+	struct zero_config zc;
+
+	zero_config_default(&zc);
+	zc.uffd_mode = zp_opt.uffd == OPT_UFFD_OFF ? ZERO_UFFD_OFF
+						   : ZERO_UFFD_AUTO;
+	zc.reclaim = zp_opt.reclaim != 0;
+	zc.reclaim_interval_ns = (uint64_t)zp_opt.reclaim_interval_ms *
+				 1000000;
+	zc.reclaim_budget_bytes = (size_t)zp_opt.reclaim_budget_mb << 20;
+	zc.mmap_threshold = (size_t)zp_opt.mmap_threshold;
+	zero_boot(&zc);
+#endif
+	build_mode_line(zp_opt.fake_numa ? (unsigned)zp_opt.fake_numa
+					 : cfg.nr_nodes);
+	return 0;
+}
+
+/* The parts that may allocate: run with the core already usable. */
+static void
+boot_finish(void)
+{
+	if (pthread_key_create(&tstate_key, tstate_destroy) == 0)
+		key_ready = true;
+	/* A thread state created during boot (none usually) still needs
+	 * its destructor. */
+	if (key_ready && alloc_tls)
+		pthread_setspecific(tstate_key, alloc_tls);
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	if (zp_opt.verbose)
+		log_msg("active (version %s, %s)", ZP_VERSION, mode_line);
+}
+
+static zp_cold bool
+boot_slow(void)
+{
+	int tid = os_gettid();
+	int expect;
+
+	for (;;) {
+		int st = __atomic_load_n(&boot_state, __ATOMIC_ACQUIRE);
+
+		if (st == BOOT_DONE)
+			return true;
+		if (st != BOOT_NONE &&
+		    __atomic_load_n(&boot_owner, __ATOMIC_RELAXED) == tid)
+			return st == BOOT_CORE; /* re-entered */
+		expect = BOOT_NONE;
+		if (st == BOOT_NONE &&
+		    __atomic_compare_exchange_n(&boot_state, &expect,
+						BOOT_RUNNING, false,
+						__ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED))
+			break;
+		__builtin_ia32_pause();
+	}
+	__atomic_store_n(&boot_owner, tid, __ATOMIC_RELAXED);
+	options_boot();
+	if (boot_core()) {
+		__atomic_store_n(&boot_owner, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&boot_state, BOOT_NONE, __ATOMIC_RELEASE);
+		return false;
+	}
+	__atomic_store_n(&boot_state, BOOT_CORE, __ATOMIC_RELEASE);
+	boot_finish();
+	__atomic_store_n(&boot_state, BOOT_DONE, __ATOMIC_RELEASE);
+	return true;
+}
+
+bool
+init_boot(void)
+{
+	if (zp_likely(__atomic_load_n(&boot_state, __ATOMIC_ACQUIRE) ==
+		      BOOT_DONE))
+		return true;
+	return boot_slow();
+}
+
+bool
+init_is_booted(void)
+{
+	return __atomic_load_n(&boot_state, __ATOMIC_ACQUIRE) >= BOOT_CORE;
+}
+
+const char *
+init_mode(void)
+{
+	return mode_line;
+}
+
+/*
+ * ZPMALLOC_STATS at exit. A destructor rather than atexit(), which may
+ * allocate; it runs after the program's own exit handlers.
+ */
+__attribute__((destructor)) static void
+init_exit(void)
+{
+	if (init_is_booted() && zp_opt.stats != OPT_STATS_OFF)
+		stats_at_exit();
+}

@@ -1,0 +1,435 @@
+/*
+ * large.c - blocks with a mapping each: beyond the buddy's largest order,
+ *            or grown there by realloc.
+ * Owns:  the large-block table (open addressing keyed by address, itself
+ *        mapped with os_map and grown under the lock), the ring of recently
+ *        freed blocks that catches double frees, large-block statistics.
+ * Locks: large.lock guards everything above; it is a leaf (no other
+ *        allocator lock is taken under it) and first in fork order.
+ * Path:  alloc_malloc_slow -> large_alloc -> large_map -> zero_region_take
+ *        (a parked region or os_map); large_free -> zero_region_park
+ *        (os_map/os_unmap without the zero-page engine)
+ *
+ * The three large_map/large_unmap/large_remap functions are the only ones
+ * that know how a block is backed.
+ */
+#include "base/lock.h"
+#include "base/log.h"
+#include "malloc/large.h"
+#include "os/os.h"
+#if ZP_HAVE_ZERO
+#include "zero/zero.h"
+#endif
+
+/* size carries the LARGE_* flags in its low bits: sizes are whole pages. */
+#define LARGE_FLAG_MASK	((size_t)(LARGE_LOW32 | LARGE_PLACED))
+
+struct large_entry {
+	uintptr_t addr;
+	size_t size;
+};
+
+#define LARGE_EMPTY	((uintptr_t)0)
+#define LARGE_TOMB	((uintptr_t)1)
+#define LARGE_TABLE_MIN	(ZP_PAGE_SIZE / sizeof(struct large_entry))
+#define LARGE_RECENT	64
+/* Large blocks allocated at least this often are churn (numpy arrays,
+ * buffers rebuilt per request): a freed one will soon be asked for again.
+ * (bench: 20 ms parks for numpy-zeros and realloc growth, not for sqlite's
+ * occasional sort buffers; 50 ms already parks some of those.) */
+#define LARGE_CHURN_NS	((uint64_t)20 * 1000 * 1000)
+#define LARGE_CHURN_MIN	3	/* blocks allocated before it can be churn */
+
+static struct {
+	struct zp_lock lock;
+	struct large_entry *tab;	/* cap entries, os_map'ed */
+	size_t cap;			/* a power of two, or 0 */
+	size_t nr_live, nr_tomb;
+	uintptr_t recent[LARGE_RECENT];	/* freed: double-free check */
+	unsigned recent_next;
+	uint64_t last_alloc_ns;		/* when the last block was allocated */
+	uint64_t gap_ns;		/* smoothed time between allocs */
+	struct large_stats st;
+} large = { .lock = ZP_LOCK_INIT };
+
+/* --- backing: the only place that knows how a block is mapped ------------ */
+
+/*
+ * Plain blocks are zero-backed regions, which a freed block's region may
+ * serve again (parked); a LOW32 block is a reservation below 4 GiB, and a
+ * block placed on a node keeps its own mapping (a parked region would
+ * carry another block's memory policy).
+ */
+static int
+large_map(size_t size, size_t align, unsigned flags, bool zero, void **out)
+{
+	int err;
+
+#if ZP_HAVE_ZERO
+	if (!(flags & LARGE_LOW32)) {
+		if (flags & LARGE_PLACED)
+			return zero_region_map_aligned(size, align, out);
+		return zero_region_take(size, align, zero, out);
+	}
+#else
+	(void)zero;	/* fresh mappings are zero */
+	if (!(flags & LARGE_LOW32) && align <= ZP_PAGE_SIZE)
+		return os_map(size, NULL, out);
+#endif
+	err = os_reserve(size, ZP_MAX(align, ZP_PAGE_SIZE),
+			 flags & LARGE_LOW32 ? OS_RESERVE_LOW32 : 0, out);
+	if (err)
+		return err;
+	err = os_commit(*out, size);
+	if (err)
+		os_unmap(*out, size);
+	return err;
+}
+
+/*
+ * A freed plain block's region is parked for the next large block only
+ * while large blocks churn (allocated often, the last one recently).
+ * Parked pages can serve only large blocks, so whatever the zones take
+ * fresh meanwhile stacks on top of them: a program that asks for a large
+ * block only now and then would mostly pay for a copy it never reuses
+ * (sqlite building an index: +20% peak RSS when every one was parked).
+ */
+static bool
+park_is_worth_locked(uint64_t now)
+{
+	return large.st.nr_alloc >= LARGE_CHURN_MIN &&
+	       large.gap_ns <= LARGE_CHURN_NS &&
+	       now - large.last_alloc_ns <= LARGE_CHURN_NS;
+}
+
+/* Called at each allocation: the smoothed gap between allocations
+ * (UINT64_MAX until there is one). */
+static void
+note_alloc_locked(uint64_t now)
+{
+	uint64_t gap = now - large.last_alloc_ns;
+
+	if (!large.last_alloc_ns)
+		large.gap_ns = UINT64_MAX;
+	else if (large.gap_ns == UINT64_MAX)
+		large.gap_ns = gap;
+	else
+		large.gap_ns = (large.gap_ns * 3 + gap) / 4;
+	large.last_alloc_ns = now;
+}
+
+static void
+large_unmap(void *p, size_t size, unsigned flags, bool park)
+{
+	int err;
+
+#if ZP_HAVE_ZERO
+	if (flags & LARGE_LOW32)
+		err = os_unmap(p, size);
+	else if ((flags & LARGE_PLACED) || !park)
+		err = zero_region_unmap(p, size);
+	else
+		err = zero_region_park(p, size);
+#else
+	(void)flags;
+	(void)park;
+	err = os_unmap(p, size);
+#endif
+	if (err)
+		log_fatal("free(): cannot unmap large block %p (error %d)", p,
+			  err);
+}
+
+static int
+large_remap(void *p, size_t old_size, size_t new_size, unsigned flags,
+	    void **out)
+{
+#if ZP_HAVE_ZERO
+	if (!(flags & LARGE_LOW32))
+		return zero_region_remap(p, old_size, new_size, true, out);
+#endif
+	/* A LOW32 block may only change size where it stands. */
+	return os_remap(p, old_size, new_size, NULL, !(flags & LARGE_LOW32),
+			out);
+}
+
+/* --- the table ------------------------------------------------------------ */
+
+static size_t
+slot_of(uintptr_t addr, size_t cap)
+{
+	uint64_t h = (uint64_t)(addr >> ZP_PAGE_SHIFT) * 0x9e3779b97f4a7c15ULL;
+
+	return (size_t)(h >> 32) & (cap - 1);
+}
+
+/* The slot holding addr, or NULL. */
+static struct large_entry *
+find_locked(uintptr_t addr)
+{
+	if (!large.cap)
+		return NULL;
+	size_t mask = large.cap - 1;
+
+	for (size_t i = slot_of(addr, large.cap);; i = (i + 1) & mask) {
+		struct large_entry *e = &large.tab[i];
+
+		if (e->addr == addr)
+			return e;
+		if (e->addr == LARGE_EMPTY)
+			return NULL;
+	}
+}
+
+static void
+place_locked(struct large_entry *tab, size_t cap, uintptr_t addr,
+	     size_t size)
+{
+	size_t i = slot_of(addr, cap);
+
+	while (tab[i].addr > LARGE_TOMB)
+		i = (i + 1) & (cap - 1);
+	tab[i].addr = addr;
+	tab[i].size = size;
+}
+
+/* Rehash into a table sized for the live entries (tombstones go). */
+static int
+grow_locked(void)
+{
+	size_t cap = large.cap ? large.cap : LARGE_TABLE_MIN;
+	struct large_entry *tab;
+	void *mem;
+	int err;
+
+	while ((large.nr_live + 1) * 2 > cap)
+		cap *= 2;
+	err = os_map(cap * sizeof(*tab), NULL, &mem);
+	if (err)
+		return err;
+	tab = mem;
+	for (size_t i = 0; i < large.cap; i++)
+		if (large.tab[i].addr > LARGE_TOMB)
+			place_locked(tab, cap, large.tab[i].addr,
+				     large.tab[i].size);
+	if (large.tab)
+		os_unmap(large.tab, large.cap * sizeof(*tab));
+	large.tab = tab;
+	large.cap = cap;
+	large.nr_tomb = 0;
+	large.st.table_capacity = cap;
+	return 0;
+}
+
+static int
+insert_locked(uintptr_t addr, size_t size)
+{
+	/* Keep the load (tombstones included) under 3/4. */
+	if ((large.nr_live + large.nr_tomb + 1) * 4 > large.cap * 3) {
+		int err = grow_locked();
+
+		if (err)
+			return err;
+	}
+	place_locked(large.tab, large.cap, addr, size);
+	large.nr_live++;
+	return 0;
+}
+
+static void
+remove_locked(struct large_entry *e)
+{
+	e->addr = LARGE_TOMB;
+	e->size = 0;
+	large.nr_live--;
+	large.nr_tomb++;
+}
+
+static void
+forget_recent_locked(uintptr_t addr)
+{
+	for (unsigned i = 0; i < LARGE_RECENT; i++)
+		if (large.recent[i] == addr)
+			large.recent[i] = 0;
+}
+
+static bool
+is_recent_locked(uintptr_t addr)
+{
+	for (unsigned i = 0; i < LARGE_RECENT; i++)
+		if (large.recent[i] == addr)
+			return true;
+	return false;
+}
+
+static void
+account_locked(size_t bytes, bool add)
+{
+	if (add) {
+		large.st.nr_blocks++;
+		large.st.bytes += bytes;
+		if (large.st.bytes > large.st.peak_bytes)
+			large.st.peak_bytes = large.st.bytes;
+	} else {
+		large.st.nr_blocks--;
+		large.st.bytes -= bytes;
+	}
+}
+
+/* --- the block interface ------------------------------------------------- */
+
+void *
+large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
+{
+	size_t size = zp_align_up(n, ZP_PAGE_SIZE);
+	void *p;
+	int err;
+
+	if (size < n)
+		return NULL;
+	if (node >= 0)
+		flags |= LARGE_PLACED;
+	err = large_map(size, align, flags, zero, &p);
+	if (err) {
+		__atomic_fetch_add(&large.st.nr_failed, 1, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	if (node >= 0)
+		os_mbind_node(p, size, node); /* a preference: may fail */
+
+	zp_lock(&large.lock);
+	err = insert_locked((uintptr_t)p, size | (flags & LARGE_FLAG_MASK));
+	if (!err) {
+		forget_recent_locked((uintptr_t)p);
+		account_locked(size, true);
+		large.st.nr_alloc++;
+		note_alloc_locked(os_now_ns());
+	}
+	zp_unlock(&large.lock);
+	if (err) {
+		large_unmap(p, size, flags, /* park */ false);
+		return NULL;
+	}
+	return p;
+}
+
+bool
+large_free(void *p)
+{
+	uintptr_t addr = (uintptr_t)p;
+	struct large_entry *e;
+	size_t size;
+	bool park;
+
+	zp_lock(&large.lock);
+	e = find_locked(addr);
+	if (!e) {
+		bool twice = addr && is_recent_locked(addr);
+
+		zp_unlock(&large.lock);
+		if (twice)
+			log_fatal("free(): double free detected %p", p);
+		return false;
+	}
+	size = e->size;
+	remove_locked(e);
+	large.recent[large.recent_next++ % LARGE_RECENT] = addr;
+	account_locked(size & ~LARGE_FLAG_MASK, false);
+	large.st.nr_free++;
+	park = park_is_worth_locked(os_now_ns());
+	zp_unlock(&large.lock);
+
+	large_unmap(p, size & ~LARGE_FLAG_MASK, size & LARGE_FLAG_MASK, park);
+	return true;
+}
+
+size_t
+large_usable_size(const void *p)
+{
+	struct large_entry *e;
+	size_t size = 0;
+
+	zp_lock(&large.lock);
+	e = find_locked((uintptr_t)p);
+	if (e)
+		size = e->size & ~LARGE_FLAG_MASK;
+	zp_unlock(&large.lock);
+	return size;
+}
+
+void *
+large_resize(void *p, size_t n)
+{
+	size_t new_size = zp_align_up(n, ZP_PAGE_SIZE);
+	struct large_entry *e;
+	size_t old;
+	unsigned flags;
+	void *q;
+	int err;
+
+	zp_lock(&large.lock);
+	e = find_locked((uintptr_t)p);
+	old = e ? e->size : 0;
+	/* Room for the moved entry now, so that the update below cannot
+	 * fail after the pages have moved. */
+	err = 0;
+	if (e && (large.nr_live + large.nr_tomb + 2) * 4 > large.cap * 3)
+		err = grow_locked();
+	zp_unlock(&large.lock);
+	if (!old)
+		log_fatal("realloc(): invalid pointer %p", p);
+	if (err)
+		return NULL;
+	flags = old & LARGE_FLAG_MASK;
+	old &= ~LARGE_FLAG_MASK;
+	if (new_size == old)
+		return p;
+
+	/* The caller owns the block, so nobody else can move or free it
+	 * while the lock is dropped around the remap. */
+	err = large_remap(p, old, new_size, flags, &q);
+	if (err)
+		return NULL;
+
+	zp_lock(&large.lock);
+	e = find_locked((uintptr_t)p);
+	if (q == p) {
+		e->size = new_size | flags;
+	} else {
+		remove_locked(e);
+		/* Cannot fail: room was made before the remap. */
+		insert_locked((uintptr_t)q, new_size | flags);
+		forget_recent_locked((uintptr_t)q);
+	}
+	account_locked(old, false);
+	account_locked(new_size, true);
+	large.st.nr_remap++;
+	zp_unlock(&large.lock);
+	return q;
+}
+
+void
+large_get_stats(struct large_stats *out)
+{
+	zp_lock(&large.lock);
+	*out = large.st;
+	zp_unlock(&large.lock);
+}
+
+void
+large_prefork(void)
+{
+	zp_lock(&large.lock);
+}
+
+void
+large_postfork_parent(void)
+{
+	zp_unlock(&large.lock);
+}
+
+void
+large_postfork_child(void)
+{
+	zp_lock_postfork_child(&large.lock);
+}

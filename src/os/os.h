@@ -1,0 +1,128 @@
+/*
+ * os.h - every operating-system detail the allocator uses.
+ * The rest of zpmalloc reads as allocator logic: it asks for ranges to be
+ * reserved, committed, purged or given back, and learns whether fresh
+ * memory is known to read as zero. Calls return 0 or a positive errno value
+ * (never -1 plus errno) and leave the caller's errno untouched, because the
+ * shim must preserve errno on success.
+ * (The userfaultfd and pagemap calls of the zero-page engine live beside
+ * this file in os_uffd.h.)
+ */
+#ifndef ZP_OS_OS_H
+#define ZP_OS_OS_H
+
+#include <sys/types.h>
+
+#include "base/util.h"
+
+/* Raw system call: returns the kernel's result (negative errno on failure)
+ * without touching errno. */
+long os_syscall6(long nr, long a, long b, long c, long d, long e, long f);
+#define os_syscall(nr, a, b, c, d, e, f) \
+	os_syscall6((nr), (long)(a), (long)(b), (long)(c), (long)(d), \
+		    (long)(e), (long)(f))
+
+/* --- address space ------------------------------------------------------ */
+
+enum os_reserve_flags {
+	OS_RESERVE_LOW32 = 1 << 0, /* whole range below 4 GiB */
+};
+
+/*
+ * Reserve [*out, *out + size) as PROT_NONE, aligned to align (a power of
+ * two, at least a page). Costs no commit charge. Returns ENOMEM when the
+ * address space (or RLIMIT_AS) cannot hold it.
+ */
+int os_reserve(size_t size, size_t align, unsigned flags, void **out);
+/*
+ * The soft RLIMIT_AS in bytes, or SIZE_MAX when there is none. PROT_NONE
+ * reservations count against it (ulimit -v), so under a finite limit a
+ * reservation is address space taken from everything else.
+ */
+size_t os_address_space_limit(void);
+/*
+ * Picks a window [*out, *out + size), aligned to align, in which nothing
+ * is mapped now and the kernel is unlikely to place mappings of its own
+ * (far from both the heap and the mmap area), but maps none of it: the
+ * caller maps pieces with os_map_fixed as it needs them, so the unused
+ * part costs no address space. Windows are never handed out twice.
+ * OS_RESERVE_LOW32 keeps the window below 4 GiB. ENOMEM when no window is
+ * found.
+ */
+int os_reserve_window(size_t size, size_t align, unsigned flags, void **out);
+/* Maps fresh read-write pages at exactly p unless something is mapped
+ * there already (EEXIST); ENOMEM when a limit refuses. Fresh pages read as
+ * zero; os_unmap gives them back, address space included. */
+int os_map_fixed(void *p, size_t size);
+/* Make reserved pages readable and writable. Fresh pages read as zero. */
+int os_commit(void *p, size_t size);
+/* Return committed pages to the reservation: contents and commit charge
+ * are dropped, the range stays reserved. */
+int os_decommit(void *p, size_t size);
+/* Drop the contents of committed pages (MADV_DONTNEED): RSS goes, the
+ * range stays usable and reads as zero afterwards. */
+int os_purge(void *p, size_t size);
+/* Hint that a span will be touched densely (THP) or sparsely. */
+int os_advise_huge(void *p, size_t size, bool huge);
+
+/* A fresh private anonymous read-write mapping; *zero says its contents are
+ * known zero (always true for fresh anonymous memory). */
+int os_map(size_t size, bool *zero, void **out);
+int os_unmap(void *p, size_t size);
+/* mremap(2) with MREMAP_MAYMOVE unless fixed is non-NULL. */
+int os_remap(void *old, size_t old_size, size_t new_size, void *fixed,
+	     bool may_move, void **out);
+/* Pass-through mmap for the shim's interposed mmap: returns the kernel's
+ * result, with *err set to the errno value on failure. */
+void *os_mmap_raw(void *addr, size_t len, int prot, int flags, int fd,
+		  off_t off, int *err);
+int os_munmap_raw(void *addr, size_t len);
+void *os_mremap_raw(void *old, size_t old_size, size_t new_size, int flags,
+		    void *new_addr, int *err);
+int os_mprotect(void *p, size_t size, int prot);
+
+/* Bind a range to a NUMA node (MPOL_PREFERRED); ENOSYS where the kernel
+ * has no NUMA support. */
+int os_mbind_node(void *p, size_t size, int node);
+/* Number of online NUMA nodes (1 when sysfs cannot tell). */
+unsigned os_numa_node_count(void);
+/* The node of the CPU the caller runs on now (0 when unknown). */
+unsigned os_current_node(void);
+
+/* --- test-only fault injection ----------------------------------------- */
+
+/* Make the nth os_reserve/os_reserve_window/os_commit/os_map/os_map_fixed
+ * call from now fail with ENOMEM (n = 1: the next one); 0 disarms. Lets
+ * tests drive every out-of-memory path without exhausting the machine. */
+void os_fault_inject_nth(unsigned long n);
+/* Fail every map/commit/reserve while armed (a zone that cannot grow). */
+void os_fault_inject_all(bool on);
+
+/* --- misc --------------------------------------------------------------- */
+
+long os_write(int fd, const void *buf, size_t len);
+/* Read a small file (sysfs, procfs) into buf, NUL-terminated. Returns the
+ * length or a negative errno. */
+long os_read_file(const char *path, char *buf, size_t size);
+int os_open_write(const char *path, int *fd);
+void os_close(int fd);
+uint64_t os_now_ns(void);
+int os_gettid(void);
+int os_getpid(void);
+/* Cryptographic randomness for freelist keys; falls back to a clock mix. */
+uint64_t os_random64(void);
+/* Resident set size of this process in bytes, from /proc/self/statm. */
+size_t os_rss_bytes(void);
+
+/* Copies len bytes from addr if every one is readable; false otherwise
+ * (never faults). For judging pointers the program hands us. */
+bool os_read_mem(const void *addr, void *buf, size_t len);
+/* The program break's range [start, end): glibc's main heap. */
+void os_brk_range(uintptr_t *start, uintptr_t *end);
+
+/* Address of a function libc.so.6 itself defines (its default version),
+ * found without symbol interposition and without allocating; NULL if libc
+ * is not loaded or lacks it. */
+void *os_libc_symbol(const char *name);
+
+#endif /* ZP_OS_OS_H */

@@ -1,0 +1,133 @@
+/*
+ * os_libc.c - find glibc's own malloc entry points in libc.so.6.
+ *
+ * A preloaded allocator must hand pointers it never gave out back to the
+ * allocator that did. Binding by symbol name cannot do that: our exports
+ * are unversioned, so they also satisfy references to glibc's versioned
+ * names, and dlsym may allocate. Instead we read libc.so.6's dynamic symbol
+ * table the way the dynamic linker does (GNU hash, default version only).
+ */
+#include <elf.h>
+#include <link.h>
+#include <string.h>
+
+#include "os/os.h"
+
+struct libc_lookup {
+	const char *name;
+	void *found;
+};
+
+struct libc_tables {
+	uintptr_t base;
+	const ElfW(Sym) *symtab;
+	const char *strtab;
+	const uint32_t *gnu_hash;
+	const ElfW(Half) *versym;
+};
+
+static bool
+is_libc(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+
+	return strcmp(base, "libc.so.6") == 0;
+}
+
+/* Some architectures leave .dynamic read-only and unrelocated. */
+static const void *
+dyn_ptr(uintptr_t base, ElfW(Addr) v)
+{
+	return (const void *)(v < base ? v + base : v);
+}
+
+static bool
+read_tables(const struct dl_phdr_info *info, struct libc_tables *t)
+{
+	const ElfW(Dyn) *dyn = NULL;
+
+	*t = (struct libc_tables){ .base = info->dlpi_addr };
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+			dyn = (const void *)(t->base + info->dlpi_phdr[i].p_vaddr);
+	for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
+		const void *p = dyn_ptr(t->base, dyn->d_un.d_ptr);
+
+		if (dyn->d_tag == DT_SYMTAB)
+			t->symtab = p;
+		else if (dyn->d_tag == DT_STRTAB)
+			t->strtab = p;
+		else if (dyn->d_tag == DT_GNU_HASH)
+			t->gnu_hash = p;
+		else if (dyn->d_tag == DT_VERSYM)
+			t->versym = p;
+	}
+	return t->symtab && t->strtab && t->gnu_hash;
+}
+
+static uint32_t
+gnu_hash(const char *s)
+{
+	uint32_t h = 5381;
+
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h;
+}
+
+static bool
+sym_matches(const struct libc_tables *t, uint32_t idx, const char *name)
+{
+	const ElfW(Sym) *sym = &t->symtab[idx];
+
+	if (sym->st_value == 0 || ELF64_ST_TYPE(sym->st_info) != STT_FUNC)
+		return false;
+	if (t->versym && (t->versym[idx] & 0x8000))
+		return false;	/* a hidden, non-default version */
+	return strcmp(t->strtab + sym->st_name, name) == 0;
+}
+
+static void *
+lookup(const struct libc_tables *t, const char *name)
+{
+	const uint32_t *h = t->gnu_hash;
+	uint32_t nbuckets = h[0], symoffset = h[1], bloom_words = h[2];
+	const uint32_t *buckets =
+		(const uint32_t *)((const ElfW(Addr) *)&h[4] + bloom_words);
+	const uint32_t *chain = buckets + nbuckets;
+	uint32_t hash = gnu_hash(name);
+
+	for (uint32_t idx = buckets[hash % nbuckets]; idx >= symoffset; idx++) {
+		uint32_t c = chain[idx - symoffset];
+
+		if ((c | 1) == (hash | 1) && sym_matches(t, idx, name))
+			return (void *)(t->base + t->symtab[idx].st_value);
+		if (c & 1)
+			break;
+	}
+	return NULL;
+}
+
+static int
+visit(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct libc_lookup *q = arg;
+	struct libc_tables t;
+
+	(void)size;
+	if (!info->dlpi_name || !is_libc(info->dlpi_name))
+		return 0;
+	if (read_tables(info, &t))
+		q->found = lookup(&t, q->name);
+	return 1;
+}
+
+void *
+os_libc_symbol(const char *name)
+{
+	struct libc_lookup q = { .name = name };
+
+	dl_iterate_phdr(visit, &q);
+	return q.found;
+}

@@ -1,0 +1,627 @@
+/*
+ * os_linux.c - the Linux system calls behind os.h.
+ * Owns:  the fault-injection counters and the lowest zone window handed
+ *        out (os_reserve_window, called at boot only).
+ * Locks: none. Every call is a raw system call so that errno survives and
+ *        so that our own interposed mmap/munmap/mremap are never re-entered.
+ * Path:  zone_grow -> os_commit -> mprotect (or os_map_fixed -> mmap in a
+ *        lazily mapped window); large_alloc -> os_map -> mmap
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mempolicy.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "os/os.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef GRND_NONBLOCK
+#define GRND_NONBLOCK 1
+#endif
+
+long
+os_syscall6(long nr, long a, long b, long c, long d, long e, long f)
+{
+#if defined(__x86_64__)
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
+			   "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+#elif defined(__aarch64__)
+	register long x8 __asm__("x8") = nr;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+	register long x3 __asm__("x3") = d;
+	register long x4 __asm__("x4") = e;
+	register long x5 __asm__("x5") = f;
+
+	__asm__ volatile("svc 0"
+			 : "+r"(x0)
+			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+			 : "memory");
+	return x0;
+#else
+#error "zpmalloc: add the raw system call sequence for this architecture"
+#endif
+}
+
+static unsigned long fault_countdown;
+static bool fault_all;
+
+void
+os_fault_inject_nth(unsigned long n)
+{
+	__atomic_store_n(&fault_countdown, n, __ATOMIC_RELAXED);
+}
+
+void
+os_fault_inject_all(bool on)
+{
+	__atomic_store_n(&fault_all, on, __ATOMIC_RELAXED);
+}
+
+/* True when an injected failure is due; costs one load when disarmed. */
+static bool
+fault_due(void)
+{
+	if (zp_likely(!__atomic_load_n(&fault_countdown, __ATOMIC_RELAXED)))
+		return __atomic_load_n(&fault_all, __ATOMIC_RELAXED);
+	return __atomic_sub_fetch(&fault_countdown, 1, __ATOMIC_RELAXED) == 0;
+}
+
+static long
+sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return os_syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+static bool
+is_err(long r)
+{
+	return (unsigned long)r > (unsigned long)-4096L;
+}
+
+/* Over-reserve, then trim both ends so the range is aligned. */
+static int
+reserve_aligned(size_t size, size_t align, void *hint, int extra, void **out)
+{
+	size_t span = size + (align > ZP_PAGE_SIZE ? align : 0);
+	long r = sys_mmap(hint, span, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra,
+			  -1, 0);
+	if (is_err(r))
+		return (int)-r;
+
+	uintptr_t base = (uintptr_t)r;
+	uintptr_t start = zp_align_up(base, align);
+	if (start > base)
+		os_syscall(SYS_munmap, base, start - base, 0, 0, 0, 0);
+	if (base + span > start + size)
+		os_syscall(SYS_munmap, start + size, base + span - start - size,
+			   0, 0, 0, 0);
+	*out = (void *)start;
+	return 0;
+}
+
+/*
+ * Below 4 GiB the kernel offers MAP_32BIT (x86-64, first 2 GiB only), so we
+ * probe hint addresses with MAP_FIXED_NOREPLACE from 1 GiB up and accept
+ * only a placement that ends below 4 GiB.
+ */
+static int
+reserve_low32(size_t size, size_t align, void **out)
+{
+	const uintptr_t limit = (uintptr_t)4 << 30;
+
+	for (uintptr_t at = (uintptr_t)1 << 30; at + size <= limit;
+	     at += ZP_MAX(align, (size_t)256 << 20)) {
+		uintptr_t a = zp_align_up(at, align);
+		if (a + size > limit)
+			break;
+		long r = sys_mmap((void *)a, size, PROT_NONE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+					  MAP_FIXED_NOREPLACE,
+				  -1, 0);
+		if (is_err(r))
+			continue;
+		if ((uintptr_t)r != a) {
+			/* Old kernels ignore NOREPLACE and treat it as a hint. */
+			os_syscall(SYS_munmap, r, size, 0, 0, 0, 0);
+			continue;
+		}
+		*out = (void *)a;
+		return 0;
+	}
+	return ENOMEM;
+}
+
+int
+os_reserve(size_t size, size_t align, unsigned flags, void **out)
+{
+	if (fault_due())
+		return ENOMEM;
+	if (align < ZP_PAGE_SIZE)
+		align = ZP_PAGE_SIZE;
+	if (flags & OS_RESERVE_LOW32)
+		return reserve_low32(size, align, out);
+	return reserve_aligned(size, align, NULL, 0, out);
+}
+
+size_t
+os_address_space_limit(void)
+{
+	struct rlimit rl;
+
+	if (os_syscall(SYS_prlimit64, 0, RLIMIT_AS, NULL, &rl, 0, 0) != 0 ||
+	    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > SIZE_MAX)
+		return SIZE_MAX;
+	return (size_t)rl.rlim_cur;
+}
+
+/* Maps [a, a + size) PROT_NONE only if nothing is there, and unmaps it
+ * again at once: 0 when the range was free, else EEXIST or ENOMEM. */
+static int
+probe_free(uintptr_t a, size_t size)
+{
+	long r = sys_mmap((void *)a, size, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+				  MAP_FIXED_NOREPLACE,
+			  -1, 0);
+
+	if (is_err(r))
+		return (int)-r;
+	os_syscall(SYS_munmap, r, size, 0, 0, 0, 0);
+	/* Kernels before 4.17 take NOREPLACE as a mere hint. */
+	return (uintptr_t)r == a ? 0 : EEXIST;
+}
+
+/* The whole range when the address-space limit lets us map it for a
+ * moment; otherwise its first and last pages must at least be free. */
+static bool
+window_is_free(uintptr_t a, size_t size)
+{
+	int r = probe_free(a, size);
+
+	if (r == ENOMEM)
+		r = probe_free(a, ZP_PAGE_SIZE) ?:
+		    probe_free(a + size - ZP_PAGE_SIZE, ZP_PAGE_SIZE);
+	return r == 0;
+}
+
+/* Lowest window handed out so far: later windows go below it. */
+static uintptr_t window_floor;
+
+/*
+ * The kernel places mappings top-down from just below the stack, and the
+ * heap grows up from the program; under an address-space limit neither
+ * strays far. The first window sits half way between them, later ones
+ * below it, never in the quarter of the gap nearest the heap.
+ */
+static int
+window_normal(size_t size, size_t align, void **out)
+{
+	long probe = sys_mmap(NULL, ZP_PAGE_SIZE, PROT_NONE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			      0);
+	uintptr_t heap = (uintptr_t)os_syscall(SYS_brk, 0, 0, 0, 0, 0, 0);
+	uintptr_t top, a;
+
+	if (is_err(probe))
+		return (int)-probe;
+	os_syscall(SYS_munmap, probe, ZP_PAGE_SIZE, 0, 0, 0, 0);
+	top = (uintptr_t)probe;
+	if (top <= heap || top - heap < 4 * size)
+		return ENOMEM;
+	if (!window_floor || window_floor > top)
+		window_floor = heap + (top - heap) / 2 + size;
+	if (window_floor - heap < size)
+		return ENOMEM;
+	a = zp_align_down(window_floor - size, align);
+	if (a < heap + (top - heap) / 4 || !window_is_free(a, size))
+		return ENOMEM;
+	window_floor = a;
+	*out = (void *)a;
+	return 0;
+}
+
+/* Below 4 GiB, from 2 GiB up: x86-64's MAP_32BIT hands out 1-2 GiB, and
+ * nothing reserves the window against it. */
+static int
+window_low32(size_t size, size_t align, void **out)
+{
+	const uintptr_t limit = (uintptr_t)4 << 30;
+	size_t stride = ZP_MAX(align, (size_t)256 << 20);
+
+	for (uintptr_t a = zp_align_up((uintptr_t)2 << 30, align);
+	     a + size <= limit && a + size > a; a += stride) {
+		if (window_is_free(a, size)) {
+			*out = (void *)a;
+			return 0;
+		}
+	}
+	return ENOMEM;
+}
+
+int
+os_reserve_window(size_t size, size_t align, unsigned flags, void **out)
+{
+	if (fault_due())
+		return ENOMEM;
+	if (align < ZP_PAGE_SIZE)
+		align = ZP_PAGE_SIZE;
+	size = zp_align_up(size, ZP_PAGE_SIZE);
+	if (flags & OS_RESERVE_LOW32)
+		return window_low32(size, align, out);
+	return window_normal(size, align, out);
+}
+
+int
+os_map_fixed(void *p, size_t size)
+{
+	if (fault_due())
+		return ENOMEM;
+	long r = sys_mmap(p, size, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+			  -1, 0);
+	if (is_err(r))
+		return (int)-r;
+	if ((void *)r != p) {
+		os_syscall(SYS_munmap, r, size, 0, 0, 0, 0);
+		return EEXIST;
+	}
+	return 0;
+}
+
+int
+os_commit(void *p, size_t size)
+{
+	if (fault_due())
+		return ENOMEM;
+	long r = os_syscall(SYS_mprotect, p, size, PROT_READ | PROT_WRITE, 0,
+			    0, 0);
+	return r ? (int)-r : 0;
+}
+
+int
+os_decommit(void *p, size_t size)
+{
+	/* Mapping PROT_NONE | NORESERVE over the range drops both the pages
+	 * and the commit charge in one call, unlike mprotect. */
+	long r = sys_mmap(p, size, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+				  MAP_FIXED,
+			  -1, 0);
+	return is_err(r) ? (int)-r : 0;
+}
+
+int
+os_purge(void *p, size_t size)
+{
+	long r = os_syscall(SYS_madvise, p, size, MADV_DONTNEED, 0, 0, 0);
+	return r ? (int)-r : 0;
+}
+
+int
+os_advise_huge(void *p, size_t size, bool huge)
+{
+	long r = os_syscall(SYS_madvise, p, size,
+			    huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE, 0, 0, 0);
+	return r ? (int)-r : 0;
+}
+
+int
+os_map(size_t size, bool *zero, void **out)
+{
+	if (fault_due())
+		return ENOMEM;
+	long r = sys_mmap(NULL, size, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (is_err(r))
+		return (int)-r;
+	*out = (void *)r;
+	if (zero)
+		*zero = true;
+	return 0;
+}
+
+int
+os_unmap(void *p, size_t size)
+{
+	long r = os_syscall(SYS_munmap, p, size, 0, 0, 0, 0);
+	return r ? (int)-r : 0;
+}
+
+int
+os_remap(void *old, size_t old_size, size_t new_size, void *fixed,
+	 bool may_move, void **out)
+{
+	int flags = (may_move || fixed ? MREMAP_MAYMOVE : 0) |
+		    (fixed ? MREMAP_FIXED : 0);
+
+	if (new_size > old_size && fault_due())
+		return ENOMEM;
+	long r = os_syscall(SYS_mremap, old, old_size, new_size, flags, fixed,
+			    0);
+	if (is_err(r))
+		return (int)-r;
+	*out = (void *)r;
+	return 0;
+}
+
+void *
+os_mmap_raw(void *addr, size_t len, int prot, int flags, int fd, off_t off,
+	    int *err)
+{
+	long r = sys_mmap(addr, len, prot, flags, fd, off);
+
+	if (is_err(r)) {
+		*err = (int)-r;
+		return MAP_FAILED;
+	}
+	return (void *)r;
+}
+
+int
+os_munmap_raw(void *addr, size_t len)
+{
+	return (int)-os_syscall(SYS_munmap, addr, len, 0, 0, 0, 0);
+}
+
+void *
+os_mremap_raw(void *old, size_t old_size, size_t new_size, int flags,
+	      void *new_addr, int *err)
+{
+	long r = os_syscall(SYS_mremap, old, old_size, new_size, flags,
+			    new_addr, 0);
+	if (is_err(r)) {
+		*err = (int)-r;
+		return MAP_FAILED;
+	}
+	return (void *)r;
+}
+
+int
+os_mprotect(void *p, size_t size, int prot)
+{
+	return (int)-os_syscall(SYS_mprotect, p, size, prot, 0, 0, 0);
+}
+
+int
+os_mbind_node(void *p, size_t size, int node)
+{
+	unsigned long mask[4] = { 0 };
+
+	if (node < 0 || node >= (int)(sizeof(mask) * 8))
+		return EINVAL;
+	mask[node / 64] = 1UL << (node % 64);
+	return (int)-os_syscall(SYS_mbind, p, size, MPOL_PREFERRED, mask,
+				sizeof(mask) * 8, 0);
+}
+
+/* Parses sysfs's "0" or "0-3" or "0,2-3" and counts the nodes. */
+unsigned
+os_numa_node_count(void)
+{
+	char buf[256];
+	unsigned count = 0;
+
+	if (os_read_file("/sys/devices/system/node/online", buf,
+			 sizeof(buf)) <= 0)
+		return 1;
+	for (const char *s = buf; *s && *s != '\n';) {
+		unsigned lo = 0, hi;
+		while (*s >= '0' && *s <= '9')
+			lo = lo * 10 + (unsigned)(*s++ - '0');
+		hi = lo;
+		if (*s == '-') {
+			hi = 0;
+			for (s++; *s >= '0' && *s <= '9'; s++)
+				hi = hi * 10 + (unsigned)(*s - '0');
+		}
+		count += hi >= lo ? hi - lo + 1 : 1;
+		if (*s == ',')
+			s++;
+		else
+			break;
+	}
+	return count ? count : 1;
+}
+
+unsigned
+os_current_node(void)
+{
+	unsigned cpu = 0, node = 0;
+
+	if (os_syscall(SYS_getcpu, &cpu, &node, NULL, 0, 0, 0) != 0)
+		return 0;
+	return node;
+}
+
+long
+os_write(int fd, const void *buf, size_t len)
+{
+	long r;
+
+	do
+		r = os_syscall(SYS_write, fd, buf, len, 0, 0, 0);
+	while (r == -EINTR);
+	return r;
+}
+
+long
+os_read_file(const char *path, char *buf, size_t size)
+{
+	long fd = os_syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC,
+			     0, 0, 0);
+	long n = 0, r;
+
+	if (fd < 0)
+		return fd;
+	while (n + 1 < (long)size) {
+		r = os_syscall(SYS_read, fd, buf + n, size - 1 - (size_t)n, 0,
+			       0, 0);
+		if (r == -EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += r;
+	}
+	buf[n] = '\0';
+	os_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+	return n;
+}
+
+int
+os_open_write(const char *path, int *fd)
+{
+	long r = os_syscall(SYS_openat, AT_FDCWD, path,
+			    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644, 0,
+			    0);
+	if (r < 0)
+		return (int)-r;
+	*fd = (int)r;
+	return 0;
+}
+
+void
+os_close(int fd)
+{
+	os_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+}
+
+uint64_t
+os_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int
+os_gettid(void)
+{
+	return (int)os_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0);
+}
+
+int
+os_getpid(void)
+{
+	return (int)os_syscall(SYS_getpid, 0, 0, 0, 0, 0, 0);
+}
+
+uint64_t
+os_random64(void)
+{
+	uint64_t v = 0;
+
+	if (os_syscall(SYS_getrandom, &v, sizeof(v), GRND_NONBLOCK, 0, 0, 0) ==
+	    (long)sizeof(v))
+		return v;
+	/* No entropy yet (early boot): a clock and address mix is still
+	 * unpredictable enough to keep freelist pointers from being forged
+	 * by accident. */
+	v = os_now_ns() ^ ((uint64_t)(uintptr_t)&v << 17);
+	v ^= v >> 33;
+	v *= 0xff51afd7ed558ccdULL;
+	return v ^ (v >> 29);
+}
+
+size_t
+os_rss_bytes(void)
+{
+	char buf[128];
+	size_t field = 0, rss = 0;
+	const char *s = buf;
+
+	if (os_read_file("/proc/self/statm", buf, sizeof(buf)) <= 0)
+		return 0;
+	/* statm: size resident shared ... in pages; we want the second. */
+	for (; *s && field < 2; s++) {
+		if (*s == ' ') {
+			field++;
+			continue;
+		}
+		if (field == 1)
+			rss = rss * 10 + (size_t)(*s - '0');
+	}
+	return rss * ZP_PAGE_SIZE;
+}
+
+/* --- probing memory we do not own ------------------------------------------ */
+
+/*
+ * Copies len bytes from addr, or fails cleanly when any of them is not
+ * readable: process_vm_readv on ourselves reports EFAULT where a load
+ * would fault. Where seccomp forbids it, mincore tells mapped from not
+ * (a PROT_NONE page still passes, which only such filters leave open).
+ */
+bool
+os_read_mem(const void *addr, void *buf, size_t len)
+{
+	struct iovec local = { buf, len }, remote = { (void *)addr, len };
+	uintptr_t s = (uintptr_t)addr & ~(uintptr_t)(ZP_PAGE_SIZE - 1);
+	unsigned char vec[2];
+	long r = os_syscall(SYS_process_vm_readv, os_getpid(), &local, 1,
+			    &remote, 1, 0);
+
+	if (r == (long)len)
+		return true;
+	if (r != -ENOSYS && r != -EPERM)
+		return false;
+	if (len == 0 || (uintptr_t)addr + len - s > sizeof(vec) * ZP_PAGE_SIZE)
+		return false;
+	if (os_syscall(SYS_mincore, s, (uintptr_t)addr + len - s, vec, 0, 0,
+		       0) != 0)
+		return false;
+	memcpy(buf, addr, len);
+	return true;
+}
+
+/* Field 47 of /proc/self/stat, counted after the command name, which may
+ * itself hold spaces and parentheses. */
+static uintptr_t
+start_brk(void)
+{
+	char buf[1024];
+	const char *s;
+	uintptr_t v = 0;
+	int field = 2;
+
+	if (os_read_file("/proc/self/stat", buf, sizeof(buf)) <= 0)
+		return 0;
+	s = strrchr(buf, ')');
+	if (!s)
+		return 0;
+	for (; *s && field < 47; s++)
+		if (*s == ' ')
+			field++;
+	while (*s >= '0' && *s <= '9')
+		v = v * 10 + (uintptr_t)(*s++ - '0');
+	return v;
+}
+
+void
+os_brk_range(uintptr_t *start, uintptr_t *end)
+{
+	*start = start_brk();
+	*end = (uintptr_t)os_syscall(SYS_brk, 0, 0, 0, 0, 0, 0);
+	if (*start == 0 || *end < *start)
+		*start = *end;
+}

@@ -1,0 +1,427 @@
+/*
+ * buddy.c - binary buddy splitting and merging by index arithmetic.
+ * Owns:  nothing global; operates on a struct buddy its zone embeds.
+ * Locks: none taken; every caller holds the owning zone's lock.
+ * Path:  zone_alloc_pages_slow -> buddy_alloc (split)
+ *        zone_free_pages_slow -> buddy_free (merge)
+ */
+#include "base/log.h"
+#include "page/buddy.h"
+
+#define REGION_PAGES ((size_t)1 << ZP_MAX_ORDER)
+
+void
+buddy_init(struct buddy *b, struct page *descs, uint8_t *region_type)
+{
+	*b = (struct buddy){ .descs = descs, .region_type = region_type };
+}
+
+static enum region_type
+region_type_of(const struct buddy *b, size_t idx)
+{
+	return (enum region_type)b->region_type[idx / REGION_PAGES];
+}
+
+/* A block that holds every committed page of its region. */
+static bool
+is_whole_region(const struct buddy *b, size_t idx, unsigned order)
+{
+	size_t start = zp_align_down(idx, REGION_PAGES);
+
+	return idx == start &&
+	       idx + ((size_t)1 << order) >=
+		       ZP_MIN(start + REGION_PAGES, b->nr_pages);
+}
+
+static void
+list_add_head(struct free_list *l, struct page *pg)
+{
+	pg->lru.prev = NULL;
+	pg->lru.next = l->head;
+	if (l->head)
+		l->head->lru.prev = pg;
+	else
+		l->tail = pg;
+	l->head = pg;
+	l->nr++;
+}
+
+static void
+list_del(struct free_list *l, struct page *pg)
+{
+	if (pg->lru.prev)
+		pg->lru.prev->lru.next = pg->lru.next;
+	else
+		l->head = pg->lru.next;
+	if (pg->lru.next)
+		pg->lru.next->lru.prev = pg->lru.prev;
+	else
+		l->tail = pg->lru.prev;
+	l->nr--;
+}
+
+/* The list a free block of a region of type t belongs on. Callers pass
+ * t: it is the same for every block of a merge or a split, so it is
+ * looked up once. */
+static struct free_list *
+list_of(struct buddy *b, const struct page *pg, enum region_type t)
+{
+	struct free_area *a = &b->free_area[pg->order][t];
+
+	return pg->flags & PG_ZERO ? &a->zero : &a->dirty;
+}
+
+/* Both lists are LIFO: reuse takes the most recently freed (warmest)
+ * block, and the tail of the dirty list is the coldest. */
+static void
+insert_block(struct buddy *b, struct page *pg, unsigned order, bool zero,
+	     uint64_t now, uint64_t dirty, enum region_type t)
+{
+	pg->kind = PAGE_BUDDY;
+	pg->order = (uint8_t)order;
+	pg->head_off = 0;
+	pg->npages = 0;
+	pg->lru.freed_ns = now;
+	pg->lru.nr_dirty = zero ? 0 : ZP_MIN(dirty, (uint64_t)1 << order);
+	pg->flags = zero ? PG_ZERO : PG_DIRTY_FREE;
+	b->nr_free += (uint64_t)1 << order;
+	b->nr_free_dirty += pg->lru.nr_dirty;
+	if (zero)
+		b->nr_free_zero += (uint64_t)1 << order;
+	list_add_head(list_of(b, pg, t), pg);
+}
+
+static void
+remove_block(struct buddy *b, struct page *pg, enum region_type t)
+{
+	uint64_t n = (uint64_t)1 << pg->order;
+
+	zp_assert(pg->kind == PAGE_BUDDY);
+	list_del(list_of(b, pg, t), pg);
+	b->nr_free -= n;
+	b->nr_free_dirty -= pg->lru.nr_dirty;
+	if (pg->flags & PG_ZERO)
+		b->nr_free_zero -= n;
+	pg->kind = PAGE_UNUSED;
+}
+
+void
+buddy_remove(struct buddy *b, struct page *pg)
+{
+	remove_block(b, pg, region_type_of(b, buddy_index(b, pg)));
+}
+
+/* The block to split for order among regions of type t, or NULL: the
+ * smallest dirty one unless a known-zero one is more than
+ * BUDDY_DIRTY_REACH orders smaller. */
+static struct page *
+pick_block(const struct buddy *b, unsigned order, enum region_type t)
+{
+	unsigned kd = order;
+
+	while (kd <= ZP_MAX_ORDER && !b->free_area[kd][t].dirty.head)
+		kd++;
+	for (unsigned kz = order; kz <= ZP_MAX_ORDER &&
+	     (kd > ZP_MAX_ORDER || kz + BUDDY_DIRTY_REACH < kd); kz++)
+		if (b->free_area[kz][t].zero.head)
+			return b->free_area[kz][t].zero.head;
+	return kd <= ZP_MAX_ORDER ? b->free_area[kd][t].dirty.head : NULL;
+}
+
+/* Another type's regions, nearest size first (fallback i = 0, 1). */
+static enum region_type
+fallback_type(enum region_type type, unsigned i)
+{
+	static const uint8_t order[REGION_NR][2] = {
+		[REGION_SMALL] = { REGION_MEDIUM, REGION_LARGE },
+		[REGION_MEDIUM] = { REGION_SMALL, REGION_LARGE },
+		[REGION_LARGE] = { REGION_MEDIUM, REGION_SMALL },
+	};
+
+	return (enum region_type)order[type][i];
+}
+
+struct page *
+buddy_alloc(struct buddy *b, unsigned order, bool fallback)
+{
+	enum region_type type = buddy_region_type(order);
+	struct page *pg = pick_block(b, order, type);
+
+	enum region_type t = type;
+
+	if (!pg)
+		pg = pick_block(b, order, t = REGION_FREE);
+	for (unsigned i = 0; !pg && fallback && i < 2; i++)
+		pg = pick_block(b, order, t = fallback_type(type, i));
+	if (!pg)
+		return NULL;
+
+	size_t idx = buddy_index(b, pg);
+	unsigned k = pg->order;
+	bool zero = pg->flags & PG_ZERO;
+	uint64_t when = pg->lru.freed_ns, dirty = pg->lru.nr_dirty;
+
+	remove_block(b, pg, t);
+	/* A whole free region becomes the requester's. */
+	if (t == REGION_FREE) {
+		zp_assert(is_whole_region(b, idx, k));
+		b->region_type[idx / REGION_PAGES] = (uint8_t)type;
+		t = type;
+	}
+	/* Keep the low half, give the high halves back. */
+	while (k > order) {
+		k--;
+		insert_block(b, pg + ((size_t)1 << k), k, zero, when,
+			     dirty / 2, t);
+		dirty -= dirty / 2;
+	}
+	pg->order = (uint8_t)order;
+	pg->flags = zero ? PG_ZERO : 0;
+	return pg;
+}
+
+void
+buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
+	   uint64_t now)
+{
+	size_t idx = buddy_index(b, pg);
+	enum region_type t = region_type_of(b, idx);
+	bool dirty_seen = !zero;
+	uint64_t when = zero ? 0 : now;
+	uint64_t dirty = zero ? 0 : (uint64_t)1 << order;
+
+	zp_assert((idx & (((size_t)1 << order) - 1)) == 0);
+	zp_assert(idx + ((size_t)1 << order) <= b->nr_pages);
+	while (order < ZP_MAX_ORDER) {
+		size_t bidx = idx ^ ((size_t)1 << order);
+		struct page *bud = &b->descs[bidx];
+
+		if (bidx + ((size_t)1 << order) > b->nr_pages ||
+		    bud->kind != PAGE_BUDDY || bud->order != order)
+			break;
+		bool bud_zero = bud->flags & PG_ZERO;
+
+		/* The merged block's idle age is its most recent dirty part. */
+		if (!bud_zero && bud->lru.freed_ns > when)
+			when = bud->lru.freed_ns;
+		dirty_seen |= !bud_zero;
+		dirty += bud->lru.nr_dirty;
+		remove_block(b, bud, t);
+		struct page *lo = bidx < idx ? bud : &b->descs[idx];
+		struct page *hi = bidx < idx ? &b->descs[idx] : bud;
+
+		hi->kind = PAGE_TAIL;
+		hi->head_off = (uint32_t)(hi - lo);
+		idx = buddy_index(b, lo);
+		order++;
+	}
+	/* A FREE region holds one whole block and nothing else, so that
+	 * typing it when that block is split cannot strand other blocks on
+	 * the FREE lists. A part of a region coming back while the rest is
+	 * elsewhere (taken by a resize, off the lists for purging) types
+	 * the region by that part. */
+	if (is_whole_region(b, idx, order))
+		t = REGION_FREE;
+	else if (t == REGION_FREE)
+		t = buddy_region_type(order);
+	b->region_type[idx / REGION_PAGES] = (uint8_t)t;
+	insert_block(b, &b->descs[idx], order, !dirty_seen, when, dirty, t);
+}
+
+void
+buddy_free_range(struct buddy *b, size_t lo, size_t hi, bool zero,
+		 uint64_t now)
+{
+	while (lo < hi) {
+		unsigned k = lo ? (unsigned)__builtin_ctzl(lo) : ZP_MAX_ORDER;
+
+		k = ZP_MIN(k, ZP_MAX_ORDER);
+		k = ZP_MIN(k, zp_log2_floor(hi - lo));
+		buddy_free(b, &b->descs[lo], k, zero, now);
+		lo += (size_t)1 << k;
+	}
+}
+
+struct page *
+buddy_find_free(const struct buddy *b, size_t idx)
+{
+	if (idx >= b->nr_pages)
+		return NULL;
+	for (unsigned k = 0; k <= ZP_MAX_ORDER; k++) {
+		struct page *pg = &b->descs[idx & ~(((size_t)1 << k) - 1)];
+
+		if (pg->kind == PAGE_BUDDY && pg->order == k)
+			return pg;
+	}
+	return NULL;
+}
+
+struct page *
+buddy_oldest_dirty(const struct buddy *b)
+{
+	struct page *best = NULL;
+
+	for (unsigned k = 0; k <= ZP_MAX_ORDER; k++) {
+		for (unsigned t = 0; t < REGION_NR; t++) {
+			struct page *pg = b->free_area[k][t].dirty.tail;
+
+			if (pg && (!best ||
+				   pg->lru.freed_ns < best->lru.freed_ns))
+				best = pg;
+		}
+	}
+	return best;
+}
+
+bool
+buddy_has_order(const struct buddy *b, unsigned order)
+{
+	for (unsigned k = order; k <= ZP_MAX_ORDER; k++)
+		if (buddy_nr_blocks(b, k) != 0)
+			return true;
+	return false;
+}
+
+struct list_sums {
+	uint64_t blocks, pages, zero, dirty;
+};
+
+/* One list: links, order, alignment, and that every block has the
+ * list's kind of contents. */
+static bool
+check_list(const struct buddy *b, const char *name, unsigned k,
+	   enum region_type t, const struct free_list *l, bool zero,
+	   struct list_sums *sum)
+{
+	const struct page *prev = NULL;
+	uint64_t n = 0;
+
+	for (const struct page *pg = l->head; pg; pg = pg->lru.next) {
+		size_t idx = buddy_index(b, pg);
+		bool z = pg->flags & PG_ZERO;
+
+		if (pg->kind != PAGE_BUDDY || pg->order != k ||
+		    pg->lru.prev != prev) {
+			log_msg("%s: order %u list: bad block %zu (kind %u "
+				"order %u)", name, k, idx, pg->kind,
+				pg->order);
+			return false;
+		}
+		if ((idx & (((size_t)1 << k) - 1)) != 0 ||
+		    idx + ((size_t)1 << k) > b->nr_pages) {
+			log_msg("%s: block %zu order %u misaligned or beyond "
+				"%zu pages", name, idx, k, b->nr_pages);
+			return false;
+		}
+		if (region_type_of(b, idx) != t ||
+		    (t == REGION_FREE) != is_whole_region(b, idx, k)) {
+			log_msg("%s: block %zu order %u on type %u lists, "
+				"region type %u", name, idx, k, t,
+				region_type_of(b, idx));
+			return false;
+		}
+		if (z != zero || z == !!(pg->flags & PG_DIRTY_FREE) ||
+		    (z && pg->lru.nr_dirty) ||
+		    pg->lru.nr_dirty > ((uint64_t)1 << k)) {
+			log_msg("%s: block %zu on the %s list has flags %u",
+				name, idx, zero ? "zero" : "dirty",
+				pg->flags);
+			return false;
+		}
+		sum->pages += (uint64_t)1 << k;
+		sum->zero += z ? (uint64_t)1 << k : 0;
+		sum->dirty += pg->lru.nr_dirty;
+		prev = pg;
+		n++;
+	}
+	if (prev != l->tail || n != l->nr) {
+		log_msg("%s: order %u %s list holds %lu blocks, counted %lu",
+			name, k, zero ? "zero" : "dirty", (unsigned long)n,
+			(unsigned long)l->nr);
+		return false;
+	}
+	sum->blocks += n;
+	return true;
+}
+
+static bool
+check_lists(const struct buddy *b, const char *name, uint64_t *nr_blocks)
+{
+	struct list_sums sum = { 0 };
+
+	for (unsigned k = 0; k <= ZP_MAX_ORDER; k++) {
+		for (unsigned t = 0; t < REGION_NR; t++) {
+			const struct free_area *a = &b->free_area[k][t];
+
+			if (!check_list(b, name, k, t, &a->dirty, false,
+					&sum) ||
+			    !check_list(b, name, k, t, &a->zero, true, &sum))
+				return false;
+		}
+	}
+	if (sum.dirty != b->nr_free_dirty) {
+		log_msg("%s: nr_free_dirty %lu but blocks sum to %lu", name,
+			(unsigned long)b->nr_free_dirty,
+			(unsigned long)sum.dirty);
+		return false;
+	}
+	if (sum.pages != b->nr_free || sum.zero != b->nr_free_zero) {
+		log_msg("%s: nr_free %lu (zero %lu) but lists hold %lu (%lu)",
+			name, (unsigned long)b->nr_free,
+			(unsigned long)b->nr_free_zero,
+			(unsigned long)sum.pages, (unsigned long)sum.zero);
+		return false;
+	}
+	*nr_blocks = sum.blocks;
+	return true;
+}
+
+/* Every PAGE_BUDDY descriptor must be a listed head, free blocks must not
+ * overlap, and no two free buddies may be left unmerged. */
+static bool
+check_descs(const struct buddy *b, const char *name, uint64_t nr_blocks)
+{
+	uint64_t heads = 0;
+	size_t covered = 0;
+
+	for (size_t i = 0; i < b->nr_pages; i++) {
+		const struct page *pg = &b->descs[i];
+
+		if (pg->kind != PAGE_BUDDY)
+			continue;
+		size_t n = (size_t)1 << pg->order;
+
+		if (i < covered) {
+			log_msg("%s: free block %zu inside another", name, i);
+			return false;
+		}
+		covered = i + n;
+		heads++;
+		if (pg->order == ZP_MAX_ORDER)
+			continue;
+		size_t bidx = i ^ n;
+		const struct page *bud = &b->descs[bidx];
+
+		if (bidx + n <= b->nr_pages && bud->kind == PAGE_BUDDY &&
+		    bud->order == pg->order) {
+			log_msg("%s: free buddies %zu and %zu not merged",
+				name, i, bidx);
+			return false;
+		}
+	}
+	if (heads != nr_blocks) {
+		log_msg("%s: %lu free heads but %lu listed blocks", name,
+			(unsigned long)heads, (unsigned long)nr_blocks);
+		return false;
+	}
+	return true;
+}
+
+bool
+buddy_check(const struct buddy *b, const char *name)
+{
+	uint64_t nr_blocks;
+
+	return check_lists(b, name, &nr_blocks) &&
+	       check_descs(b, name, nr_blocks);
+}

@@ -1,0 +1,138 @@
+/*
+ * buddy.h - the pure binary buddy algorithm over one zone's descriptors.
+ * No locks, no addresses, no system calls: a zone hands it a descriptor
+ * array whose index 0 is aligned to ZP_MAX_BLOCK, and the buddy of block
+ * i at order k is simply i ^ (1 << k). The caller holds the zone lock.
+ *
+ * Regions: every aligned ZP_MAX_BLOCK (a max-order block) has a type, set
+ * by the first request that splits it, after Linux's pageblock migrate
+ * types but by size: small blocks (slabs, cached pages) are taken from
+ * SMALL regions, medium ones from MEDIUM regions, large ones from LARGE
+ * regions, and a region goes back to FREE when all of it is free again.
+ * Without this, small long-lived blocks end up spread over every region,
+ * no region is ever whole again, and each request for a large block has
+ * to grow the zone.
+ *
+ * Invariants (checked by buddy_check):
+ *  - a descriptor has kind PAGE_BUDDY exactly when it heads a block on a
+ *    free list; pages absorbed by a merge become PAGE_TAIL;
+ *  - every free block is naturally aligned and lies below nr_pages;
+ *  - no two free buddies of the same order coexist (merging is eager);
+ *  - a block is on the lists of its order and its region's type; a
+ *    region whose committed pages are all one free block is FREE;
+ *  - each list pair keeps dirty blocks (resident, PG_DIRTY_FREE) apart
+ *    from known-zero ones (PG_ZERO), newest at the head, so reuse takes
+ *    resident memory first and purging finds the oldest dirty blocks at
+ *    the tails without walking past zero ones.
+ * Zero-ness is exact and conservative (a merge ANDs it, a split inherits
+ * it). How much of a dirty block is resident is only estimated, in
+ * lru.nr_dirty: a merge adds the halves, a split divides it, so a small
+ * dirty block merged into a large clean one does not make the purge policy
+ * think the whole large block is resident.
+ */
+#ifndef ZP_PAGE_BUDDY_H
+#define ZP_PAGE_BUDDY_H
+
+#include "page/page.h"
+
+enum region_type {
+	REGION_FREE = 0,
+	REGION_SMALL,		/* blocks of up to 32 KiB */
+	REGION_MEDIUM,		/* up to 512 KiB */
+	REGION_LARGE,		/* larger */
+	REGION_NR
+};
+
+struct free_list {
+	struct page *head, *tail;	/* doubly linked through lru */
+	uint64_t nr;			/* blocks on the list */
+};
+
+struct free_area {
+	struct free_list dirty;		/* resident; newest at the head */
+	struct free_list zero;		/* known zero */
+};
+
+struct buddy {
+	struct free_area free_area[ZP_MAX_ORDER + 1][REGION_NR];
+	struct page *descs;		/* descriptor of page 0 */
+	uint8_t *region_type;		/* enum region_type per region */
+	size_t nr_pages;		/* pages with valid descriptors */
+	uint64_t nr_free;		/* pages on the lists */
+	uint64_t nr_free_zero;		/* of those, in PG_ZERO blocks */
+	uint64_t nr_free_dirty;		/* of those, estimated resident */
+};
+
+/*
+ * How many orders further up buddy_alloc will go to split a dirty block
+ * rather than take a known-zero block of a smaller order: reusing
+ * resident memory saves a page fault per page (and RSS), splitting large
+ * blocks costs fragmentation, so the reach is short.
+ */
+#define BUDDY_DIRTY_REACH 2
+
+/* region_type: one zeroed byte per region the descriptors can cover. */
+void buddy_init(struct buddy *b, struct page *descs, uint8_t *region_type);
+
+/* The region type for blocks of order. */
+static inline enum region_type
+buddy_region_type(unsigned order)
+{
+	return order <= 3 ? REGION_SMALL
+	     : order <= 7 ? REGION_MEDIUM : REGION_LARGE;
+}
+
+/*
+ * A free block of exactly 1 << order pages (split from a larger one if
+ * need be), taken off the lists; its flags keep PG_ZERO. Looks in regions
+ * of the order's type, then in FREE regions, which then take that type;
+ * with fallback, last in regions of the other types, nearest size first.
+ * Dirty blocks are preferred (see BUDDY_DIRTY_REACH). NULL if none.
+ */
+struct page *buddy_alloc(struct buddy *b, unsigned order, bool fallback);
+
+/* Puts a block back, merging with free buddies. zero: every byte reads as
+ * zero; now: when it became free (for idle purging). */
+void buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
+		uint64_t now);
+
+/* Frees pages [lo, hi) as the largest naturally aligned blocks. */
+void buddy_free_range(struct buddy *b, size_t lo, size_t hi, bool zero,
+		      uint64_t now);
+
+/* The free block that contains page idx, or NULL when idx is not free. */
+struct page *buddy_find_free(const struct buddy *b, size_t idx);
+
+/* Takes one particular free block off its list (no split); its kind
+ * becomes PAGE_UNUSED, so no neighbour merges with it until it is freed
+ * again. */
+void buddy_remove(struct buddy *b, struct page *pg);
+
+/* The dirty block that became free longest ago, judged by the tail of
+ * each dirty list (NULL when nothing is dirty). */
+struct page *buddy_oldest_dirty(const struct buddy *b);
+
+/* Whether any free block of order >= order exists. */
+bool buddy_has_order(const struct buddy *b, unsigned order);
+
+/* Full walk; logs the first inconsistency under name and returns false. */
+bool buddy_check(const struct buddy *b, const char *name);
+
+static inline size_t
+buddy_index(const struct buddy *b, const struct page *pg)
+{
+	return (size_t)(pg - b->descs);
+}
+
+static inline uint64_t
+buddy_nr_blocks(const struct buddy *b, unsigned order)
+{
+	uint64_t n = 0;
+
+	for (unsigned t = 0; t < REGION_NR; t++)
+		n += b->free_area[order][t].dirty.nr +
+		     b->free_area[order][t].zero.nr;
+	return n;
+}
+
+#endif /* ZP_PAGE_BUDDY_H */

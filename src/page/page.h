@@ -1,0 +1,131 @@
+/*
+ * page.h - the page descriptor: one small struct per 4 KiB page of every
+ * zone, in an array beside the zone, committed lazily as the zone grows.
+ * It gives free() an O(1) answer to "whose page is this, what order, is it
+ * known zero", the way Linux's struct page / mem_map does.
+ */
+#ifndef ZP_PAGE_PAGE_H
+#define ZP_PAGE_PAGE_H
+
+#include "base/util.h"
+
+enum page_kind {
+	PAGE_UNUSED = 0,	/* committed but never handed out by a zone */
+	PAGE_BUDDY,		/* head of a free block on a free_area list */
+	PAGE_PCP,		/* head of a free block in a per-thread cache */
+	PAGE_SLAB,		/* head of a slab; owner[] is struct slab */
+	PAGE_MEDIUM,		/* head of a malloc block served by pages */
+	PAGE_META,		/* allocator metadata (thread state, tables) */
+	PAGE_TAIL,		/* non-head page of an allocated block */
+};
+
+enum page_flags {
+	PG_ZERO = 1 << 0,	/* every byte of the block is known zero */
+	PG_DIRTY_FREE = 1 << 1,	/* free and resident: a purge candidate */
+	PG_EXACT = 1 << 2,	/* allocated by zone_alloc_exact: npages */
+};
+
+/* Heads the slab and malloc layers hold; anything else given back to the
+ * zone is a double or invalid free. */
+static inline bool
+page_kind_is_allocated(unsigned kind)
+{
+	return kind - (unsigned)PAGE_SLAB <= (unsigned)(PAGE_META - PAGE_SLAB);
+}
+
+#define PAGE_OWNER_BYTES 48
+
+struct page {
+	uint8_t kind;		/* enum page_kind */
+	uint8_t order;		/* buddy order of the block this heads */
+	uint8_t flags;		/* enum page_flags */
+	uint8_t zone_id;	/* index into zone_table[] */
+	uint32_t head_off;	/* PAGE_TAIL: pages back to the head */
+	union {
+		/* Free blocks: free_area[] or per-thread cache links, plus
+		 * the time the block became free (for idle purging). */
+		struct {
+			struct page *next, *prev;
+			uint64_t freed_ns;
+			/* Estimated resident pages (purge policy only;
+			 * PG_ZERO alone says what is known zero). */
+			uint64_t nr_dirty;
+		} lru;
+		/* Allocated blocks: the owner's own words (slab state,
+		 * a medium block's size). */
+		uint64_t owner[PAGE_OWNER_BYTES / 8];
+	};
+	uint64_t npages;	/* PAGE_MEDIUM/PAGE_META exact: pages in use */
+};
+
+_Static_assert(sizeof(struct page) == 64, "one descriptor per cache line");
+
+/*
+ * The address ranges that zones cover, kept in a small flat table so that
+ * free() can find a pointer's descriptor with one compare per zone. A zone
+ * only ever grows at its top, so "committed" bounds the descriptors that
+ * exist; a pointer beyond it is not ours.
+ * A zone that maps lazily (under an address-space limit) also gives whole
+ * free 2 MiB steps back to the system, and some other mapping may then
+ * land there: step_map has a bit per step, set while the step is ours.
+ */
+#define ZP_MAX_ZONES 16
+
+struct zone_span {
+	uintptr_t base;		/* first byte of the zone */
+	uintptr_t committed;	/* bytes with descriptors (grows only) */
+	struct page *descs;	/* descriptor of the page at base */
+	uint64_t *step_map;	/* lazily mapped zones only, else NULL */
+};
+
+extern struct zone_span zone_spans[ZP_MAX_ZONES];
+extern unsigned nr_zone_spans;
+
+static inline bool
+span_step_is_mapped(const struct zone_span *s, uintptr_t off)
+{
+	size_t step = off / ZP_COMMIT_STEP;
+	uint64_t w = __atomic_load_n(&s->step_map[step / 64],
+				     __ATOMIC_ACQUIRE);
+
+	return (w >> (step % 64)) & 1;
+}
+
+/* Descriptor of the page holding p, or NULL when no zone holds p. */
+static inline struct page *
+page_lookup(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	for (unsigned i = 0; i < nr_zone_spans; i++) {
+		const struct zone_span *s = &zone_spans[i];
+		uintptr_t off = a - s->base;
+		uintptr_t end = __atomic_load_n(&s->committed,
+						__ATOMIC_ACQUIRE);
+
+		if (zp_likely(off < end)) {
+			if (zp_unlikely(s->step_map != NULL) &&
+			    !span_step_is_mapped(s, off))
+				return NULL;
+			return &s->descs[off >> ZP_PAGE_SHIFT];
+		}
+	}
+	return NULL;
+}
+
+static inline struct page *
+page_head(struct page *pg)
+{
+	return pg->kind == PAGE_TAIL ? pg - pg->head_off : pg;
+}
+
+static inline void *
+page_address(const struct page *pg)
+{
+	const struct zone_span *s = &zone_spans[pg->zone_id];
+
+	return (void *)(s->base +
+			((uintptr_t)(pg - s->descs) << ZP_PAGE_SHIFT));
+}
+
+#endif /* ZP_PAGE_PAGE_H */

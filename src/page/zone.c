@@ -1,0 +1,831 @@
+/*
+ * zone.c - zones, zonelists, watermarks, growth and exact blocks over
+ * buddy.c (purging is zone_purge.c, statistics zone_stats.c).
+ * Owns:  zone_table[], zone_spans[] (published for page_lookup), the node
+ *        map.
+ * Locks: zone->lock guards its buddy lists, counters and watermarks. Only
+ *        one zone lock is held at a time, except zone_prefork, which takes
+ *        them all in index order. Callers above (slab cache locks) take
+ *        theirs first. zone->purge_lock (zone_purge.c) ranks before
+ *        zone->lock, and zone_prefork takes it first: no fork happens
+ *        while a purge has blocks off the lists.
+ * Path:  zone_alloc_pages -> (pcp miss) zone_alloc_pages_slow -> zonelist
+ *        walk -> alloc_locked -> buddy_alloc | grow_locked -> os_commit
+ *        zone_free_pages -> (pcp full) zone_free_pages_slow -> buddy_free
+ *        -> zone_purge_check_locked
+ *
+ * Watermarks (pages), after Linux's but for a heap that grows on demand:
+ * a zone's "available" pages are its free pages plus the part of its
+ * reservation not yet committed.
+ *  - min: another node's request must leave min available here, so a node
+ *    keeps its last pages for its own threads;
+ *  - high: free dirty (resident) pages beyond high are purged on the next
+ *    free, the longest idle first ...
+ *  - low: ... down to low, so purging runs in batches, not on every free;
+ *  - lowmem_reserve[t]: pages a request whose preferred zone type is t must
+ *    leave available here; on LOW32 it keeps NORMAL fallback off the last
+ *    32-bit pages.
+ *
+ * Lazily mapped zones (address-space limit): the zone is a window nothing
+ * is mapped in; growth maps each step with os_map_fixed at the zone's next
+ * address, purging unmaps whole free steps (zone_purge.c), and allocating
+ * from a block with such steps maps them again.
+ */
+#include <errno.h>
+
+#include "base/log.h"
+#include "os/os.h"
+#include "page/zone_priv.h"
+#include "zpmalloc.h"
+
+#define ZONE_MIN_SPAN		((size_t)8 << 20)
+#define ZONE_DEFAULT_SPAN	((size_t)64 << 30)
+#define DESC_BYTES(pages)	((size_t)(pages) * sizeof(struct page))
+#define WMARK_HIGH_MAX		((uint64_t)8192)	/* pages: 32 MiB */
+
+_Static_assert(ZP_COMMIT_STEP % ZP_PAGE_SIZE == 0, "step is whole pages");
+_Static_assert(DESC_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0,
+	       "descriptors of one step are whole pages");
+_Static_assert(ZP_MAX_BLOCK % ZP_COMMIT_STEP == 0, "steps tile blocks");
+
+struct zone zone_table[ZP_MAX_ZONES];
+unsigned nr_zones;
+struct zone_span zone_spans[ZP_MAX_ZONES];
+unsigned nr_zone_spans;
+
+static unsigned nr_nodes = 1;
+static bool is_fake_numa;
+static struct zone *normal_of_node[ZP_MAX_ZONES];
+static struct zone *low32_zone;
+
+void pcp_boot(unsigned high, unsigned batch);
+
+static uint64_t
+avail_pages(const struct zone *z)
+{
+	return z->buddy.nr_free +
+	       ((z->span >> ZP_PAGE_SHIFT) - zone_committed_pages(z));
+}
+
+/* --- mapping ------------------------------------------------------------- */
+
+/* Commits reserved memory, or maps it into a lazy zone's window. */
+static int
+map_range(struct zone *z, void *p, size_t size)
+{
+	int r = z->is_lazy ? os_map_fixed(p, size) : os_commit(p, size);
+
+	if (r == 0 && z->is_lazy && z->is_bound)
+		os_mbind_node(p, size, (int)z->node);
+	return r;
+}
+
+/* Lazy zones: maps the steps of pages [lo, hi), just taken off the lists,
+ * that were given back earlier. False when the system refuses. */
+static bool
+map_pages_locked(struct zone *z, size_t lo, size_t hi)
+{
+	if (z->nr_unmapped_steps == 0)
+		return true;
+	for (size_t st = lo / STEP_PAGES; st <= (hi - 1) / STEP_PAGES; st++) {
+		if (zone_step_is_mapped(z, st))
+			continue;
+		if (map_range(z, (void *)(z->base + st * ZP_COMMIT_STEP),
+			      ZP_COMMIT_STEP) != 0)
+			return false;
+		zone_step_set_mapped(z, st, true);
+		z->nr_unmapped_steps--;
+	}
+	return true;
+}
+
+/* --- boot ----------------------------------------------------------------- */
+
+/*
+ * high: dirty free pages kept for reuse, 1/256 of the span from 1 MiB up
+ * to 32 MiB. Purging below what a busy program recycles makes every
+ * reuse fault its pages back in (measured: a 4-thread stress run with
+ * 64 KiB-4 MiB blocks purged 1.2M pages in 3 s with high at 8 MiB), and
+ * blocks nobody recycles go long before high anyway (zone_purge.c). But
+ * without a background thread, what is dirty when a program goes idle
+ * stays: 64 MiB bought that stress run another 15% and cost a
+ * fragmentation benchmark 8% more RSS after idle than 32 MiB.
+ * Crossing high purges only the oldest eighth, so one burst of frees
+ * does not throw the pool away.
+ */
+static void
+set_default_watermarks(struct zone *z)
+{
+	uint64_t pages = z->span >> ZP_PAGE_SHIFT;
+	uint64_t high = ZP_MIN(ZP_MAX(pages / 256, 256), WMARK_HIGH_MAX);
+
+	z->wmark_high = high;
+	z->wmark_low = high - high / 8;
+	z->wmark_min = ZP_MIN(ZP_MAX(pages / 1024, 64), 512);
+	for (unsigned t = 0; t < ZONE_NR_TYPES; t++)
+		z->lowmem_reserve[t] = 0;
+	/* NORMAL requests may take half of LOW32, never the rest. */
+	if (z->type == ZONE_LOW32)
+		z->lowmem_reserve[ZONE_NORMAL] = pages / 2;
+}
+
+struct zone_place {
+	uintptr_t base;
+	size_t span;
+	struct page *descs;
+	size_t window_bytes;		/* lazy only */
+	void *tables;			/* region types, then the step map */
+	size_t tables_bytes;
+};
+
+static size_t
+region_table_bytes(size_t span)
+{
+	return zp_align_up(span / ZP_MAX_BLOCK, sizeof(uint64_t));
+}
+
+/* The side tables: a byte per region for buddy.c, and for lazy zones a
+ * bit per step. Fresh mappings read as zero: REGION_FREE, unmapped. */
+static int
+map_tables(struct zone_place *pl, bool lazy)
+{
+	size_t bytes = region_table_bytes(pl->span);
+
+	if (lazy)
+		bytes += (pl->span / ZP_COMMIT_STEP + 63) / 64 * 8;
+	pl->tables_bytes = zp_align_up(bytes, ZP_PAGE_SIZE);
+	return os_map(pl->tables_bytes, NULL, &pl->tables);
+}
+
+/* Reserve the zone and its descriptor array; halve on refusal. */
+static int
+reserve_zone(size_t want, unsigned flags, struct zone_place *pl)
+{
+	size_t size = zp_align_down(want, ZP_MAX_BLOCK);
+
+	if (size < ZONE_MIN_SPAN)
+		size = ZONE_MIN_SPAN;
+	for (;;) {
+		void *b, *d;
+		int r = os_reserve(size, ZP_MAX_BLOCK, flags, &b);
+
+		if (r == 0) {
+			r = os_reserve(DESC_BYTES(size >> ZP_PAGE_SHIFT),
+				       ZP_PAGE_SIZE, 0, &d);
+			if (r != 0)
+				os_unmap(b, size);
+		}
+		if (r == 0) {
+			*pl = (struct zone_place){ .base = (uintptr_t)b,
+						   .span = size,
+						   .descs = d };
+			r = map_tables(pl, false);
+			if (r == 0)
+				return 0;
+			os_unmap(b, size);
+			os_unmap(d, DESC_BYTES(size >> ZP_PAGE_SHIFT));
+		}
+		if (size / 2 < ZONE_MIN_SPAN)
+			return ENOMEM;
+		size = zp_align_down(size / 2, ZP_MAX_BLOCK);
+	}
+}
+
+/* A window for descriptors and zone together, nothing mapped but the
+ * side tables: descriptors first, so the zone starts ZP_MAX_BLOCK-aligned. */
+static int
+window_zone(size_t want, unsigned flags, struct zone_place *pl)
+{
+	size_t span = ZP_MAX(zp_align_up(want, ZP_MAX_BLOCK), ZONE_MIN_SPAN);
+	size_t dbytes = zp_align_up(DESC_BYTES(span >> ZP_PAGE_SHIFT),
+				    ZP_MAX_BLOCK);
+	void *w;
+	int r = os_reserve_window(dbytes + span, ZP_MAX_BLOCK, flags, &w);
+
+	if (r != 0)
+		return r;
+	*pl = (struct zone_place){ .base = (uintptr_t)w + dbytes,
+				   .span = span,
+				   .descs = w,
+				   .window_bytes = dbytes + span };
+	return map_tables(pl, true);
+}
+
+static struct zone *
+zone_create(size_t want, enum zone_type type, unsigned node, bool bind,
+	    bool lazy)
+{
+	struct zone *z = &zone_table[nr_zones];
+	struct zone_place pl;
+	unsigned flags = type == ZONE_LOW32 ? OS_RESERVE_LOW32 : 0;
+
+	if (nr_zones == ZP_MAX_ZONES)
+		return NULL;
+	/* Without a window, a (smaller) reservation still works. */
+	if (lazy && window_zone(want, flags, &pl) != 0)
+		lazy = false;
+	if (!lazy && reserve_zone(want, flags, &pl) != 0)
+		return NULL;
+	*z = (struct zone){ .base = pl.base, .span = pl.span,
+			    .descs = pl.descs, .tables = pl.tables,
+			    .tables_bytes = pl.tables_bytes,
+			    .window_bytes = pl.window_bytes, .is_lazy = lazy,
+			    .is_bound = bind, .id = nr_zones, .node = node,
+			    .type = type };
+	if (lazy)
+		z->step_map = (uint64_t *)((char *)pl.tables +
+					   region_table_bytes(pl.span));
+	zp_lock_init(&z->lock);
+	zp_lock_init(&z->purge_lock);
+	buddy_init(&z->buddy, pl.descs, pl.tables);
+	set_default_watermarks(z);
+	if (bind && !lazy) {
+		/* ENOSYS (no NUMA in the kernel) just leaves memory local. */
+		os_mbind_node((void *)pl.base, pl.span, (int)node);
+		os_mbind_node(pl.descs, DESC_BYTES(pl.span >> ZP_PAGE_SHIFT),
+			      (int)node);
+	}
+	zone_spans[nr_zones] = (struct zone_span){ .base = pl.base,
+						   .descs = pl.descs,
+						   .step_map = z->step_map };
+	nr_zones++;
+	return z;
+}
+
+static void
+zones_teardown(void)
+{
+	__atomic_store_n(&nr_zone_spans, 0, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < nr_zones; i++) {
+		struct zone *z = &zone_table[i];
+
+		os_unmap(z->tables, z->tables_bytes);
+		if (z->is_lazy) {
+			os_unmap(z->descs, z->window_bytes);
+			continue;
+		}
+		os_unmap((void *)z->base, z->span);
+		os_unmap(z->descs, DESC_BYTES(z->span >> ZP_PAGE_SHIFT));
+	}
+	nr_zones = 0;
+	low32_zone = NULL;
+}
+
+int
+zone_boot(const struct zone_config *cfg)
+{
+	size_t normal = cfg->normal_reserve ? cfg->normal_reserve
+					    : ZONE_DEFAULT_SPAN;
+	size_t low32 = cfg->low32_reserve;
+	size_t limit = os_address_space_limit();
+	bool lazy = cfg->map_lazily || limit != SIZE_MAX;
+	unsigned nodes;
+
+	zones_teardown();
+	/* A zone can never map more than the limit: no point in a window
+	 * larger than that. */
+	normal = ZP_MIN(normal, limit);
+	low32 = ZP_MIN(low32, limit);
+	is_fake_numa = cfg->fake_numa > 1;
+	nodes = cfg->fake_numa ? cfg->fake_numa
+	      : cfg->nr_nodes ? cfg->nr_nodes : os_numa_node_count();
+	nodes = ZP_MIN(ZP_MAX(nodes, 1u), (unsigned)ZP_MAX_ZONES - 1);
+	if (is_fake_numa)
+		normal /= nodes;
+	nr_nodes = nodes;
+	for (unsigned n = 0; n < nodes; n++) {
+		normal_of_node[n] = zone_create(normal, ZONE_NORMAL, n,
+						!is_fake_numa && nodes > 1,
+						lazy);
+		/* A node that cannot get its own zone borrows node 0's. */
+		if (!normal_of_node[n]) {
+			if (n == 0)
+				return ENOMEM;
+			normal_of_node[n] = normal_of_node[0];
+		}
+	}
+	if (low32)
+		low32_zone = zone_create(low32, ZONE_LOW32, 0, false, lazy);
+	for (unsigned i = 0; i < nr_zones; i++)
+		zone_table[i].purge_delay_ns = cfg->purge_delay_ns;
+	pcp_boot(cfg->pcp_high, cfg->pcp_batch);
+	__atomic_store_n(&nr_zone_spans, nr_zones, __ATOMIC_RELEASE);
+	return 0;
+}
+
+unsigned
+zone_local_node(void)
+{
+	/* getcpu is a real system call here (raw, not the vDSO): skip it
+	 * when there is only one node to choose from. */
+	if (nr_nodes == 1)
+		return 0;
+	if (is_fake_numa)
+		return (unsigned)os_gettid() % nr_nodes;
+	return os_current_node() % nr_nodes;
+}
+
+struct zone *
+zone_normal_of(unsigned node)
+{
+	return nr_zones ? normal_of_node[node % nr_nodes] : NULL;
+}
+
+/* --- growth --------------------------------------------------------------- */
+
+/* Commits one more step (descriptors first), publishes it and frees it
+ * into the buddy lists as known-zero. Nothing changes on failure. */
+static bool
+grow_locked(struct zone *z)
+{
+	size_t pages = zone_committed_pages(z);
+	size_t bytes = pages << ZP_PAGE_SHIFT;
+	size_t need = DESC_BYTES(pages + STEP_PAGES);
+
+	if (bytes + ZP_COMMIT_STEP > z->span)
+		return false;
+	if (need > z->descs_committed) {
+		if (map_range(z, (char *)z->descs + z->descs_committed,
+			      need - z->descs_committed) != 0)
+			goto fail;
+		z->descs_committed = need;
+	}
+	if (map_range(z, (void *)(z->base + bytes), ZP_COMMIT_STEP) != 0)
+		goto fail;
+	if (z->is_lazy)
+		zone_step_set_mapped(z, pages / STEP_PAGES, true);
+	for (size_t i = pages; i < pages + STEP_PAGES; i++)
+		z->descs[i] = (struct page){ .zone_id = (uint8_t)z->id };
+	z->buddy.nr_pages = pages + STEP_PAGES;
+	__atomic_store_n(&zone_spans[z->id].committed, bytes + ZP_COMMIT_STEP,
+			 __ATOMIC_RELEASE);
+	buddy_free_range(&z->buddy, pages, pages + STEP_PAGES,
+			 /* zero */ true, 0);
+	z->nr_grow_steps++;
+	return true;
+fail:
+	z->nr_grow_failed++;
+	return false;
+}
+
+/* Blocks group by size in typed regions (see buddy.h); only a zone that
+ * cannot grow mixes them. */
+static struct page *
+alloc_locked(struct zone *z, unsigned order)
+{
+	struct page *pg;
+	size_t idx;
+
+	while (!(pg = buddy_alloc(&z->buddy, order, false)))
+		if (!grow_locked(z))
+			break;
+	if (!pg && !(pg = buddy_alloc(&z->buddy, order, true)))
+		return NULL;
+	idx = buddy_index(&z->buddy, pg);
+	if (z->is_lazy &&
+	    !map_pages_locked(z, idx, idx + ((size_t)1 << order))) {
+		/* Out of address space: the block goes back untouched. */
+		buddy_free(&z->buddy, pg, order, pg->flags & PG_ZERO,
+			   pg->lru.freed_ns);
+		z->nr_grow_failed++;
+		return NULL;
+	}
+	z->nr_alloc++;
+	return pg;
+}
+
+static bool
+watermark_ok(const struct zone *z, unsigned order, enum zone_type type,
+	     bool foreign)
+{
+	uint64_t reserve = z->lowmem_reserve[type] +
+			   (foreign ? z->wmark_min : 0);
+
+	return avail_pages(z) >= reserve + ((uint64_t)1 << order);
+}
+
+/* --- allocation ----------------------------------------------------------- */
+
+void
+zone_mark_block(struct page *head, unsigned order, enum page_kind kind)
+{
+	size_t n = (size_t)1 << order;
+
+	head->kind = (uint8_t)kind;
+	head->order = (uint8_t)order;
+	head->head_off = 0;
+	for (size_t i = 1; i < n; i++) {
+		head[i].kind = PAGE_TAIL;
+		head[i].head_off = (uint32_t)i;
+	}
+}
+
+static unsigned
+gfp_node(unsigned gfp, const struct pcp_set *pcp)
+{
+	unsigned n = gfp >> GFP_NODE_SHIFT;
+
+	if (n)
+		return (n - 1) % nr_nodes;
+	return pcp ? pcp->node % nr_nodes : zone_local_node();
+}
+
+/* The zones a request may use, best first. */
+static unsigned
+zonelist_build(unsigned node, unsigned gfp, struct zone **out)
+{
+	unsigned n = 0;
+
+	if (gfp & GFP_LOW32) {
+		if (low32_zone)
+			out[n++] = low32_zone;
+		return n;
+	}
+	out[n++] = normal_of_node[node];
+	for (unsigned j = 1; j < nr_nodes && !(gfp & GFP_NODE_EXACT); j++) {
+		struct zone *z = normal_of_node[(node + j) % nr_nodes];
+		bool dup = false;
+
+		for (unsigned i = 0; i < n; i++)
+			dup |= out[i] == z;
+		if (!dup)
+			out[n++] = z;
+	}
+	if (low32_zone && (!(gfp & GFP_NODE_EXACT) || low32_zone->node == node))
+		out[n++] = low32_zone;
+	return n;
+}
+
+static struct page *
+finish_alloc(struct page *pg, unsigned order, enum page_kind kind, bool *zero)
+{
+	if (zero)
+		*zero = pg->flags & PG_ZERO;
+	pg->flags = 0;
+	zone_mark_block(pg, order, kind);
+	return pg;
+}
+
+static bool
+pcp_serves(const struct pcp_set *pcp, unsigned order, unsigned gfp,
+	   unsigned node)
+{
+	return pcp && order <= PCP_MAX_ORDER && !(gfp & GFP_LOW32) &&
+	       nr_zones && pcp->zone_id == normal_of_node[node]->id;
+}
+
+struct page *
+zone_alloc_pages_slow(struct pcp_set *pcp, unsigned order, unsigned gfp,
+		      enum page_kind kind, bool *zero)
+{
+	struct zone *list[ZP_MAX_ZONES];
+	enum zone_type type = gfp & GFP_LOW32 ? ZONE_LOW32 : ZONE_NORMAL;
+	unsigned node, n;
+	struct page *pg;
+
+	zp_assert(page_kind_is_allocated(kind));
+	if (order > ZP_MAX_ORDER || nr_zones == 0)
+		return NULL;
+	node = gfp_node(gfp, pcp);
+	if (pcp_serves(pcp, order, gfp, node)) {
+		pg = pcp_take(pcp, order);
+		if (!pg)
+			pg = pcp_alloc_slow(pcp, order);
+		if (pg)
+			return finish_alloc(pg, order, kind, zero);
+	}
+	n = zonelist_build(node, gfp, list);
+	for (unsigned i = 0; i < n; i++) {
+		struct zone *z = list[i];
+
+		zp_lock(&z->lock);
+		pg = NULL;
+		if (watermark_ok(z, order, type, z->node != node))
+			pg = alloc_locked(z, order);
+		if (pg && i > 0)
+			z->nr_fallback_in++;
+		zp_unlock(&z->lock);
+		if (pg)
+			return finish_alloc(pg, order, kind, zero);
+	}
+	if (n)
+		__atomic_fetch_add(&list[0]->nr_failed, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+unsigned
+zone_bulk_alloc(struct zone *z, unsigned order, unsigned n,
+		struct page **list)
+{
+	struct page *head = NULL, *pg;
+	unsigned got = 0;
+
+	zp_lock(&z->lock);
+	while (got < n && watermark_ok(z, order, ZONE_NORMAL, false) &&
+	       (pg = alloc_locked(z, order)) != NULL) {
+		pg->lru.next = head;
+		head = pg;
+		got++;
+	}
+	zp_unlock(&z->lock);
+	/* Our blocks now: no neighbour's merge looks at their tails. */
+	for (pg = head; pg; pg = pg->lru.next)
+		zone_mark_block(pg, order, PAGE_PCP);
+	*list = head;
+	return got;
+}
+
+/* --- freeing -------------------------------------------------------------- */
+
+void
+zone_bulk_free(struct zone *z, unsigned order, struct page *list)
+{
+	uint64_t now = os_now_ns();
+
+	zp_lock(&z->lock);
+	while (list) {
+		struct page *next = list->lru.next;
+
+		buddy_free(&z->buddy, list, order, list->flags & PG_ZERO, now);
+		z->nr_free_calls++;
+		list = next;
+	}
+	zone_purge_check_locked(z, now);
+	zp_unlock(&z->lock);
+}
+
+static zp_cold void
+bad_free(const char *who, struct page *head)
+{
+	unsigned k = head->kind;
+
+	log_fatal("%s(): %p is not an allocated block (kind %u%s)", who,
+		  page_address(head), k,
+		  k == PAGE_BUDDY || k == PAGE_PCP ? ", double free"
+		  : k == PAGE_TAIL		   ? ", interior page"
+						   : "");
+}
+
+/* Frees pages [lo, hi) of z, as aligned blocks, in one lock hold. */
+static void
+free_range(struct zone *z, size_t lo, size_t hi, bool zero)
+{
+	uint64_t now = os_now_ns();
+
+	zp_lock(&z->lock);
+	buddy_free_range(&z->buddy, lo, hi, zero, now);
+	z->nr_free_calls++;
+	zone_purge_check_locked(z, now);
+	zp_unlock(&z->lock);
+}
+
+static bool
+pcp_owns(const struct pcp_set *pcp, const struct page *head, unsigned order)
+{
+	return pcp && head->zone_id == pcp->zone_id &&
+	       order <= PCP_MAX_ORDER && pcp->lists[order].high > 0;
+}
+
+void
+zone_free_pages_slow(struct pcp_set *pcp, struct page *head)
+{
+	struct zone *z = &zone_table[head->zone_id];
+	size_t idx;
+
+	if (!page_kind_is_allocated(head->kind))
+		bad_free("zone_free_pages", head);
+	if (head->flags & PG_EXACT)
+		log_fatal("zone_free_pages(): %p is an exact block, free it "
+			  "with zone_free_exact", page_address(head));
+	if (pcp_owns(pcp, head, head->order)) {
+		pcp_free_slow(pcp, head);
+		return;
+	}
+	idx = buddy_index(&z->buddy, head);
+	free_range(z, idx, idx + ((size_t)1 << head->order), false);
+}
+
+/* --- exact blocks --------------------------------------------------------- */
+
+/*
+ * Gives back [lo, hi) of an exact block of the given order: small pieces
+ * of the thread's own zone to its cache, the rest to the zone in one lock
+ * hold. Pieces of a block larger than the cache's orders always go to the
+ * zone: cached, they would keep the large block from merging back whole,
+ * and a thread's cache holds pieces of dozens of such blocks, so the zone
+ * would have to grow for every large request.
+ */
+static void
+free_exact_range(struct pcp_set *pcp, struct zone *z, unsigned order,
+		 size_t lo, size_t hi, bool zero)
+{
+	size_t zlo = hi;
+
+	if (order > PCP_MAX_ORDER)
+		pcp = NULL;
+
+	for (size_t i = lo; i < hi;) {
+		size_t align = i | ((size_t)1 << ZP_MAX_ORDER);
+		unsigned k = ZP_MIN((unsigned)__builtin_ctzl(align),
+				    zp_log2_floor(hi - i));
+		struct page *pg = &z->descs[i];
+
+		if (zlo == hi && pcp_owns(pcp, pg, k)) {
+			zone_mark_block(pg, k, PAGE_PCP);
+			pg->flags = zero ? PG_ZERO : 0;
+			pcp_free_slow(pcp, pg);
+		} else if (zlo == hi) {
+			zlo = i;
+		}
+		i += (size_t)1 << k;
+	}
+	if (zlo < hi)
+		free_range(z, zlo, hi, zero);
+}
+
+struct page *
+zone_alloc_exact(struct pcp_set *pcp, size_t npages, unsigned gfp,
+		 enum page_kind kind, bool *zero)
+{
+	unsigned order;
+	struct page *pg;
+	bool z;
+
+	if (npages == 0 || npages > ((size_t)1 << ZP_MAX_ORDER))
+		return NULL;
+	order = zp_order_ceil(npages);
+	pg = zone_alloc_pages(pcp, order, gfp, kind, &z);
+	if (!pg)
+		return NULL;
+	pg->npages = npages;
+	if (zero)
+		*zero = z;
+	if (npages == ((size_t)1 << order))
+		return pg;
+	pg->flags = PG_EXACT;
+	size_t idx = buddy_index(&zone_table[pg->zone_id].buddy, pg);
+
+	free_exact_range(pcp, &zone_table[pg->zone_id], order, idx + npages,
+			 idx + ((size_t)1 << order), z);
+	return pg;
+}
+
+static size_t
+exact_npages(const struct page *head)
+{
+	return head->flags & PG_EXACT ? head->npages
+				      : (size_t)1 << head->order;
+}
+
+void
+zone_free_exact(struct pcp_set *pcp, struct page *head)
+{
+	struct zone *z = &zone_table[head->zone_id];
+	size_t idx = buddy_index(&z->buddy, head);
+
+	size_t n = exact_npages(head);
+
+	if (!page_kind_is_allocated(head->kind))
+		bad_free("zone_free_exact", head);
+	head->flags = 0;
+	free_exact_range(pcp, z, zp_order_ceil(n), idx, idx + n, false);
+}
+
+/* Takes pages [lo, hi) out of the free lists for the exact block at head;
+ * the caller checked they are all free. Returns whether all were zero. */
+static bool
+take_range_locked(struct zone *z, struct page *head, size_t lo, size_t hi)
+{
+	struct buddy *b = &z->buddy;
+	size_t hidx = buddy_index(b, head);
+	bool zero = true;
+
+	while (lo < hi) {
+		struct page *blk = buddy_find_free(b, lo);
+		size_t bidx = buddy_index(b, blk);
+		size_t end = bidx + ((size_t)1 << blk->order);
+		bool bz = blk->flags & PG_ZERO;
+		uint64_t when = blk->lru.freed_ns;
+
+		zp_assert(bidx == lo);
+		zero &= bz;
+		buddy_remove(b, blk);
+		for (size_t i = lo; i < ZP_MIN(end, hi); i++) {
+			b->descs[i].kind = PAGE_TAIL;
+			b->descs[i].head_off = (uint32_t)(i - hidx);
+		}
+		if (end > hi)
+			buddy_free_range(b, hi, end, bz, when);
+		lo = end;
+	}
+	return zero;
+}
+
+static bool
+range_is_free_locked(const struct zone *z, size_t lo, size_t hi)
+{
+	while (lo < hi) {
+		const struct page *blk = buddy_find_free(&z->buddy, lo);
+
+		if (!blk || buddy_index(&z->buddy, blk) != lo)
+			return false;
+		lo += (size_t)1 << blk->order;
+	}
+	return true;
+}
+
+bool
+zone_resize_exact_try(struct page *head, size_t new_npages, bool *zero)
+{
+	struct zone *z = &zone_table[head->zone_id];
+	size_t idx = buddy_index(&z->buddy, head);
+	size_t cur = exact_npages(head);
+	bool grown_zero = false, ok = true;
+
+	if (!page_kind_is_allocated(head->kind))
+		bad_free("zone_resize_exact_try", head);
+	if (new_npages == 0 || new_npages > ((size_t)1 << ZP_MAX_ORDER))
+		return false;
+	if (new_npages < cur) {
+		free_range(z, idx + new_npages, idx + cur, false);
+	} else if (new_npages > cur) {
+		zp_lock(&z->lock);
+		ok = range_is_free_locked(z, idx + cur, idx + new_npages) &&
+		     (!z->is_lazy ||
+		      map_pages_locked(z, idx + cur, idx + new_npages));
+		if (ok)
+			grown_zero = take_range_locked(z, head, idx + cur,
+						       idx + new_npages);
+		zp_unlock(&z->lock);
+	}
+	if (!ok)
+		return false;
+	head->npages = new_npages;
+	head->order = (uint8_t)zp_order_ceil(new_npages);
+	head->flags = PG_EXACT;
+	if (zero)
+		*zero = grown_zero;
+	return true;
+}
+
+/* --- tuning --------------------------------------------------------------- */
+
+int
+zone_set_watermarks(unsigned idx, uint64_t min, uint64_t low, uint64_t high)
+{
+	if (idx >= nr_zones)
+		return -1;
+	struct zone *z = &zone_table[idx];
+
+	zp_lock(&z->lock);
+	z->wmark_min = min;
+	z->wmark_low = low;
+	z->wmark_high = high;
+	zp_unlock(&z->lock);
+	return 0;
+}
+
+int
+zone_set_lowmem_reserve(unsigned idx, enum zone_type type, uint64_t pages)
+{
+	if (idx >= nr_zones || (unsigned)type >= ZONE_NR_TYPES)
+		return -1;
+	struct zone *z = &zone_table[idx];
+
+	zp_lock(&z->lock);
+	z->lowmem_reserve[type] = pages;
+	zp_unlock(&z->lock);
+	return 0;
+}
+
+/* --- fork ----------------------------------------------------------------- */
+
+/* A purge drops zone->lock mid-way, so purge_lock is taken first: the
+ * child never inherits blocks that are off the lists. */
+void
+zone_prefork(void)
+{
+	for (unsigned i = 0; i < nr_zones; i++) {
+		zp_lock(&zone_table[i].purge_lock);
+		zp_lock(&zone_table[i].lock);
+	}
+}
+
+void
+zone_postfork_parent(void)
+{
+	for (unsigned i = nr_zones; i-- > 0;) {
+		zp_unlock(&zone_table[i].lock);
+		zp_unlock(&zone_table[i].purge_lock);
+	}
+}
+
+void
+zone_postfork_child(void)
+{
+	for (unsigned i = 0; i < nr_zones; i++) {
+		zp_lock_postfork_child(&zone_table[i].lock);
+		zp_lock_postfork_child(&zone_table[i].purge_lock);
+	}
+}
+

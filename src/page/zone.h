@@ -1,0 +1,162 @@
+/*
+ * zone.h - the zoned page allocator: what the slab and malloc layers call.
+ *
+ * Zones are large PROT_NONE reservations committed in 2 MiB steps as they
+ * grow, each with buddy free_area[0..ZP_MAX_ORDER] lists, watermarks and a
+ * lowmem_reserve, one set per NUMA node (or per fake node). A request walks
+ * its zonelist: the local node's NORMAL zone, other nodes' NORMAL zones,
+ * then LOW32 while LOW32 stays above its lowmem_reserve. GFP_LOW32 requests
+ * are served by LOW32 alone, so their pages lie below 4 GiB.
+ */
+#ifndef ZP_PAGE_ZONE_H
+#define ZP_PAGE_ZONE_H
+
+#include "page/page.h"
+#include "page/pcp.h"
+
+enum zone_type { ZONE_LOW32 = 0, ZONE_NORMAL, ZONE_NR_TYPES };
+
+enum gfp_flags {
+	GFP_LOW32 = 1 << 0,	/* every page below 4 GiB */
+	GFP_NODE_EXACT = 1 << 1, /* no fallback to other nodes */
+	/* The node to prefer is (gfp >> GFP_NODE_SHIFT) - 1; 0 = local. */
+	GFP_NODE_SHIFT = 8,
+};
+#define GFP_NODE(n) ((unsigned)((n) + 1) << GFP_NODE_SHIFT)
+
+struct zone_config {
+	unsigned nr_nodes;		/* real nodes (os_numa_node_count) */
+	unsigned fake_numa;		/* 0, or split node 0 into N */
+	size_t normal_reserve;		/* bytes of VA per NORMAL zone */
+	size_t low32_reserve;		/* bytes of VA for LOW32 (0: none) */
+	uint64_t purge_delay_ns;	/* give back blocks idle this long */
+	unsigned pcp_high, pcp_batch;	/* per-thread cache sizing */
+	bool map_lazily;		/* as under ulimit -v (for tests) */
+};
+
+/*
+ * Creates the zones. Returns 0, or ENOMEM when not even a minimal NORMAL
+ * zone could be reserved. Called once per process (and by each test); a
+ * second call unmaps the previous zones first (no allocation may be live).
+ * Zero fields take defaults: normal_reserve 64 GiB, nr_nodes from
+ * os_numa_node_count(). With fake_numa = N the NORMAL reservation is split
+ * into N zones of normal_reserve / N, nodes 0..N-1, and nothing is bound.
+ * A refused reservation is halved and retried down to 8 MiB.
+ * Under an address-space limit (RLIMIT_AS, which PROT_NONE reservations
+ * count against), or with map_lazily, a zone reserves nothing: it takes an
+ * unmapped window no larger than the limit, maps 2 MiB steps into it as it
+ * grows and unmaps whole free steps when it purges them, so address space
+ * it does not use stays available to the rest of the program.
+ */
+int zone_boot(const struct zone_config *cfg);
+
+/*
+ * The node a thread should call home, for pcp_init and for GFP requests
+ * without GFP_NODE: the CPU's node (getcpu) on real NUMA; with fake NUMA
+ * the thread id modulo the fake node count, which spreads threads evenly
+ * and keeps one thread on one fake node for its whole life.
+ */
+unsigned zone_local_node(void);
+
+struct page *zone_alloc_pages_slow(struct pcp_set *pcp, unsigned order,
+				   unsigned gfp, enum page_kind kind,
+				   bool *zero);
+void zone_free_pages_slow(struct pcp_set *pcp, struct page *head);
+
+/*
+ * Allocates a block of 1 << order pages, marks its head `kind` (and its
+ * other pages PAGE_TAIL), and reports in *zero whether every byte is known
+ * to read as zero (zero may be NULL). Small orders come from pcp when it
+ * is non-NULL. Returns NULL with nothing changed when no zone in the
+ * zonelist can serve it. kind is PAGE_SLAB, PAGE_MEDIUM or PAGE_META.
+ * head->npages is not set (only exact blocks use it).
+ */
+static inline struct page *
+zone_alloc_pages(struct pcp_set *pcp, unsigned order, unsigned gfp,
+		 enum page_kind kind, bool *zero)
+{
+	struct page *pg;
+
+	if (zp_likely(pcp != NULL && gfp == 0 && order <= PCP_MAX_ORDER &&
+		      (pg = pcp_take(pcp, order)) != NULL)) {
+		if (zero)
+			*zero = pg->flags & PG_ZERO;
+		pg->flags = 0;
+		pg->kind = (uint8_t)kind;
+		return pg;
+	}
+	return zone_alloc_pages_slow(pcp, order, gfp, kind, zero);
+}
+
+/*
+ * Frees a block returned by zone_alloc_pages (pass its head). Blocks of
+ * the thread's own zone go to pcp; others straight to their zone. A head
+ * that is not an allocated block (double free, tail, exact block) aborts
+ * through log_fatal.
+ */
+static inline void
+zone_free_pages(struct pcp_set *pcp, struct page *head)
+{
+	if (zp_likely(pcp != NULL && head->zone_id == pcp->zone_id &&
+		      head->order <= PCP_MAX_ORDER &&
+		      page_kind_is_allocated(head->kind) &&
+		      !(head->flags & PG_EXACT) && pcp_put(pcp, head)))
+		return;
+	zone_free_pages_slow(pcp, head);
+}
+
+/*
+ * Exactly npages pages (alloc_pages_exact): the power-of-two block is
+ * allocated and its unused tail freed at once, so a 20 KiB request holds
+ * five pages, not eight. head->npages records the size for the free.
+ */
+struct page *zone_alloc_exact(struct pcp_set *pcp, size_t npages,
+			      unsigned gfp, enum page_kind kind, bool *zero);
+void zone_free_exact(struct pcp_set *pcp, struct page *head);
+/* Try to grow or shrink an exact block in place (realloc); true on
+ * success. Growing needs the following pages to be free in the zone (not
+ * in a per-thread cache); *zero (may be NULL) then says whether the added
+ * pages read as zero, and is false after a shrink. */
+bool zone_resize_exact_try(struct page *head, size_t new_npages, bool *zero);
+
+/* Give back (MADV_DONTNEED, or unmap whole steps of a lazily mapped
+ * zone) every free block that is resident; with all = false only what is
+ * above the high watermark or idle too long. Returns the bytes given
+ * back. */
+size_t zone_purge(bool all);
+
+/*
+ * Watermarks, in pages, of zone idx (see zone.c for what each one does:
+ * min guards a node's last pages from other nodes' fallback, high bounds
+ * the dirty free pages kept resident, low is where purging stops) and the
+ * pages of zone idx that requests of zone type `type` must leave alone.
+ * Return 0, or -1 for a bad index. Boot sets sensible defaults.
+ */
+int zone_set_watermarks(unsigned idx, uint64_t min, uint64_t low,
+			uint64_t high);
+int zone_set_lowmem_reserve(unsigned idx, enum zone_type type,
+			    uint64_t pages);
+
+/* Fork: take every zone lock in prefork, release or reset after. */
+void zone_prefork(void);
+void zone_postfork_parent(void);
+void zone_postfork_child(void);
+
+/* Statistics, /proc/buddyinfo and /proc/zoneinfo style. zone_print_json
+ * prints one JSON array (one object per zone), to be the value of a key.
+ * Counters are zone-level: a per-thread cache hit does not count. */
+struct outbuf;
+void zone_print_buddyinfo(struct outbuf *o);
+void zone_print_zoneinfo(struct outbuf *o);
+void zone_print_json(struct outbuf *o);
+unsigned zone_count(void);
+struct zp_zone_info;
+int zone_info(unsigned idx, struct zp_zone_info *out);
+
+/* Full consistency walk for tests and debug builds: every free_area list
+ * well formed, nr_free equal to the pages on the lists, no free block
+ * overlapping another, every block aligned to its order. Returns true when
+ * consistent; logs the first problem otherwise. */
+bool zone_check_all(void);
+
+#endif /* ZP_PAGE_ZONE_H */

@@ -1,0 +1,131 @@
+/*
+ * zone_priv.h - struct zone, the helpers zone.c, zone_purge.c and
+ * zone_stats.c share, and the bulk operations pcp.c builds on.
+ * Private to src/page/: the layers above see only zone.h and pcp.h.
+ */
+#ifndef ZP_PAGE_ZONE_PRIV_H
+#define ZP_PAGE_ZONE_PRIV_H
+
+#include "base/lock.h"
+#include "page/buddy.h"
+#include "page/zone.h"
+
+/* Why a purge took a block (counted in dirty pages, for zoneinfo). */
+enum zone_purge_why {
+	PURGE_HIGH,		/* dirty pages over the high watermark */
+	PURGE_COLD,		/* not reused for a while, over high / 4 */
+	PURGE_IDLE,		/* idle longer than the purge delay */
+	PURGE_TRIM,		/* zone_purge(all): malloc_trim */
+	PURGE_NR_WHY
+};
+
+struct zone {
+	/* Written under lock on every slow-path allocation and free. */
+	struct zp_lock lock;
+	struct buddy buddy;
+	uint64_t nr_alloc, nr_free_calls, nr_fallback_in, nr_failed;
+	uint64_t nr_grow_steps, nr_purged_pages, nr_grow_failed;
+	uint64_t next_decay_ns;		/* next look for idle blocks */
+	uint64_t next_cold_ns;		/* no cold block before this */
+	uint64_t purge_delay_ns;	/* idle this long: purged (boot) */
+	uint64_t nr_unmapped_steps;	/* lazy: steps given back (lock) */
+	uint64_t nr_unmapped_total;	/* lazy: steps ever given back */
+	uint64_t nr_purge_taken[PURGE_NR_WHY];	/* dirty pages, by why */
+
+	/* Held by the one thread purging this zone, which drops lock for
+	 * the system calls; taken before lock (trylock under it). */
+	struct zp_lock purge_lock;
+
+	/* Set at boot, read-only afterwards. */
+	uintptr_t base;			/* aligned to ZP_MAX_BLOCK */
+	size_t span;			/* bytes of address range */
+	struct page *descs;		/* span / 64 bytes of descriptors */
+	size_t descs_committed;		/* bytes of descs read-write (lock) */
+	void *tables;			/* region types, step map */
+	size_t tables_bytes;
+	uint64_t *step_map;		/* lazy: a bit per mapped step */
+	size_t window_bytes;		/* lazy: descs + span, from descs */
+	bool is_lazy;			/* maps steps on demand (window) */
+	bool is_bound;			/* mbind each mapping to node */
+	unsigned id;			/* index in zone_table and zone_spans */
+	unsigned node;
+	enum zone_type type;
+	uint64_t wmark_min, wmark_low, wmark_high;	/* pages (lock) */
+	uint64_t lowmem_reserve[ZONE_NR_TYPES];		/* pages (lock) */
+} zp_cacheline_aligned;
+
+extern struct zone zone_table[ZP_MAX_ZONES];
+extern unsigned nr_zones;
+
+/* A commit step is one block of this order; lazy zones map and unmap
+ * whole steps. */
+#define STEP_PAGES	(ZP_COMMIT_STEP >> ZP_PAGE_SHIFT)
+#define STEP_ORDER	9
+_Static_assert(STEP_PAGES == (size_t)1 << STEP_ORDER, "a step is a block");
+
+static inline size_t
+zone_committed_pages(const struct zone *z)
+{
+	return z->buddy.nr_pages;
+}
+
+static inline bool
+zone_step_is_mapped(const struct zone *z, size_t step)
+{
+	return (z->step_map[step / 64] >> (step % 64)) & 1;
+}
+
+/* Release: page_lookup may read the bit without the lock. A step's bit is
+ * set only while it is mapped, and cleared before it is unmapped. */
+static inline void
+zone_step_set_mapped(struct zone *z, size_t step, bool mapped)
+{
+	uint64_t bit = (uint64_t)1 << (step % 64);
+
+	if (mapped)
+		__atomic_fetch_or(&z->step_map[step / 64], bit,
+				  __ATOMIC_RELEASE);
+	else
+		__atomic_fetch_and(&z->step_map[step / 64], ~bit,
+				   __ATOMIC_RELEASE);
+}
+
+/* Above this many dirty pages, blocks not reused for a while are purged
+ * before high is reached (zone_purge.c). */
+#define ZONE_COLD_SHARE 4
+
+/* Runs the purges due (zone_purge.c), under z->lock, which it may drop and
+ * retake. */
+void zone_purge_run_locked(struct zone *z, uint64_t now);
+
+/* The free path's purge check: dirty pages over high, cold blocks over
+ * high / ZONE_COLD_SHARE, or an idle scan due. */
+static inline void
+zone_purge_check_locked(struct zone *z, uint64_t now)
+{
+	uint64_t dirty = z->buddy.nr_free_dirty;
+
+	if (zp_unlikely(dirty > z->wmark_high || now >= z->next_decay_ns ||
+			(dirty > z->wmark_high / ZONE_COLD_SHARE &&
+			 now >= z->next_cold_ns)))
+		zone_purge_run_locked(z, now);
+}
+
+/* The NORMAL zone of node (clamped to the nodes that exist). */
+struct zone *zone_normal_of(unsigned node);
+
+/*
+ * Takes up to n free blocks of order from z in one lock acquisition
+ * (growing z if needed) and links them through lru.next; the blocks are
+ * marked PAGE_PCP with their tail pages set. Returns how many it took.
+ */
+unsigned zone_bulk_alloc(struct zone *z, unsigned order, unsigned n,
+			 struct page **list);
+/* Gives a lru.next-linked list of dirty blocks of order back to z in one
+ * lock acquisition. */
+void zone_bulk_free(struct zone *z, unsigned order, struct page *list);
+
+/* Writes kind/order on the head and head_off on every other page. */
+void zone_mark_block(struct page *head, unsigned order, enum page_kind kind);
+
+#endif /* ZP_PAGE_ZONE_PRIV_H */

@@ -1,0 +1,53 @@
+/*
+ * cache.h - the central cache of one size class (kmem_cache-like): the
+ * slabs no thread holds. Private to src/slab/.
+ *
+ * Slabs not held by a thread are in one of three places:
+ *   partial  orphans: slabs of exited threads that still have live
+ *            objects (and full slabs rescued by their first remote free).
+ *            Their live objects belong to threads that may still write
+ *            them, so nobody allocates from an orphan: it waits for remote
+ *            frees to empty it, and refills find it empty on their scan.
+ *   empty    every object free; a small reserve, the rest go to the zone.
+ *   parked   full and on no list (see tcache.c); not the cache's concern
+ *            until a remote free rescues it onto partial.
+ */
+#ifndef ZP_SLAB_CACHE_H
+#define ZP_SLAB_CACHE_H
+
+#include "base/lock.h"
+#include "page/pcp.h"
+#include "slab/slab.h"
+
+struct slab_cache {
+	struct zp_lock lock;		/* leaf: nothing is taken inside */
+	struct slab *partial_head, *partial_tail;	/* lock */
+	struct slab *empty_head;			/* lock */
+	uint32_t nr_partial, nr_empty;			/* lock */
+	uint32_t nr_empty_max;		/* reserve kept from the zone */
+	uint64_t nr_slabs;		/* atomic: slabs of this class alive */
+	/* Stats of exited threads and of remote frees without a tcache
+	 * (atomic adds). */
+	uint64_t nr_alloc_fast, nr_alloc_slow, nr_free_local, nr_free_remote;
+	uint64_t nr_rescue, nr_reuse, nr_orphan;	/* lock */
+} zp_cacheline_aligned;
+
+extern struct slab_cache slab_caches[SC_NR];
+
+void cache_boot(void);
+
+/* An empty slab for tc to own, from the reserve or an orphan that its
+ * scan found empty; NULL when the cache has none. */
+struct slab *cache_take(unsigned sc, struct tcache *tc, struct pcp_set *pcp);
+/* Gives up held slabs of class sc, linked through ->next: orphans that
+ * still have live objects, and empty ones (nr_inuse == 0). One lock. */
+void cache_put_list(unsigned sc, struct slab *orphans, struct slab *empties,
+		    struct pcp_set *pcp);
+/* Gives up a held slab with nr_inuse == 0: to the reserve or the zone. */
+void cache_put_empty(struct slab *s, struct pcp_set *pcp);
+/* A parked slab's first remote free hands it back to its cache. */
+void cache_rescue(struct slab *s);
+/* A slab leaves the zone for this class / goes back to it. */
+void cache_count_slab(unsigned sc, int delta);
+
+#endif /* ZP_SLAB_CACHE_H */

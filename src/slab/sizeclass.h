@@ -1,0 +1,51 @@
+/*
+ * sizeclass.h - the small-object size classes.
+ *
+ * 16-byte steps up to 128 bytes, then eight classes per doubling up to
+ * SC_MAX_SIZE (144, 160, ... 256, 288, ... 512, ... 16384). Every class is
+ * a multiple of 16, so every object is 16-aligned as glibc's are; a request
+ * just above 2^k gets a class at most 2^(k-3) larger, so internal waste
+ * stays under 12.5% above 128 bytes. Each power of two is a class, and
+ * slabs are naturally aligned buddy blocks with objects packed from the
+ * start, so an object of a power-of-two class up to a page is aligned to
+ * its size (memalign relies on this).
+ *
+ * The mapping is arithmetic on top of one small table: a size up to 1024
+ * is one byte load, larger sizes one clz and two shifts.
+ */
+#ifndef ZP_SLAB_SIZECLASS_H
+#define ZP_SLAB_SIZECLASS_H
+
+#include "base/util.h"
+
+#define SC_MAX_SIZE	16384
+#define SC_NR		64
+#define SC_SMALL_MAX	1024	/* sizes served by the byte table */
+
+/* Visible to the malloc layer's inline paths, hidden from the .so's ABI. */
+#define SC_HIDDEN	__attribute__((visibility("hidden")))
+
+/* sizeclass_small[(n + 15) >> 4] is the class of n for n <= 1024. */
+extern const uint8_t sizeclass_small[SC_SMALL_MAX / 16 + 1] SC_HIDDEN;
+extern const uint32_t sizeclass_sizes[SC_NR] SC_HIDDEN;
+
+/* Class of an n-byte request, 0 <= n <= SC_MAX_SIZE (0 maps to class 0). */
+static inline unsigned
+sizeclass_of(size_t n)
+{
+	if (zp_likely(n <= SC_SMALL_MAX))
+		return sizeclass_small[(n + 15) >> 4];
+	/* n - 1 lies in [2^k, 2^(k+1)): the class is 8 per doubling past
+	 * 128 plus the top four bits of n - 1 (8..15). */
+	unsigned k = zp_log2_floor(n - 1);
+
+	return ((k - 7) << 3) + (unsigned)((n - 1) >> (k - 3));
+}
+
+static inline size_t
+sizeclass_size(unsigned sc)
+{
+	return sizeclass_sizes[sc];
+}
+
+#endif /* ZP_SLAB_SIZECLASS_H */

@@ -1,0 +1,363 @@
+/*
+ * slab.c - the life of one slab: geometry per class, initialisation,
+ * handing objects to a bin, collecting remote frees, the remote state
+ * word, and the checks that turn heap misuse into one clear line instead
+ * of corruption.
+ * Owns:  slab_class[], slab_key.
+ * Locks: none; callers hold the slab (as owner, or under cache->lock).
+ * Path:  tcache_refill -> slab_take | slab_collect | slab_delay;
+ *        tcache_free_slow -> slab_free_check_slow (rare) -> log_fatal.
+ */
+#include "slab/slab.h"
+
+#include "base/log.h"
+#include "slab/cache.h"
+#include "slab/tcache.h"
+
+struct slab_class slab_class[SC_NR];
+uintptr_t slab_key;
+
+/* Bytes a tcache bin may cache of one class, and its bounds in objects:
+ * enough objects that a refill or flush is amortised over dozens of
+ * calls, few enough bytes that idle bins keep little memory from use. */
+#define BIN_BYTES	((size_t)32 << 10)
+#define BIN_MAX		128
+#define BIN_MIN		2
+
+/*
+ * One page when it holds at least 4 objects and wastes at most an eighth
+ * of itself (the size classes' own bound): free() finds the slab of an
+ * object in a multi-page slab only through the head page's descriptor,
+ * one more dependent load, and small slabs strand less memory. Otherwise the smallest order whose tail waste
+ * is at most 1/16 of the slab and that holds at least 8 objects (or is
+ * 32 KiB, the largest order the per-thread page cache keeps); when no
+ * order up to SLAB_MAX_ORDER meets the waste bound, the order with the
+ * least waste.
+ */
+static unsigned
+slab_pick_order(size_t size)
+{
+	unsigned best = SLAB_MAX_ORDER;
+	size_t best_waste = SIZE_MAX;
+
+	if (ZP_PAGE_SIZE / size >= 4 && (ZP_PAGE_SIZE % size) * 8 <=
+					       ZP_PAGE_SIZE)
+		return 0;
+	for (unsigned o = 0; o <= SLAB_MAX_ORDER; o++) {
+		size_t bytes = ZP_PAGE_SIZE << o;
+		size_t n = bytes / size;
+		size_t waste = bytes - n * size;
+
+		if (n == 0)
+			continue;
+		if (waste * 16 <= bytes && (n >= 8 || o >= 3))
+			return o;
+		/* Compare waste as a fraction of the slab. */
+		if (best_waste == SIZE_MAX ||
+		    waste * (ZP_PAGE_SIZE << best) < best_waste * bytes) {
+			best = o;
+			best_waste = waste;
+		}
+	}
+	return best;
+}
+
+void
+slab_boot(uint64_t key_seed)
+{
+	/* splitmix64 finaliser: a weak seed still spreads over every bit.
+	 * Bit 62 keeps the zero word of a live object from decoding to a
+	 * link for most addresses (user space ends below 2^47). */
+	uint64_t z = key_seed + 0x9e3779b97f4a7c15ull;
+	unsigned nr_slots = 0;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	slab_key = (uintptr_t)((z ^ (z >> 31)) | (1ull << 62));
+
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		struct slab_class *c = &slab_class[sc];
+		size_t size = sizeclass_size(sc);
+
+		c->size = (uint32_t)size;
+		c->recip = (uint32_t)(((uint64_t)1 << 32) / size + 1);
+		c->order = (uint8_t)slab_pick_order(size);
+		c->nr_objs = (uint16_t)((ZP_PAGE_SIZE << c->order) / size);
+		c->mask = (uint32_t)((ZP_PAGE_SIZE << c->order) - 1);
+		c->start_below = (uint32_t)(c->nr_objs *
+			((uint64_t)size * c->recip - ((uint64_t)1 << 32)));
+		c->bin_cap = (uint16_t)ZP_MAX(BIN_MIN,
+					      ZP_MIN(BIN_MAX, BIN_BYTES / size));
+		nr_slots += c->bin_cap;
+	}
+	if (nr_slots > TCACHE_SLOTS)
+		log_fatal("slab: bins need %u slots, tcache has %u", nr_slots,
+			  TCACHE_SLOTS);
+	cache_boot();
+}
+
+struct slab *
+slab_init(struct page *head, unsigned sc, struct tcache *owner, bool zero)
+{
+	struct slab *s = slab_of(head);
+	unsigned order = slab_class[sc].order;
+	uintptr_t base = (uintptr_t)page_address(head);
+
+	/* Object alignment and the mask in slab_base rest on this, and
+	 * the remote word on every object address fitting SLAB_LIST. */
+	if (zp_unlikely((base & ((ZP_PAGE_SIZE << order) - 1)) ||
+			base + (ZP_PAGE_SIZE << order) > SLAB_LIST))
+		log_fatal("slab: zone block %p is not aligned to order %u "
+			  "or ends above 2^48", (void *)base, order);
+	*s = (struct slab){
+		.owner = owner,
+		.sc = (uint8_t)sc,
+		.shift = (uint8_t)(ZP_PAGE_SHIFT + order),
+		.flags = zero ? SLAB_ZERO : 0,
+	};
+	return s;
+}
+
+void
+slab_reset(struct slab *s)
+{
+	zp_assert(s->nr_inuse == 0);
+	zp_assert((__atomic_load_n(&s->remote, __ATOMIC_RELAXED) &
+		   SLAB_LIST) == 0);
+	s->free = NULL;
+	s->nr_carved = 0;
+	s->flags &= (uint8_t)~SLAB_ZERO;
+}
+
+void
+slab_corrupt_fatal(struct slab *s, void *slot, uintptr_t next)
+{
+	log_fatal("malloc(): corrupted free list: object %p of size %u "
+		  "links to %p", slot, slab_class[s->sc].size, (void *)next);
+}
+
+void
+slab_invalid_free(void *p)
+{
+	log_fatal("free(): invalid pointer %p", p);
+}
+
+void
+slab_double_free(void *p)
+{
+	log_fatal("free(): double free detected %p", p);
+}
+
+/* Checks a decoded link of slot: an object start of the same slab (the
+ * slot itself ends a list). */
+static void
+slab_check_link(struct slab *s, uintptr_t slot, uintptr_t next)
+{
+	if (slab_base(s, next) != slab_base(s, slot) ||
+	    slab_index_of(s, next) < 0)
+		slab_corrupt_fatal(s, (void *)slot, next);
+}
+
+unsigned
+slab_take(struct slab *s, void **dst, unsigned want)
+{
+	const struct slab_class *c = &slab_class[s->sc];
+	uintptr_t a = (uintptr_t)s->free;
+	unsigned n = 0;
+
+	while (a != 0 && n < want) {
+		uintptr_t next = slab_decode(a);
+
+		slab_check_link(s, a, next);
+		dst[n++] = (void *)a;
+		a = next == a ? 0 : next;
+	}
+	s->free = (void *)a;
+	if (n < want && s->nr_carved < c->nr_objs) {
+		uintptr_t base = (uintptr_t)page_address(slab_page(s));
+		unsigned k = ZP_MIN(want - n,
+				    (unsigned)(c->nr_objs - s->nr_carved));
+		uintptr_t p = base + (uintptr_t)s->nr_carved * c->size;
+
+		for (unsigned i = 0; i < k; i++, p += c->size)
+			dst[n++] = (void *)p;
+		s->nr_carved = (uint16_t)(s->nr_carved + k);
+	}
+	s->nr_inuse = (uint16_t)(s->nr_inuse + n);
+	return n;
+}
+
+void *
+slab_bump(struct slab *s)
+{
+	const struct slab_class *c = &slab_class[s->sc];
+	uintptr_t base = (uintptr_t)page_address(slab_page(s));
+	void *p = (void *)(base + (uintptr_t)s->nr_carved * c->size);
+
+	zp_assert(s->nr_carved < c->nr_objs);
+	s->nr_carved++;
+	s->nr_inuse++;
+	return p;
+}
+
+unsigned
+slab_collect(struct slab *s)
+{
+	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+	uintptr_t head, a, next;
+	unsigned n;
+
+	do {
+		if ((old & SLAB_LIST) == 0)
+			return 0;
+	} while (!__atomic_compare_exchange_n(&s->remote, &old,
+					      old & SLAB_STATE, true,
+					      __ATOMIC_ACQUIRE,
+					      __ATOMIC_RELAXED));
+	head = old & SLAB_LIST;
+	n = (unsigned)(old >> SLAB_COUNT_SHIFT);
+	/* More objects back than are out: one was freed twice. */
+	if (n == 0 || n > s->nr_inuse)
+		slab_double_free((void *)head);
+	s->nr_inuse = (uint16_t)(s->nr_inuse - n);
+	/* The usual case, a refill that used up the local list, takes the
+	 * chain as it is: slab_take checks each link as it pops it. */
+	if (s->free == NULL) {
+		s->free = (void *)head;
+		return n;
+	}
+	for (a = head; (next = slab_decode(a)) != a; a = next)
+		slab_check_link(s, a, next);
+	*(uintptr_t *)a = slab_encode((uintptr_t)s->free, a);
+	s->free = (void *)head;
+	return n;
+}
+
+bool
+slab_collect_if_empty(struct slab *s)
+{
+	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+
+	for (;;) {
+		unsigned n = (unsigned)(old >> SLAB_COUNT_SHIFT);
+
+		if (n > s->nr_inuse)
+			slab_double_free((void *)(old & SLAB_LIST));
+		if (n != s->nr_inuse)
+			return false;
+		if (n == 0 || __atomic_compare_exchange_n(
+				      &s->remote, &old, old & SLAB_STATE, true,
+				      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			break;
+	}
+	s->nr_inuse = 0;
+	return true;
+}
+
+bool
+slab_delay(struct slab *s)
+{
+	uintptr_t old = SLAB_NORMAL;
+
+	if (__atomic_compare_exchange_n(&s->remote, &old, SLAB_DELAYED, false,
+					__ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		return true;
+	/* Exactly a state with an empty list: already delayed, or a freer
+	 * is posting the object that will bring the slab back. */
+	return old == SLAB_DELAYED || old == SLAB_FREEING;
+}
+
+void
+slab_undelay(struct slab *s)
+{
+	uintptr_t old = SLAB_DELAYED;
+
+	__atomic_compare_exchange_n(&s->remote, &old, SLAB_NORMAL, false,
+				    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
+void
+slab_settle(struct slab *s)
+{
+	for (;;) {
+		uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
+
+		if ((old & SLAB_STATE) == SLAB_FREEING) {
+			/* Two CASes away from done: the freer's object
+			 * is in the mailbox once it clears the state. */
+			__builtin_ia32_pause();
+			continue;
+		}
+		if ((old & SLAB_STATE) != SLAB_DELAYED ||
+		    __atomic_compare_exchange_n(&s->remote, &old,
+						old & ~SLAB_STATE, false,
+						__ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED))
+			return;
+	}
+}
+
+/* Is a on the chain starting at head? Walks at most nr_objs links. */
+static bool
+slab_chain_holds(struct slab *s, uintptr_t head, uintptr_t a)
+{
+	unsigned left = slab_class[s->sc].nr_objs;
+
+	for (uintptr_t q = head; q != 0 && left != 0; left--) {
+		uintptr_t next = slab_decode(q);
+
+		if (q == a)
+			return true;
+		slab_check_link(s, q, next);
+		q = next == q ? 0 : next;
+	}
+	return false;
+}
+
+void
+slab_free_check_slow(struct slab *s, void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	uintptr_t remote = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
+
+	if ((unsigned long)slab_index_of(s, a) >= s->nr_carved)
+		slab_invalid_free(p);
+	if (slab_chain_holds(s, (uintptr_t)s->free, a) ||
+	    slab_chain_holds(s, remote & SLAB_LIST, a))
+		slab_double_free(p);
+}
+
+void
+slab_remote_check(struct slab *s, void *p)
+{
+	if (slab_looks_free(s, (uintptr_t)p))
+		slab_double_free(p);
+}
+
+void
+slab_realloc_check(const struct page *slab_head, void *p)
+{
+	const struct slab *s = (const struct slab *)(const void *)
+		slab_head->owner;
+
+	if (slab_looks_free(s, (uintptr_t)p))
+		log_fatal("realloc(): invalid pointer %p (already freed)", p);
+}
+
+size_t
+slab_usable_size(const struct page *slab_head)
+{
+	const struct slab *s = (const struct slab *)(const void *)
+		slab_head->owner;
+
+	return slab_class[s->sc].size;
+}
+
+bool
+slab_is_object_start(const struct page *slab_head, const void *p)
+{
+	const struct slab *s = (const struct slab *)(const void *)
+		slab_head->owner;
+
+	return slab_index_of(s, (uintptr_t)p) >= 0;
+}

@@ -1,0 +1,279 @@
+/*
+ * slab.h - one slab: a naturally aligned buddy block of 1 << order pages
+ * cut into objects of one size class, described by struct slab, which
+ * overlays the owner[] words of the head page's descriptor (so a slab has
+ * no header inside its own memory and objects start at the block's first
+ * byte; the block's alignment gives memalign its power-of-two alignment).
+ *
+ * A slab is held by one thread (its owner), which moves its objects in
+ * batches between the slab and the thread's tcache bins, or by no thread
+ * (an orphan of an exited thread, or a spare in its class's cache). Objects
+ * of one slab are only ever handed out to its owner, and a slab changes
+ * owner only when it is empty, so objects of two threads never share a
+ * cache line.
+ *
+ * Free lists are singly linked through each free object's first word,
+ * stored encoded as next ^ key ^ bswap(slot address), after Linux's
+ * CONFIG_SLAB_FREELIST_HARDENED: a use-after-free write cannot name an
+ * arbitrary address, and a decoded link that leaves the slab is caught.
+ * The byte swap keeps the small difference between neighbouring addresses
+ * from exposing the key's high bits. A list ends with a link to the slot
+ * itself, and an object cached in a bin carries the same self link, so
+ * the first word of every free object decodes to an address inside its
+ * own slab: that is the whole double-free filter of free()'s fast path.
+ *
+ * Lists of a slab:
+ *   free    the holder's local list (no atomics; holder only),
+ *   remote  other threads' frees, pushed with a CAS and taken whole by the
+ *           holder; the same word counts them and holds the slab's remote
+ *           state (below),
+ *   carve   objects [nr_carved, nr_objs) never handed out: bins take them
+ *           by address, so untouched memory of a slab is never written
+ *           (RSS stays low, zero pages stay zero).
+ */
+#ifndef ZP_SLAB_SLAB_H
+#define ZP_SLAB_SLAB_H
+
+#include "page/page.h"
+#include "slab/sizeclass.h"
+
+struct tcache;
+
+/* Largest slab: 128 KiB. Keeps nr_objs in 16 bits and lets object
+ * indexes be computed with one 32-bit reciprocal multiply. */
+#define SLAB_MAX_ORDER	5
+#define SLAB_MAX_BYTES	(ZP_PAGE_SIZE << SLAB_MAX_ORDER)
+_Static_assert((uint64_t)SLAB_MAX_BYTES * SC_MAX_SIZE < ((uint64_t)1 << 32),
+	       "off * recip >> 32 is exact for every offset and class");
+
+/* Owner of a slab that no thread holds (on a cache list or parked). Not
+ * NULL, so that tcache_free with tc == NULL never matches it. */
+#define SLAB_UNOWNED	((struct tcache *)(uintptr_t)1)
+
+/*
+ * The low bits of slab->remote (objects are 16-aligned, so the list
+ * pointer never uses them):
+ *   NORMAL   a remote free pushes its object on the list;
+ *   DELAYED  held by a live owner that has nothing left to allocate from
+ *            it: the first remote free posts its object to the owner's
+ *            mailbox instead, so the owner learns the slab has room again
+ *            without scanning its full slabs;
+ *   FREEING  that first freer is posting; the owner may not give the slab
+ *            up (or exit) until the freer sets NORMAL again;
+ *   PARKED   full and held by nobody, on no list: the first remote free
+ *            hands it to its cache (cache_rescue).
+ */
+#define SLAB_NORMAL	((uintptr_t)0)
+#define SLAB_DELAYED	((uintptr_t)1)
+#define SLAB_FREEING	((uintptr_t)2)
+#define SLAB_PARKED	((uintptr_t)3)
+#define SLAB_STATE	((uintptr_t)3)
+/* Bits 4..47 hold the list head (user space ends below 2^47; slab_init
+ * checks), bits 48..63 how many objects the list holds, so that the
+ * holder can take the list without walking it. */
+#define SLAB_LIST	((((uintptr_t)1 << 48) - 1) & ~(uintptr_t)15)
+#define SLAB_COUNT_ONE	((uintptr_t)1 << 48)
+#define SLAB_COUNT_SHIFT 48
+
+enum slab_flags {
+	SLAB_ZERO = 1 << 0,	/* objects past nr_carved read as zero */
+};
+
+/* Which list a slab is on; each list has one writer (see cache.h and
+ * tcache.h). */
+enum slab_where {
+	SLAB_NOWHERE = 0,	/* parked, or in transit */
+	SLAB_OWN_PARTIAL,	/* owner's: has free, carve or remote objects */
+	SLAB_OWN_FULL,		/* owner's: nothing local; DELAYED or posting */
+	SLAB_OWN_SPARE,		/* owner's one empty slab of the class */
+	SLAB_CACHE_PARTIAL,	/* orphan with live objects (cache->lock) */
+	SLAB_CACHE_EMPTY,	/* in the class's empty reserve (cache->lock) */
+};
+
+struct slab {
+	/* Holder only (owner, or cache->lock when unowned). */
+	void *free;			/* local free list, encoded links */
+	struct tcache *owner;		/* relaxed atomic; SLAB_UNOWNED */
+	uintptr_t remote;		/* atomic: remote list | state */
+	struct slab *next, *prev;	/* the list `where` names */
+	uint16_t nr_inuse;		/* carved and not on ->free */
+	uint16_t nr_carved;		/* [0, nr_carved) ever carved */
+	uint8_t sc;			/* size class (constant) */
+	uint8_t shift;			/* log2 of slab bytes (constant) */
+	uint8_t flags;			/* enum slab_flags */
+	uint8_t where;			/* enum slab_where */
+};
+
+_Static_assert(sizeof(struct slab) <= PAGE_OWNER_BYTES,
+	       "struct slab overlays struct page.owner[]");
+
+/* Per-class slab geometry, fixed by slab_boot. */
+struct slab_class {
+	uint32_t size;			/* object bytes */
+	uint32_t recip;			/* 2^32 / size + 1: index by multiply */
+	uint32_t mask;			/* slab bytes - 1: offset in a slab */
+	uint32_t start_below;		/* see slab_is_start */
+	uint16_t nr_objs;		/* objects per slab */
+	uint16_t bin_cap;		/* tcache bin capacity (>= 2) */
+	uint8_t order;			/* buddy order of a slab */
+	uint8_t pad[11];
+};
+
+_Static_assert(sizeof(struct slab_class) == 32, "one shift to index");
+
+extern struct slab_class slab_class[SC_NR] SC_HIDDEN;
+extern uintptr_t slab_key SC_HIDDEN;
+
+static inline struct slab *
+slab_of(struct page *head)
+{
+	return (struct slab *)(void *)head->owner;
+}
+
+static inline struct page *
+slab_page(struct slab *s)
+{
+	return zp_container_of((void *)s, struct page, owner);
+}
+
+static inline uintptr_t
+slab_base(const struct slab *s, uintptr_t a)
+{
+	return a & ~(((uintptr_t)1 << s->shift) - 1);
+}
+
+static inline struct tcache *
+slab_owner(const struct slab *s)
+{
+	return __atomic_load_n(&s->owner, __ATOMIC_RELAXED);
+}
+
+/* What slot's first word holds when it links to next. */
+static inline uintptr_t
+slab_encode(uintptr_t next, uintptr_t slot)
+{
+	return next ^ slab_key ^ __builtin_bswap64(slot);
+}
+
+static inline uintptr_t
+slab_decode(uintptr_t slot)
+{
+	return *(const uintptr_t *)slot ^ slab_key ^ __builtin_bswap64(slot);
+}
+
+/* Does the decoded word w of slot a point into a's slab (mask: slab
+ * bytes - 1)? True for every free object (links stay in their slab; ends
+ * and bin entries link to themselves) and, short of a 2^-45 accident, for
+ * no live one. */
+static inline bool
+slab_word_is_link(uintptr_t w, uintptr_t a, uintptr_t mask)
+{
+	return (w ^ a) <= mask;
+}
+
+static inline bool
+slab_looks_free(const struct slab *s, uintptr_t a)
+{
+	return slab_word_is_link(slab_decode(a), a, slab_class[s->sc].mask);
+}
+
+/*
+ * Is a the first byte of an object in a slab of class sc? With r =
+ * 2^32 / size + 1 and e = size * r - 2^32 (1 <= e <= size), an offset
+ * index * size + rest multiplies to index * 2^32 + index * e + rest * r.
+ * The low half is index * e < nr_objs * e for an object start, and at
+ * least r > 2^32 / size >= 2^18 > slab bytes >= nr_objs * e for anything
+ * else (no wrap: index * e < 2^17). So one multiply and one compare
+ * against start_below = nr_objs * e; test_sizeclass checks every offset
+ * of every class's slab.
+ */
+static inline bool
+slab_is_start(size_t sc, uintptr_t a)
+{
+	const struct slab_class *c = &slab_class[sc];
+
+	return (uint32_t)((a & c->mask) * c->recip) < c->start_below;
+}
+
+/* Index of the object at a, or -1 when a is not an object's first byte. */
+static inline long
+slab_index_of(const struct slab *s, uintptr_t a)
+{
+	const struct slab_class *c = &slab_class[s->sc];
+
+	if (zp_unlikely(!slab_is_start(s->sc, a)))
+		return -1;
+	return (long)(((a & c->mask) * c->recip) >> 32);
+}
+
+/* Puts p on the holder's local list. */
+static inline void
+slab_push(struct slab *s, void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	uintptr_t next = s->free ? (uintptr_t)s->free : a;
+
+	*(uintptr_t *)p = slab_encode(next, a);
+	s->free = p;
+	s->nr_inuse--;
+}
+
+/* --- slab.c ------------------------------------------------------------ */
+
+/* Turns a fresh zone block into an empty slab of class sc held by owner. */
+struct slab *slab_init(struct page *head, unsigned sc, struct tcache *owner,
+		       bool zero);
+/* Forgets the objects of a slab with nr_inuse == 0 (dirty from now on). */
+void slab_reset(struct slab *s);
+/* Moves up to want objects (local list first, then never-used ones) to
+ * dst; returns how many. Carved objects are not written. */
+unsigned slab_take(struct slab *s, void **dst, unsigned want);
+/* Takes one never-used object (calloc from a zero slab: no write). */
+void *slab_bump(struct slab *s);
+/* Moves the remote list onto ->free; returns how many objects. The caller
+ * holds the slab (owner, or cache->lock for an unowned one). The state
+ * bits stay as they are. */
+unsigned slab_collect(struct slab *s);
+/* Holder side: are all objects out back on the remote list? Then takes
+ * the list without walking it and leaves nr_inuse 0 (the caller resets
+ * or frees the slab). */
+bool slab_collect_if_empty(struct slab *s);
+/* Does s have anything the holder could hand out without a collect? */
+static inline bool
+slab_has_local(const struct slab *s)
+{
+	return s->free != NULL || s->nr_carved < slab_class[s->sc].nr_objs;
+}
+
+/* Sets DELAYED on a held slab with nothing local. False when remote frees
+ * are waiting (collect them); true also when a freer is already posting,
+ * whose mailbox object will bring the slab back. */
+bool slab_delay(struct slab *s);
+/* Owner side: leaves DELAYED for NORMAL (the slab has room again); a
+ * freer that is posting sets NORMAL itself. */
+void slab_undelay(struct slab *s);
+/* Owner side, before giving s up: no DELAYED left, no freer posting. */
+void slab_settle(struct slab *s);
+
+/* The slow half of a local free whose first word looks like a link:
+ * aborts when p really is on one of the slab's lists, returns otherwise. */
+void slab_free_check_slow(struct slab *s, void *p);
+/* A free by a thread that does not hold the slab cannot walk its lists:
+ * a first word that decodes into the slab is taken as proof. */
+void slab_remote_check(struct slab *s, void *p);
+/* realloc of an object that was freed: aborts naming realloc(). */
+void slab_realloc_check(const struct page *slab_head, void *p);
+void slab_invalid_free(void *p) zp_cold __attribute__((noreturn));
+void slab_double_free(void *p) zp_cold __attribute__((noreturn));
+void slab_corrupt_fatal(struct slab *s, void *slot, uintptr_t next)
+	zp_cold __attribute__((noreturn));
+
+/* Usable bytes of an object in this slab (its class size). */
+size_t slab_usable_size(const struct page *slab_head);
+/* Is p the first byte of an object of this slab? */
+bool slab_is_object_start(const struct page *slab_head, const void *p);
+
+/* Per-process setup: class geometry, central caches, freelist key. */
+void slab_boot(uint64_t key_seed);
+
+#endif /* ZP_SLAB_SLAB_H */

@@ -1,0 +1,738 @@
+/*
+ * tcache.c - per-thread caches: refills and flushes between bins and the
+ * thread's slabs, remote frees, the mailbox, thread exit.
+ * Owns:  struct tcache contents, the registry of live tcaches (stats).
+ * Locks: registry_lock (init/fini/stats only), then cache->lock inside
+ *        cache.c; no lock is held across zone calls. Fast paths: none.
+ * Path:  tcache_alloc (inline) -> tcache_alloc_slow -> tcache_fill ->
+ *          mail_drain | slab_take | slab_collect | slab_delay |
+ *          spare | cache_take | zone;
+ *        tcache_free (inline) -> tcache_free_slow -> bin_flush ->
+ *          give_back; -> tcache_free_remote -> chain [-> push_chain ->
+ *          CAS [-> post | cache_rescue]].
+ *
+ * A thread holds slabs of each class on three lists: partial (a refill
+ * can take from them), full (nothing local left) and one spare empty
+ * slab. Objects move between bins and slabs in batches. A slab found
+ * with nothing to give is marked DELAYED and put on the full list, which
+ * nobody scans: the first remote free into it posts its object to this
+ * thread's mailbox instead of the slab, and the next refill hands the
+ * object back to its slab, which then is partial again. That first freer
+ * holds the slab in FREEING while it posts, and a thread settles every
+ * slab (waits for FREEING to clear) before it gives slabs up, so a post
+ * never lands in a cache that is gone.
+ *
+ * A slab is only ever given to a thread when it is empty (a new one, the
+ * spare, or the class's reserve), and a thread gives its slabs up only at
+ * exit or trim. So every object of a slab was handed to one thread, the
+ * one that holds it, or to a thread that has exited: objects of two live
+ * threads never share a cache line. An exited thread's slabs that still
+ * have live objects are orphans; remote frees empty them and a refill's
+ * scan (cache.c) turns them into reserve. (The price: what a live thread
+ * allocated and others freed comes back into use only when that thread
+ * next refills, or exits.)
+ *
+ * Remote frees into the same slab are chained in the freeing thread's
+ * class (up to RBATCH_MAX) and pushed with one CAS; a chain goes out when
+ * a free of that class lands in another slab, at the thread's next refill,
+ * and at exit or trim.
+ *
+ * Statistics cost the fast paths one counter, on free: objects enter a
+ * bin by refill or local free and leave it by malloc or flush, so the
+ * number of bin allocations is refilled + freed - flushed - cached.
+ */
+#include "slab/tcache.h"
+
+#include <string.h>
+
+#include "base/lock.h"
+#include "base/log.h"
+#include "page/zone.h"
+#include "slab/cache.h"
+
+static struct zp_lock registry_lock = ZP_LOCK_INIT;
+static struct tcache *registry_head;		/* registry_lock */
+static struct tcache_path_stats exited_paths;	/* registry_lock */
+
+void
+tcache_init(struct tcache *tc, struct pcp_set *pcp)
+{
+	void **slot = tc->slots;
+
+	/* The slots need no zeroing: only [base, cur) is ever read. */
+	memset(tc, 0, offsetof(struct tcache, slots));
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		struct tbin *b = &tc->bins[sc];
+
+		b->base = b->cur = slot;
+		slot += slab_class[sc].bin_cap;
+		b->end = slot;
+	}
+	zp_assert(slot <= tc->slots + TCACHE_SLOTS);
+	tc->pcp = pcp;
+	zp_lock(&registry_lock);
+	tc->reg_next = registry_head;
+	if (registry_head)
+		registry_head->reg_prev = tc;
+	registry_head = tc;
+	zp_unlock(&registry_lock);
+}
+
+/* --- the thread's slab lists ------------------------------------------- */
+
+static struct slab **
+own_head(struct tcache *tc, struct slab *s)
+{
+	struct tclass *k = &tc->cls[s->sc];
+
+	return s->where == SLAB_OWN_FULL ? &k->full : &k->partial;
+}
+
+static void
+own_add(struct tcache *tc, struct slab *s, enum slab_where where)
+{
+	struct slab **head;
+
+	s->where = (uint8_t)where;
+	head = own_head(tc, s);
+	s->prev = NULL;
+	s->next = *head;
+	if (*head)
+		(*head)->prev = s;
+	*head = s;
+}
+
+static void
+own_del(struct tcache *tc, struct slab *s)
+{
+	if (s->where == SLAB_OWN_SPARE) {
+		tc->cls[s->sc].spare = NULL;
+	} else {
+		if (s->prev)
+			s->prev->next = s->next;
+		else
+			*own_head(tc, s) = s->next;
+		if (s->next)
+			s->next->prev = s->prev;
+	}
+	s->next = s->prev = NULL;
+	s->where = SLAB_NOWHERE;
+}
+
+/* A held slab with no object out: kept as the spare or given back. */
+static void
+own_emptied(struct tcache *tc, struct slab *s)
+{
+	struct tclass *k = &tc->cls[s->sc];
+
+	if (tc->is_flushing)
+		return;
+	own_del(tc, s);
+	if (k->spare == NULL) {
+		k->spare = s;
+		s->where = SLAB_OWN_SPARE;
+		return;
+	}
+	cache_put_empty(s, tc->pcp);
+}
+
+/* Object p of a slab tc holds goes back onto that slab's free list. */
+static void
+give_back(struct tcache *tc, void *p, struct slab *s)
+{
+	slab_push(s, p);
+	if (s->where == SLAB_OWN_FULL) {
+		slab_undelay(s);
+		own_del(tc, s);
+		own_add(tc, s, SLAB_OWN_PARTIAL);
+	}
+	if (s->nr_inuse == 0)
+		own_emptied(tc, s);
+}
+
+static struct slab *
+slab_of_ptr(uintptr_t a)
+{
+	struct page *pg = page_lookup((void *)a);
+
+	if (pg == NULL)
+		return NULL;
+	pg = page_head(pg);
+	return pg->kind == PAGE_SLAB ? slab_of(pg) : NULL;
+}
+
+/* --- the mailbox --------------------------------------------------------- */
+
+/* A posted object: first word the self link of every free object, second
+ * word the encoded link to the next post. */
+static uintptr_t
+mail_next(uintptr_t a)
+{
+	return ((const uintptr_t *)a)[1] ^ slab_key ^ __builtin_bswap64(a);
+}
+
+static void
+mail_drain(struct tcache *tc)
+{
+	uintptr_t a = __atomic_exchange_n(&tc->mailbox, 0, __ATOMIC_ACQUIRE);
+
+	while (a != 0) {
+		uintptr_t next = mail_next(a);
+		struct slab *s = slab_of_ptr(a);
+
+		if (s == NULL || slab_owner(s) != tc ||
+		    slab_index_of(s, a) < 0 || (next & 15) != 0)
+			log_fatal("free(): corrupted remote free list at %p",
+				  (void *)a);
+		give_back(tc, (void *)a, s);
+		zp_stat_inc(tc->nr_mail);
+		a = next;
+	}
+}
+
+static bool
+mail_holds(struct tcache *tc, uintptr_t a)
+{
+	uintptr_t q = __atomic_load_n(&tc->mailbox, __ATOMIC_ACQUIRE);
+
+	for (; q != 0 && (q & 15) == 0; q = mail_next(q))
+		if (q == a)
+			return true;
+	return false;
+}
+
+/* Remote free into a DELAYED slab, which this freer moved to FREEING:
+ * tell its owner through the mailbox, then let the slab go NORMAL. */
+static void
+post(struct slab *s, void *p)
+{
+	struct tcache *owner = slab_owner(s);
+	uintptr_t a = (uintptr_t)p;
+	uintptr_t head = __atomic_load_n(&owner->mailbox, __ATOMIC_RELAXED);
+	uintptr_t old;
+
+	((uintptr_t *)p)[0] = slab_encode(a, a);
+	do {
+		((uintptr_t *)p)[1] = slab_encode(head, a);
+	} while (!__atomic_compare_exchange_n(&owner->mailbox, &head, a, true,
+					      __ATOMIC_RELEASE,
+					      __ATOMIC_RELAXED));
+	old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+	while (!__atomic_compare_exchange_n(&s->remote, &old,
+					    old & ~SLAB_STATE, true,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
+}
+
+/* --- remote frees --------------------------------------------------------- */
+
+/* Remote frees in one slab's chain before it is pushed: a batch of a
+ * producer's messages is one CAS, and an object waits little. */
+#define RBATCH_MAX	32
+
+/* Pushes the chain head..tail (n objects of s, linked, tail's link not
+ * yet set) onto s's remote list, by the rules of its state. */
+static void
+push_chain(struct slab *s, uintptr_t head, uintptr_t tail, unsigned n)
+{
+	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+	uintptr_t list;
+
+	for (;;) {
+		switch (old & SLAB_STATE) {
+		case SLAB_DELAYED:
+			if (__atomic_compare_exchange_n(
+				    &s->remote, &old,
+				    (old & ~SLAB_STATE) | SLAB_FREEING, true,
+				    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+				uintptr_t next = n > 1 ? slab_decode(head) : 0;
+
+				/* One object tells the owner; the rest
+				 * follow onto the list. */
+				post(s, (void *)head);
+				if (--n == 0)
+					return;
+				head = next;
+				old = __atomic_load_n(&s->remote,
+						      __ATOMIC_RELAXED);
+			}
+			continue;
+		case SLAB_PARKED:
+			/* Only the freer that clears PARKED may touch s
+			 * after its CAS: it hands s to its cache. */
+			*(uintptr_t *)tail = slab_encode(tail, tail);
+			if (__atomic_compare_exchange_n(
+				    &s->remote, &old,
+				    head + n * SLAB_COUNT_ONE, true,
+				    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+				cache_rescue(s);
+				return;
+			}
+			continue;
+		default:
+			list = old & SLAB_LIST;
+			*(uintptr_t *)tail = slab_encode(list ? list : tail,
+							 tail);
+			if (__atomic_compare_exchange_n(
+				    &s->remote, &old,
+				    (old & ~SLAB_LIST) + n * SLAB_COUNT_ONE +
+					    head,
+				    true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+				return;
+		}
+	}
+}
+
+static void
+rbatch_flush(struct tcache *tc, unsigned sc)
+{
+	struct tclass *k = &tc->cls[sc];
+
+	push_chain(k->rslab, k->rhead, k->rtail, k->nr_rfree);
+	k->rslab = NULL;
+	k->nr_rfree = 0;
+	tc->rbatch_mask &= ~((uint64_t)1 << sc);
+}
+
+static void
+rbatch_flush_all(struct tcache *tc)
+{
+	while (tc->rbatch_mask != 0)
+		rbatch_flush(tc, (unsigned)__builtin_ctzll(tc->rbatch_mask));
+}
+
+void
+tcache_free_remote(struct tcache *tc, void *p, struct slab *s)
+{
+	unsigned sc = s->sc;
+	uintptr_t a = (uintptr_t)p;
+	struct tclass *k;
+
+	if (zp_unlikely(slab_looks_free(s, a)))
+		slab_remote_check(s, p);
+	if (tc == NULL) {
+		push_chain(s, a, a, 1);
+		if (ZP_IS_STATS)
+			__atomic_add_fetch(&slab_caches[sc].nr_free_remote, 1,
+					   __ATOMIC_RELAXED);
+		return;
+	}
+	k = &tc->cls[sc];
+	zp_stat_inc(k->nr_free_remote);
+	if (k->rslab == s) {
+		/* A chained object reads as free, like every other. */
+		*(uintptr_t *)p = slab_encode(k->rhead, a);
+		k->rhead = a;
+		if (++k->nr_rfree >= RBATCH_MAX)
+			rbatch_flush(tc, sc);
+		return;
+	}
+	if (k->rslab != NULL)
+		rbatch_flush(tc, sc);
+	*(uintptr_t *)p = slab_encode(a, a);
+	k->rslab = s;
+	k->rhead = k->rtail = a;
+	k->nr_rfree = 1;
+	tc->rbatch_mask |= (uint64_t)1 << sc;
+}
+
+/* --- refill ------------------------------------------------------------- */
+
+static struct slab *
+new_slab(struct tcache *tc, unsigned sc)
+{
+	bool zero = false;
+	struct page *head = zone_alloc_pages(tc->pcp, slab_class[sc].order,
+					     /* gfp */ 0, PAGE_SLAB, &zero);
+
+	if (head == NULL)
+		return NULL;
+	cache_count_slab(sc, 1);
+	zp_stat_inc(tc->nr_new);
+	return slab_init(head, sc, tc, zero);
+}
+
+/* An empty slab to hold, put at the head of the partial list. */
+static struct slab *
+get_slab(struct tcache *tc, unsigned sc)
+{
+	struct tclass *k = &tc->cls[sc];
+	struct slab *s = k->spare;
+
+	if (s != NULL)
+		own_del(tc, s);
+	else if ((s = cache_take(sc, tc, tc->pcp)) == NULL &&
+		 (s = new_slab(tc, sc)) == NULL)
+		return NULL;
+	own_add(tc, s, SLAB_OWN_PARTIAL);
+	return s;
+}
+
+/*
+ * Fills an empty bin with up to half its capacity: posted objects first,
+ * then the partial slabs (free list, never-used objects, remote frees),
+ * and an empty slab only when those gave nothing. Returns how many.
+ */
+static unsigned
+tcache_fill(struct tcache *tc, unsigned sc)
+{
+	struct tbin *b = &tc->bins[sc];
+	struct tclass *k = &tc->cls[sc];
+	unsigned want = (unsigned)(b->end - b->base + 1) / 2;
+	void **dst = b->cur;
+	unsigned got = 0;
+
+	zp_stat_inc(tc->nr_refill);
+	/* Now and then is enough for chained remote frees to go home. */
+	if (tc->rbatch_mask != 0)
+		rbatch_flush_all(tc);
+	if (__atomic_load_n(&tc->mailbox, __ATOMIC_RELAXED) != 0)
+		mail_drain(tc);
+	while (got < want) {
+		struct slab *s = k->partial;
+
+		if (s == NULL && (got != 0 || (s = get_slab(tc, sc)) == NULL))
+			break;
+		got += slab_take(s, dst + got, want - got);
+		if (got == want || slab_collect(s) != 0)
+			continue;
+		/* Nothing local and nothing remote: full until a remote
+		 * free posts, or a flush gives an object back. */
+		if (slab_delay(s)) {
+			own_del(tc, s);
+			own_add(tc, s, SLAB_OWN_FULL);
+		}
+	}
+	/* The first object taken on top: a fresh slab hands out its
+	 * objects in address order. */
+	for (unsigned i = 0, j = got; i + 1 < j; i++, j--) {
+		void *t = dst[i];
+
+		dst[i] = dst[j - 1];
+		dst[j - 1] = t;
+	}
+	b->cur = dst + got;
+	zp_stat_add(k->nr_refilled, got);
+	return got;
+}
+
+void *
+tcache_alloc_slow(struct tcache *tc, unsigned sc)
+{
+	if (tcache_fill(tc, sc) == 0)
+		return NULL;
+	zp_stat_inc(tc->cls[sc].nr_alloc_slow);
+	return tcache_alloc(tc, sc);
+}
+
+/* The slab a calloc may take an untouched object from, if any. */
+static struct slab *
+zero_slab(struct tcache *tc, unsigned sc)
+{
+	struct slab *s = tc->cls[sc].partial;
+
+	if (s == NULL)
+		s = get_slab(tc, sc);
+	if (s != NULL && (s->flags & SLAB_ZERO) &&
+	    s->nr_carved < slab_class[sc].nr_objs)
+		return s;
+	return NULL;
+}
+
+void *
+tcache_alloc_zero(struct tcache *tc, unsigned sc)
+{
+	struct tbin *b = &tc->bins[sc];
+	struct slab *s;
+	void *p;
+
+	if (b->cur == b->base && (s = zero_slab(tc, sc)) != NULL) {
+		zp_stat_inc(tc->cls[sc].nr_bump);
+		zp_stat_inc(tc->cls[sc].nr_alloc_slow);
+		return slab_bump(s);
+	}
+	p = tcache_alloc(tc, sc);
+	if (p != NULL)
+		memset(p, 0, slab_class[sc].size);
+	return p;
+}
+
+/* --- flush and local frees ---------------------------------------------- */
+
+/* Gives the n oldest objects of a bin back to their slabs. */
+static void
+bin_flush(struct tcache *tc, unsigned sc, unsigned n)
+{
+	struct tbin *b = &tc->bins[sc];
+	unsigned have = (unsigned)(b->cur - b->base);
+
+	zp_stat_inc(tc->nr_flush);
+	for (unsigned i = 0; i < n; i++) {
+		uintptr_t a = (uintptr_t)b->base[i];
+
+		give_back(tc, (void *)a, slab_of(page_head(page_lookup(
+			(void *)a))));
+	}
+	memmove(b->base, b->base + n, (have - n) * sizeof(void *));
+	b->cur -= n;
+	zp_stat_add(tc->cls[sc].nr_flushed, n);
+}
+
+void
+tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
+{
+	unsigned sc = s->sc;
+	struct tbin *b = &tc->bins[sc];
+	uintptr_t a = (uintptr_t)p;
+
+	if (slab_looks_free(s, a)) {
+		for (void **q = b->base; q < b->cur; q++)
+			if (*q == p)
+				slab_double_free(p);
+		if (mail_holds(tc, a))
+			slab_double_free(p);
+		slab_free_check_slow(s, p);
+	}
+	if (b->cur == b->end)
+		bin_flush(tc, sc, (unsigned)(b->end - b->base + 1) / 2);
+	*(uintptr_t *)p = slab_encode(a, a);
+	*b->cur++ = p;
+	zp_stat_inc(b->nr_free_local);
+}
+
+/* --- giving slabs up ----------------------------------------------------- */
+
+/* Unowned and full: nobody looks at it until a remote free rescues it.
+ * False when a remote free arrived first. */
+static bool
+park(struct tcache *tc, struct slab *s)
+{
+	uintptr_t expect = SLAB_NORMAL;
+
+	/* Ordered before the CAS by its release: once PARKED is visible a
+	 * rescuer may hand s to its cache at once. */
+	__atomic_store_n(&s->owner, SLAB_UNOWNED, __ATOMIC_RELAXED);
+	if (__atomic_compare_exchange_n(&s->remote, &expect, SLAB_PARKED,
+					false, __ATOMIC_RELEASE,
+					__ATOMIC_RELAXED))
+		return true;
+	__atomic_store_n(&s->owner, tc, __ATOMIC_RELAXED);
+	return false;
+}
+
+/* Sorts a settled slab for its cache: onto *empties, onto *orphans, or
+ * parked (full: no list at all). */
+static void
+release(struct tcache *tc, struct slab *s, struct slab **orphans,
+	struct slab **empties)
+{
+	own_del(tc, s);
+	for (;;) {
+		slab_collect(s);
+		if (s->nr_inuse == 0) {
+			s->next = *empties;
+			*empties = s;
+			return;
+		}
+		if (slab_has_local(s)) {
+			s->next = *orphans;
+			*orphans = s;
+			return;
+		}
+		if (park(tc, s))
+			return;
+	}
+}
+
+static void
+settle_list(struct slab *s)
+{
+	for (; s != NULL; s = s->next)
+		slab_settle(s);
+}
+
+void
+tcache_flush(struct tcache *tc)
+{
+	rbatch_flush_all(tc);
+	/* No post in flight and none to come: then the mailbox is final. */
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		settle_list(tc->cls[sc].partial);
+		settle_list(tc->cls[sc].full);
+	}
+	mail_drain(tc);
+	/* Slabs that empty now stay where they are, for one lock a class. */
+	tc->is_flushing = true;
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		struct tbin *b = &tc->bins[sc];
+		struct tclass *k = &tc->cls[sc];
+		struct slab *orphans = NULL, *empties = NULL;
+
+		if (b->cur != b->base)
+			bin_flush(tc, sc, (unsigned)(b->cur - b->base));
+		while (k->partial != NULL)
+			release(tc, k->partial, &orphans, &empties);
+		while (k->full != NULL)
+			release(tc, k->full, &orphans, &empties);
+		if (k->spare != NULL)
+			release(tc, k->spare, &orphans, &empties);
+		if (orphans != NULL || empties != NULL)
+			cache_put_list(sc, orphans, empties, tc->pcp);
+	}
+	tc->is_flushing = false;
+}
+
+void
+tcache_postfork_child(struct tcache *tc)
+{
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		struct slab *lists[2] = { tc->cls[sc].partial,
+					  tc->cls[sc].full };
+
+		for (unsigned i = 0; i < 2; i++)
+			for (struct slab *s = lists[i]; s; s = s->next) {
+				uintptr_t old = __atomic_load_n(
+					&s->remote, __ATOMIC_RELAXED);
+
+				if ((old & SLAB_STATE) == SLAB_FREEING)
+					__atomic_store_n(&s->remote,
+							 old & ~SLAB_STATE,
+							 __ATOMIC_RELAXED);
+			}
+	}
+}
+
+/* --- statistics ---------------------------------------------------------- */
+
+static uint64_t
+rd(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static uint64_t
+sub_floor(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+/* One thread's figures for a class; other threads' are read racily, so
+ * the subtraction may briefly come out below zero. */
+static void
+class_stats_of(struct tcache *tc, unsigned sc, struct tcache_class_stats *o)
+{
+	const struct tclass *k = &tc->cls[sc];
+	const struct tbin *b = &tc->bins[sc];
+	void **cur = __atomic_load_n(&b->cur, __ATOMIC_RELAXED);
+	uint64_t in = rd(&k->nr_refilled) + rd(&b->nr_free_local) +
+		      rd(&k->nr_bump);
+	uint64_t out = rd(&k->nr_flushed) + (uint64_t)(cur - b->base);
+	uint64_t allocs = sub_floor(in, out);
+
+	o->nr_alloc_slow = rd(&k->nr_alloc_slow);
+	o->nr_alloc_fast = sub_floor(allocs, o->nr_alloc_slow);
+	o->nr_free_local = rd(&b->nr_free_local);
+	o->nr_free_remote = rd(&k->nr_free_remote);
+}
+
+static void
+fold_stats_locked(struct tcache *tc)
+{
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		struct slab_cache *c = &slab_caches[sc];
+		struct tcache_class_stats st;
+
+		class_stats_of(tc, sc, &st);
+		__atomic_add_fetch(&c->nr_alloc_fast, st.nr_alloc_fast,
+				   __ATOMIC_RELAXED);
+		__atomic_add_fetch(&c->nr_alloc_slow, st.nr_alloc_slow,
+				   __ATOMIC_RELAXED);
+		__atomic_add_fetch(&c->nr_free_local, st.nr_free_local,
+				   __ATOMIC_RELAXED);
+		__atomic_add_fetch(&c->nr_free_remote, st.nr_free_remote,
+				   __ATOMIC_RELAXED);
+	}
+	exited_paths.nr_refill += tc->nr_refill;
+	exited_paths.nr_flush += tc->nr_flush;
+	exited_paths.nr_new += tc->nr_new;
+	exited_paths.nr_mail += tc->nr_mail;
+}
+
+void
+tcache_fini(struct tcache *tc)
+{
+	tcache_flush(tc);
+	zp_lock(&registry_lock);
+	if (tc->reg_prev)
+		tc->reg_prev->reg_next = tc->reg_next;
+	else
+		registry_head = tc->reg_next;
+	if (tc->reg_next)
+		tc->reg_next->reg_prev = tc->reg_prev;
+	tc->reg_next = tc->reg_prev = NULL;
+	fold_stats_locked(tc);
+	zp_unlock(&registry_lock);
+}
+
+void
+tcache_class_stats(unsigned sc, struct tcache_class_stats *out)
+{
+	const struct slab_cache *c = &slab_caches[sc];
+
+	zp_lock(&registry_lock);
+	out->nr_alloc_fast = rd(&c->nr_alloc_fast);
+	out->nr_alloc_slow = rd(&c->nr_alloc_slow);
+	out->nr_free_local = rd(&c->nr_free_local);
+	out->nr_free_remote = rd(&c->nr_free_remote);
+	for (struct tcache *tc = registry_head; tc; tc = tc->reg_next) {
+		struct tcache_class_stats st;
+
+		class_stats_of(tc, sc, &st);
+		out->nr_alloc_fast += st.nr_alloc_fast;
+		out->nr_alloc_slow += st.nr_alloc_slow;
+		out->nr_free_local += st.nr_free_local;
+		out->nr_free_remote += st.nr_free_remote;
+	}
+	zp_unlock(&registry_lock);
+}
+
+void
+tcache_path_stats(struct tcache_path_stats *out)
+{
+	zp_lock(&registry_lock);
+	*out = exited_paths;
+	out->nr_threads = 0;
+	for (struct tcache *tc = registry_head; tc; tc = tc->reg_next) {
+		out->nr_threads++;
+		out->nr_refill += rd(&tc->nr_refill);
+		out->nr_flush += rd(&tc->nr_flush);
+		out->nr_new += rd(&tc->nr_new);
+		out->nr_mail += rd(&tc->nr_mail);
+	}
+	zp_unlock(&registry_lock);
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		const struct slab_cache *c = &slab_caches[sc];
+
+		out->nr_reuse += rd(&c->nr_reuse);
+		out->nr_orphan += rd(&c->nr_orphan);
+		out->nr_rescue += rd(&c->nr_rescue);
+	}
+}
+
+void
+tcache_registry_prefork(void)
+{
+	zp_lock(&registry_lock);
+}
+
+void
+tcache_registry_postfork_parent(void)
+{
+	zp_unlock(&registry_lock);
+}
+
+void
+tcache_registry_postfork_child(void)
+{
+	zp_lock_postfork_child(&registry_lock);
+}

@@ -1,0 +1,171 @@
+/*
+ * tcache.h - the per-thread slab cache: what malloc and free of a small
+ * object cost in the common case.
+ *
+ * Each size class has a bin: a stack of pointers to free objects of slabs
+ * the thread holds (jemalloc's cache_bin). malloc pops the stack, free of
+ * an object of a slab the thread holds pushes it; both are LIFO, so the
+ * object handed out is the one most recently freed, still in cache.
+ * Refills take a batch from the thread's own slabs (their free lists,
+ * never-used objects, remote frees) and flushes give the oldest half back
+ * to them; neither takes a lock unless a slab changes hands. A free of any
+ * other slab's object is a remote free: chained with the thread's other
+ * frees into the same slab and pushed onto that slab's remote list with
+ * one CAS (see slab.h and tcache.c).
+ *
+ * Fast paths (x86-64), no calls and no register saves:
+ *   alloc: load the bin's top and bottom, compare, load the pointer,
+ *          store the top, clear the object's first word.
+ *   free:  index check (mask, multiply, compare), compare the owner,
+ *          decode the first word and test it for a free object's self
+ *          link, compare the top with the end, store the self link, store
+ *          the pointer and the top, count the free.
+ */
+#ifndef ZP_SLAB_TCACHE_H
+#define ZP_SLAB_TCACHE_H
+
+#include "page/pcp.h"
+#include "slab/sizeclass.h"
+#include "slab/slab.h"
+
+/* Room for every class's bin_cap (slab_boot checks the sum). */
+#define TCACHE_SLOTS	4096
+
+struct tbin {
+	void **cur;			/* top of the stack: next free slot */
+	void **base;			/* cur == base: empty */
+	void **end;			/* cur == end: full */
+	uint64_t nr_free_local;		/* stats: frees pushed here */
+};
+
+/* The thread's slabs of one class and its cold counters (owner only). */
+struct tclass {
+	struct slab *partial;		/* something to give: refills use */
+	struct slab *full;		/* nothing local: DELAYED or posted */
+	struct slab *spare;		/* one empty slab kept back */
+	/* Remote frees into one other thread's slab, chained here and
+	 * pushed with one CAS when the slab changes or the chain is long. */
+	struct slab *rslab;
+	uintptr_t rhead, rtail;
+	unsigned nr_rfree;
+	/* Stats: objects into the bin by refills and out by flushes, so
+	 * that allocations need no counter of their own (see tcache.c). */
+	uint64_t nr_refilled, nr_flushed, nr_bump;
+	uint64_t nr_alloc_slow, nr_free_remote;
+};
+
+struct tcache {
+	struct tbin bins[SC_NR];
+	struct pcp_set *pcp;		/* the thread's page cache */
+	struct tclass cls[SC_NR];
+	uint64_t rbatch_mask;		/* classes with a remote chain */
+	bool is_flushing;		/* tcache_flush is giving slabs up */
+	uint64_t nr_refill, nr_flush, nr_new, nr_mail;	/* stats */
+	struct tcache *reg_next, *reg_prev;	/* registry_lock */
+	/* Objects remote freers posted to tell this thread that a full
+	 * slab of its has room (see slab.h, SLAB_DELAYED). Written by
+	 * other threads: a line of its own. */
+	uintptr_t mailbox zp_cacheline_aligned;
+	void *slots[TCACHE_SLOTS] zp_cacheline_aligned;
+};
+
+void tcache_init(struct tcache *tc, struct pcp_set *pcp);
+/* Thread exit: every held slab goes to its cache (orphans keep working
+ * for frees from any thread). May free pages into tc->pcp: drain that
+ * after. */
+void tcache_fini(struct tcache *tc);
+/* Gives up every held slab but keeps tc usable (malloc_trim). */
+void tcache_flush(struct tcache *tc);
+
+void *tcache_alloc_slow(struct tcache *tc, unsigned sc);
+void tcache_free_slow(struct tcache *tc, void *p, struct slab *s);
+void tcache_free_remote(struct tcache *tc, void *p, struct slab *s);
+/* calloc: zeroed object; no memset when it comes untouched from a zero
+ * slab. NULL when the zone is out of memory. */
+void *tcache_alloc_zero(struct tcache *tc, unsigned sc);
+
+static zp_always_inline void *
+tcache_alloc(struct tcache *tc, unsigned sc)
+{
+	struct tbin *b = &tc->bins[sc];
+	void **cur = b->cur;
+
+	if (zp_likely(cur != b->base)) {
+		void *p = *--cur;
+
+		b->cur = cur;
+		/* A live object never shows a free object's self link. */
+		*(uintptr_t *)p = 0;
+		return p;
+	}
+	return tcache_alloc_slow(tc, sc);
+}
+
+/* Free of a slab object; tc may be NULL (no thread state): remote path. */
+static zp_always_inline void
+tcache_free(struct tcache *tc, void *p, struct page *slab_head)
+{
+	struct slab *s = slab_of(slab_head);
+	uintptr_t a = (uintptr_t)p;
+	/* Read before the owner: the compiler does not move plain loads
+	 * across an atomic one. */
+	size_t sc = s->sc;
+
+	if (zp_unlikely(!slab_is_start(sc, a)))
+		slab_invalid_free(p);
+	if (zp_likely(slab_owner(s) == tc)) {
+		struct tbin *b = &tc->bins[sc];
+		void **cur = b->cur;
+		uintptr_t k = slab_key ^ __builtin_bswap64(a);
+
+		/* Tail calls, so the fast path saves no registers. */
+		if (zp_unlikely(slab_word_is_link(*(uintptr_t *)p ^ k, a,
+						  slab_class[sc].mask) |
+				(cur == b->end)))
+			return tcache_free_slow(tc, p, s);
+		*(uintptr_t *)p = a ^ k;
+		*cur = p;
+		b->cur = cur + 1;
+		zp_stat_inc(b->nr_free_local);
+		return;
+	}
+	tcache_free_remote(tc, p, s);
+}
+
+/* Per-class statistics summed over live threads and exited ones. */
+struct tcache_class_stats {
+	uint64_t nr_alloc_fast, nr_alloc_slow, nr_free_local, nr_free_remote;
+};
+void tcache_class_stats(unsigned sc, struct tcache_class_stats *out);
+struct tcache_path_stats {
+	uint64_t nr_threads, nr_refill, nr_flush, nr_new, nr_mail;
+	uint64_t nr_reuse, nr_orphan, nr_rescue;
+};
+void tcache_path_stats(struct tcache_path_stats *out);
+
+/* Fork: the registry lock (taken before the cache locks). */
+void tcache_registry_prefork(void);
+void tcache_registry_postfork_parent(void);
+void tcache_registry_postfork_child(void);
+/* Fork child, for the forking thread's cache: a freer that was posting
+ * to it in another thread is gone and will never finish. */
+void tcache_postfork_child(struct tcache *tc);
+
+/* --- the rest of the slab layer's public API --------------------------- */
+
+/* Gives empty slabs in the central caches back to the zone; bytes. */
+size_t slab_trim(void);
+void slab_prefork(void);
+void slab_postfork_parent(void);
+void slab_postfork_child(void);
+
+struct outbuf;
+/* /proc/slabinfo-style table plus path counters. */
+void slab_print_slabinfo(struct outbuf *o);
+/* One JSON object: {"classes":[...],"paths":{...}}. */
+void slab_print_json(struct outbuf *o);
+struct zp_slab_info;
+/* Returns 0, or -1 when sc >= SC_NR. */
+int slab_info(unsigned sc, struct zp_slab_info *out);
+
+#endif /* ZP_SLAB_TCACHE_H */

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Runs one of our own test programs (built by meson) with its arguments.
+exec "$@"

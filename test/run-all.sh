@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds zpmalloc and runs every test suite: the README's test command and
+# what .ci/run executes. Exit status is non-zero on any failure.
+#
+# The matrix the zero-page engine needs:
+#   1. everything as root, where full userfaultfd is available;
+#   2. the allocator-level suites again with ZPMALLOC_UFFD=0 (forced off);
+#   3. the same again as an ordinary user (created here), where only
+#      user-mode-only userfaultfd is allowed, so the engine must fall back
+#      to the plain kernel zero page.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${BUILD:-build-test}
+# Suites that run through the preloaded library and so honour ZPMALLOC_*.
+LEVEL_SUITES=(--suite conformance --suite preload --suite levels)
+
+if [ ! -f "$BUILD/build.ninja" ]; then
+	# Debug assertions on, optimised, so the suites exercise zp_assert.
+	meson setup "$BUILD" --buildtype=debugoptimized -Ddebug_asserts=true
+fi
+ninja -C "$BUILD"
+
+echo "=== 1/4 all suites, root, userfaultfd available ==="
+meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2
+
+echo "=== 2/4 userfaultfd forced off (ZPMALLOC_UFFD=0) ==="
+ZPMALLOC_UFFD=0 meson test -C "$BUILD" --no-rebuild --print-errorlogs \
+	--num-processes 2 --logbase uffd-off "${LEVEL_SUITES[@]}"
+
+echo "=== 3/4 as an unprivileged user ==="
+if [ "$(id -u)" -ne 0 ]; then
+	echo "already unprivileged: run 1 covered it"
+else
+	user=zptest
+	id "$user" >/dev/null 2>&1 || useradd --system --no-create-home "$user"
+	home=$(mktemp -d /tmp/zptest-home.XXXXXX)
+	chown "$user" "$home"
+	# From the user's home: meson returns to its starting directory.
+	as_user() (cd "$home" &&
+		runuser -u "$user" -- env HOME="$home" PATH="$PATH" "$@")
+	# The user needs the tree and a build directory it can write. When
+	# the checkout sits under a private home, build a copy instead of
+	# loosening anyone's permissions.
+	ubuild=$ROOT/$BUILD
+	if ! as_user test -r "$ROOT/meson.build" -a -x "$ROOT/test"; then
+		copy=$home/src
+		as_user mkdir "$copy"
+		tar -C "$ROOT" --exclude='./build*' --exclude=./.git -cf - . |
+			as_user tar -C "$copy" -xf -
+		ubuild=$copy/build-unprivileged
+		as_user meson setup "$ubuild" "$copy" \
+			--buildtype=debugoptimized -Ddebug_asserts=true >/dev/null
+		as_user ninja -C "$ubuild" >/dev/null
+	else
+		chmod -R a+rwX "$BUILD"
+	fi
+	as_user meson test -C "$ubuild" --no-rebuild --print-errorlogs \
+		--num-processes 2 --logbase unprivileged \
+		"${LEVEL_SUITES[@]}" --suite unit
+	rm -rf "$home"
+fi
+
+echo "=== 4/4 sanitizers and fuzzing ==="
+bash test/sanitize.sh

@@ -1,0 +1,517 @@
+/*
+ * test_alloc.c - size routing, realloc paths, aligned allocation, placement
+ * flags and bad-pointer detection of the malloc layer, called directly
+ * (no interposition: this program's own malloc stays glibc's).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "malloc/alloc.h"
+#include "malloc/init.h"
+#include "malloc/large.h"
+#include "os/os.h"
+#include "page/zone.h"
+#include "zero/zero.h"
+#include "zpmalloc.h"
+
+#define MiB ((size_t)1 << 20)
+
+static void
+boot(void)
+{
+	cr_assert(init_boot());
+	cr_assert_not_null(init_tstate());
+}
+
+TestSuite(alloc, .init = boot);
+
+static void
+fill(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * 7 + seed);
+}
+
+static bool
+check(const unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (unsigned char)(i * 7 + seed))
+			return false;
+	return true;
+}
+
+static enum page_kind
+kind_of(void *p)
+{
+	struct page *pg = page_lookup(p);
+
+	return pg ? (enum page_kind)page_head(pg)->kind : PAGE_UNUSED;
+}
+
+Test(alloc, small_sizes_route_to_slabs)
+{
+	size_t sizes[] = { 0, 1, 16, 17, 1000, 4096, SC_MAX_SIZE };
+
+	for (size_t i = 0; i < ZP_ARRAY_SIZE(sizes); i++) {
+		void *p = alloc_malloc(sizes[i]);
+
+		cr_assert_not_null(p);
+		cr_assert_eq(kind_of(p), PAGE_SLAB, "size %zu", sizes[i]);
+		cr_assert_geq(alloc_usable_size(p), sizes[i]);
+		alloc_free(p);
+	}
+}
+
+Test(alloc, medium_sizes_route_to_exact_pages)
+{
+	size_t sizes[] = { SC_MAX_SIZE + 1, 20000, 5 * ZP_PAGE_SIZE,
+			   MiB, ZP_MAX_BLOCK };
+
+	for (size_t i = 0; i < ZP_ARRAY_SIZE(sizes); i++) {
+		unsigned char *p = alloc_malloc(sizes[i]);
+		struct page *head;
+
+		cr_assert_not_null(p);
+		head = page_head(page_lookup(p));
+		cr_assert_eq(head->kind, PAGE_MEDIUM, "size %zu", sizes[i]);
+		cr_assert_eq((void *)p, page_address(head));
+		cr_assert_eq(alloc_usable_size(p),
+			     zp_align_up(sizes[i], ZP_PAGE_SIZE));
+		p[sizes[i] - 1] = 1;
+		alloc_free(p);
+	}
+}
+
+Test(alloc, large_sizes_get_their_own_mapping)
+{
+	unsigned char *p = alloc_malloc(ZP_MAX_BLOCK + 1);
+
+	cr_assert_not_null(p);
+	cr_assert_null(page_lookup(p));
+	cr_assert_eq(large_usable_size(p),
+		     zp_align_up(ZP_MAX_BLOCK + 1, ZP_PAGE_SIZE));
+	p[ZP_MAX_BLOCK] = 1;
+	alloc_free(p);
+	cr_assert_eq(large_usable_size(p), 0);
+}
+
+Test(alloc, calloc_zeroes_every_route)
+{
+	size_t sizes[] = { 24, 3000, SC_MAX_SIZE, 70000, 6 * MiB };
+
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; i < ZP_ARRAY_SIZE(sizes); i++) {
+			unsigned char *p = alloc_malloc(sizes[i]);
+
+			memset(p, 0xee, sizes[i]);
+			alloc_free(p);
+			p = alloc_calloc(1, sizes[i]);
+			cr_assert_not_null(p);
+			for (size_t b = 0; b < sizes[i]; b++)
+				if (p[b])
+					cr_assert_fail("size %zu byte %zu",
+						       sizes[i], b);
+			memset(p, 0xee, sizes[i]);
+			alloc_free(p);
+		}
+	}
+}
+
+Test(alloc, calloc_overflow_is_enomem)
+{
+	errno = 0;
+	cr_assert_null(alloc_calloc(SIZE_MAX / 4, 8));
+	cr_assert_eq(errno, ENOMEM);
+}
+
+Test(alloc, huge_requests_fail_with_enomem_and_errno_survives_success)
+{
+	void *p;
+
+	errno = 0;
+	cr_assert_null(alloc_malloc((size_t)PTRDIFF_MAX + 1));
+	cr_assert_eq(errno, ENOMEM);
+	errno = 77;
+	p = alloc_malloc(100000);
+	cr_assert_not_null(p);
+	alloc_free(p);
+	p = alloc_malloc(10 * MiB);
+	alloc_free(p);
+	cr_assert_eq(errno, 77);
+}
+
+Test(alloc, realloc_within_a_class_stays_in_place)
+{
+	unsigned char *p = alloc_malloc(100);
+	size_t usable = alloc_usable_size(p);
+
+	fill(p, 100, 1);
+	cr_assert_eq(alloc_realloc(p, usable), p);
+	cr_assert_eq(alloc_realloc(p, usable - 1), p);
+	cr_assert(check(p, 100, 1));
+	alloc_free(p);
+}
+
+Test(alloc, realloc_slab_to_medium_to_large_and_back)
+{
+	size_t steps[] = { 10, 5000, SC_MAX_SIZE + 1, 300000, ZP_MAX_BLOCK,
+			   ZP_MAX_BLOCK + 1, 12 * MiB, 5 * MiB, MiB, 2000, 5 };
+	unsigned char *p = NULL;
+	size_t have = 0;
+
+	for (size_t i = 0; i < ZP_ARRAY_SIZE(steps); i++) {
+		p = alloc_realloc(p, steps[i]);
+		cr_assert_not_null(p, "to %zu", steps[i]);
+		cr_assert(check(p, ZP_MIN(have, steps[i]), 3), "%zu -> %zu",
+			  have, steps[i]);
+		fill(p, steps[i], 3);
+		have = steps[i];
+	}
+	alloc_free(p);
+}
+
+Test(alloc, realloc_medium_shrinks_in_place)
+{
+	unsigned char *p = alloc_malloc(40 * ZP_PAGE_SIZE);
+	struct page *head = page_head(page_lookup(p));
+
+	fill(p, 40 * ZP_PAGE_SIZE, 9);
+	cr_assert_eq(alloc_realloc(p, 21 * ZP_PAGE_SIZE), p);
+	cr_assert_eq(head->npages, 21);
+	cr_assert(check(p, 21 * ZP_PAGE_SIZE, 9));
+	alloc_free(p);
+}
+
+Test(alloc, realloc_medium_grows_in_place_when_the_next_pages_are_free)
+{
+	/* A fresh 64-page block split by hand: free the tail, then grow
+	 * back into it. */
+	unsigned char *p = alloc_malloc(64 * ZP_PAGE_SIZE);
+	unsigned char *q;
+
+	cr_assert_eq(alloc_realloc(p, 8 * ZP_PAGE_SIZE), p);
+	fill(p, 8 * ZP_PAGE_SIZE, 4);
+	q = alloc_realloc(p, 30 * ZP_PAGE_SIZE);
+	cr_assert_eq(q, p, "grew by moving although the tail was free");
+	cr_assert(check(q, 8 * ZP_PAGE_SIZE, 4));
+	alloc_free(q);
+}
+
+Test(alloc, realloc_growth_by_small_steps_copies_once_per_doubling)
+{
+	/* A neighbour allocated after every step takes whatever the zone
+	 * has next to the buffer, as interleaved buffers do in programs:
+	 * only the headroom of a moved buffer keeps it from moving again
+	 * on nearly every step. Moved past 256 KiB, the buffer becomes a
+	 * mapping of its own and grows by mremap, which may move it but
+	 * copies nothing. */
+	enum { MAX_STEPS = 128 };
+	static void *nb[MAX_STEPS];
+	unsigned char *p = alloc_malloc(SC_MAX_SIZE), *q;
+	size_t len = SC_MAX_SIZE, nr = 0, copies = 0;
+
+	fill(p, len, 6);
+	while (len < 8 * MiB && nr < MAX_STEPS) {
+		size_t next = len + len / 8 + 100;
+		bool was_pages = kind_of(p) != PAGE_UNUSED;
+
+		q = alloc_realloc(p, next);
+		cr_assert_not_null(q);
+		cr_assert(check(q, len, 6), "contents lost at %zu", next);
+		copies += was_pages && q != p;
+		for (size_t i = len; i < next; i++)
+			q[i] = (unsigned char)(i * 7 + 6);
+		nb[nr++] = alloc_malloc(6 * ZP_PAGE_SIZE);
+		p = q;
+		len = next;
+	}
+	/* slab -> pages, a move per doubling from 16 to 256 KiB, pages ->
+	 * mapping. */
+	cr_expect_leq(copies, 1 + 4 + 1, "%zu copies in %zu steps", copies,
+		      nr);
+	for (size_t i = 0; i < nr; i++)
+		alloc_free(nb[i]);
+	alloc_free(p);
+}
+
+Test(alloc, realloc_growth_within_headroom_stays_and_shrink_trims)
+{
+	unsigned char *p = alloc_malloc(8 * ZP_PAGE_SIZE), *q;
+	size_t cap;
+
+	fill(p, 8 * ZP_PAGE_SIZE, 2);
+	q = alloc_realloc(p, 9 * ZP_PAGE_SIZE);
+	cr_assert_not_null(q);
+	cap = alloc_usable_size(q);
+	cr_assert_eq(cap, 16 * ZP_PAGE_SIZE, "growth left no headroom");
+	cr_assert(check(q, 8 * ZP_PAGE_SIZE, 2));
+	fill(q, cap, 2);
+	cr_assert_eq(alloc_realloc(q, 12 * ZP_PAGE_SIZE), q);
+	cr_assert_eq(alloc_realloc(q, cap), q);
+	cr_assert_eq(alloc_usable_size(q), cap);
+	/* Asking for less than last time is a shrink: the tail goes. */
+	cr_assert_eq(alloc_realloc(q, 6 * ZP_PAGE_SIZE), q);
+	cr_assert_eq(alloc_usable_size(q), 6 * ZP_PAGE_SIZE);
+	cr_assert(check(q, 6 * ZP_PAGE_SIZE, 2));
+	alloc_free(q);
+}
+
+/*
+ * Frees an n-byte large block, written, while large blocks churn (so its
+ * region is parked), and returns it. A stall between the allocations (a
+ * busy machine) only costs another try.
+ */
+static void *
+free_parked(size_t n)
+{
+	for (int tries = 0; tries < 20; tries++) {
+		void *p;
+
+		alloc_free(alloc_malloc(n));
+		alloc_free(alloc_malloc(n));
+		p = alloc_malloc(n);
+		memset(p, 0xa5, n);
+		alloc_free(p);
+		if (zero_park_bytes() >= n)
+			return p;
+	}
+	cr_assert_fail("large blocks in quick succession were not parked");
+	return NULL;
+}
+
+Test(alloc, freed_large_block_serves_the_next_one_zeroed_for_calloc)
+{
+	size_t n = 8 * MiB;
+	unsigned char *p = free_parked(n), *q;
+
+	q = alloc_calloc(1, n - 5000);
+	cr_assert_eq(q, p, "the parked region was not reused");
+	for (size_t i = 0; i < n - 5000; i += 512)
+		cr_assert_eq(q[i], 0, "byte %zu not zero", i);
+	alloc_free(q);
+	/* A larger block grows the parked region; its new tail is fresh. */
+	q = alloc_calloc(1, 12 * MiB);
+	cr_assert_not_null(q);
+	for (size_t i = 0; i < 12 * MiB; i += 512)
+		cr_assert_eq(q[i], 0, "byte %zu not zero", i);
+	alloc_free(q);
+}
+
+Test(alloc, realloc_large_moves_pages_not_bytes)
+{
+	unsigned char *p = alloc_malloc(8 * MiB), *q;
+
+	fill(p, 8 * MiB, 5);
+	q = alloc_realloc(p, 64 * MiB);
+	cr_assert_not_null(q);
+	cr_assert(check(q, 8 * MiB, 5));
+	cr_assert_eq(large_usable_size(q), 64 * MiB);
+	q = alloc_realloc(q, 6 * MiB);
+	cr_assert(check(q, 6 * MiB, 5));
+	cr_assert_eq(large_usable_size(q), 6 * MiB);
+	alloc_free(q);
+}
+
+Test(alloc, realloc_null_mallocs_and_zero_frees)
+{
+	void *p = alloc_realloc(NULL, 50);
+
+	cr_assert_not_null(p);
+	cr_assert_null(alloc_realloc(p, 0));
+}
+
+Test(alloc, every_alignment_on_every_route)
+{
+	for (size_t a = 16; a <= 8 * MiB; a *= 2) {
+		size_t sizes[] = { 1, 100, a, SC_MAX_SIZE + 1, MiB,
+				   ZP_MAX_BLOCK + 100 };
+
+		for (size_t i = 0; i < ZP_ARRAY_SIZE(sizes); i++) {
+			unsigned char *p = alloc_aligned(a, sizes[i]);
+
+			cr_assert_not_null(p, "a %zu n %zu", a, sizes[i]);
+			cr_assert(((uintptr_t)p & (a - 1)) == 0,
+				  "a %zu n %zu: %p", a, sizes[i], (void *)p);
+			cr_assert_geq(alloc_usable_size(p), sizes[i]);
+			p[sizes[i] - 1] = 1;
+			alloc_free(p);
+		}
+	}
+}
+
+Test(alloc, small_aligned_requests_stay_in_slabs)
+{
+	/* memalign(64, 32) must not cost a page. */
+	void *p = alloc_aligned(64, 32);
+
+	cr_assert_eq(kind_of(p), PAGE_SLAB);
+	cr_assert_lt(alloc_usable_size(p), 1024);
+	alloc_free(p);
+}
+
+Test(alloc, zero_flag_zeroes_and_low32_stays_low)
+{
+	unsigned char *p = alloc_flags(20000, ZP_ZERO | ZP_LOW32);
+
+	cr_assert_not_null(p);
+	cr_assert_lt((uintptr_t)p + 20000, (uintptr_t)1 << 32);
+	for (size_t i = 0; i < 20000; i++)
+		cr_assert_eq(p[i], 0);
+	alloc_free(p);
+	p = alloc_flags(64, ZP_LOW32);
+	cr_assert_lt((uintptr_t)p, (uintptr_t)1 << 32);
+	alloc_free(p);
+	p = alloc_flags(6 * MiB, ZP_LOW32 | ZP_ZERO);
+	cr_assert_not_null(p);
+	cr_assert_lt((uintptr_t)p + 6 * MiB, (uintptr_t)1 << 32);
+	cr_assert_eq(p[6 * MiB - 1], 0);
+	alloc_free(p);
+}
+
+Test(alloc, node_flag_allocates_on_an_existing_node)
+{
+	void *p = alloc_flags(100, ZP_NODE(0));
+
+	cr_assert_not_null(p);
+	cr_assert_eq(kind_of(p), PAGE_MEDIUM);
+	alloc_free(p);
+	p = alloc_flags(100, 0);
+	cr_assert_eq(kind_of(p), PAGE_SLAB);
+	alloc_free(p);
+}
+
+Test(alloc, out_of_memory_is_enomem_and_recovers)
+{
+	void *p;
+
+	os_fault_inject_all(true);
+	errno = 0;
+	p = alloc_malloc(64 * MiB);
+	cr_assert_null(p);
+	cr_assert_eq(errno, ENOMEM);
+	os_fault_inject_all(false);
+	p = alloc_malloc(64 * MiB);
+	cr_assert_not_null(p);
+	alloc_free(p);
+}
+
+static int nr_foreign_frees;
+static void *last_foreign;
+
+static void
+test_foreign_free(void *p)
+{
+	nr_foreign_frees++;
+	last_foreign = p;
+}
+
+static void *
+test_foreign_realloc(void *p, size_t n)
+{
+	(void)p;
+	(void)n;
+	return NULL;
+}
+
+static size_t
+test_foreign_usable(void *p)
+{
+	(void)p;
+	return 4242;
+}
+
+/* Under AddressSanitizer malloc is ASan's, not glibc's, so there is no
+ * glibc chunk to recognise: the handoff rightly refuses it. */
+#ifdef __SANITIZE_ADDRESS__
+#define NEEDS_GLIBC_MALLOC .disabled = true
+#else
+#define NEEDS_GLIBC_MALLOC .disabled = false
+#endif
+
+Test(alloc, foreign_pointers_go_to_the_foreign_handler, NEEDS_GLIBC_MALLOC)
+{
+	static const struct alloc_foreign_ops ops = {
+		.free = test_foreign_free,
+		.realloc = test_foreign_realloc,
+		.usable_size = test_foreign_usable,
+	};
+	void *g = malloc(100);	/* glibc's: nothing is preloaded here */
+
+	alloc_set_foreign(&ops);
+	alloc_free(g);
+	cr_assert_eq(nr_foreign_frees, 1);
+	cr_assert_eq(last_foreign, g);
+	cr_assert_eq(alloc_usable_size(g), 4242);
+	alloc_free(NULL);
+	cr_assert_eq(nr_foreign_frees, 1);
+	alloc_set_foreign(NULL);
+	free(g);
+}
+
+Test(alloc, foreign_pointer_without_a_handler_aborts, .signal = SIGABRT)
+{
+	void *g = malloc(100);
+
+	alloc_free(g);
+}
+
+Test(alloc, misaligned_foreign_pointer_aborts, .signal = SIGABRT)
+{
+	char *g = malloc(100);
+
+	alloc_free(g + 8);
+}
+
+Test(alloc, interior_pointer_of_medium_block_aborts, .signal = SIGABRT)
+{
+	char *p = alloc_malloc(100000);
+
+	alloc_free(p + ZP_PAGE_SIZE);
+}
+
+Test(alloc, double_free_of_medium_block_aborts, .signal = SIGABRT)
+{
+	void *p = alloc_malloc(100000);
+
+	alloc_free(p);
+	alloc_free(p);
+}
+
+Test(alloc, double_free_of_slab_object_aborts, .signal = SIGABRT)
+{
+	void *p = alloc_malloc(64);
+
+	alloc_free(p);
+	alloc_free(p);
+}
+
+Test(alloc, realloc_of_interior_pointer_aborts, .signal = SIGABRT)
+{
+	char *p = alloc_malloc(64);
+
+	alloc_realloc(p + 16, 200);
+}
+
+Test(alloc, trim_gives_memory_back)
+{
+	enum { N = 64 };
+	unsigned char *p[N];
+
+	for (int i = 0; i < N; i++) {
+		p[i] = alloc_malloc(200000);
+		memset(p[i], 1, 200000);
+	}
+	for (int i = 0; i < N; i++)
+		alloc_free(p[i]);
+	/* A freed large block parked for reuse goes too. */
+	free_parked(8 * MiB);
+	cr_assert_geq(alloc_trim(), 8 * MiB);
+	cr_assert_eq(zero_park_bytes(), 0);
+	p[0] = alloc_malloc(100);
+	cr_assert_not_null(p[0]);
+	alloc_free(p[0]);
+}

@@ -1,0 +1,194 @@
+/*
+ * test_init.c - boot, per-thread state and its retirement at thread exit,
+ * allocation after the exit destructor, fork in a multi-threaded process.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "malloc/alloc.h"
+#include "malloc/init.h"
+#include "page/zone.h"
+
+#define MiB ((size_t)1 << 20)
+
+Test(init, boot_is_idempotent_and_creates_one_state_per_thread)
+{
+	struct tstate *ts;
+
+	cr_assert(init_boot());
+	cr_assert(init_boot());
+	cr_assert(init_is_booted());
+	ts = init_tstate();
+	cr_assert_not_null(ts);
+	cr_assert_eq(init_tstate(), ts);
+	cr_assert_eq(alloc_tls, ts);
+	cr_assert_eq(page_head(page_lookup(ts))->kind, PAGE_META);
+}
+
+Test(init, first_malloc_boots)
+{
+	void *p = alloc_malloc(10);
+
+	cr_assert_not_null(p);
+	cr_assert(init_is_booted());
+	cr_assert_not_null(alloc_tls);
+	alloc_free(p);
+}
+
+struct live {
+	unsigned char *p[64];
+	size_t n[64];
+};
+
+static void *
+allocate_and_exit(void *arg)
+{
+	struct live *l = arg;
+
+	for (int i = 0; i < 64; i++) {
+		l->n[i] = (size_t)1 << (i % 24);
+		l->p[i] = alloc_malloc(l->n[i]);
+		memset(l->p[i], i, l->n[i]);
+	}
+	return NULL;
+}
+
+Test(init, objects_outlive_their_thread)
+{
+	struct live l;
+	pthread_t t;
+
+	cr_assert(init_boot());
+	for (int round = 0; round < 4; round++) {
+		pthread_create(&t, NULL, allocate_and_exit, &l);
+		pthread_join(t, NULL);
+		for (int i = 0; i < 64; i++) {
+			cr_assert_eq(l.p[i][0], i);
+			cr_assert_eq(l.p[i][l.n[i] - 1], i);
+			alloc_free(l.p[i]);
+		}
+	}
+	cr_assert(zone_check_all());
+}
+
+static pthread_key_t late_key;
+static void *late_block[3];
+
+/* Runs after init's own destructor (the key was created after boot), so
+ * this thread has no state any more. */
+static void
+late_destructor(void *arg)
+{
+	void **kept = arg;
+
+	alloc_free(kept[0]);		/* remote path: no thread cache */
+	late_block[0] = alloc_malloc(48);	/* a fresh state */
+	late_block[1] = alloc_malloc(50000);
+	late_block[2] = alloc_calloc(1, 200);
+	memset(late_block[0], 1, 48);
+}
+
+static void *
+thread_with_late_work(void *arg)
+{
+	static void *kept[1];
+
+	(void)arg;
+	kept[0] = alloc_malloc(32);
+	pthread_setspecific(late_key, kept);
+	return NULL;
+}
+
+Test(init, thread_may_allocate_after_its_state_is_retired)
+{
+	pthread_t t;
+
+	cr_assert(init_boot());
+	cr_assert_eq(pthread_key_create(&late_key, late_destructor), 0);
+	pthread_create(&t, NULL, thread_with_late_work, NULL);
+	pthread_join(t, NULL);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_not_null(late_block[i]);
+		alloc_free(late_block[i]);
+	}
+	cr_assert(zone_check_all());
+}
+
+static volatile int stop_churn;
+
+static void *
+churn(void *arg)
+{
+	void *keep[32] = { 0 };
+	unsigned x = (unsigned)(uintptr_t)arg;
+
+	while (!__atomic_load_n(&stop_churn, __ATOMIC_RELAXED)) {
+		x = x * 1103515245 + 12345;
+		unsigned slot = (x >> 8) % 32;
+		size_t n = (x >> 16) % 3 == 0 ? 20000 + (x % 100000)
+					      : 8 + (x % 2000);
+
+		alloc_free(keep[slot]);
+		keep[slot] = alloc_malloc(n);
+		memset(keep[slot], 1, n < 64 ? n : 64);
+	}
+	for (int i = 0; i < 32; i++)
+		alloc_free(keep[i]);
+	return NULL;
+}
+
+static int
+child_work(void)
+{
+	void *p[100];
+
+	for (int i = 0; i < 100; i++) {
+		p[i] = alloc_malloc((size_t)(i * 997) % 70000 + 1);
+		if (!p[i])
+			return 1;
+	}
+	void *big = alloc_malloc(9 * MiB);
+	if (!big)
+		return 2;
+	for (int i = 0; i < 100; i++)
+		alloc_free(p[i]);
+	alloc_free(big);
+	return zone_check_all() ? 0 : 3;
+}
+
+Test(init, fork_while_other_threads_allocate, .timeout = 60)
+{
+	pthread_t t[3];
+
+	cr_assert(init_boot());
+	for (int i = 0; i < 3; i++)
+		pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1));
+	for (int round = 0; round < 30; round++) {
+		int status;
+		pid_t pid = fork();
+
+		/* No cr_assert before the child is gone: in the child it
+		 * would report to the runner as if it were the test. */
+		if (pid == 0) {
+			/* Criterion's handlers would report from this
+			 * process too; a crash here is the parent's to see. */
+			signal(SIGSEGV, SIG_DFL);
+			signal(SIGABRT, SIG_DFL);
+			signal(SIGBUS, SIG_DFL);
+			alarm(20);
+			_exit(child_work());
+		}
+		cr_assert_neq(pid, -1);
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFEXITED(status), "round %d: child died of signal %d",
+			  round, WTERMSIG(status));
+		cr_assert_eq(WEXITSTATUS(status), 0, "round %d", round);
+	}
+	__atomic_store_n(&stop_churn, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+}

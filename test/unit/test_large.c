@@ -1,0 +1,207 @@
+/*
+ * test_large.c - blocks beyond the buddy's largest order: the address
+ * table (growth, tombstones), resizing by remapping, double frees.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "malloc/large.h"
+#include "malloc/init.h"
+#include "zero/zero.h"
+
+#define MiB ((size_t)1 << 20)
+#define BIG (ZP_MAX_BLOCK + ZP_PAGE_SIZE)
+
+static void
+boot(void)
+{
+	cr_assert(init_boot());
+}
+
+TestSuite(large, .init = boot);
+
+Test(large, table_grows_and_finds_every_block)
+{
+	enum { N = 700 };
+	static void *p[N];
+	struct large_stats st;
+
+	for (int i = 0; i < N; i++) {
+		p[i] = large_alloc(BIG, 0, 0, -1, false);
+		cr_assert_not_null(p[i], "block %d", i);
+		*(int *)p[i] = i;
+	}
+	large_get_stats(&st);
+	cr_assert_eq(st.nr_blocks, N);
+	cr_assert_geq(st.table_capacity * 3, (size_t)N * 4);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(large_usable_size(p[i]), BIG);
+		cr_assert_eq(*(int *)p[i], i);
+	}
+	/* Free every other one, then the rest in reverse: tombstones must
+	 * not hide the entries behind them. */
+	for (int i = 0; i < N; i += 2)
+		cr_assert(large_free(p[i]));
+	for (int i = N - 1; i > 0; i -= 2)
+		cr_assert_eq(large_usable_size(p[i]), BIG, "lost %d", i);
+	for (int i = N - 1; i > 0; i -= 2)
+		cr_assert(large_free(p[i]));
+	large_get_stats(&st);
+	cr_assert_eq(st.nr_blocks, 0);
+	cr_assert_eq(st.bytes, 0);
+	cr_assert_eq(st.peak_bytes, (size_t)N * BIG);
+}
+
+Test(large, churn_reuses_the_table_without_growth)
+{
+	struct large_stats st;
+	size_t cap;
+
+	for (int i = 0; i < 50; i++)
+		large_free(large_alloc(BIG, 0, 0, -1, false));
+	large_get_stats(&st);
+	cap = st.table_capacity;
+	for (int i = 0; i < 3000; i++) {
+		void *p = large_alloc(BIG, 0, 0, -1, false);
+
+		cr_assert_not_null(p);
+		cr_assert(large_free(p));
+	}
+	large_get_stats(&st);
+	cr_assert_eq(st.table_capacity, cap);
+	cr_assert_eq(st.nr_alloc, 3050);
+}
+
+Test(large, unknown_pointers_are_not_ours)
+{
+	int x;
+
+	cr_assert_not(large_free(&x));
+	cr_assert_eq(large_usable_size(&x), 0);
+	cr_assert_not(large_free(NULL));
+}
+
+Test(large, aligned_blocks)
+{
+	for (size_t a = ZP_PAGE_SIZE; a <= 64 * MiB; a *= 4) {
+		void *p = large_alloc(BIG, a, 0, -1, false);
+
+		cr_assert_not_null(p);
+		cr_assert_eq((uintptr_t)p & (a - 1), 0, "align %zu", a);
+		cr_assert_eq(large_usable_size(p), BIG);
+		memset(p, 1, BIG);
+		cr_assert(large_free(p));
+	}
+}
+
+Test(large, resize_keeps_contents_and_updates_the_table)
+{
+	unsigned char *p = large_alloc(BIG, 0, 0, -1, false), *q;
+	struct large_stats st;
+
+	for (size_t i = 0; i < BIG; i += 4096)
+		p[i] = (unsigned char)(i >> 12);
+	q = large_resize(p, 100 * MiB);
+	cr_assert_not_null(q);
+	cr_assert_eq(large_usable_size(q), 100 * MiB);
+	if (q != p)
+		cr_assert_eq(large_usable_size(p), 0);
+	for (size_t i = 0; i < BIG; i += 4096)
+		cr_assert_eq(q[i], (unsigned char)(i >> 12));
+	q[100 * MiB - 1] = 1;
+	p = large_resize(q, 5 * MiB);
+	cr_assert_not_null(p);
+	cr_assert_eq(large_usable_size(p), 5 * MiB);
+	large_get_stats(&st);
+	cr_assert_eq(st.nr_blocks, 1);
+	cr_assert_eq(st.bytes, 5 * MiB);
+	cr_assert(large_free(p));
+}
+
+Test(large, low32_blocks_lie_below_4gib)
+{
+	void *p = large_alloc(BIG, 0, LARGE_LOW32, -1, false);
+
+	cr_assert_not_null(p);
+	cr_assert_leq((uintptr_t)p + BIG, (uintptr_t)1 << 32);
+	cr_assert(large_free(p));
+}
+
+Test(large, lone_block_is_unmapped_not_parked)
+{
+	struct timespec pause = { 0, 30 * 1000 * 1000 };
+	void *p = large_alloc(BIG, 0, 0, -1, false);
+
+	cr_assert(large_free(p));
+	p = large_alloc(BIG, 0, 0, -1, false);
+	/* No other large block within 20 ms: no churn. */
+	nanosleep(&pause, NULL);
+	cr_assert(large_free(p));
+	cr_assert_eq(zero_park_bytes(), 0);
+}
+
+Test(large, churned_region_is_parked_and_serves_the_next_block)
+{
+	unsigned char *p = NULL, *q;
+
+	/* A stall between the allocations (a busy machine) only costs
+	 * another try. */
+	for (int tries = 0; tries < 20 && !zero_park_bytes(); tries++) {
+		large_free(large_alloc(BIG, 0, 0, -1, false));
+		large_free(large_alloc(BIG, 0, 0, -1, false));
+		p = large_alloc(BIG, 0, 0, -1, false);
+		memset(p, 0x5a, BIG);
+		cr_assert(large_free(p));
+	}
+	cr_assert_eq(zero_park_bytes(), BIG);
+	cr_assert_eq(large_usable_size(p), 0);
+	q = large_alloc(BIG, 0, 0, -1, /* zero */ true);
+	cr_assert_eq(q, p);
+	cr_assert_eq(zero_park_bytes(), 0);
+	for (size_t i = 0; i < BIG; i += 256)
+		cr_assert_eq(q[i], 0, "byte %zu", i);
+	cr_assert(large_free(q));
+}
+
+Test(large, placed_and_low32_blocks_are_not_parked)
+{
+	void *p = large_alloc(BIG, 0, 0, /* node */ 0, false);
+
+	cr_assert_not_null(p);
+	cr_assert(large_free(p));
+	p = large_alloc(BIG, 0, LARGE_LOW32, -1, false);
+	cr_assert_not_null(p);
+	cr_assert(large_free(p));
+	cr_assert_eq(zero_park_bytes(), 0);
+}
+
+Test(large, double_free_of_a_reused_region_aborts, .signal = SIGABRT)
+{
+	void *q;
+
+	/* Churn, so that q is likely a parked region handed out again:
+	 * its address left the recent-free ring when it was reused. */
+	large_free(large_alloc(BIG, 0, 0, -1, false));
+	large_free(large_alloc(BIG, 0, 0, -1, false));
+	q = large_alloc(BIG, 0, 0, -1, false);
+	large_free(q);
+	large_free(q);
+}
+
+Test(large, double_free_aborts, .signal = SIGABRT)
+{
+	void *p = large_alloc(BIG, 0, 0, -1, false);
+
+	large_free(p);
+	large_free(p);
+}
+
+Test(large, resize_of_unknown_block_aborts, .signal = SIGABRT)
+{
+	static char buf[64];
+
+	large_resize(buf, 10 * MiB);
+}

@@ -1,0 +1,401 @@
+/*
+ * test_reclaim.c - the zero-page scanner gives written-then-zeroed pages
+ * back without losing a single write: not a program store racing with it
+ * (torture), not a kernel write into a pinned page (io_uring fixed
+ * buffer). The same tests with the protection switched off must see lost
+ * writes, which proves they can.
+ */
+#include <criterion/criterion.h>
+#include <linux/io_uring.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "os/os.h"
+#include "zero/zero.h"
+#include "zero/zero_int.h"
+#include "zpmalloc.h"
+
+#define PAGE	4096UL
+#define MIB	(1UL << 20)
+
+static void
+boot(bool reclaim, uint64_t interval_ns, bool broken)
+{
+	struct zero_config c;
+
+	zero_config_default(&c);
+	c.reclaim = reclaim;
+	c.reclaim_interval_ns = interval_ns;
+	c.reclaim_budget_bytes = (size_t)1 << 40;
+	c.test_break_protection = broken;
+	zero_boot(&c);
+}
+
+static void
+need_uffd(void)
+{
+	if (zero_level() != ZP_ZERO_LEVEL_UFFD) {
+		struct zp_zero_info in;
+
+		zero_info(&in);
+		cr_skip_test("no live reclaim here: %s", in.level_reason);
+	}
+}
+
+/* Make every page of [p, p + len) resident and all zero again. */
+static void
+dirty_then_zero(char *p, size_t len)
+{
+	for (size_t off = 0; off < len; off += PAGE)
+		p[off + 17] = 1;
+	memset(p, 0, len);
+}
+
+static uint64_t
+reclaimed_pages(void)
+{
+	struct zp_zero_info in;
+
+	zero_info(&in);
+	return in.nr_reclaimed_pages;
+}
+
+Test(reclaim, zeroed_pages_go_back_and_read_zero)
+{
+	size_t len = 64 * MIB, rss0, rss1, got;
+	char *p;
+
+	boot(false, 0, false);
+	need_uffd();
+	cr_assert_eq(zero_region_map(len, (void **)&p), 0);
+	dirty_then_zero(p, len);
+	rss0 = os_rss_bytes();
+	cr_assert_geq(zero_resident_bytes((uintptr_t)p, (uintptr_t)p + len),
+		      len);
+	got = zero_reclaim_now();
+	rss1 = os_rss_bytes();
+	cr_expect_eq(got, len / PAGE, "reclaimed %zu of %lu pages", got,
+		     len / PAGE);
+	cr_expect_eq(reclaimed_pages(), got);
+	cr_expect_lt(rss1 + len * 9 / 10, rss0, "RSS %zu -> %zu", rss0, rss1);
+	cr_expect_eq(zero_resident_bytes((uintptr_t)p, (uintptr_t)p + len),
+		     0);
+	/* One assertion, not one per byte: under --full-stats each is an
+	 * IPC message to the runner. */
+	for (size_t off = 0; off < len; off += 512)
+		if (p[off] != 0)
+			cr_assert_fail("byte at %zu", off);
+	/* The zero page copies-on-write as usual afterwards. */
+	p[5 * PAGE + 3] = 7;
+	cr_expect_eq(p[5 * PAGE + 3], 7);
+	cr_expect_eq(zero_region_unmap(p, len), 0);
+}
+
+Test(reclaim, nonzero_pages_stay)
+{
+	size_t len = 8 * MIB, got;
+	uint64_t *p;
+
+	boot(false, 0, false);
+	need_uffd();
+	cr_assert_eq(zero_region_map(len, (void **)&p), 0);
+	dirty_then_zero((char *)p, len);
+	for (size_t i = 0; i < len / PAGE; i += 2)
+		p[i * PAGE / 8 + (i % 512)] = i * 2654435761u + 1;
+	got = zero_reclaim_now();
+	cr_expect_eq(got, len / PAGE / 2);
+	for (size_t i = 0; i < len / PAGE; i++) {
+		uint64_t want = i % 2 ? 0 : i * 2654435761u + 1;
+
+		if (p[i * PAGE / 8 + (i % 512)] != want)
+			cr_assert_fail("page %zu", i);
+	}
+}
+
+Test(reclaim, background_scanner_reclaims)
+{
+	size_t len = 32 * MIB;
+	uint64_t t0;
+	char *p;
+
+	boot(true, 10 * 1000 * 1000, false);
+	need_uffd();
+	cr_assert_eq(zero_region_map(len, (void **)&p), 0);
+	dirty_then_zero(p, len);
+	t0 = os_now_ns();
+	/* The count follows the pages by a moment: wait for both. */
+	while ((zero_resident_bytes((uintptr_t)p, (uintptr_t)p + len) != 0 ||
+		reclaimed_pages() < len / PAGE) &&
+	       os_now_ns() - t0 < 5ULL * 1000 * 1000 * 1000)
+		usleep(5000);
+	cr_expect_eq(zero_resident_bytes((uintptr_t)p, (uintptr_t)p + len),
+		     0);
+	cr_expect_geq(reclaimed_pages(), len / PAGE);
+	for (size_t off = 0; off < len; off += 1024)
+		if (p[off] != 0)
+			cr_assert_fail("byte at %zu", off);
+}
+
+/* --- torture: writers against the most aggressive scanner ------------- */
+
+#define NR_WRITERS	3
+#define NR_REGIONS	2
+#define REGION_LEN	(8 * MIB)
+#define NR_SLOTS	(NR_REGIONS * REGION_LEN / PAGE)
+
+struct torture {
+	char *region[NR_REGIONS];
+	uint32_t off[NR_SLOTS];		/* slot = page: one value */
+	uint64_t val[NR_SLOTS];		/* 0: cleared by its owner */
+	atomic_bool stop;
+	atomic_ulong lost, ops;
+};
+
+struct writer {
+	struct torture *t;
+	unsigned id;
+	uint64_t rng;
+};
+
+static uint64_t
+next_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static uint64_t *
+slot_word(struct torture *t, size_t slot)
+{
+	char *page = t->region[slot / (REGION_LEN / PAGE)] +
+		     slot % (REGION_LEN / PAGE) * PAGE;
+
+	return (uint64_t *)(page + t->off[slot]);
+}
+
+/* Each writer owns the slots congruent to its id: it alone writes them,
+ * so its record of what a page holds is exact. */
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct torture *t = w->t;
+	unsigned long ops = 0;
+
+	while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
+		uint64_t r = next_rand(&w->rng);
+		size_t slot = (r % (NR_SLOTS / NR_WRITERS)) * NR_WRITERS +
+			      w->id;
+
+		if (t->val[slot]) {
+			if (*slot_word(t, slot) != t->val[slot]) {
+				atomic_fetch_add(&t->lost, 1);
+			}
+			if (r >> 63) {
+				/* Cleared pages are what the scanner hunts. */
+				memset((char *)slot_word(t, slot) -
+				       t->off[slot], 0, PAGE);
+				t->val[slot] = 0;
+			}
+		} else {
+			t->off[slot] = (uint32_t)((r >> 20) % (PAGE / 8)) * 8;
+			t->val[slot] = (r >> 8) | 1;
+			*slot_word(t, slot) = t->val[slot];
+		}
+		ops++;
+	}
+	atomic_fetch_add(&t->ops, ops);
+	return NULL;
+}
+
+/* Run writers against the scanner for up to max_ns (stopping early at the
+ * first lost write), then check every record. Returns lost writes. */
+static unsigned long
+torture_run(uint64_t max_ns, unsigned long *ops)
+{
+	static struct torture t;
+	struct writer w[NR_WRITERS];
+	pthread_t th[NR_WRITERS];
+	unsigned long lost;
+	uint64_t t0;
+
+	for (int i = 0; i < NR_REGIONS; i++) {
+		cr_assert_eq(zero_region_map(REGION_LEN, (void **)&t.region[i]),
+			     0);
+		dirty_then_zero(t.region[i], REGION_LEN);
+	}
+	for (unsigned i = 0; i < NR_WRITERS; i++) {
+		w[i] = (struct writer){ &t, i,
+					0x9e3779b97f4a7c15ULL * (i + 1) };
+		pthread_create(&th[i], NULL, writer_main, &w[i]);
+	}
+	t0 = os_now_ns();
+	while (os_now_ns() - t0 < max_ns && !atomic_load(&t.lost))
+		usleep(10000);
+	atomic_store(&t.stop, true);
+	for (unsigned i = 0; i < NR_WRITERS; i++)
+		pthread_join(th[i], NULL);
+	lost = atomic_load(&t.lost);
+	for (size_t s = 0; s < NR_SLOTS; s++)
+		if (t.val[s] && *slot_word(&t, s) != t.val[s])
+			lost++;
+	*ops = atomic_load(&t.ops);
+	return lost;
+}
+
+Test(reclaim, torture_loses_no_write, .timeout = 30)
+{
+	unsigned long ops, lost;
+	struct zp_zero_info in;
+
+	boot(true, 0, false);
+	need_uffd();
+	lost = torture_run(2500ULL * 1000 * 1000, &ops);
+	zero_info(&in);
+	cr_log_info("torture: %lu ops, %lu reclaimed, %lu faults handled, "
+		    "%lu pages rescued", ops,
+		    (unsigned long)in.nr_reclaimed_pages,
+		    (unsigned long)in.nr_faults_handled,
+		    (unsigned long)uffd_nr_rescued());
+	cr_expect_gt(ops, 100000);
+	cr_expect_gt(in.nr_reclaimed_pages, 1000, "the scanner must have run");
+	cr_expect_gt(in.nr_faults_handled + uffd_nr_rescued(), 0,
+		     "no store ever raced with the scanner: test too weak");
+	cr_assert_eq(lost, 0, "%lu lost writes in %lu ops", lost, ops);
+}
+
+Test(reclaim, torture_detects_unprotected_reclaim, .timeout = 30)
+{
+	unsigned long ops, lost;
+
+	boot(true, 0, /* broken */ true);
+	lost = torture_run(4000ULL * 1000 * 1000, &ops);
+	cr_log_info("unprotected: %lu lost writes in %lu ops", lost, ops);
+	cr_assert_gt(lost, 0, "the detector must see lost writes");
+}
+
+/* --- pinned page: an io_uring fixed buffer ------------------------------ */
+
+struct ring {
+	int fd;
+	unsigned *sq_tail, *sq_mask, *sq_array;
+	unsigned *cq_head, *cq_tail, *cq_mask;
+	struct io_uring_sqe *sqes;
+	struct io_uring_cqe *cqes;
+};
+
+/* The few raw io_uring calls the test needs (no liburing: the unit-test
+ * build links only our layers). Skips where io_uring is unavailable. */
+static void
+ring_init(struct ring *r)
+{
+	struct io_uring_params p;
+	char *sq, *cq;
+
+	memset(&p, 0, sizeof(p));
+	r->fd = (int)syscall(__NR_io_uring_setup, 4, &p);
+	if (r->fd < 0)
+		cr_skip_test("io_uring unavailable");
+	sq = mmap(NULL, p.sq_off.array + p.sq_entries * sizeof(unsigned),
+		  PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd,
+		  IORING_OFF_SQ_RING);
+	cq = mmap(NULL, p.cq_off.cqes + p.cq_entries *
+		  sizeof(struct io_uring_cqe), PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_CQ_RING);
+	r->sqes = mmap(NULL, p.sq_entries * sizeof(struct io_uring_sqe),
+		       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+		       r->fd, IORING_OFF_SQES);
+	cr_assert(sq != MAP_FAILED && cq != MAP_FAILED &&
+		  r->sqes != MAP_FAILED);
+	r->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+	r->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+	r->sq_array = (unsigned *)(sq + p.sq_off.array);
+	r->cq_head = (unsigned *)(cq + p.cq_off.head);
+	r->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+	r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+	r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+}
+
+static int
+ring_read_fixed(struct ring *r, int fd, void *buf, unsigned len)
+{
+	unsigned tail = *r->sq_tail, head;
+	struct io_uring_sqe *sqe = &r->sqes[tail & *r->sq_mask];
+	int res;
+
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = IORING_OP_READ_FIXED;
+	sqe->fd = fd;
+	sqe->addr = (uintptr_t)buf;
+	sqe->len = len;
+	sqe->buf_index = 0;
+	r->sq_array[tail & *r->sq_mask] = tail & *r->sq_mask;
+	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+	cr_assert_eq(syscall(__NR_io_uring_enter, r->fd, 1, 1,
+			     IORING_ENTER_GETEVENTS, NULL, 0), 1);
+	head = *r->cq_head;
+	cr_assert_neq(head, __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE));
+	res = r->cqes[head & *r->cq_mask].res;
+	__atomic_store_n(r->cq_head, head + 1, __ATOMIC_RELEASE);
+	return res;
+}
+
+/* A page pinned as a fixed buffer, all zero and resident while the scanner
+ * runs; then the kernel reads file data into it. Returns true when the
+ * program sees the data. */
+static bool
+pinned_page_keeps_kernel_write(void)
+{
+	char path[] = "/tmp/zp-reclaim-XXXXXX", data[PAGE];
+	struct ring r;
+	struct iovec iov;
+	size_t len = 4 * MIB;
+	char *p, *pin;
+	int fd;
+
+	ring_init(&r);
+	cr_assert_eq(zero_region_map(len, (void **)&p), 0);
+	dirty_then_zero(p, len);
+	pin = p + 5 * PAGE;
+	iov = (struct iovec){ pin, PAGE };
+	if (syscall(__NR_io_uring_register, r.fd, IORING_REGISTER_BUFFERS,
+		    &iov, 1) != 0)
+		cr_skip_test("io_uring fixed buffers unavailable");
+	for (size_t i = 0; i < PAGE; i++)
+		data[i] = (char)(i * 7 + 1);
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	cr_assert_eq(write(fd, data, PAGE), (ssize_t)PAGE);
+
+	cr_expect_gt(zero_reclaim_now(), len / PAGE / 2,
+		     "the other pages were reclaimed");
+	cr_assert_eq(ring_read_fixed(&r, fd, pin, PAGE), (int)PAGE);
+	close(fd);
+	close(r.fd);
+	return memcmp(pin, data, PAGE) == 0;
+}
+
+Test(reclaim, pinned_page_keeps_kernel_write)
+{
+	boot(false, 0, false);
+	need_uffd();
+	cr_assert(pinned_page_keeps_kernel_write(),
+		  "a kernel write into the pinned page was lost");
+}
+
+Test(reclaim, pinned_page_detects_unprotected_reclaim)
+{
+	boot(false, 0, /* broken */ true);
+	cr_assert_not(pinned_page_keeps_kernel_write(),
+		      "check-then-zap must lose the pinned page's write");
+}

@@ -1,0 +1,108 @@
+/* test_sizeclass.c - the size-class table and its mapping. */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include "slab/sizeclass.h"
+#include "slab/slab.h"
+
+#include "check.h"
+
+Test(sizeclass, table_is_monotonic_and_16_aligned)
+{
+	CHECK_OP(sizeclass_size(0), ==, 16);
+	CHECK_OP(sizeclass_size(SC_NR - 1), ==, SC_MAX_SIZE);
+	CHECK_OP(SC_MAX_SIZE, >=, 16384);
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		CHECK_OP(sizeclass_size(sc) % 16, ==, 0, "class %u", sc);
+		if (sc > 0)
+			CHECK_OP(sizeclass_size(sc), >, sizeclass_size(sc - 1),
+				 "class %u", sc);
+	}
+}
+
+Test(sizeclass, class_of_class_size_is_the_class)
+{
+	for (unsigned sc = 0; sc < SC_NR; sc++)
+		CHECK_OP(sizeclass_of(sizeclass_size(sc)), ==, sc,
+			 "class %u size %zu", sc, sizeclass_size(sc));
+}
+
+Test(sizeclass, every_size_maps_to_the_smallest_class_that_fits)
+{
+	unsigned sc = 0;
+
+	for (size_t n = 1; n <= SC_MAX_SIZE; n++) {
+		/* Reference: linear walk, independent of the formula. */
+		while (sizeclass_size(sc) < n)
+			sc++;
+		CHECK_OP(sizeclass_of(n), ==, sc, "size %zu", n);
+	}
+	CHECK_OP(sizeclass_of(0), ==, 0, "malloc(0) gets the smallest class");
+}
+
+Test(sizeclass, internal_waste_is_bounded)
+{
+	for (size_t n = 1; n <= SC_MAX_SIZE; n++) {
+		size_t got = sizeclass_size(sizeclass_of(n));
+
+		CHECK_OP(got, >=, n);
+		if (n > 128)
+			CHECK_OP((got - n) * 8, <=, n, "size %zu -> %zu", n,
+				 got);
+		else
+			CHECK_OP(got - n, <, 16, "size %zu -> %zu", n, got);
+	}
+}
+
+Test(sizeclass, every_power_of_two_is_a_class)
+{
+	for (size_t p = 16; p <= SC_MAX_SIZE; p <<= 1)
+		CHECK_OP(sizeclass_size(sizeclass_of(p)), ==, p, "%zu", p);
+}
+
+Test(sizeclass, slab_geometry_bounds_tail_waste)
+{
+	slab_boot(12345);
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		const struct slab_class *c = &slab_class[sc];
+		size_t bytes = ZP_PAGE_SIZE << c->order;
+		size_t waste = bytes - (size_t)c->nr_objs * c->size;
+
+		CHECK_OP(c->size, ==, sizeclass_size(sc));
+		CHECK_OP(c->nr_objs, >=, 1);
+		CHECK_OP(c->order, <=, SLAB_MAX_ORDER);
+		CHECK_OP(waste, <, c->size);
+		/* 1/16 except where no order up to the cap achieves it;
+		 * a single page may waste up to 1/8 of itself. */
+		CHECK_OP(waste * (c->order == 0 ? 8 : 10), <=, bytes,
+			 "class %u: %zu of %zu", sc, waste, bytes);
+		if (c->order == 0)
+			CHECK_OP(c->nr_objs, >=, 4, "class %u", sc);
+		/* Reciprocal indexing is exact for every offset. */
+		for (uint64_t off = 0; off < bytes; off += 16)
+			CHECK_OP((uint32_t)((off * c->recip) >> 32), ==,
+				 off / c->size, "class %u off %lu", sc,
+				 (unsigned long)off);
+	}
+}
+
+/* free()'s pointer check: every offset of a slab, against plain modulo. */
+Test(sizeclass, object_start_check_is_exact_at_every_offset)
+{
+	slab_boot(12345);
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		const struct slab_class *c = &slab_class[sc];
+		/* Any slab base: only the offset inside the slab counts. */
+		uintptr_t base = (uintptr_t)0x7f1200000000ull;
+
+		CHECK_OP((size_t)c->mask + 1, ==, ZP_PAGE_SIZE << c->order);
+		for (uintptr_t off = 0; off <= c->mask; off++) {
+			bool want = off % c->size == 0 &&
+				    off / c->size < c->nr_objs;
+
+			CHECK_OP(slab_is_start(sc, base + off), ==, want,
+				 "class %u offset %lu", sc,
+				 (unsigned long)off);
+		}
+	}
+}

@@ -1,0 +1,532 @@
+/*
+ * test_tcache.c - per-thread caches across threads: remote frees,
+ * orphaned slabs after thread exit, adoption, cross-thread double frees,
+ * cache-line separation between threads, and fork.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zpmalloc.h>
+
+#include "os/os.h"
+#include "page/zone.h"
+#include "slab/tcache.h"
+
+#include "check.h"
+
+/* What the malloc layer's struct tstate holds for the slab layer. */
+struct tstate {
+	struct tcache tc;
+	struct pcp_set pcp;
+};
+
+static void
+setup(void)
+{
+	struct zone_config cfg = {
+		.nr_nodes = 1,
+		.normal_reserve = (size_t)1 << 30,
+		.pcp_high = 16,
+		.pcp_batch = 4,
+	};
+
+	CHECK_OP(zone_boot(&cfg), ==, 0);
+	slab_boot(os_random64());
+}
+
+TestSuite(tcache, .init = setup);
+
+static void
+ts_init(struct tstate *ts)
+{
+	pcp_init(&ts->pcp, 0);
+	tcache_init(&ts->tc, &ts->pcp);
+}
+
+static void
+ts_fini(struct tstate *ts)
+{
+	tcache_fini(&ts->tc);
+	pcp_drain(&ts->pcp);
+}
+
+static uint64_t
+used_pages(void)
+{
+	struct zp_zone_info zi;
+	uint64_t used = 0;
+
+	for (unsigned i = 0; zone_info(i, &zi) == 0; i++)
+		used += (zi.committed_bytes >> ZP_PAGE_SHIFT) -
+			zi.nr_free_pages;
+	return used;
+}
+
+static void
+xfree(struct tcache *tc, void *p)
+{
+	struct page *pg = page_lookup(p);
+
+	CHECK((pg) != NULL, "pg is NULL");
+	tcache_free(tc, p, page_head(pg));
+}
+
+/* --- producer / consumer ---------------------------------------------- */
+
+#define RING 1024
+
+struct ring {
+	void *slot[RING];
+	unsigned long head, tail;	/* head: next put; tail: next take */
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static void
+ring_put(struct ring *r, void *p)
+{
+	pthread_mutex_lock(&r->m);
+	while (r->head - r->tail == RING)
+		pthread_cond_wait(&r->cv, &r->m);
+	r->slot[r->head++ % RING] = p;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->m);
+}
+
+static void *
+ring_take(struct ring *r)
+{
+	void *p = NULL;
+
+	pthread_mutex_lock(&r->m);
+	while (r->head == r->tail && !r->done)
+		pthread_cond_wait(&r->cv, &r->m);
+	if (r->head != r->tail)
+		p = r->slot[r->tail++ % RING];
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->m);
+	return p;
+}
+
+enum { PC_OBJECTS = 200000 };
+
+static struct ring ring = {
+	.m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+};
+static unsigned long nr_consumed;
+
+static void *
+producer(void *arg)
+{
+	struct tstate ts;
+
+	(void)arg;
+	ts_init(&ts);
+	for (unsigned i = 0; i < PC_OBJECTS; i++) {
+		unsigned sc = i % 24;
+		uint32_t *p = tcache_alloc(&ts.tc, sc);
+
+		CHECK((p) != NULL, "p is NULL");
+		p[1] = i;
+		p[2] = ~i;
+		ring_put(&ring, p);
+	}
+	ts_fini(&ts);
+	return NULL;
+}
+
+static void *
+consumer(void *arg)
+{
+	struct tstate ts;
+	uint32_t *p;
+
+	(void)arg;
+	ts_init(&ts);
+	while ((p = ring_take(&ring)) != NULL) {
+		CHECK_OP(p[2], ==, ~p[1], "object %p corrupted", (void *)p);
+		xfree(&ts.tc, p);
+		__atomic_add_fetch(&nr_consumed, 1, __ATOMIC_RELAXED);
+	}
+	ts_fini(&ts);
+	return NULL;
+}
+
+Test(tcache, remote_frees_from_consumers_return_everything)
+{
+	uint64_t before = used_pages();
+	pthread_t prod, cons[3];
+
+	pthread_create(&prod, NULL, producer, NULL);
+	for (int i = 0; i < 3; i++)
+		pthread_create(&cons[i], NULL, consumer, NULL);
+	pthread_join(prod, NULL);
+	pthread_mutex_lock(&ring.m);
+	ring.done = true;
+	pthread_cond_broadcast(&ring.cv);
+	pthread_mutex_unlock(&ring.m);
+	for (int i = 0; i < 3; i++)
+		pthread_join(cons[i], NULL);
+	CHECK_OP(nr_consumed, ==, PC_OBJECTS);
+	if (ZP_IS_STATS) {
+		struct zp_slab_info si;
+		uint64_t remote = 0, frees = 0;
+
+		for (unsigned sc = 0; sc < 24; sc++) {
+			slab_info(sc, &si);
+			CHECK_OP(si.active_objects, ==, 0, "class %u", sc);
+			remote += si.nr_free_remote;
+			frees += si.nr_free_remote + si.nr_free_local;
+		}
+		/* Consumers free remotely, or locally into parked slabs
+		 * they claimed; nothing else frees. */
+		CHECK_OP(frees, ==, PC_OBJECTS);
+		CHECK_OP(remote, >, 0);
+	}
+	slab_trim();
+	CHECK_OP(used_pages(), ==, before, "pages leaked");
+	CHECK(zone_check_all(), "zone_check_all()");
+}
+
+/* --- orphans ------------------------------------------------------------ */
+
+enum { ORPHANS = 5000 };
+static void *orphan[ORPHANS];
+
+static void *
+allocate_and_exit(void *arg)
+{
+	struct tstate ts;
+
+	(void)arg;
+	ts_init(&ts);
+	for (unsigned i = 0; i < ORPHANS; i++) {
+		orphan[i] = tcache_alloc(&ts.tc, i % 10);
+		memset(orphan[i], 0x5a, sizeclass_size(i % 10));
+	}
+	/* Some freed by their owner: partial slabs on exit. */
+	for (unsigned i = 0; i < ORPHANS; i += 3) {
+		xfree(&ts.tc, orphan[i]);
+		orphan[i] = NULL;
+	}
+	ts_fini(&ts);
+	return NULL;
+}
+
+Test(tcache, orphans_survive_exit_and_are_freed_by_others)
+{
+	uint64_t before = used_pages();
+	struct tstate me;
+	pthread_t t;
+
+	pthread_create(&t, NULL, allocate_and_exit, NULL);
+	pthread_join(t, NULL);
+	ts_init(&me);
+	for (unsigned i = 0; i < ORPHANS; i++) {
+		unsigned char *p = orphan[i];
+
+		if (p == NULL)
+			continue;
+		for (size_t j = 0; j < sizeclass_size(i % 10); j++)
+			CHECK_OP(p[j], ==, 0x5a, "orphan %p byte %zu", p, j);
+		/* Half with a tcache, half as a thread without state. */
+		xfree(i & 1 ? &me.tc : NULL, p);
+	}
+	ts_fini(&me);
+	slab_trim();
+	CHECK_OP(used_pages(), ==, before, "orphaned slabs leaked");
+}
+
+/* Lines an object of sz bytes at p touches, as [first, last]. */
+static bool
+lines_meet(uintptr_t p, size_t psz, uintptr_t q, size_t qsz)
+{
+	return p / ZP_CACHELINE <= (q + qsz - 1) / ZP_CACHELINE &&
+	       q / ZP_CACHELINE <= (p + psz - 1) / ZP_CACHELINE;
+}
+
+Test(tcache, orphans_with_live_objects_are_not_shared)
+{
+	enum { MINE = 3000 };
+	static void *mine[MINE];
+	struct tstate me;
+	pthread_t t;
+
+	pthread_create(&t, NULL, allocate_and_exit, NULL);
+	pthread_join(t, NULL);
+	/* The dead thread's objects may be written by whoever has them
+	 * now: none of this thread's objects may share a line with one. */
+	ts_init(&me);
+	for (unsigned i = 0; i < MINE; i++)
+		mine[i] = tcache_alloc(&me.tc, i % 10);
+	for (unsigned i = 0; i < MINE; i++) {
+		size_t msz = sizeclass_size(i % 10);
+
+		for (unsigned j = 0; j < ORPHANS; j++)
+			CHECK(orphan[j] == NULL ||
+			      !lines_meet((uintptr_t)mine[i], msz,
+					  (uintptr_t)orphan[j],
+					  sizeclass_size(j % 10)),
+			      "%p shares a line with orphan %p", mine[i],
+			      orphan[j]);
+	}
+}
+
+Test(tcache, emptied_orphans_are_reused_before_the_zone)
+{
+	struct tstate me;
+	struct zp_slab_info si;
+	uint64_t slabs[10];
+	pthread_t t;
+
+	pthread_create(&t, NULL, allocate_and_exit, NULL);
+	pthread_join(t, NULL);
+	ts_init(&me);
+	/* Remote frees empty the orphans... */
+	for (unsigned i = 0; i < ORPHANS; i++)
+		if (orphan[i] != NULL)
+			xfree(&me.tc, orphan[i]);
+	for (unsigned sc = 0; sc < 10; sc++) {
+		slab_info(sc, &si);
+		slabs[sc] = si.total_slabs;
+	}
+	/* ...and the refills find them empty instead of growing. */
+	for (unsigned i = 0; i < ORPHANS; i++)
+		CHECK(tcache_alloc(&me.tc, i % 10) != NULL, "out of memory");
+	for (unsigned sc = 0; sc < 10; sc++) {
+		slab_info(sc, &si);
+		CHECK_OP(si.total_slabs, <=, slabs[sc], "class %u grew", sc);
+	}
+}
+
+/* --- thread separation ---------------------------------------------- */
+
+enum { SEP = 2000 };
+static uintptr_t sep_obj[2][SEP];
+
+static void *
+sep_thread(void *arg)
+{
+	uintptr_t *out = arg;
+	struct tstate ts;
+
+	ts_init(&ts);
+	for (unsigned i = 0; i < SEP; i++)
+		out[i] = (uintptr_t)tcache_alloc(&ts.tc, 0);
+	return NULL;	/* no fini: objects stay live for the check */
+}
+
+static int
+cmp_uptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+Test(tcache, threads_never_share_a_cache_line)
+{
+	pthread_t t[2];
+	uintptr_t *lines;
+
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, sep_thread, sep_obj[i]);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	lines = calloc(SEP, sizeof(*lines));
+	for (unsigned i = 0; i < SEP; i++)
+		lines[i] = sep_obj[0][i] / ZP_CACHELINE;
+	qsort(lines, SEP, sizeof(*lines), cmp_uptr);
+	for (unsigned i = 0; i < SEP; i++) {
+		uintptr_t l = sep_obj[1][i] / ZP_CACHELINE;
+
+		CHECK((bsearch(&l, lines, SEP, sizeof(*lines),
+				       cmp_uptr)) == NULL,
+		      "line %#lx used by both threads",
+		      (unsigned long)l);
+	}
+	free(lines);
+}
+
+/* --- double free across threads ---------------------------------------- */
+
+static void *victim;
+
+static void *
+free_it(void *arg)
+{
+	struct tstate ts;
+
+	(void)arg;
+	ts_init(&ts);
+	xfree(&ts.tc, victim);
+	return NULL;
+}
+
+Test(tcache, remote_double_free_aborts, .signal = SIGABRT)
+{
+	struct tstate me;
+	pthread_t t;
+
+	ts_init(&me);
+	victim = tcache_alloc(&me.tc, 6);
+	tcache_alloc(&me.tc, 6);
+	pthread_create(&t, NULL, free_it, NULL);
+	pthread_join(t, NULL);
+	pthread_create(&t, NULL, free_it, NULL);
+	pthread_join(t, NULL);
+}
+
+Test(tcache, local_then_remote_double_free_aborts, .signal = SIGABRT)
+{
+	struct tstate me;
+	pthread_t t;
+
+	ts_init(&me);
+	victim = tcache_alloc(&me.tc, 6);
+	tcache_alloc(&me.tc, 6);
+	xfree(&me.tc, victim);
+	pthread_create(&t, NULL, free_it, NULL);
+	pthread_join(t, NULL);
+}
+
+/* --- parked slabs, flush, fork ---------------------------------------- */
+
+Test(tcache, full_slabs_come_back_through_remote_frees)
+{
+	struct tstate me;
+	unsigned sc = 9;
+	unsigned n = slab_class[sc].nr_objs * 6;
+	void **v = calloc(n, sizeof(*v));
+	uint64_t before = used_pages();
+	struct tcache_path_stats ps;
+
+	ts_init(&me);
+	for (unsigned i = 0; i < n; i++)
+		v[i] = tcache_alloc(&me.tc, sc);
+	for (unsigned i = 0; i < n; i++)
+		xfree(&me.tc, v[i]);
+	for (unsigned i = 0; i < n; i++)
+		v[i] = tcache_alloc(&me.tc, sc);
+	CHECK((me.tc.cls[sc].full) != NULL, "no slab is full");
+	/* Frees by another thread into the full (DELAYED) slabs post their
+	 * first object to the owner's mailbox; a refill takes them back. */
+	for (unsigned i = 0; i < n; i++)
+		xfree(NULL, v[i]);
+	CHECK(__atomic_load_n(&me.tc.mailbox, __ATOMIC_RELAXED) != 0,
+	      "nothing was posted");
+	for (unsigned i = 0; i < n; i++)
+		v[i] = tcache_alloc(&me.tc, sc);
+	if (ZP_IS_STATS) {
+		tcache_path_stats(&ps);
+		CHECK_OP(ps.nr_mail, >, 0);
+	}
+	for (unsigned i = 0; i < n; i++)
+		xfree(NULL, v[i]);
+	ts_fini(&me);
+	slab_trim();
+	CHECK_OP(used_pages(), ==, before);
+	free(v);
+}
+
+Test(tcache, reallocation_after_remote_frees_does_not_grow)
+{
+	struct tstate me;
+	unsigned sc = 4;
+	unsigned n = slab_class[sc].nr_objs * 8;
+	void **v = calloc(n, sizeof(*v));
+	uint64_t peak;
+
+	ts_init(&me);
+	for (unsigned i = 0; i < n; i++)
+		v[i] = tcache_alloc(&me.tc, sc);
+	peak = used_pages();
+	for (int round = 0; round < 4; round++) {
+		for (unsigned i = 0; i < n; i++)
+			xfree(NULL, v[i]);
+		for (unsigned i = 0; i < n; i++)
+			v[i] = tcache_alloc(&me.tc, sc);
+	}
+	CHECK_OP(used_pages(), <=, peak, "remote frees were not reused");
+	ts_fini(&me);
+	free(v);
+}
+
+Test(tcache, flush_keeps_the_cache_usable)
+{
+	struct tstate me;
+	void *p, *q;
+
+	ts_init(&me);
+	p = tcache_alloc(&me.tc, 3);
+	tcache_flush(&me.tc);
+	CHECK_OP(me.tc.bins[3].cur, ==, me.tc.bins[3].base);
+	CHECK((me.tc.cls[3].partial) == NULL, "a slab is still held");
+	q = tcache_alloc(&me.tc, 3);
+	CHECK((q) != NULL, "q is NULL");
+	CHECK_OP(p, !=, q);
+	xfree(&me.tc, p);
+	xfree(&me.tc, q);
+}
+
+static void *
+churn(void *arg)
+{
+	struct tstate ts;
+	volatile bool *stop = arg;
+
+	ts_init(&ts);
+	while (!*stop) {
+		void *p = tcache_alloc(&ts.tc, 2);
+
+		xfree(&ts.tc, p);
+		tcache_flush(&ts.tc);
+	}
+	ts_fini(&ts);
+	return NULL;
+}
+
+Test(tcache, fork_with_threads_leaves_child_working)
+{
+	volatile bool stop = false;
+	pthread_t t;
+	int status;
+	pid_t pid;
+
+	pthread_create(&t, NULL, churn, (void *)&stop);
+	usleep(20000);
+	slab_prefork();
+	zone_prefork();
+	pid = fork();
+	if (pid == 0) {
+		struct tstate ts;
+
+		zone_postfork_child();
+		slab_postfork_child();
+		ts_init(&ts);
+		for (int i = 0; i < 10000; i++) {
+			void *p = tcache_alloc(&ts.tc, i % 30);
+
+			if (p == NULL)
+				_exit(2);
+			tcache_flush(&ts.tc);
+			xfree(&ts.tc, p);
+		}
+		ts_fini(&ts);
+		slab_trim();
+		_exit(0);
+	}
+	zone_postfork_parent();
+	slab_postfork_parent();
+	stop = true;
+	pthread_join(t, NULL);
+	CHECK_OP(waitpid(pid, &status, 0), ==, pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "child status %#x", status);
+}

@@ -1,0 +1,368 @@
+/*
+ * test_uffd.c - the capability ladder and the fault handler: the level
+ * matches what this process may really do, nothing is opened when forced
+ * off, an unprivileged process falls back to the kernel zero page and
+ * still works, faults (by threads and by the kernel) on pages under
+ * reclaim are resolved without losing data, and neither fork nor exit
+ * is troubled by the engine's threads.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "os/os.h"
+#include "zero/zero.h"
+#include "zero/zero_int.h"
+#include "zpmalloc.h"
+
+#define PAGE	4096UL
+#define MIB	(1UL << 20)
+
+static void
+boot(int mode, bool reclaim, uint64_t interval_ns)
+{
+	struct zero_config c;
+
+	zero_config_default(&c);
+	c.uffd_mode = mode;
+	c.reclaim = reclaim;
+	c.reclaim_interval_ns = interval_ns;
+	zero_boot(&c);
+}
+
+static void
+need_uffd(void)
+{
+	struct zp_zero_info in;
+
+	if (zero_level() == ZP_ZERO_LEVEL_UFFD)
+		return;
+	zero_info(&in);
+	cr_skip_test("level %d: %s", in.level, in.level_reason);
+}
+
+/* Open userfaultfds of this process, from /proc/self/fd; -1 when that
+ * cannot be read. No cr_assert here: fork children call it, and a child's
+ * message (even a passing one under --full-stats) confuses the runner. */
+static int
+count_uffds(void)
+{
+	char path[300], target[64];
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/fd");
+	int n = 0;
+	ssize_t len;
+
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir)) != NULL) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", d->d_name);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (strstr(target, "userfaultfd"))
+			n++;
+	}
+	closedir(dir);
+	return n;
+}
+
+/* The oracle: can this process get a full uffd with MOVE by itself? */
+static bool
+independent_probe(void)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = 1ULL << 16 };
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	bool ok;
+
+	if (fd < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev < 0)
+			return false;
+		fd = ioctl(dev, _IO(0xAA, 0), O_CLOEXEC);
+		close(dev);
+		if (fd < 0)
+			return false;
+	}
+	ok = ioctl(fd, UFFDIO_API, &api) == 0 && (api.features & (1ULL << 16));
+	close(fd);
+	return ok;
+}
+
+Test(uffd, ladder_matches_what_the_process_may_do)
+{
+	struct zp_zero_info in;
+	bool full = independent_probe();
+
+	boot(ZERO_UFFD_AUTO, false, 0);
+	zero_info(&in);
+	cr_log_info("level %d: %s", in.level, in.level_reason);
+	cr_expect_eq(in.level, full ? ZP_ZERO_LEVEL_UFFD : ZP_ZERO_LEVEL_KERNEL,
+		     "%s", in.level_reason);
+	cr_expect_eq(zero_level(), in.level, "probed once, stable");
+}
+
+Test(uffd, forced_off_opens_nothing)
+{
+	struct zp_zero_info in;
+	char *p;
+
+	boot(ZERO_UFFD_OFF, true, 1000);
+	cr_assert_eq(zero_region_map(8 * MIB, (void **)&p), 0);
+	memset(p, 0, 8 * MIB);
+	cr_expect_eq(zero_reclaim_now(), 0);
+	usleep(20000);
+	zero_info(&in);
+	cr_expect_eq(in.level, ZP_ZERO_LEVEL_OFF);
+	cr_expect(strstr(in.level_reason, "forced off") != NULL);
+	cr_expect_eq(in.nr_reclaimed_pages, 0);
+	cr_expect_eq(count_uffds(), 0);
+}
+
+/* As an ordinary user (sysctl vm.unprivileged_userfaultfd=0 here) only a
+ * user-mode-only uffd is on offer, which the engine must refuse: it would
+ * make kernel accesses to program memory fail with EFAULT. */
+Test(uffd, unprivileged_process_gets_kernel_level_and_works)
+{
+	struct zp_zero_info in;
+	char sysctl[8] = "";
+	char msg[] = "kernel write";
+	int fds[2];
+	char *p;
+
+	if (geteuid() == 0 &&
+	    (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534)))
+		cr_skip_test("cannot drop privileges");
+	/* A credential change makes us undumpable, which locks us out of
+	 * our own /proc/self/pagemap; a born-unprivileged process is not. */
+	prctl(PR_SET_DUMPABLE, 1);
+	os_read_file("/proc/sys/vm/unprivileged_userfaultfd", sysctl,
+		     sizeof(sysctl));
+	boot(ZERO_UFFD_AUTO, true, 1000 * 1000);
+	zero_info(&in);
+	cr_log_info("unprivileged: level %d: %s", in.level, in.level_reason);
+	if (sysctl[0] == '0' && access("/dev/userfaultfd", R_OK | W_OK) != 0)
+		cr_expect_eq(in.level, ZP_ZERO_LEVEL_KERNEL, "%s",
+			     in.level_reason);
+	cr_expect_eq(in.level == ZP_ZERO_LEVEL_UFFD, independent_probe());
+
+	cr_assert_eq(zero_region_map(16 * MIB, (void **)&p), 0);
+	memset(p, 0, 4 * MIB);	/* reclaim work, if there were a way */
+	cr_assert_eq(pipe(fds), 0);
+	cr_assert_eq(write(fds[1], msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	cr_assert_eq(read(fds[0], p + 9 * MIB, sizeof(msg)),
+		     (ssize_t)sizeof(msg));
+	cr_expect_str_eq(p + 9 * MIB, msg);
+	cr_assert_eq(getrandom(p + 12 * MIB, PAGE, 0), (ssize_t)PAGE);
+	if (in.level != ZP_ZERO_LEVEL_UFFD)
+		cr_expect_eq(zero_reclaim_now(), 0);
+}
+
+/* --- the window, white-box --------------------------------------------- */
+
+struct toucher {
+	uint64_t *word;
+	uint64_t value;
+};
+
+static void *
+toucher_main(void *arg)
+{
+	struct toucher *t = arg;
+
+	*t->word = t->value;	/* faults: the page is out in scratch */
+	return NULL;
+}
+
+static uint64_t
+faults_handled(void)
+{
+	struct zp_zero_info in;
+
+	zero_info(&in);
+	return in.nr_faults_handled;
+}
+
+/* Move pages [first, first + nr) of a fresh chunk out, as the reclaimer
+ * does, and return the chunk. */
+static char *
+window_with_pages_out(size_t first, size_t nr)
+{
+	size_t moved;
+	char *p;
+	int err;
+
+	cr_assert_eq(zero_region_map_aligned(ZERO_CHUNK, ZERO_CHUNK,
+					     (void **)&p), 0);
+	memset(p, 1, ZERO_CHUNK);
+	memset(p, 0, ZERO_CHUNK);
+	cr_assert_eq(uffd_ensure(), 0);
+	reclaim_lock();
+	cr_assert_eq(uffd_window_open((uintptr_t)p, (uintptr_t)p +
+				      ZERO_CHUNK), 0);
+	moved = uffd_window_take((uintptr_t)p + first * PAGE, nr, &err);
+	cr_assert_eq(moved, nr, "moved %zu (%d)", moved, err);
+	return p;
+}
+
+Test(uffd, thread_write_during_window_survives)
+{
+	struct toucher t;
+	pthread_t th;
+	uint64_t f0;
+	size_t got;
+	char *p;
+
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	f0 = faults_handled();
+	p = window_with_pages_out(10, 4);
+	t = (struct toucher){ (uint64_t *)(p + 11 * PAGE + 64), 0xfeedULL };
+	cr_assert_eq(pthread_create(&th, NULL, toucher_main, &t), 0);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_expect_gt(faults_handled(), f0);
+	got = uffd_window_settle();
+	uffd_window_close();
+	reclaim_unlock();
+	cr_expect_eq(got, 3, "the written page went home, the rest reclaimed");
+	cr_expect_eq(*t.word, 0xfeedULL);
+	cr_expect_eq(zero_resident_bytes((uintptr_t)p + 10 * PAGE,
+					 (uintptr_t)p + 14 * PAGE), PAGE);
+}
+
+Test(uffd, kernel_write_during_window_survives)
+{
+	char msg[] = "the kernel faults here and waits for the handler";
+	int fds[2];
+	char *p;
+
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	p = window_with_pages_out(0, 8);
+	cr_assert_eq(pipe(fds), 0);
+	cr_assert_eq(write(fds[1], msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	/* This thread is the one that faults, inside read(2). */
+	cr_assert_eq(read(fds[0], p + 3 * PAGE + 5, sizeof(msg)),
+		     (ssize_t)sizeof(msg));
+	cr_assert_eq(getrandom(p + 6 * PAGE, 16, 0), 16);
+	cr_expect_eq(uffd_window_settle(), 6);
+	uffd_window_close();
+	reclaim_unlock();
+	cr_expect_str_eq(p + 3 * PAGE + 5, msg);
+	cr_expect_eq(zero_resident_bytes((uintptr_t)p, (uintptr_t)p +
+					 8 * PAGE), 2 * PAGE);
+}
+
+Test(uffd, fault_on_untouched_page_of_window_maps_zero)
+{
+	char *p;
+
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	p = window_with_pages_out(0, 1);
+	cr_assert_eq(madvise(p + 100 * PAGE, PAGE, MADV_DONTNEED), 0);
+	cr_expect_eq(p[100 * PAGE + 9], 0);	/* faults in the window */
+	cr_expect_eq(uffd_window_settle(), 1);
+	uffd_window_close();
+	reclaim_unlock();
+}
+
+/* --- fork and exit ------------------------------------------------------ */
+
+Test(uffd, fork_child_drops_inherited_uffd_and_recreates_it)
+{
+	size_t len = 8 * MIB;
+	char *p;
+	pid_t pid;
+	int st;
+
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	cr_assert_eq(zero_region_map(len, (void **)&p), 0);
+	memset(p, 1, len);
+	memset(p, 0, len / 2);
+	cr_assert_eq(zero_reclaim_now(), len / 2 / PAGE);
+	cr_assert_eq(count_uffds(), 1);
+	zero_prefork();
+	pid = fork();
+	if (pid == 0) {
+		zero_postfork_child();
+		if (count_uffds() != 0)
+			_exit(1);
+		for (size_t off = 0; off < len; off += PAGE)
+			if (p[off] != (off < len / 2 ? 0 : 1))
+				_exit(2);
+		memset(p + len / 2, 0, len / 4);
+		/* Its own uffd, acting on its own memory. */
+		if (zero_reclaim_now() != len / 4 / PAGE || count_uffds() != 1)
+			_exit(3);
+		for (size_t off = 0; off < len; off += PAGE)
+			if (p[off] != (off < len * 3 / 4 ? 0 : 1))
+				_exit(4);
+		_exit(0);
+	}
+	zero_postfork_parent();
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %x",
+		  st);
+	/* The child's reclaim did not touch the parent's pages. */
+	for (size_t off = len / 2; off < len; off += PAGE)
+		if (p[off] != 1)
+			cr_assert_fail("byte at %zu", off);
+}
+
+static char *exit_region;
+
+/* Runs during exit, with the engine's threads still alive and possibly a
+ * chunk of this very region under reclaim. */
+static void
+touch_at_exit(void)
+{
+	for (size_t off = 0; off < 16 * MIB; off += PAGE)
+		exit_region[off] = 1;
+}
+
+Test(uffd, engine_threads_never_block_exit)
+{
+	pid_t pid;
+	int st = 0;
+	uint64_t t0;
+
+	boot(ZERO_UFFD_AUTO, true, 0);
+	need_uffd();
+	pid = fork();
+	if (pid == 0) {
+		zero_postfork_child();
+		if (zero_region_map(16 * MIB, (void **)&exit_region) != 0)
+			_exit(1);
+		memset(exit_region, 0, 16 * MIB);
+		zero_reclaim_now();	/* handler thread running now */
+		memset(exit_region, 0, 16 * MIB);
+		usleep(20000);		/* the scanner is at it again */
+		/* The exit path with handlers but without the test runner's
+		 * own atexit hooks, which must not run in this child. */
+		at_quick_exit(touch_at_exit);
+		quick_exit(0);
+	}
+	t0 = os_now_ns();
+	while (waitpid(pid, &st, WNOHANG) == 0 &&
+	       os_now_ns() - t0 < 5ULL * 1000 * 1000 * 1000)
+		usleep(1000);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %x", st);
+	cr_expect_lt(os_now_ns() - t0, 2ULL * 1000 * 1000 * 1000);
+}

@@ -1,0 +1,509 @@
+/*
+ * test_zone.c - zones: LOW32 placement, zonelist fallback and
+ * lowmem_reserve, fake NUMA, growth failure, watermarks, purging, stats,
+ * fork hooks.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "os/os.h"
+#include "page/zone.h"
+#include "zpmalloc.h"
+#include "zone_fixture.h"
+
+#define MIB ((size_t)1 << 20)
+#define NEVER ((uint64_t)1 << 62)
+
+static void
+boot_cfg(size_t normal, size_t low32, unsigned fake, uint64_t delay)
+{
+	struct zone_config cfg = {
+		.nr_nodes = 1,
+		.fake_numa = fake,
+		.normal_reserve = normal,
+		.low32_reserve = low32,
+		.purge_delay_ns = delay,
+		.pcp_high = 32,
+		.pcp_batch = 8,
+	};
+
+	cr_assert_eq(zone_boot(&cfg), 0);
+}
+
+
+static bool
+in_zone(const struct zp_zone_info *zi, const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	return a >= zi->base && a < zi->base + zi->span_bytes;
+}
+
+static uint64_t
+avail_of(const struct zp_zone_info *zi)
+{
+	return zi->nr_free_pages +
+	       ((zi->span_bytes - zi->committed_bytes) >> ZP_PAGE_SHIFT);
+}
+
+static uint64_t
+avail(unsigned idx)
+{
+	struct zp_zone_info zi = info(idx);
+
+	return avail_of(&zi);
+}
+
+static unsigned
+find_zone(const char *name, int node)
+{
+	struct zp_zone_info zi;
+
+	for (unsigned i = 0; zone_info(i, &zi) == 0; i++)
+		if (strcmp(zi.name, name) == 0 && zi.node == node)
+			return i;
+	cr_assert_fail("no %s zone on node %d", name, node);
+	return 0;
+}
+
+Test(zone, low32_pages_lie_below_4g)
+{
+	unsigned lo, n = 0;
+	struct page *pg;
+
+	boot_cfg(64 * MIB, 32 * MIB, 0, NEVER);
+	lo = find_zone("Low32", 0);
+	cr_assert_leq(info(lo).base + info(lo).span_bytes, (uint64_t)4 << 30);
+	while ((pg = zone_alloc_pages(NULL, (unsigned)n % 11, GFP_LOW32,
+				      PAGE_MEDIUM, NULL)) != NULL) {
+		uintptr_t end = (uintptr_t)page_address(pg) +
+				(ZP_PAGE_SIZE << pg->order);
+
+		cr_assert_leq(end, (uintptr_t)4 << 30);
+		cr_assert_eq(pg->zone_id, lo);
+		*(volatile char *)page_address(pg) = 1;
+		n++;
+	}
+	cr_assert_gt(n, 10);
+	/* LOW32 requests may use all of LOW32 (no reserve against them)
+	 * and never touch NORMAL. */
+	while (zone_alloc_pages(NULL, 0, GFP_LOW32, PAGE_MEDIUM, NULL))
+		n++;
+	cr_assert_eq(avail(lo), 0);
+	cr_assert_eq(info(find_zone("Normal", 0)).committed_bytes, 0);
+	cr_assert(zone_check_all());
+}
+
+Test(zone, normal_falls_back_to_low32_down_to_its_reserve)
+{
+	unsigned nz, lz, from_normal = 0, from_low = 0;
+	struct page *pg;
+	struct zp_zone_info ni, li;
+
+	boot_cfg(16 * MIB, 16 * MIB, 0, NEVER);
+	nz = find_zone("Normal", 0);
+	lz = find_zone("Low32", 0);
+	cr_assert_eq(info(lz).lowmem_reserve[ZONE_NORMAL], 2048);
+	while ((pg = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
+				      NULL)) != NULL) {
+		ni = info(nz);
+		li = info(lz);
+		if (in_zone(&ni, page_address(pg))) {
+			/* The preferred zone is used up before any fallback. */
+			cr_assert_eq(from_low, 0);
+			from_normal++;
+		} else {
+			cr_assert(in_zone(&li, page_address(pg)));
+			from_low++;
+		}
+	}
+	li = info(lz);
+	cr_assert_eq(from_normal, 4);
+	cr_assert_eq(from_low, 2);
+	cr_assert_eq(li.nr_fallback_in, 2);
+	cr_assert_geq(avail_of(&li), li.lowmem_reserve[ZONE_NORMAL]);
+	cr_assert_gt(info(nz).nr_failed, 0);
+	/* Even an order-0 NORMAL request may not dip into the reserve... */
+	cr_assert_null(zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL));
+	/* ...which LOW32 requests may use. */
+	cr_assert_not_null(zone_alloc_pages(NULL, ZP_MAX_ORDER, GFP_LOW32,
+					    PAGE_MEDIUM, NULL));
+	cr_assert(zone_check_all());
+}
+
+Test(zone, lowmem_reserve_is_honoured_to_the_page)
+{
+	unsigned lz;
+	uint64_t got = 0;
+	struct page *pg;
+
+	boot_cfg(8 * MIB, 16 * MIB, 0, NEVER);
+	lz = find_zone("Low32", 0);
+	cr_assert_eq(zone_set_lowmem_reserve(lz, ZONE_NORMAL, 1000), 0);
+	while ((pg = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL)))
+		got += pg->zone_id == lz;
+	cr_assert_eq(got, 4096 - 1000);
+	cr_assert_eq(avail(lz), 1000);
+	cr_assert_eq(zone_set_lowmem_reserve(99, ZONE_NORMAL, 1), -1);
+}
+
+Test(zone, low32_requests_never_get_normal_pages)
+{
+	unsigned lz;
+	struct page *pg;
+	unsigned n = 0;
+
+	boot_cfg(64 * MIB, 8 * MIB, 0, NEVER);
+	lz = find_zone("Low32", 0);
+	while ((pg = zone_alloc_pages(NULL, 3, GFP_LOW32, PAGE_MEDIUM, NULL))) {
+		cr_assert_eq(pg->zone_id, lz);
+		n++;
+	}
+	cr_assert_eq(n, (8 * MIB) / (8 * ZP_PAGE_SIZE));
+	/* NORMAL has room, but LOW32 requests must not take it. */
+	cr_assert_not_null(zone_alloc_pages(NULL, 3, 0, PAGE_MEDIUM, NULL));
+	cr_assert_null(zone_alloc_pages(NULL, 0, GFP_LOW32, PAGE_MEDIUM,
+					NULL));
+}
+
+Test(zone, no_low32_zone_means_low32_requests_fail)
+{
+	boot_cfg(16 * MIB, 0, 0, NEVER);
+	cr_assert_eq(zone_count(), 1);
+	cr_assert_null(zone_alloc_pages(NULL, 0, GFP_LOW32, PAGE_MEDIUM,
+					NULL));
+	cr_assert_not_null(zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL));
+}
+
+Test(zone, fake_numa_makes_one_normal_zone_per_node)
+{
+	boot_cfg(64 * MIB, 0, 4, NEVER);
+	cr_assert_eq(zone_count(), 4);
+	for (unsigned n = 0; n < 4; n++) {
+		struct zp_zone_info zi = info(n);
+		struct page *pg = zone_alloc_pages(NULL, 1, GFP_NODE(n),
+						   PAGE_MEDIUM, NULL);
+
+		cr_assert_str_eq(zi.name, "Normal");
+		cr_assert_eq(zi.node, (int)n);
+		cr_assert_eq(zi.span_bytes, 16 * MIB);
+		cr_assert_not_null(pg);
+		cr_assert_eq(pg->zone_id, n);
+		cr_assert(in_zone(&zi, page_address(pg)));
+	}
+	cr_assert_lt(zone_local_node(), 4);
+	/* The thread id picks the fake node, so it is stable. */
+	cr_assert_eq(zone_local_node(), (unsigned)os_gettid() % 4);
+}
+
+Test(zone, node_exact_stays_on_its_node_and_others_fall_back)
+{
+	struct page *pg;
+	unsigned n2 = 0;
+
+	boot_cfg(32 * MIB, 0, 4, NEVER);	/* four 8 MiB nodes */
+	while ((pg = zone_alloc_pages(NULL, 0, GFP_NODE(2) | GFP_NODE_EXACT,
+				      PAGE_MEDIUM, NULL))) {
+		cr_assert_eq(pg->zone_id, 2);
+		n2++;
+	}
+	cr_assert_eq(n2, 2048);
+	for (unsigned n = 0; n < 4; n++)
+		if (n != 2)
+			cr_assert_eq(info(n).committed_bytes, 0);
+	/* Without EXACT the next node serves, but only down to its min. */
+	while ((pg = zone_alloc_pages(NULL, 0, GFP_NODE(2), PAGE_MEDIUM,
+				      NULL)) && pg->zone_id == 3)
+		;
+	struct zp_zone_info z3 = info(3);
+
+	cr_assert_not_null(pg);
+	cr_assert_eq(pg->zone_id, 0, "after node 3 comes node 0");
+	cr_assert_eq(avail_of(&z3), z3.wmark_min);
+	cr_assert_gt(z3.nr_fallback_in, 0);
+	/* Node 3's own threads can still use its reserve. */
+	cr_assert_not_null(zone_alloc_pages(NULL, 0, GFP_NODE(3),
+					    PAGE_MEDIUM, NULL));
+	cr_assert(zone_check_all());
+}
+
+Test(zone, reservation_is_halved_when_refused)
+{
+	os_fault_inject_nth(1);	/* the first os_reserve fails */
+	boot_cfg(64 * MIB, 0, 0, NEVER);
+	cr_assert_eq(info(0).span_bytes, 32 * MIB);
+	os_fault_inject_all(true);
+	struct zone_config cfg = { .nr_nodes = 1, .normal_reserve = 64 * MIB };
+
+	cr_assert_eq(zone_boot(&cfg), ENOMEM);
+	cr_assert_null(page_lookup(&cfg));
+}
+
+Test(zone, zone_that_cannot_grow_returns_null_cleanly)
+{
+	struct page *pg, *first;
+
+	boot_cfg(64 * MIB, 0, 0, NEVER);
+	os_fault_inject_all(true);
+	cr_assert_null(zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL));
+	cr_assert_eq(info(0).committed_bytes, 0);
+	cr_assert_eq(info(0).nr_failed, 1);
+	cr_assert(zone_check_all());
+	os_fault_inject_all(false);
+	first = zone_alloc_pages(NULL, 9, 0, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(first);
+	/* The descriptor commit succeeds, the data commit fails. */
+	os_fault_inject_nth(2);
+	cr_assert_null(zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL));
+	cr_assert_eq(info(0).committed_bytes, ZP_COMMIT_STEP);
+	cr_assert(zone_check_all());
+	/* And once memory is there again, it works (the next step completes
+	 * the large block's region, so the small page takes one more). */
+	pg = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(pg);
+	memset(page_address(pg), 1, ZP_PAGE_SIZE);
+	cr_assert_eq(info(0).committed_bytes, 3 * ZP_COMMIT_STEP);
+	zone_free_pages(NULL, pg);
+	zone_free_pages(NULL, first);
+	cr_assert(zone_check_all());
+	cr_assert_eq(info(0).nr_free_by_order[ZP_MAX_ORDER], 1);
+}
+
+Test(zone, full_reservation_returns_null)
+{
+	unsigned n = 0;
+
+	boot_cfg(8 * MIB, 0, 0, NEVER);
+	while (zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM, NULL))
+		n++;
+	cr_assert_eq(n, 2);
+	cr_assert_null(zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL));
+	cr_assert(zone_check_all());
+}
+
+static void
+touch_and_free(struct page **pgs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		memset(page_address(pgs[i]), 0x5a,
+		       ZP_PAGE_SIZE << pgs[i]->order);
+	for (unsigned i = 0; i < n; i++)
+		zone_free_pages(NULL, pgs[i]);
+}
+
+Test(zone, purge_gives_memory_back_and_marks_it_zero)
+{
+	struct page *pgs[8];
+	size_t rss_full, rss_after, given;
+	bool zero = false;
+
+	boot_cfg(64 * MIB, 0, 0, NEVER);
+	zone_set_watermarks(0, 0, 1 << 20, 1 << 20);	/* no auto purge */
+	for (unsigned i = 0; i < 8; i++)
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
+					  NULL);
+	touch_and_free(pgs, 8);
+	rss_full = os_rss_bytes();
+	cr_assert_eq(info(0).nr_free_zero_pages, 0);
+	given = zone_purge(true);
+	rss_after = os_rss_bytes();
+	cr_assert_eq(given, 32 * MIB);
+	cr_assert_geq(rss_full - rss_after, 24 * MIB, "rss %zu -> %zu",
+		      rss_full, rss_after);
+	cr_assert_eq(info(0).nr_free_zero_pages, info(0).nr_free_pages);
+	cr_assert_eq(info(0).nr_purged_pages, 8192);
+	pgs[0] = zone_alloc_pages(NULL, 4, 0, PAGE_MEDIUM, &zero);
+	cr_assert(zero);
+	cr_assert_eq(((char *)page_address(pgs[0]))[123], 0);
+	cr_assert_eq(zone_purge(true), 0, "nothing dirty is left");
+	cr_assert(zone_check_all());
+}
+
+Test(zone, dirty_pages_above_high_are_purged_down_to_low)
+{
+	struct page *pgs[5];
+	struct zp_zone_info zi;
+
+	boot_cfg(64 * MIB, 0, 0, NEVER);
+	cr_assert_eq(zone_set_watermarks(0, 64, 512, 1024), 0);
+	for (unsigned i = 0; i < 5; i++)
+		pgs[i] = zone_alloc_pages(NULL, i < 4 ? 8 : 2, 0, PAGE_MEDIUM,
+					  NULL);
+	/* Four dirty 1 MiB blocks = 1024 pages: at high, not above. */
+	touch_and_free(pgs, 4);
+	zi = info(0);
+	cr_assert_eq(zi.nr_purged_pages, 0);
+	touch_and_free(pgs + 4, 1);
+	zi = info(0);
+	cr_assert_gt(zi.nr_purged_pages, 0);
+	cr_assert_geq(zi.nr_free_zero_pages, 512);
+	cr_assert(zone_check_all());
+}
+
+/* Crossing high purges the blocks idle longest, whatever their size, not
+ * the ones just freed (the likeliest to be reused), and only down to
+ * low. */
+Test(zone, purging_above_high_takes_the_longest_idle_first)
+{
+	struct page *pgs[6];
+	char *p[6];
+	struct zp_zone_info zi;
+
+	boot_cfg(64 * MIB, 0, 0, NEVER);
+	cr_assert_eq(zone_set_watermarks(0, 0, 1536, 2048), 0);
+	for (unsigned i = 0; i < 6; i++) {
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
+					  PAGE_MEDIUM, NULL);
+		p[i] = page_address(pgs[i]);
+	}
+	/* Two blocks per 4 MiB region: 0+1, 2+3, 4+5. */
+	touch_and_free(&pgs[3], 1);	/* idle longest, and small */
+	touch_and_free(&pgs[0], 1);
+	touch_and_free(&pgs[1], 1);	/* merges with 0 */
+	touch_and_free(&pgs[5], 1);	/* 2048 dirty pages */
+	zi = info(0);
+	cr_assert_eq(zi.nr_purged_pages, 0, "not above high yet");
+	touch_and_free(&pgs[4], 1);	/* merges with 5: 2560 > high */
+	zi = info(0);
+	cr_assert_eq(zi.nr_purged_pages, 512 + 1024);
+	cr_assert_eq(zi.nr_free_pages - zi.nr_free_zero_pages, 1024);
+	cr_assert_eq(p[3][100], 0, "the longest idle block went first");
+	cr_assert_eq(p[0][100], 0, "then the next longest");
+	cr_assert_eq(p[4][100], 0x5a, "the newest stays");
+	cr_assert_eq(p[5][100], 0x5a);
+	cr_assert(zone_check_all());
+}
+
+/* Below high, what nobody reused within 1/64 of the delay goes; what was
+ * just freed stays. */
+Test(zone, cold_blocks_go_before_high_is_reached)
+{
+	struct page *pgs[3];
+	struct timespec ts = { 0, 60 * 1000 * 1000 };
+	struct zp_zone_info zi;
+
+	boot_cfg(64 * MIB, 0, 0, 640 * 1000 * 1000);	/* cold: 10 ms */
+	cr_assert_eq(zone_set_watermarks(0, 0, 3584, 4096), 0);
+	for (unsigned i = 0; i < 3; i++)
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
+					  NULL);
+	/* 2048 dirty pages, over high / 4 but only just freed. */
+	touch_and_free(pgs, 2);
+	cr_assert_eq(info(0).nr_purged_pages, 0);
+	nanosleep(&ts, NULL);
+	touch_and_free(pgs + 2, 1);
+	zi = info(0);
+	cr_assert_eq(zi.nr_purged_pages, 2048, "the two cold blocks");
+	cr_assert_eq(zi.nr_free_pages - zi.nr_free_zero_pages, 1024,
+		     "the block just freed stays");
+	cr_assert(zone_check_all());
+}
+
+Test(zone, idle_dirty_pages_are_purged_after_the_delay)
+{
+	struct page *pgs[2], *spacer;
+	/* Generous times: a loaded machine must not make "not idle yet"
+	 * false. */
+	struct timespec ts = { 0, 300 * 1000 * 1000 };
+
+	boot_cfg(64 * MIB, 0, 0, 200 * 1000 * 1000);	/* 200 ms */
+	zone_set_watermarks(0, 0, 1 << 20, 1 << 20);
+	/* A merge dates a block by its newest dirty part, so keep the idle
+	 * block and the later one apart. */
+	pgs[0] = zone_alloc_pages(NULL, 4, 0, PAGE_MEDIUM, NULL);
+	spacer = zone_alloc_pages(NULL, 4, 0, PAGE_MEDIUM, NULL);
+	pgs[1] = zone_alloc_pages(NULL, 4, 0, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(spacer);
+	touch_and_free(pgs, 1);
+	cr_assert_eq(info(0).nr_purged_pages, 0, "not idle yet");
+	cr_assert_eq(zone_purge(false), 0);
+	nanosleep(&ts, NULL);
+	/* The next free, a slow path, notices the idle block. */
+	touch_and_free(pgs + 1, 1);
+	cr_assert_geq(info(0).nr_purged_pages, 16);
+	nanosleep(&ts, NULL);
+	cr_assert_gt(zone_purge(false), 0);
+	cr_assert_eq(info(0).nr_free_zero_pages, info(0).nr_free_pages);
+	cr_assert(zone_check_all());
+}
+
+static char *
+capture(void (*print)(struct outbuf *))
+{
+	static char text[65536];
+	struct outbuf o;
+	int fds[2];
+	ssize_t n;
+
+	cr_assert_eq(pipe(fds), 0);
+	out_init(&o, fds[1]);
+	print(&o);
+	out_flush(&o);
+	close(fds[1]);
+	n = read(fds[0], text, sizeof(text) - 1);
+	close(fds[0]);
+	cr_assert_gt(n, 0);
+	text[n] = '\0';
+	return text;
+}
+
+Test(zone, stats_print_like_proc)
+{
+	char *s, expect[256];
+	struct zp_zone_info zi;
+
+	boot_cfg(16 * MIB, 16 * MIB, 0, NEVER);
+	zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
+	zi = info(0);
+	/* One order-0 block taken from a 2 MiB step leaves one free block
+	 * at each of orders 0..8. */
+	for (unsigned k = 0; k < ZP_MAX_ORDER - 1; k++)
+		cr_assert_eq(zi.nr_free_by_order[k], 1);
+	s = capture(zone_print_buddyinfo);
+	cr_assert(strstr(s, "Node 0, zone   Normal      1      1      1"
+			    "      1      1      1      1      1      1"
+			    "      0      0\n"), "%s", s);
+	cr_assert(strstr(s, "Node 0, zone    Low32      0"), "%s", s);
+	s = capture(zone_print_zoneinfo);
+	fmt_buf(expect, sizeof(expect), "  pages free     %lu\n",
+		(unsigned long)zi.nr_free_pages);
+	cr_assert(strstr(s, expect), "%s", s);
+	cr_assert(strstr(s, "protection: (0, 2048)"), "%s", s);
+	s = capture(zone_print_json);
+	cr_assert_eq(s[0], '[');
+	cr_assert_eq(s[strlen(s) - 1], ']');
+	cr_assert(strstr(s, "\"name\":\"Normal\",\"node\":0"), "%s", s);
+	cr_assert(strstr(s, "\"free_by_order\":[1,1,1,1,1,1,1,1,1,0,0]"),
+		  "%s", s);
+	cr_assert_eq(zone_info(zone_count(), &zi), -1);
+}
+
+Test(zone, fork_child_can_allocate)
+{
+	struct page *pg;
+	pid_t pid;
+	int status;
+
+	boot_cfg(16 * MIB, 0, 0, NEVER);
+	pg = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
+	zone_prefork();
+	pid = fork();
+	if (pid == 0) {
+		zone_postfork_child();
+		struct page *c = zone_alloc_pages(NULL, 3, 0, PAGE_MEDIUM,
+						  NULL);
+		zone_free_pages(NULL, pg);
+		_exit(c && zone_check_all() ? 0 : 1);
+	}
+	zone_postfork_parent();
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	zone_free_pages(NULL, pg);
+	cr_assert(zone_check_all());
+}

@@ -1,0 +1,303 @@
+/*
+ * test_zone_lazy.c - zones that map on demand (ulimit -v): only used steps
+ * are mapped, purged whole steps are unmapped and their address space
+ * comes back, allocation maps them again, failures leave nothing behind,
+ * and a mapping of someone else's in a given-back step is not ours.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "os/os.h"
+#include "page/zone.h"
+#include "zpmalloc.h"
+#include "zone_fixture.h"
+
+#define MIB ((size_t)1 << 20)
+#define NEVER ((uint64_t)1 << 62)
+
+static void
+boot_lazy(size_t normal)
+{
+	struct zone_config cfg = {
+		.nr_nodes = 1,
+		.normal_reserve = normal,
+		.purge_delay_ns = NEVER,
+		.pcp_high = 32,
+		.pcp_batch = 8,
+		.map_lazily = true,
+	};
+
+	cr_assert_eq(zone_boot(&cfg), 0);
+}
+
+
+/* mincore fails with ENOMEM on any page that is not mapped. */
+static bool
+is_mapped(const void *p)
+{
+	unsigned char v;
+
+	return mincore((void *)((uintptr_t)p & ~(uintptr_t)4095), 4096,
+		       &v) == 0;
+}
+
+/* Bytes of address space the process has mapped, from /proc/self/statm. */
+static size_t
+vm_bytes(void)
+{
+	char buf[128];
+	long n = os_read_file("/proc/self/statm", buf, sizeof(buf));
+	size_t pages = 0;
+
+	cr_assert_gt(n, 0);
+	for (const char *s = buf; *s >= '0' && *s <= '9'; s++)
+		pages = pages * 10 + (size_t)(*s - '0');
+	return pages * 4096;
+}
+
+static void
+touch_and_free(struct page **pgs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		memset(page_address(pgs[i]), 0x5a,
+		       ZP_PAGE_SIZE << pgs[i]->order);
+	for (unsigned i = 0; i < n; i++)
+		zone_free_pages(NULL, pgs[i]);
+}
+
+Test(zone_lazy, only_what_is_used_is_mapped)
+{
+	struct zp_zone_info zi;
+	size_t vm0, vm1;
+	struct page *pg;
+
+	vm0 = vm_bytes();
+	boot_lazy(1024 * MIB);
+	zi = info(0);
+	cr_assert_eq(zi.span_bytes, 1024 * MIB);
+	/* A reservation would have taken the whole span. */
+	cr_assert_lt(vm_bytes() - vm0, 4 * MIB);
+	cr_assert_not(is_mapped((void *)zi.base));
+	pg = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(pg);
+	cr_assert(is_mapped(page_address(pg)));
+	vm1 = vm_bytes();
+	cr_assert_leq(vm1 - vm0, ZP_COMMIT_STEP + 4 * MIB);
+	cr_assert_not(is_mapped((char *)zi.base + ZP_COMMIT_STEP));
+	zone_free_pages(NULL, pg);
+	cr_assert(zone_check_all());
+}
+
+Test(zone_lazy, purged_steps_are_unmapped_and_come_back_zero)
+{
+	struct page *pgs[4];
+	char *p[4];
+	bool zero = false;
+	size_t vm_full;
+
+	boot_lazy(64 * MIB);
+	for (unsigned i = 0; i < 4; i++) {
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
+					  NULL);
+		cr_assert_not_null(pgs[i]);
+		p[i] = page_address(pgs[i]);
+	}
+	zone_set_watermarks(0, 0, 1 << 20, 1 << 20);	/* no auto purge */
+	touch_and_free(pgs, 4);
+	vm_full = vm_bytes();
+	cr_assert_eq(zone_purge(true), 16 * MIB);
+	cr_assert_geq(vm_full - vm_bytes(), 16 * MIB, "address space kept");
+	cr_assert_eq(info(0).committed_bytes, 0);
+	cr_assert_eq(info(0).nr_free_pages, 4 * 1024);
+	for (unsigned i = 0; i < 4; i++) {
+		cr_assert_not(is_mapped(p[i]));
+		cr_assert_null(page_lookup(p[i]), "lookup of a given-back "
+			       "step");
+	}
+	cr_assert(zone_check_all());
+	/* Allocating maps the steps again, fresh and zero. */
+	pgs[0] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM, &zero);
+	cr_assert_not_null(pgs[0]);
+	cr_assert(zero);
+	cr_assert_eq(page_lookup(page_address(pgs[0])), pgs[0]);
+	cr_assert_eq(((char *)page_address(pgs[0]))[12345], 0);
+	memset(page_address(pgs[0]), 1, ZP_MAX_BLOCK);
+	/* A small block inside a given-back step maps that step. */
+	pgs[1] = zone_alloc_pages(NULL, 0, 0, PAGE_SLAB, &zero);
+	cr_assert_not_null(pgs[1]);
+	cr_assert(zero);
+	*(volatile char *)page_address(pgs[1]) = 1;
+	zone_free_pages(NULL, pgs[0]);
+	zone_free_pages(NULL, pgs[1]);
+	cr_assert(zone_check_all());
+}
+
+Test(zone_lazy, dirty_above_high_gives_whole_steps_back)
+{
+	struct page *pgs[6];
+	struct zp_zone_info zi;
+
+	boot_lazy(64 * MIB);
+	cr_assert_eq(zone_set_watermarks(0, 0, 512, 1024), 0);
+	for (unsigned i = 0; i < 6; i++)
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
+					  PAGE_MEDIUM, NULL);
+	/* Two dirty 2 MiB blocks: at high, nothing happens. */
+	touch_and_free(pgs, 2);
+	zi = info(0);
+	cr_assert_eq(zi.nr_purged_pages, 0);
+	cr_assert(is_mapped(page_address(pgs[0])));
+	touch_and_free(pgs + 2, 4);
+	zi = info(0);
+	cr_assert_geq(zi.nr_purged_pages, 2048);
+	cr_assert_leq(zi.nr_free_pages - zi.nr_free_zero_pages, 1024);
+	/* The oldest went first, as whole unmapped steps. */
+	cr_assert_not(is_mapped(page_address(pgs[0])));
+	cr_assert(zone_check_all());
+}
+
+/* realloc growing a block in place may run into a step given back. */
+Test(zone_lazy, resize_into_a_given_back_step_maps_it)
+{
+	struct page *x, *a, *b;
+	char *p;
+
+	boot_lazy(16 * MIB);
+	x = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0, PAGE_MEDIUM, NULL);
+	a = zone_alloc_exact(NULL, 500, 0, PAGE_MEDIUM, NULL);
+	b = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM, NULL);
+	cr_assert_eq(a, x + 512);
+	cr_assert_eq(b, x + 1024);
+	zone_free_pages(NULL, b);
+	zone_purge(true);
+	cr_assert_not(is_mapped(page_address(b)));
+	cr_assert(zone_resize_exact_try(a, 600, NULL));
+	p = page_address(a);
+	cr_assert(is_mapped(p + 599 * ZP_PAGE_SIZE));
+	memset(p, 9, 600 * ZP_PAGE_SIZE);
+	cr_assert_eq(page_head(page_lookup(p + 599 * ZP_PAGE_SIZE)), a);
+	cr_assert(zone_check_all());
+	zone_free_exact(NULL, a);
+	zone_free_pages(NULL, x);
+	cr_assert(zone_check_all());
+}
+
+Test(zone_lazy, refused_remap_returns_null_and_recovers)
+{
+	struct page *pgs[2], *pg;
+
+	boot_lazy(8 * MIB);
+	for (unsigned i = 0; i < 2; i++)
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
+					  NULL);
+	cr_assert_null(zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL),
+		       "an 8 MiB window holds two blocks");
+	touch_and_free(pgs, 2);
+	zone_purge(true);
+	os_fault_inject_all(true);
+	cr_assert_null(zone_alloc_pages(NULL, 0, 0, PAGE_SLAB, NULL));
+	cr_assert_null(zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
+					NULL));
+	cr_assert(zone_check_all());
+	cr_assert_eq(info(0).nr_free_pages, 2 * 1024);
+	os_fault_inject_all(false);
+	pg = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(pg);
+	memset(page_address(pg), 3, ZP_MAX_BLOCK);
+	zone_free_pages(NULL, pg);
+	cr_assert(zone_check_all());
+}
+
+Test(zone_lazy, another_mapping_in_a_given_back_step_is_not_ours)
+{
+	struct page *pgs[2], *pg;
+	unsigned n = 0;
+	void *q, *p;
+
+	boot_lazy(8 * MIB);
+	for (unsigned i = 0; i < 2; i++)
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
+					  NULL);
+	p = page_address(pgs[1]);
+	touch_and_free(pgs, 2);
+	zone_purge(true);
+	/* Someone maps into the hole the zone left. */
+	q = mmap(p, 4096, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	cr_assert_eq(q, p);
+	cr_assert_null(page_lookup(q));
+	/* The zone cannot map over it; whatever it hands out is usable. */
+	while ((pg = zone_alloc_pages(NULL, 0, 0, PAGE_SLAB, NULL)) != NULL) {
+		cr_assert_neq(page_address(pg), q);
+		*(volatile char *)page_address(pg) = 1;
+	}
+	cr_assert(zone_check_all());
+	cr_assert_null(page_lookup(q));
+	/* Once it is gone, the whole window is the zone's again. */
+	munmap(q, 4096);
+	zone_purge(true);
+	while ((pg = zone_alloc_pages(NULL, 0, 0, PAGE_SLAB, NULL)) != NULL) {
+		*(volatile char *)page_address(pg) = 1;
+		n++;
+	}
+	cr_assert_eq(n, 2 * 1024 - info(0).nr_free_pages);
+	cr_assert_eq(info(0).nr_free_pages, 0);
+	cr_assert(zone_check_all());
+}
+
+Test(zone_lazy, address_space_limit_picks_lazy_mapping)
+{
+	struct zone_config cfg = { .nr_nodes = 1,
+				   .normal_reserve = (size_t)64 << 30,
+				   .low32_reserve = 512 * MIB,
+				   .purge_delay_ns = NEVER };
+	struct rlimit rl, old;
+	struct page *pgs[64];
+	unsigned n = 0;
+	size_t half;
+	void *big;
+
+	/* 96 MiB beyond what is mapped now: neither the 64 GiB NORMAL
+	 * zone nor the 512 MiB LOW32 one could be reserved. (Sanitizer
+	 * runtimes map some of it too.) */
+	cr_assert_eq(getrlimit(RLIMIT_AS, &old), 0);
+	rl = old;
+	rl.rlim_cur = vm_bytes() + 96 * MIB;
+	cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+	cr_assert_eq(zone_boot(&cfg), 0);
+	cr_assert_leq(info(0).span_bytes, rl.rlim_cur + ZP_MAX_BLOCK);
+	/* The default high scales with the span, and so with the limit:
+	 * pin it, sanitizers' huge shadow mappings raise the limit too. */
+	cr_assert_eq(zone_set_watermarks(0, 0, 256, 512), 0);
+	while (n < 64 && (pgs[n] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0,
+						    PAGE_MEDIUM, NULL)))
+		n++;
+	cr_assert_geq(n, 8, "only %u MiB in 96", n * 4);
+	cr_assert_lt(n, 64);
+	/* Full: less than a step is left, so half the zone's blocks do not
+	 * fit in a mapping of their own ... */
+	half = (size_t)n / 2 * ZP_MAX_BLOCK;
+	big = mmap(NULL, half, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_eq(big, MAP_FAILED);
+	touch_and_free(pgs, n);
+	/* ... until they are freed: over high, the address space went
+	 * back. */
+	big = mmap(NULL, half, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(big, MAP_FAILED, "freed memory kept the address space");
+	munmap(big, half);
+	/* And the zone itself works again. */
+	for (unsigned i = 0; i < n; i++) {
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
+					  NULL);
+		cr_assert_not_null(pgs[i], "block %u of %u", i, n);
+	}
+	touch_and_free(pgs, n);
+	cr_assert(zone_check_all());
+	cr_assert_eq(setrlimit(RLIMIT_AS, &old), 0);
+}
