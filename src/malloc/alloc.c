@@ -632,7 +632,9 @@ alloc_trim(void)
 		tcache_flush(&ts->tc);
 		pcp_drain(&ts->pcp);
 	}
+	zone_purge_pause();
 	released = slab_trim();
+	zone_purge_resume();
 	released += zone_purge(/* all */ true);
 #if ZP_HAVE_ZERO
 	released += zero_park_release(/* all */ true);

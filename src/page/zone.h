@@ -124,6 +124,14 @@ bool zone_resize_exact_try(struct page *head, size_t new_npages, bool *zero);
  * above the high watermark or idle too long. Returns the bytes given
  * back. */
 size_t zone_purge(bool all);
+/*
+ * Hold off the free path's purges while a caller frees many blocks that
+ * zone_purge(true) gives back right after (malloc_trim spilling slabs):
+ * purged one by one, before their buddies come back to merge, they would
+ * cost an madvise per slab instead of one per merged block.
+ */
+void zone_purge_pause(void);
+void zone_purge_resume(void);
 
 /*
  * Watermarks, in pages, of zone idx (see zone.c for what each one does:

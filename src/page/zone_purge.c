@@ -39,6 +39,8 @@
  * are being recycled, a longer one keeps the garbage of growing arrays
  * above glibc's peak RSS. */
 #define COLD_AGE_DIV	64
+/* A cold purge goes down to cold_pages / COLD_HYSTERESIS. */
+#define COLD_HYSTERESIS	2
 
 static uint64_t
 dirty_pages(const struct zone *z)
@@ -190,7 +192,10 @@ take_cold_locked(struct zone *z, uint64_t now, struct page **chain)
 	uint64_t age = z->purge_delay_ns / COLD_AGE_DIV;
 	struct page *pg;
 
-	while (dirty_pages(z) > cold_pages(z) &&
+	/* Below the threshold, not just to it: otherwise a program freeing
+	 * a cold heap block by block (malloc_trim spilling slabs) pays an
+	 * madvise per free instead of one batch per cold_pages / 2. */
+	while (dirty_pages(z) > cold_pages(z) / COLD_HYSTERESIS &&
 	       (pg = buddy_oldest_dirty(&z->buddy)) != NULL) {
 		if (pg->lru.freed_ns > now || now - pg->lru.freed_ns < age) {
 			/* Nothing is cold before the oldest block is. */
@@ -301,4 +306,20 @@ zone_purge(bool all)
 		zp_unlock(&z->purge_lock);
 	}
 	return (size_t)pages << ZP_PAGE_SHIFT;
+}
+
+/* purge_lock held: zone_purge_run_locked only tries it, so the free
+ * paths skip their purges until resume. */
+void
+zone_purge_pause(void)
+{
+	for (unsigned i = 0; i < nr_zones; i++)
+		zp_lock(&zone_table[i].purge_lock);
+}
+
+void
+zone_purge_resume(void)
+{
+	for (unsigned i = nr_zones; i-- > 0;)
+		zp_unlock(&zone_table[i].purge_lock);
 }
