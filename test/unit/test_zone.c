@@ -392,7 +392,8 @@ Test(zone, cold_blocks_go_before_high_is_reached)
 	for (unsigned i = 0; i < 3; i++)
 		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
 					  NULL);
-	/* 2048 dirty pages, over high / 4 but only just freed. */
+	/* 2048 dirty pages, over high / ZONE_COLD_SHARE but only just
+	 * freed. */
 	touch_and_free(pgs, 2);
 	cr_assert_eq(info(0).nr_purged_pages, 0);
 	nanosleep(&ts, NULL);
@@ -401,6 +402,32 @@ Test(zone, cold_blocks_go_before_high_is_reached)
 	cr_assert_eq(zi.nr_purged_pages, 2048, "the two cold blocks");
 	cr_assert_eq(zi.nr_free_pages - zi.nr_free_zero_pages, 1024,
 		     "the block just freed stays");
+	cr_assert(zone_check_all());
+}
+
+/* malloc_trim's spill: while paused, frees far above high purge nothing,
+ * so the blocks merge first and one purge afterwards takes them whole. */
+Test(zone, paused_purges_wait_for_the_blocks_to_merge)
+{
+	struct page *pgs[8];
+	struct zp_zone_info zi;
+
+	boot_cfg(64 * MIB, 0, 0, NEVER);
+	cr_assert_eq(zone_set_watermarks(0, 0, 64, 128), 0);
+	for (unsigned i = 0; i < 8; i++)
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 3, 0,
+					  PAGE_MEDIUM, NULL);
+	zone_purge_pause();
+	touch_and_free(pgs, 8);		/* 1024 dirty pages, high 128 */
+	zone_purge_resume();
+	zi = info(0);
+	cr_assert_eq(zi.nr_purged_pages, 0, "nothing purged while paused");
+	/* The eight eighths of one region, merged back into one block. */
+	cr_assert_eq((uintptr_t)page_address(pgs[0]) % (4 * MIB), 0);
+	cr_assert_eq(pgs[0]->kind, PAGE_BUDDY);
+	cr_assert_eq(pgs[0]->order, ZP_MAX_ORDER);
+	cr_assert_eq(zone_purge(true), 4 * MIB);
+	cr_assert_eq(info(0).nr_free_zero_pages, info(0).nr_free_pages);
 	cr_assert(zone_check_all());
 }
 
