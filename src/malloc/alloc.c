@@ -190,17 +190,17 @@ bad_zone_pointer(const char *call, void *p, struct page *head)
 
 /* --- malloc, calloc, free ------------------------------------------------ */
 
-/* Freed large blocks kept for reuse are the first memory to give up when
- * the system says no (an address-space or commit limit): true if any
- * went, and the failed request is worth another try. */
+/*
+ * When the system says no (an address-space or commit limit), what we hold
+ * free is the memory to give up: parked large blocks, the caller's cached
+ * objects and pages, empty slabs, and whole free steps of a lazily mapped
+ * zone, which unmapping returns to the system. True if anything went, and
+ * the failed request is worth another try.
+ */
 static bool
-release_parked(void)
+release_held(void)
 {
-#if ZP_HAVE_ZERO
-	return zero_park_release(/* all */ true) != 0;
-#else
-	return false;
-#endif
+	return alloc_trim() != 0;
 }
 
 static void *
@@ -230,7 +230,7 @@ alloc_slow(size_t n, bool zero)
 	if (!ts)
 		return alloc_oom();
 	p = route_alloc(ts, n, zero);
-	if (!p && release_parked())
+	if (!p && release_held())
 		p = route_alloc(ts, n, zero);
 	if (!p)
 		return alloc_oom();
@@ -354,7 +354,7 @@ medium_move(struct tstate *ts, void *p, struct page *head, size_t n)
 	nh = medium_pages(ts, n, medium_grow_pages(n), 0, false);
 	if (!nh)	/* without the headroom, then */
 		nh = medium_pages(ts, n, pages_of(n), 0, false);
-	if (!nh && release_parked())
+	if (!nh && release_held())
 		nh = medium_pages(ts, n, pages_of(n), 0, false);
 	if (!nh)
 		return alloc_oom();
@@ -377,7 +377,7 @@ medium_to_large(void *p, struct page *head, size_t n)
 {
 	void *q = large_alloc(n, 0, 0, -1, /* zero */ false);
 
-	if (!q && release_parked())
+	if (!q && release_held())
 		q = large_alloc(n, 0, 0, -1, /* zero */ false);
 	if (!q)
 		return alloc_oom();
@@ -551,7 +551,7 @@ alloc_aligned(size_t align, size_t n)
 	if (!ts)
 		return alloc_oom();
 	p = aligned_route(ts, align, n);
-	if (!p && release_parked())
+	if (!p && release_held())
 		p = aligned_route(ts, align, n);
 	if (!p)
 		return alloc_oom();
@@ -608,7 +608,7 @@ alloc_flags(size_t n, unsigned zp_flags)
 	if (!ts)
 		return alloc_oom();
 	p = placed_route(ts, n, gfp, zero);
-	if (!p && release_parked())
+	if (!p && release_held())
 		p = placed_route(ts, n, gfp, zero);
 	if (!p)
 		return alloc_oom();

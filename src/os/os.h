@@ -41,6 +41,12 @@ int os_reserve(size_t size, size_t align, unsigned flags, void **out);
  */
 size_t os_address_space_limit(void);
 /*
+ * Whether the system runs strict overcommit (vm.overcommit_memory = 2):
+ * then every writable private mapping is charged against the commit limit
+ * until it is unmapped, and MADV_DONTNEED gives none of the charge back.
+ */
+bool os_strict_overcommit(void);
+/*
  * Picks a window [*out, *out + size), aligned to align, in which nothing
  * is mapped now and the kernel is unlikely to place mappings of its own
  * (far from both the heap and the mmap area), but maps none of it: the
@@ -95,6 +101,9 @@ unsigned os_current_node(void);
  * call from now fail with ENOMEM (n = 1: the next one); 0 disarms. Lets
  * tests drive every out-of-memory path without exhausting the machine. */
 void os_fault_inject_nth(unsigned long n);
+/* The same, but from the nth call on every one fails until disarmed
+ * (os_fault_inject_nth(0)): the retries after a failure fail too. */
+void os_fault_inject_from(unsigned long n);
 /* Fail every map/commit/reserve while armed (a zone that cannot grow). */
 void os_fault_inject_all(bool on);
 

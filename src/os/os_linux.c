@@ -62,12 +62,22 @@ os_syscall6(long nr, long a, long b, long c, long d, long e, long f)
 }
 
 static unsigned long fault_countdown;
-static bool fault_all;
+static bool fault_all, fault_sticky;
 
 void
 os_fault_inject_nth(unsigned long n)
 {
+	__atomic_store_n(&fault_sticky, false, __ATOMIC_RELAXED);
+	if (n == 0)
+		__atomic_store_n(&fault_all, false, __ATOMIC_RELAXED);
 	__atomic_store_n(&fault_countdown, n, __ATOMIC_RELAXED);
+}
+
+void
+os_fault_inject_from(unsigned long n)
+{
+	os_fault_inject_nth(n);
+	__atomic_store_n(&fault_sticky, n != 0, __ATOMIC_RELAXED);
 }
 
 void
@@ -82,7 +92,11 @@ fault_due(void)
 {
 	if (zp_likely(!__atomic_load_n(&fault_countdown, __ATOMIC_RELAXED)))
 		return __atomic_load_n(&fault_all, __ATOMIC_RELAXED);
-	return __atomic_sub_fetch(&fault_countdown, 1, __ATOMIC_RELAXED) == 0;
+	if (__atomic_sub_fetch(&fault_countdown, 1, __ATOMIC_RELAXED) != 0)
+		return false;
+	if (__atomic_load_n(&fault_sticky, __ATOMIC_RELAXED))
+		__atomic_store_n(&fault_all, true, __ATOMIC_RELAXED);
+	return true;
 }
 
 static long
@@ -172,6 +186,15 @@ os_address_space_limit(void)
 	    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > SIZE_MAX)
 		return SIZE_MAX;
 	return (size_t)rl.rlim_cur;
+}
+
+bool
+os_strict_overcommit(void)
+{
+	char buf[8];
+
+	return os_read_file("/proc/sys/vm/overcommit_memory", buf,
+			    sizeof(buf)) > 0 && buf[0] == '2';
 }
 
 /* Maps [a, a + size) PROT_NONE only if nothing is there, and unmaps it

@@ -26,10 +26,11 @@
  *    leave available here; on LOW32 it keeps NORMAL fallback off the last
  *    32-bit pages.
  *
- * Lazily mapped zones (address-space limit): the zone is a window nothing
- * is mapped in; growth maps each step with os_map_fixed at the zone's next
- * address, purging unmaps whole free steps (zone_purge.c), and allocating
- * from a block with such steps maps them again.
+ * Lazily mapped zones (address-space limit, strict overcommit): the zone
+ * is a window nothing is mapped in; growth maps each step with
+ * os_map_fixed at the zone's next address, purging unmaps whole free
+ * steps (zone_purge.c), and allocating from a block with such steps maps
+ * them again.
  */
 #include <errno.h>
 
@@ -278,7 +279,8 @@ zone_boot(const struct zone_config *cfg)
 					    : ZONE_DEFAULT_SPAN;
 	size_t low32 = cfg->low32_reserve;
 	size_t limit = os_address_space_limit();
-	bool lazy = cfg->map_lazily || limit != SIZE_MAX;
+	bool lazy = cfg->map_lazily || limit != SIZE_MAX ||
+		    os_strict_overcommit();
 	unsigned nodes;
 
 	zones_teardown();

@@ -43,10 +43,12 @@ struct zone_config {
  * into N zones of normal_reserve / N, nodes 0..N-1, and nothing is bound.
  * A refused reservation is halved and retried down to 8 MiB.
  * Under an address-space limit (RLIMIT_AS, which PROT_NONE reservations
- * count against), or with map_lazily, a zone reserves nothing: it takes an
- * unmapped window no larger than the limit, maps 2 MiB steps into it as it
- * grows and unmaps whole free steps when it purges them, so address space
- * it does not use stays available to the rest of the program.
+ * count against), under strict overcommit (where a committed step stays
+ * charged until it is unmapped), or with map_lazily, a zone reserves
+ * nothing: it takes an unmapped window no larger than the limit, maps 2 MiB
+ * steps into it as it grows and unmaps whole free steps when it purges
+ * them, so address space and commit charge it does not use stay available
+ * to the rest of the program.
  */
 int zone_boot(const struct zone_config *cfg);
 

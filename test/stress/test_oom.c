@@ -2,9 +2,11 @@
  * test_oom.c - out-of-memory paths of the whole core, by fault injection.
  *
  * The malloc layer is called directly (alloc_*), linked against every layer
- * below it. os_fault_inject_nth(n) makes the nth reserve/commit/map from
- * now fail; for n = 1..NTH_MAX a fixed mix of requests (every size range,
- * calloc, realloc growth, aligned, large) runs with that one failure armed.
+ * below it. os_fault_inject_from(n) makes the nth reserve/commit/map from
+ * now fail, and every one after it (a single failure would only be retried
+ * after a trim, and succeed); for n = 1..NTH_MAX a fixed mix of requests
+ * (every size range, calloc, realloc growth, aligned, large) runs with the
+ * failures armed.
  * Each request must give either a usable block or NULL with ENOMEM; then,
  * disarmed, zone_check_all() must hold, every block handed out must still
  * carry its pattern, and the same mix must now succeed in full.
@@ -158,7 +160,7 @@ Test(oom, every_nth_map_failure_gives_enomem_and_recovers)
 
 	for (unsigned long nth = first; nth <= last; nth++) {
 		memset(rs, 0, sizeof(rs));
-		os_fault_inject_nth(nth);
+		os_fault_inject_from(nth);
 		if (getenv("TEST_OOM_TRACE"))
 			fprintf(stderr, "nth %lu\n", nth);
 		nr_null = run_mix(rs);

@@ -399,6 +399,25 @@ Test(alloc, out_of_memory_is_enomem_and_recovers)
 	alloc_free(p);
 }
 
+/* A refused map first makes zpmalloc give back what it holds free, then
+ * try again: here a freed medium block's pages, purged by the trim. */
+Test(alloc, refused_map_is_retried_after_giving_back_free_memory)
+{
+	void *p = alloc_malloc(ZP_MAX_BLOCK);
+
+	cr_assert_not_null(p);
+	memset(p, 1, ZP_MAX_BLOCK);
+	alloc_trim();
+	alloc_free(p);
+	os_fault_inject_nth(1);
+	errno = 0;
+	p = alloc_malloc(64 * MiB);
+	os_fault_inject_nth(0);
+	cr_assert_not_null(p, "the map after the trim should succeed");
+	cr_assert_eq(errno, 0, "errno is kept on success");
+	alloc_free(p);
+}
+
 static int nr_foreign_frees;
 static void *last_foreign;
 
