@@ -25,6 +25,8 @@ struct options zp_opt = {
 	.reclaim_interval_ms = 1000,
 	.reclaim_budget_mb = 256,
 	.mmap_threshold = 4 << 20,
+	.park_mb = 64,
+	.park_ms = 1000,
 	.abort_on_foreign = 0,
 };
 
@@ -46,6 +48,8 @@ static const struct opt_row rows[] = {
 	{ "RECLAIM_INTERVAL_MS", &zp_opt.reclaim_interval_ms, 1, 1L << 30 },
 	{ "RECLAIM_BUDGET_MB", &zp_opt.reclaim_budget_mb, 1, 1L << 30 },
 	{ "MMAP_THRESHOLD", &zp_opt.mmap_threshold, 4096, 1L << 40 },
+	{ "PARK_MB", &zp_opt.park_mb, 0, 1L << 20 },
+	{ "PARK_MS", &zp_opt.park_ms, 0, 1L << 30 },
 	{ "ABORT_ON_FOREIGN", &zp_opt.abort_on_foreign, 0, 1 },
 };
 

@@ -26,6 +26,8 @@ struct options {
 	long reclaim_interval_ms; /* ZPMALLOC_RECLAIM_INTERVAL_MS */
 	long reclaim_budget_mb;	/* ZPMALLOC_RECLAIM_BUDGET_MB per interval */
 	long mmap_threshold;	/* ZPMALLOC_MMAP_THRESHOLD: interposed mmaps */
+	long park_mb;		/* ZPMALLOC_PARK_MB: freed large blocks kept */
+	long park_ms;		/* ZPMALLOC_PARK_MS: ... for at most this long */
 	long abort_on_foreign;	/* ZPMALLOC_ABORT_ON_FOREIGN: no glibc handoff */
 };
 

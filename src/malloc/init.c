@@ -192,6 +192,8 @@ boot_core(void)
 				 1000000;
 	zc.reclaim_budget_bytes = (size_t)zp_opt.reclaim_budget_mb << 20;
 	zc.mmap_threshold = (size_t)zp_opt.mmap_threshold;
+	zc.park_bytes = (size_t)zp_opt.park_mb << 20;
+	zc.park_delay_ns = (uint64_t)zp_opt.park_ms * 1000000;
 	zero_boot(&zc);
 #endif
 	build_mode_line(zp_opt.fake_numa ? (unsigned)zp_opt.fake_numa

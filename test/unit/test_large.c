@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -164,6 +165,24 @@ Test(large, churned_region_is_parked_and_serves_the_next_block)
 	for (size_t i = 0; i < BIG; i += 256)
 		cr_assert_eq(q[i], 0, "byte %zu", i);
 	cr_assert(large_free(q));
+}
+
+static void
+boot_without_parking(void)
+{
+	setenv("ZPMALLOC_PARK_MB", "0", 1);
+	boot();
+}
+
+/* ZPMALLOC_PARK_MB=0: churn that parks by default (above) unmaps every
+ * freed block instead. */
+Test(large_options, park_budget_of_zero_parks_nothing,
+     .init = boot_without_parking)
+{
+	for (int i = 0; i < 20; i++) {
+		large_free(large_alloc(BIG, 0, 0, -1, false));
+		cr_assert_eq(zero_park_bytes(), 0, "round %d", i);
+	}
 }
 
 Test(large, placed_and_low32_blocks_are_not_parked)
