@@ -483,14 +483,10 @@ zero_region_take(size_t size, size_t align, bool zero, void **out)
 		found = park_pick_locked(size, align, &got);
 	zp_unlock(&table.lock);
 	park_unmap(&vs);
-	if (!found) {
-		err = zero_region_map_aligned(size, align, out);
-		/* An address-space or commit limit: parked memory is the
-		 * first thing to give up. */
-		if (err == ENOMEM && zero_park_release(/* all */ true))
-			err = zero_region_map_aligned(size, align, out);
-		return err;
-	}
+	/* On ENOMEM the malloc layer gives back what it holds free,
+	 * parked regions included, and takes again. */
+	if (!found)
+		return zero_region_map_aligned(size, align, out);
 	err = park_fit(&got, size, &dirty, &s);
 	if (err) {
 		os_unmap((void *)got.start, got.end - got.start);

@@ -82,7 +82,8 @@ int zero_region_unmap(void *p, size_t size);
  * times cheaper than the fault and kernel clear a fresh page costs.
  * Expired regions are unmapped by the scanner thread (with reclaim on,
  * at any level), else by the next take or park; all of them when a
- * mapping fails with ENOMEM (take and zero_mmap then retry) and on trim.
+ * mapping fails with ENOMEM (zero_mmap then retries; a failed take is
+ * retried by the malloc layer after its trim) and on trim.
  *
  * zero_region_take: a region for a large block, parked or fresh. With
  * zero its contents read as zero; without, parked pages keep old data.
