@@ -1,46 +1,112 @@
 /*
  * lock.h - the one lock type of the allocator.
- * An adaptive pthread mutex: it spins briefly before sleeping on a futex,
- * never allocates, and can be re-initialised in a fork child, which is all
- * the slow paths need. Fast paths take no lock at all.
+ * A futex lock whose word is its holder: the holder's thread pointer, with
+ * the low bit set once someone may be waiting. Naming the holder in the
+ * same atomic step that takes the lock is what lets fork's prepare step
+ * tell "held by the thread that is forking" (a fork from a signal handler
+ * that interrupted the allocator) from "held by another thread" with no
+ * window in between; a pthread mutex records its owner only after taking
+ * it. It spins briefly before sleeping, never allocates, and is reset in a
+ * fork child. Fast paths take no lock at all.
  */
 #ifndef ZP_BASE_LOCK_H
 #define ZP_BASE_LOCK_H
 
-#include <pthread.h>
-
 #include "base/util.h"
 
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+	       "the futex word is the low half of the lock word");
+
+#define ZP_LOCK_WAITERS	((uintptr_t)1)
+
 struct zp_lock {
-	pthread_mutex_t m;
+	uintptr_t word;		/* 0, or holder | ZP_LOCK_WAITERS */
+	/* Set by zp_lock_prefork when the forking thread already held the
+	 * lock; written only by that holder. */
+	bool fork_held;
 };
 
-#define ZP_LOCK_INIT { PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP }
+#define ZP_LOCK_INIT { 0, false }
+
+/* Out of line (lock.c): spin, then sleep on the futex; wake a sleeper. */
+void zp_lock_slow(struct zp_lock *l);
+void zp_unlock_wake(struct zp_lock *l);
+
+/* The calling thread's identity: its thread pointer, aligned, so bit 0 is
+ * free for ZP_LOCK_WAITERS, and unchanged in a fork child. */
+static inline uintptr_t
+zp_lock_self(void)
+{
+	return (uintptr_t)__builtin_thread_pointer();
+}
 
 static inline void
 zp_lock_init(struct zp_lock *l)
 {
-	pthread_mutex_t m = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
-
-	l->m = m;
-}
-
-static inline void
-zp_lock(struct zp_lock *l)
-{
-	pthread_mutex_lock(&l->m);
-}
-
-static inline void
-zp_unlock(struct zp_lock *l)
-{
-	pthread_mutex_unlock(&l->m);
+	__atomic_store_n(&l->word, 0, __ATOMIC_RELAXED);
+	l->fork_held = false;
 }
 
 static inline bool
 zp_trylock(struct zp_lock *l)
 {
-	return pthread_mutex_trylock(&l->m) == 0;
+	uintptr_t free_word = 0;
+
+	return __atomic_compare_exchange_n(&l->word, &free_word,
+					   zp_lock_self(), false,
+					   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+static inline void
+zp_lock(struct zp_lock *l)
+{
+	if (zp_unlikely(!zp_trylock(l)))
+		zp_lock_slow(l);
+}
+
+static inline void
+zp_unlock(struct zp_lock *l)
+{
+	if (zp_unlikely(__atomic_exchange_n(&l->word, 0, __ATOMIC_RELEASE) &
+			ZP_LOCK_WAITERS))
+		zp_unlock_wake(l);
+}
+
+/* Does the calling thread hold l? Exact: only the holder can change the
+ * word away from naming itself. */
+static inline bool
+zp_lock_is_mine(struct zp_lock *l)
+{
+	return (__atomic_load_n(&l->word, __ATOMIC_RELAXED) &
+		~ZP_LOCK_WAITERS) == zp_lock_self();
+}
+
+/*
+ * Fork's prepare step: take l, unless the forking thread holds it
+ * already. That happens when a signal handler forks while the thread it
+ * interrupted is inside the allocator (glibc supports fork from a signal
+ * handler in a single-threaded program, and takes no malloc lock then);
+ * waiting would deadlock on ourselves.
+ */
+static inline void
+zp_lock_prefork(struct zp_lock *l)
+{
+	if (zp_lock_is_mine(l)) {
+		l->fork_held = true;
+		return;
+	}
+	zp_lock(l);
+}
+
+/* Releases what zp_lock_prefork took, and only that. */
+static inline void
+zp_lock_postfork_parent(struct zp_lock *l)
+{
+	if (l->fork_held) {
+		l->fork_held = false;
+		return;
+	}
+	zp_unlock(l);
 }
 
 /* After fork the child is single-threaded and owns every lock the parent

@@ -30,6 +30,17 @@
 #define ZP_MAX_BLOCK	(ZP_PAGE_SIZE << ZP_MAX_ORDER)
 #define ZP_COMMIT_STEP	((size_t)2 << 20)
 
+/* A spin-wait's pause: lets the other hyperthread run, saves power. */
+static inline void
+zp_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
 #define ZP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define ZP_MIN(a, b)	((a) < (b) ? (a) : (b))
 #define ZP_MAX(a, b)	((a) > (b) ? (a) : (b))

@@ -5,7 +5,8 @@
  * Locks: none of its own. Boot is a compare-and-swap on boot_state; other
  *        threads wait for it, the booting thread may re-enter (pthread_atfork
  *        and pthread_setspecific allocate) once the core layers are up.
- *        Fork order: large.lock, zero engine, slab locks, zone locks.
+ *        Fork order: stdio's list lock, large.lock, zero engine, slab
+ *        locks, zone locks - glibc's own order, stdio first.
  * Path:  alloc_malloc_slow -> init_tstate -> init_boot -> options_boot,
  *        zone_boot, slab_boot; then tstate_create -> zone_alloc_exact(META)
  */
@@ -39,9 +40,38 @@ static char mode_line[128];
 
 /* --- fork ----------------------------------------------------------------- */
 
+/*
+ * glibc's fork runs the atfork prepare handlers, then takes stdio's list
+ * lock, then its malloc locks: getline holds a stream's lock while it
+ * reallocs, and fflush(NULL) holds the list lock while it takes each
+ * stream's, so malloc locks must come after the list lock. Our handlers
+ * run before glibc takes it, so they take it first themselves (it is
+ * recursive: glibc's own take nests inside ours). The child's copy is
+ * reset, as glibc resets it in a multi-threaded parent.
+ */
+static struct {
+	void (*lock)(void), (*unlock)(void), (*reset)(void);
+} stdio_list;
+
+static void
+stdio_list_boot(void)
+{
+	void *lock = os_libc_symbol("_IO_list_lock");
+	void *unlock = os_libc_symbol("_IO_list_unlock");
+	void *reset = os_libc_symbol("_IO_list_resetlock");
+
+	if (!lock || !unlock || !reset)
+		return;
+	stdio_list.lock = (void (*)(void))lock;
+	stdio_list.unlock = (void (*)(void))unlock;
+	stdio_list.reset = (void (*)(void))reset;
+}
+
 static void
 fork_prepare(void)
 {
+	if (stdio_list.lock)
+		stdio_list.lock();
 	large_prefork();
 #if ZP_HAVE_ZERO
 	zero_prefork();
@@ -59,6 +89,8 @@ fork_parent(void)
 	zero_postfork_parent();
 #endif
 	large_postfork_parent();
+	if (stdio_list.unlock)
+		stdio_list.unlock();
 }
 
 /* The child has one thread, this one; the others' states stay allocated
@@ -74,6 +106,8 @@ fork_child(void)
 	zero_postfork_child();
 #endif
 	large_postfork_child();
+	if (stdio_list.reset)
+		stdio_list.reset();
 }
 
 /* --- thread state ------------------------------------------------------ */
@@ -211,6 +245,7 @@ boot_finish(void)
 	 * its destructor. */
 	if (key_ready && alloc_tls)
 		pthread_setspecific(tstate_key, alloc_tls);
+	stdio_list_boot();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	if (zp_opt.verbose)
 		log_msg("active (version %s, %s)", ZP_VERSION, mode_line);
@@ -237,7 +272,7 @@ boot_slow(void)
 						__ATOMIC_ACQUIRE,
 						__ATOMIC_RELAXED))
 			break;
-		__builtin_ia32_pause();
+		zp_cpu_relax();
 	}
 	__atomic_store_n(&boot_owner, tid, __ATOMIC_RELAXED);
 	options_boot();

@@ -419,13 +419,13 @@ large_get_stats(struct large_stats *out)
 void
 large_prefork(void)
 {
-	zp_lock(&large.lock);
+	zp_lock_prefork(&large.lock);
 }
 
 void
 large_postfork_parent(void)
 {
-	zp_unlock(&large.lock);
+	zp_lock_postfork_parent(&large.lock);
 }
 
 void

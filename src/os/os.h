@@ -109,6 +109,11 @@ void os_fault_inject_all(bool on);
 
 /* --- misc --------------------------------------------------------------- */
 
+/* Process-private futex: sleep while *word == val (a wake, a signal or a
+ * changed value ends it); wake up to n sleepers. */
+void os_futex_wait(uint32_t *word, uint32_t val);
+void os_futex_wake(uint32_t *word, int n);
+
 long os_write(int fd, const void *buf, size_t len);
 /* Read a small file (sysfs, procfs) into buf, NUL-terminated. Returns the
  * length or a negative errno. */

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/mempolicy.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -474,6 +475,18 @@ os_current_node(void)
 	if (os_syscall(SYS_getcpu, &cpu, &node, NULL, 0, 0, 0) != 0)
 		return 0;
 	return node;
+}
+
+void
+os_futex_wait(uint32_t *word, uint32_t val)
+{
+	os_syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, 0, 0);
+}
+
+void
+os_futex_wake(uint32_t *word, int n)
+{
+	os_syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, 0, 0, 0);
 }
 
 long

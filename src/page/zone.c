@@ -825,8 +825,8 @@ void
 zone_prefork(void)
 {
 	for (unsigned i = 0; i < nr_zones; i++) {
-		zp_lock(&zone_table[i].purge_lock);
-		zp_lock(&zone_table[i].lock);
+		zp_lock_prefork(&zone_table[i].purge_lock);
+		zp_lock_prefork(&zone_table[i].lock);
 	}
 }
 
@@ -834,8 +834,8 @@ void
 zone_postfork_parent(void)
 {
 	for (unsigned i = nr_zones; i-- > 0;) {
-		zp_unlock(&zone_table[i].lock);
-		zp_unlock(&zone_table[i].purge_lock);
+		zp_lock_postfork_parent(&zone_table[i].lock);
+		zp_lock_postfork_parent(&zone_table[i].purge_lock);
 	}
 }
 

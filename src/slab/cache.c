@@ -230,14 +230,14 @@ slab_prefork(void)
 {
 	tcache_registry_prefork();
 	for (unsigned sc = 0; sc < SC_NR; sc++)
-		zp_lock(&slab_caches[sc].lock);
+		zp_lock_prefork(&slab_caches[sc].lock);
 }
 
 void
 slab_postfork_parent(void)
 {
 	for (unsigned sc = SC_NR; sc-- > 0;)
-		zp_unlock(&slab_caches[sc].lock);
+		zp_lock_postfork_parent(&slab_caches[sc].lock);
 	tcache_registry_postfork_parent();
 }
 

@@ -285,7 +285,7 @@ slab_settle(struct slab *s)
 		if ((old & SLAB_STATE) == SLAB_FREEING) {
 			/* Two CASes away from done: the freer's object
 			 * is in the mailbox once it clears the state. */
-			__builtin_ia32_pause();
+			zp_cpu_relax();
 			continue;
 		}
 		if ((old & SLAB_STATE) != SLAB_DELAYED ||

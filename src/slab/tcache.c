@@ -722,13 +722,13 @@ tcache_path_stats(struct tcache_path_stats *out)
 void
 tcache_registry_prefork(void)
 {
-	zp_lock(&registry_lock);
+	zp_lock_prefork(&registry_lock);
 }
 
 void
 tcache_registry_postfork_parent(void)
 {
-	zp_unlock(&registry_lock);
+	zp_lock_postfork_parent(&registry_lock);
 }
 
 void

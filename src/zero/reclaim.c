@@ -459,13 +459,13 @@ reclaim_stats(uint64_t *reclaimed, uint64_t *scans, uint64_t *scanned,
 void
 reclaim_prefork(void)
 {
-	zp_lock(&rlock);
+	zp_lock_prefork(&rlock);
 }
 
 void
 reclaim_postfork_parent(void)
 {
-	zp_unlock(&rlock);
+	zp_lock_postfork_parent(&rlock);
 }
 
 void

@@ -449,15 +449,15 @@ uffd_stats(uint64_t *faults, uint64_t *ns, uint64_t *registered)
 void
 uffd_prefork(void)
 {
-	zp_lock(&probe_lock);
-	zp_lock(&win.lock);
+	zp_lock_prefork(&probe_lock);
+	zp_lock_prefork(&win.lock);
 }
 
 void
 uffd_postfork_parent(void)
 {
-	zp_unlock(&win.lock);
-	zp_unlock(&probe_lock);
+	zp_lock_postfork_parent(&win.lock);
+	zp_lock_postfork_parent(&probe_lock);
 }
 
 /* The inherited descriptor still acts on the parent's memory, and the

@@ -895,7 +895,7 @@ void
 zero_prefork(void)
 {
 	reclaim_prefork();		/* takes reclaim_lock first */
-	zp_lock(&table.lock);
+	zp_lock_prefork(&table.lock);
 	uffd_prefork();
 }
 
@@ -903,7 +903,7 @@ void
 zero_postfork_parent(void)
 {
 	uffd_postfork_parent();
-	zp_unlock(&table.lock);
+	zp_lock_postfork_parent(&table.lock);
 	reclaim_postfork_parent();
 }
 

@@ -1,0 +1,121 @@
+/*
+ * compat_forksig.c - fork from a signal handler in a single-threaded
+ * program while main is inside malloc or free.
+ *
+ * glibc makes this work (POSIX lists fork as async-signal-safe, and in a
+ * single-threaded process glibc's fork takes no malloc lock): the child
+ * only _exits, the parent reaps it in the handler and goes on. A
+ * preloaded allocator whose fork handlers wait for its own locks hangs
+ * the first time the signal lands while main holds one of them.
+ *
+ * main allocates and frees without pause, small, page-sized and a few
+ * larger blocks; a 1 ms interval timer forks from its handler. A
+ * second timer (SIGUSR2) is the watchdog. Env: STRESS_SECONDS (3).
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include "common.h"
+
+#define SLOTS	512
+
+static volatile sig_atomic_t nr_forks;
+static volatile sig_atomic_t fork_failed;
+
+static void
+on_tick(int sig)
+{
+	int saved = errno;
+	pid_t pid;
+
+	(void)sig;
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	if (pid < 0 || waitpid(pid, NULL, 0) != pid)
+		fork_failed = 1;
+	else
+		nr_forks++;
+	errno = saved;
+}
+
+static void
+on_watchdog(int sig)
+{
+	static const char msg[] = "compat_forksig: deadlock (no progress "
+				  "before the watchdog)\n";
+
+	(void)sig;
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(3);
+	_exit(1);
+}
+
+static size_t
+pick_size(struct rng *r)
+{
+	unsigned k = (unsigned)rng_below(r, 1000);
+
+	if (k < 800)
+		return 1 + rng_below(r, 1024);
+	if (k < 990)
+		return 1024 + rng_below(r, 128 << 10);
+	return (1 << 20) + rng_below(r, 8 << 20);
+}
+
+static void
+start_timers(double seconds)
+{
+	struct itimerval tick = { { 0, 1000 }, { 0, 1000 } };
+	struct sigaction sa = { .sa_handler = on_tick };
+	struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL,
+			       .sigev_signo = SIGUSR2 };
+	struct itimerspec dog = { .it_value = { (time_t)seconds + 30, 0 } };
+	timer_t t;
+
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGALRM, &sa, NULL);
+	signal(SIGUSR2, on_watchdog);
+	if (timer_create(CLOCK_MONOTONIC, &ev, &t) || timer_settime(t, 0, &dog,
+								     NULL))
+		fail("timer_create: %s", strerror(errno));
+	if (setitimer(ITIMER_REAL, &tick, NULL))
+		fail("setitimer: %s", strerror(errno));
+}
+
+int
+main(void)
+{
+	double seconds = stress_seconds(3);
+	static void *slot[SLOTS];
+	struct itimerval off = { { 0, 0 }, { 0, 0 } };
+	struct rng r;
+	uint64_t end, nr_ops = 0;
+
+	rng_seed(&r, (uint64_t)env_long("STRESS_SEED", 1));
+	start_timers(seconds);
+	end = now_ns() + (uint64_t)(seconds * 1e9);
+	while (now_ns() < end) {
+		unsigned i = (unsigned)rng_below(&r, SLOTS);
+
+		free(slot[i]);
+		slot[i] = malloc(pick_size(&r));
+		if (!slot[i])
+			fail("malloc failed");
+		memset(slot[i], 1, 16);
+		nr_ops++;
+	}
+	setitimer(ITIMER_REAL, &off, NULL);
+	for (unsigned i = 0; i < SLOTS; i++)
+		free(slot[i]);
+	printf("compat_forksig: %lu allocations, %d forks from the handler\n",
+	       (unsigned long)nr_ops, (int)nr_forks);
+	if (fork_failed)
+		fail("fork or waitpid failed in the handler");
+	if (nr_forks < 10)
+		fail("too few forks (%d)", (int)nr_forks);
+	return 0;
+}
