@@ -45,8 +45,9 @@ void zp_stats_print(int fd, int json);
 struct zp_zone_info {
 	char name[16];			/* "Normal", "Low32" */
 	int node;			/* NUMA node (fake or real) */
-	uint64_t base, span_bytes;	/* reserved address range */
-	uint64_t committed_bytes;	/* read-write part of the span */
+	uint64_t base, span_bytes;	/* the zone's window */
+	uint64_t grown_bytes;		/* the part with page descriptors */
+	uint64_t committed_bytes;	/* of that, mapped now */
 	uint64_t nr_free_pages;		/* pages on free_area lists */
 	uint64_t nr_free_zero_pages;	/* of those, known zero (purged) */
 	uint64_t nr_free_by_order[16];	/* /proc/buddyinfo row */

@@ -250,14 +250,26 @@ alloc_calloc_slow(size_t n)
 	return alloc_slow(n, true);
 }
 
+/*
+ * Everything but a slab object of an arena zone: medium blocks, objects of
+ * slabs in LOW32, large blocks, foreign pointers, misuse. The fast path's
+ * descriptor is not trusted here: it may describe a step the zone gave
+ * back, where some other mapping may now live.
+ */
 zp_noinline void
-alloc_free_slow(void *p, struct page *pg)
+alloc_free_slow(void *p)
 {
+	struct page *pg = page_lookup(p);
+
 	if (pg) {
 		struct page *head = page_head(pg);
 
 		if (zp_likely(head->kind == PAGE_MEDIUM)) {
 			medium_free(p, head);
+			return;
+		}
+		if (head->kind == PAGE_SLAB) {
+			tcache_free((struct tcache *)alloc_tls, p, head);
 			return;
 		}
 		bad_zone_pointer("free()", p, head);

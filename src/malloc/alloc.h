@@ -57,7 +57,7 @@ void alloc_set_foreign(const struct alloc_foreign_ops *ops);
  * failure, so the shim never has to. */
 void *alloc_malloc_slow(size_t n);
 void *alloc_calloc_slow(size_t n);
-void alloc_free_slow(void *p, struct page *pg);
+void alloc_free_slow(void *p);
 void *alloc_oom(void);
 
 /* The remaining entry points of the shim (alloc.c). */
@@ -104,7 +104,7 @@ alloc_calloc(size_t nmemb, size_t size)
 static inline void
 alloc_free(void *p)
 {
-	struct page *pg = page_lookup(p);
+	struct page *pg = page_lookup_fast(p);
 
 	if (zp_likely(pg != NULL)) {
 		struct page *head = pg;
@@ -120,7 +120,7 @@ alloc_free(void *p)
 			return;
 		}
 	}
-	alloc_free_slow(p, pg);
+	alloc_free_slow(p);
 }
 
 #endif /* ZP_MALLOC_ALLOC_H */

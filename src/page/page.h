@@ -61,13 +61,14 @@ struct page {
 _Static_assert(sizeof(struct page) == 64, "one descriptor per cache line");
 
 /*
- * The address ranges that zones cover, kept in a small flat table so that
- * free() can find a pointer's descriptor with one compare per zone. A zone
- * only ever grows at its top, so "committed" bounds the descriptors that
- * exist; a pointer beyond it is not ours.
- * A zone that maps lazily (under an address-space limit) also gives whole
- * free 2 MiB steps back to the system, and some other mapping may then
- * land there: step_map has a bit per step, set while the step is ours.
+ * The address ranges that zones cover, published for lookups without a
+ * lock. A zone is a window of the address space that nothing else was
+ * mapped in when it was chosen; the zone maps 2 MiB steps into it as it
+ * grows and unmaps whole free steps when it gives them back, so it
+ * reserves no address space it does not use (a program may lower
+ * RLIMIT_AS later). "committed" bounds the descriptors that exist (it
+ * grows only); step_map has a bit per step, set while the step is
+ * mapped by us: some other mapping may land in a step we gave back.
  */
 #define ZP_MAX_ZONES 16
 
@@ -75,11 +76,28 @@ struct zone_span {
 	uintptr_t base;		/* first byte of the zone */
 	uintptr_t committed;	/* bytes with descriptors (grows only) */
 	struct page *descs;	/* descriptor of the page at base */
-	uint64_t *step_map;	/* lazily mapped zones only, else NULL */
+	uint64_t *step_map;	/* a bit per 2 MiB step, set while mapped */
 };
 
 extern struct zone_span zone_spans[ZP_MAX_ZONES];
 extern unsigned nr_zone_spans;
+
+/*
+ * The arena: every NORMAL zone side by side in one window, zone i at
+ * base + (i << zone_shift), and before them their descriptors, laid out
+ * the same way. So the descriptor of a pointer into any NORMAL zone is
+ * found by arithmetic and one bounds check, with no table to search: the
+ * free path's only dependent load is the descriptor itself. (LOW32 is a
+ * zone of its own below 4 GiB, reached through zone_spans.)
+ */
+struct zp_arena {
+	uintptr_t base;		/* zone 0's first byte; 0 before boot */
+	struct page *descs;	/* descriptor of the page at base */
+	unsigned zone_shift;	/* log2 of each zone's span */
+	unsigned nr_zones;	/* zone ids 0 .. nr_zones - 1 */
+};
+
+extern struct zp_arena zp_arena;
 
 static inline bool
 span_step_is_mapped(const struct zone_span *s, uintptr_t off)
@@ -91,27 +109,30 @@ span_step_is_mapped(const struct zone_span *s, uintptr_t off)
 	return (w >> (step % 64)) & 1;
 }
 
-/* Descriptor of the page holding p, or NULL when no zone holds p. */
+/*
+ * The free path's lookup: the descriptor of p when p lies in the part of
+ * an arena zone that has descriptors, else NULL. The step p lies in may
+ * have been given back (its free block's descriptors stay): only a
+ * descriptor of an allocated kind proves p is ours, which is all the
+ * fast paths act on; everything else goes through page_lookup.
+ */
 static inline struct page *
-page_lookup(const void *p)
+page_lookup_fast(const void *p)
 {
-	uintptr_t a = (uintptr_t)p;
+	uintptr_t off = (uintptr_t)p - zp_arena.base;
+	uintptr_t z = off >> zp_arena.zone_shift;
+	uintptr_t in = off & (((uintptr_t)1 << zp_arena.zone_shift) - 1);
 
-	for (unsigned i = 0; i < nr_zone_spans; i++) {
-		const struct zone_span *s = &zone_spans[i];
-		uintptr_t off = a - s->base;
-		uintptr_t end = __atomic_load_n(&s->committed,
-						__ATOMIC_ACQUIRE);
-
-		if (zp_likely(off < end)) {
-			if (zp_unlikely(s->step_map != NULL) &&
-			    !span_step_is_mapped(s, off))
-				return NULL;
-			return &s->descs[off >> ZP_PAGE_SHIFT];
-		}
-	}
+	if (zp_likely(z < zp_arena.nr_zones &&
+		      in < __atomic_load_n(&zone_spans[z].committed,
+					   __ATOMIC_ACQUIRE)))
+		return &zp_arena.descs[off >> ZP_PAGE_SHIFT];
 	return NULL;
 }
+
+/* Descriptor of the page holding p, or NULL when no zone holds p (or p
+ * lies in a step the zone gave back). Slow paths only. */
+struct page *page_lookup(const void *p);
 
 static inline struct page *
 page_head(struct page *pg)

@@ -1,22 +1,23 @@
 /*
  * zone.c - zones, zonelists, watermarks, growth and exact blocks over
  * buddy.c (purging is zone_purge.c, statistics zone_stats.c).
- * Owns:  zone_table[], zone_spans[] (published for page_lookup), the node
- *        map.
+ * Owns:  zone_table[], zone_spans[] and zp_arena (published for page
+ *        lookups), the node map, the LOW32 zone's creation.
  * Locks: zone->lock guards its buddy lists, counters and watermarks. Only
  *        one zone lock is held at a time, except zone_prefork, which takes
  *        them all in index order. Callers above (slab cache locks) take
  *        theirs first. zone->purge_lock (zone_purge.c) ranks before
  *        zone->lock, and zone_prefork takes it first: no fork happens
- *        while a purge has blocks off the lists.
+ *        while a purge has blocks off the lists. low32_lock (creating the
+ *        LOW32 zone) ranks before every zone lock.
  * Path:  zone_alloc_pages -> (pcp miss) zone_alloc_pages_slow -> zonelist
- *        walk -> alloc_locked -> buddy_alloc | grow_locked -> os_commit
+ *        walk -> alloc_locked -> buddy_alloc | grow_locked -> os_map_fixed
  *        zone_free_pages -> (pcp full) zone_free_pages_slow -> buddy_free
  *        -> zone_purge_check_locked
  *
  * Watermarks (pages), after Linux's but for a heap that grows on demand:
- * a zone's "available" pages are its free pages plus the part of its
- * reservation not yet committed.
+ * a zone's "available" pages are its free pages plus the part of its span
+ * not yet grown into.
  *  - min: another node's request must leave min available here, so a node
  *    keeps its last pages for its own threads;
  *  - high: free dirty (resident) pages beyond high are purged on the next
@@ -26,11 +27,11 @@
  *    leave available here; on LOW32 it keeps NORMAL fallback off the last
  *    32-bit pages.
  *
- * Lazily mapped zones (address-space limit, strict overcommit): the zone
- * is a window nothing is mapped in; growth maps each step with
- * os_map_fixed at the zone's next address, purging unmaps whole free
- * steps (zone_purge.c), and allocating from a block with such steps maps
- * them again.
+ * A zone is a window nothing is mapped in: growth maps each 2 MiB step
+ * (and its descriptors) with os_map_fixed at the zone's next address,
+ * purging unmaps whole free steps (zone_purge.c), and allocating from a
+ * block with such steps maps them again. So a zone holds no address space
+ * or commit charge it does not use.
  */
 #include <errno.h>
 
@@ -54,10 +55,17 @@ unsigned nr_zones;
 struct zone_span zone_spans[ZP_MAX_ZONES];
 unsigned nr_zone_spans;
 
+struct zp_arena zp_arena;
+
 static unsigned nr_nodes = 1;
 static bool is_fake_numa;
 static struct zone *normal_of_node[ZP_MAX_ZONES];
-static struct zone *low32_zone;
+/* LOW32 is created by the first GFP_LOW32 request, under low32_lock:
+ * until then it takes none of the MAP_32BIT window from the program. */
+static struct zone *low32_zone;		/* atomic: published when ready */
+static size_t low32_span;		/* 0: no LOW32 zone at all */
+static uint64_t low32_purge_delay_ns;
+static struct zp_lock low32_lock = ZP_LOCK_INIT;
 
 void pcp_boot(unsigned high, unsigned batch);
 
@@ -70,19 +78,20 @@ avail_pages(const struct zone *z)
 
 /* --- mapping ------------------------------------------------------------- */
 
-/* Commits reserved memory, or maps it into a lazy zone's window. */
+/* Maps fresh pages into the zone's window (bound to its node when the
+ * zone is). */
 static int
 map_range(struct zone *z, void *p, size_t size)
 {
-	int r = z->is_lazy ? os_map_fixed(p, size) : os_commit(p, size);
+	int r = os_map_fixed(p, size);
 
-	if (r == 0 && z->is_lazy && z->is_bound)
+	if (r == 0 && z->is_bound)
 		os_mbind_node(p, size, (int)z->node);
 	return r;
 }
 
-/* Lazy zones: maps the steps of pages [lo, hi), just taken off the lists,
- * that were given back earlier. False when the system refuses. */
+/* Maps the steps of pages [lo, hi), just taken off the lists, that were
+ * given back earlier. False when the system refuses. */
 static bool
 map_pages_locked(struct zone *z, size_t lo, size_t hi)
 {
@@ -130,11 +139,12 @@ set_default_watermarks(struct zone *z)
 		z->lowmem_reserve[ZONE_NORMAL] = pages / 2;
 }
 
+/* Where a zone lies: its pages, its descriptors (both in a window no one
+ * maps for us), and its side tables. */
 struct zone_place {
 	uintptr_t base;
 	size_t span;
 	struct page *descs;
-	size_t window_bytes;		/* lazy only */
 	void *tables;			/* region types, then the step map */
 	size_t tables_bytes;
 };
@@ -145,131 +155,104 @@ region_table_bytes(size_t span)
 	return zp_align_up(span / ZP_MAX_BLOCK, sizeof(uint64_t));
 }
 
-/* The side tables: a byte per region for buddy.c, and for lazy zones a
- * bit per step. Fresh mappings read as zero: REGION_FREE, unmapped. */
+/* The side tables: a byte per region for buddy.c and a bit per step.
+ * Fresh mappings read as zero: REGION_FREE, unmapped; only the part a
+ * zone uses ever becomes resident. */
 static int
-map_tables(struct zone_place *pl, bool lazy)
+map_tables(struct zone_place *pl)
 {
-	size_t bytes = region_table_bytes(pl->span);
+	size_t bytes = region_table_bytes(pl->span) +
+		       (pl->span / ZP_COMMIT_STEP + 63) / 64 * 8;
 
-	if (lazy)
-		bytes += (pl->span / ZP_COMMIT_STEP + 63) / 64 * 8;
 	pl->tables_bytes = zp_align_up(bytes, ZP_PAGE_SIZE);
 	return os_map(pl->tables_bytes, NULL, &pl->tables);
 }
 
-/* Reserve the zone and its descriptor array; halve on refusal. */
-static int
-reserve_zone(size_t want, unsigned flags, struct zone_place *pl)
+static size_t
+descs_bytes(size_t span)
 {
-	size_t size = zp_align_down(want, ZP_MAX_BLOCK);
-
-	if (size < ZONE_MIN_SPAN)
-		size = ZONE_MIN_SPAN;
-	for (;;) {
-		void *b, *d;
-		int r = os_reserve(size, ZP_MAX_BLOCK, flags, &b);
-
-		if (r == 0) {
-			r = os_reserve(DESC_BYTES(size >> ZP_PAGE_SHIFT),
-				       ZP_PAGE_SIZE, 0, &d);
-			if (r != 0)
-				os_unmap(b, size);
-		}
-		if (r == 0) {
-			*pl = (struct zone_place){ .base = (uintptr_t)b,
-						   .span = size,
-						   .descs = d };
-			r = map_tables(pl, false);
-			if (r == 0)
-				return 0;
-			os_unmap(b, size);
-			os_unmap(d, DESC_BYTES(size >> ZP_PAGE_SHIFT));
-		}
-		if (size / 2 < ZONE_MIN_SPAN)
-			return ENOMEM;
-		size = zp_align_down(size / 2, ZP_MAX_BLOCK);
-	}
-}
-
-/* A window for descriptors and zone together, nothing mapped but the
- * side tables: descriptors first, so the zone starts ZP_MAX_BLOCK-aligned. */
-static int
-window_zone(size_t want, unsigned flags, struct zone_place *pl)
-{
-	size_t span = ZP_MAX(zp_align_up(want, ZP_MAX_BLOCK), ZONE_MIN_SPAN);
-	size_t dbytes = zp_align_up(DESC_BYTES(span >> ZP_PAGE_SHIFT),
-				    ZP_MAX_BLOCK);
-	void *w;
-	int r = os_reserve_window(dbytes + span, ZP_MAX_BLOCK, flags, &w);
-
-	if (r != 0)
-		return r;
-	*pl = (struct zone_place){ .base = (uintptr_t)w + dbytes,
-				   .span = span,
-				   .descs = w,
-				   .window_bytes = dbytes + span };
-	return map_tables(pl, true);
+	return DESC_BYTES(span >> ZP_PAGE_SHIFT);
 }
 
 static struct zone *
-zone_create(size_t want, enum zone_type type, unsigned node, bool bind,
-	    bool lazy)
+zone_create(const struct zone_place *pl, enum zone_type type, unsigned node,
+	    bool bind)
 {
 	struct zone *z = &zone_table[nr_zones];
-	struct zone_place pl;
-	unsigned flags = type == ZONE_LOW32 ? OS_RESERVE_LOW32 : 0;
 
-	if (nr_zones == ZP_MAX_ZONES)
-		return NULL;
-	/* Without a window, a (smaller) reservation still works. */
-	if (lazy && window_zone(want, flags, &pl) != 0)
-		lazy = false;
-	if (!lazy && reserve_zone(want, flags, &pl) != 0)
-		return NULL;
-	*z = (struct zone){ .base = pl.base, .span = pl.span,
-			    .descs = pl.descs, .tables = pl.tables,
-			    .tables_bytes = pl.tables_bytes,
-			    .window_bytes = pl.window_bytes, .is_lazy = lazy,
+	*z = (struct zone){ .base = pl->base, .span = pl->span,
+			    .descs = pl->descs, .tables = pl->tables,
+			    .tables_bytes = pl->tables_bytes,
 			    .is_bound = bind, .id = nr_zones, .node = node,
 			    .type = type };
-	if (lazy)
-		z->step_map = (uint64_t *)((char *)pl.tables +
-					   region_table_bytes(pl.span));
+	z->step_map = (uint64_t *)((char *)pl->tables +
+				   region_table_bytes(pl->span));
 	zp_lock_init(&z->lock);
 	zp_lock_init(&z->purge_lock);
-	buddy_init(&z->buddy, pl.descs, pl.tables);
+	buddy_init(&z->buddy, pl->descs, pl->tables);
 	set_default_watermarks(z);
-	if (bind && !lazy) {
-		/* ENOSYS (no NUMA in the kernel) just leaves memory local. */
-		os_mbind_node((void *)pl.base, pl.span, (int)node);
-		os_mbind_node(pl.descs, DESC_BYTES(pl.span >> ZP_PAGE_SHIFT),
-			      (int)node);
-	}
-	zone_spans[nr_zones] = (struct zone_span){ .base = pl.base,
-						   .descs = pl.descs,
+	zone_spans[nr_zones] = (struct zone_span){ .base = pl->base,
+						   .descs = pl->descs,
 						   .step_map = z->step_map };
-	nr_zones++;
+	__atomic_store_n(&nr_zones, nr_zones + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&nr_zone_spans, nr_zones, __ATOMIC_RELEASE);
 	return z;
 }
 
+/* Unmaps what the zones mapped (tests boot again): only mapped steps,
+ * since another mapping may have landed in a step given back. */
 static void
 zones_teardown(void)
 {
 	__atomic_store_n(&nr_zone_spans, 0, __ATOMIC_RELEASE);
+	zp_arena.nr_zones = 0;
 	for (unsigned i = 0; i < nr_zones; i++) {
 		struct zone *z = &zone_table[i];
+		size_t steps = zone_committed_pages(z) / STEP_PAGES;
 
+		for (size_t st = 0; st < steps; st++)
+			if (zone_step_is_mapped(z, st))
+				os_unmap((void *)(z->base +
+						  st * ZP_COMMIT_STEP),
+					 ZP_COMMIT_STEP);
+		if (z->descs_committed)
+			os_unmap(z->descs, z->descs_committed);
 		os_unmap(z->tables, z->tables_bytes);
-		if (z->is_lazy) {
-			os_unmap(z->descs, z->window_bytes);
-			continue;
-		}
-		os_unmap((void *)z->base, z->span);
-		os_unmap(z->descs, DESC_BYTES(z->span >> ZP_PAGE_SHIFT));
 	}
+	zp_arena = (struct zp_arena){ 0 };
 	nr_zones = 0;
 	low32_zone = NULL;
+}
+
+/*
+ * The arena's window: descriptors of every zone first (a zone's pages and
+ * their descriptors stay in the same order, so one subtraction and one
+ * shift find either), then the zones, each span bytes and aligned to the
+ * largest buddy block.
+ */
+static int
+arena_place(size_t span, unsigned nodes)
+{
+	size_t total = span * nodes;
+	size_t dbytes = zp_align_up(descs_bytes(total), ZP_MAX_BLOCK);
+	void *w;
+	int r = os_reserve_window(dbytes + total, ZP_MAX_BLOCK, 0, &w);
+
+	if (r != 0)
+		return r;
+	zp_arena.descs = w;
+	zp_arena.base = (uintptr_t)w + dbytes;
+	zp_arena.zone_shift = zp_log2_floor(span);
+	return 0;
+}
+
+static size_t
+span_of(size_t want)
+{
+	size_t span = ZP_MAX(want, ZONE_MIN_SPAN);
+
+	/* A power of two, so that a zone is found by a shift. */
+	return (size_t)1 << zp_log2_floor(span);
 }
 
 int
@@ -277,42 +260,76 @@ zone_boot(const struct zone_config *cfg)
 {
 	size_t normal = cfg->normal_reserve ? cfg->normal_reserve
 					    : ZONE_DEFAULT_SPAN;
-	size_t low32 = cfg->low32_reserve;
-	size_t limit = os_address_space_limit();
-	bool lazy = cfg->map_lazily || limit != SIZE_MAX ||
-		    os_strict_overcommit();
 	unsigned nodes;
 
 	zones_teardown();
-	/* A zone can never map more than the limit: no point in a window
-	 * larger than that. */
-	normal = ZP_MIN(normal, limit);
-	low32 = ZP_MIN(low32, limit);
 	is_fake_numa = cfg->fake_numa > 1;
 	nodes = cfg->fake_numa ? cfg->fake_numa
 	      : cfg->nr_nodes ? cfg->nr_nodes : os_numa_node_count();
 	nodes = ZP_MIN(ZP_MAX(nodes, 1u), (unsigned)ZP_MAX_ZONES - 1);
 	if (is_fake_numa)
 		normal /= nodes;
+	normal = span_of(normal);
 	nr_nodes = nodes;
+	if (arena_place(normal, nodes) != 0)
+		return ENOMEM;
 	for (unsigned n = 0; n < nodes; n++) {
-		normal_of_node[n] = zone_create(normal, ZONE_NORMAL, n,
-						!is_fake_numa && nodes > 1,
-						lazy);
-		/* A node that cannot get its own zone borrows node 0's. */
-		if (!normal_of_node[n]) {
+		struct zone_place pl = {
+			.base = zp_arena.base + n * normal,
+			.span = normal,
+			.descs = zp_arena.descs + ((n * normal) >>
+						   ZP_PAGE_SHIFT),
+		};
+
+		/* A node whose tables cannot be had borrows node 0's zone;
+		 * its part of the window stays unused. */
+		if (map_tables(&pl) != 0) {
 			if (n == 0)
 				return ENOMEM;
 			normal_of_node[n] = normal_of_node[0];
+			continue;
+		}
+		normal_of_node[n] = zone_create(&pl, ZONE_NORMAL, n,
+						!is_fake_numa && nodes > 1);
+		normal_of_node[n]->purge_delay_ns = cfg->purge_delay_ns;
+	}
+	/* Arena zones have ids 0 .. nodes - 1 only if none borrowed. */
+	zp_arena.nr_zones = nr_zones;
+	low32_span = cfg->low32_reserve ? span_of(cfg->low32_reserve) : 0;
+	low32_purge_delay_ns = cfg->purge_delay_ns;
+	pcp_boot(cfg->pcp_high, cfg->pcp_batch);
+	return 0;
+}
+
+/* The LOW32 zone, created on first use; NULL when there is none or its
+ * window cannot be found below 4 GiB. */
+static struct zone *
+low32_get(bool create)
+{
+	struct zone *z = __atomic_load_n(&low32_zone, __ATOMIC_ACQUIRE);
+	struct zone_place pl = { .span = low32_span };
+	size_t dbytes = zp_align_up(descs_bytes(pl.span), ZP_MAX_BLOCK);
+	void *w;
+
+	if (z || !create || !low32_span)
+		return z;
+	zp_lock(&low32_lock);
+	z = low32_zone;
+	if (!z && nr_zones < ZP_MAX_ZONES &&
+	    os_reserve_window(dbytes + pl.span, ZP_MAX_BLOCK,
+			      OS_RESERVE_LOW32, &w) == 0) {
+		pl.descs = w;
+		pl.base = (uintptr_t)w + dbytes;
+		if (map_tables(&pl) == 0) {
+			z = zone_create(&pl, ZONE_LOW32, 0, false);
+			z->purge_delay_ns = low32_purge_delay_ns;
+			__atomic_store_n(&low32_zone, z, __ATOMIC_RELEASE);
 		}
 	}
-	if (low32)
-		low32_zone = zone_create(low32, ZONE_LOW32, 0, false, lazy);
-	for (unsigned i = 0; i < nr_zones; i++)
-		zone_table[i].purge_delay_ns = cfg->purge_delay_ns;
-	pcp_boot(cfg->pcp_high, cfg->pcp_batch);
-	__atomic_store_n(&nr_zone_spans, nr_zones, __ATOMIC_RELEASE);
-	return 0;
+	if (!z)
+		low32_span = 0;	/* no window: don't look again */
+	zp_unlock(&low32_lock);
+	return z;
 }
 
 unsigned
@@ -331,6 +348,24 @@ struct zone *
 zone_normal_of(unsigned node)
 {
 	return nr_zones ? normal_of_node[node % nr_nodes] : NULL;
+}
+
+struct page *
+page_lookup(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	unsigned n = __atomic_load_n(&nr_zone_spans, __ATOMIC_ACQUIRE);
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct zone_span *s = &zone_spans[i];
+		uintptr_t off = a - s->base;
+
+		if (off < __atomic_load_n(&s->committed, __ATOMIC_ACQUIRE))
+			return span_step_is_mapped(s, off)
+				       ? &s->descs[off >> ZP_PAGE_SHIFT]
+				       : NULL;
+	}
+	return NULL;
 }
 
 /* --- growth --------------------------------------------------------------- */
@@ -372,8 +407,7 @@ grow_locked(struct zone *z)
 	}
 	if (map_range(z, (void *)(z->base + bytes), ZP_COMMIT_STEP) != 0)
 		goto fail;
-	if (z->is_lazy)
-		zone_step_set_mapped(z, pages / STEP_PAGES, true);
+	zone_step_set_mapped(z, pages / STEP_PAGES, true);
 	init_step_descs(z, pages);
 	z->buddy.nr_pages = pages + STEP_PAGES;
 	__atomic_store_n(&zone_spans[z->id].committed, bytes + ZP_COMMIT_STEP,
@@ -401,8 +435,7 @@ alloc_locked(struct zone *z, unsigned order)
 	if (!pg && !(pg = buddy_alloc(&z->buddy, order, true)))
 		return NULL;
 	idx = buddy_index(&z->buddy, pg);
-	if (z->is_lazy &&
-	    !map_pages_locked(z, idx, idx + ((size_t)1 << order))) {
+	if (!map_pages_locked(z, idx, idx + ((size_t)1 << order))) {
 		/* Out of address space: the block goes back untouched. */
 		buddy_free(&z->buddy, pg, order, pg->flags & PG_ZERO,
 			   pg->lru.freed_ns);
@@ -456,8 +489,10 @@ zonelist_build(unsigned node, unsigned gfp, struct zone **out)
 	unsigned n = 0;
 
 	if (gfp & GFP_LOW32) {
-		if (low32_zone)
-			out[n++] = low32_zone;
+		struct zone *low = low32_get(/* create */ true);
+
+		if (low)
+			out[n++] = low;
 		return n;
 	}
 	out[n++] = normal_of_node[node];
@@ -470,8 +505,10 @@ zonelist_build(unsigned node, unsigned gfp, struct zone **out)
 		if (!dup)
 			out[n++] = z;
 	}
-	if (low32_zone && (!(gfp & GFP_NODE_EXACT) || low32_zone->node == node))
-		out[n++] = low32_zone;
+	struct zone *low = low32_get(/* create */ false);
+
+	if (low && (!(gfp & GFP_NODE_EXACT) || low->node == node))
+		out[n++] = low;
 	return n;
 }
 
@@ -770,8 +807,7 @@ zone_resize_exact_try(struct page *head, size_t new_npages, bool *zero)
 	} else if (new_npages > cur) {
 		zp_lock(&z->lock);
 		ok = range_is_free_locked(z, idx + cur, idx + new_npages) &&
-		     (!z->is_lazy ||
-		      map_pages_locked(z, idx + cur, idx + new_npages));
+		     map_pages_locked(z, idx + cur, idx + new_npages);
 		if (ok)
 			grown_zero = take_range_locked(z, head, idx + cur,
 						       idx + new_npages);
@@ -824,6 +860,7 @@ zone_set_lowmem_reserve(unsigned idx, enum zone_type type, uint64_t pages)
 void
 zone_prefork(void)
 {
+	zp_lock_prefork(&low32_lock);
 	for (unsigned i = 0; i < nr_zones; i++) {
 		zp_lock_prefork(&zone_table[i].purge_lock);
 		zp_lock_prefork(&zone_table[i].lock);
@@ -837,6 +874,7 @@ zone_postfork_parent(void)
 		zp_lock_postfork_parent(&zone_table[i].lock);
 		zp_lock_postfork_parent(&zone_table[i].purge_lock);
 	}
+	zp_lock_postfork_parent(&low32_lock);
 }
 
 void
@@ -846,5 +884,6 @@ zone_postfork_child(void)
 		zp_lock_postfork_child(&zone_table[i].lock);
 		zp_lock_postfork_child(&zone_table[i].purge_lock);
 	}
+	zp_lock_postfork_child(&low32_lock);
 }
 

@@ -31,24 +31,25 @@ struct zone_config {
 	size_t low32_reserve;		/* bytes of VA for LOW32 (0: none) */
 	uint64_t purge_delay_ns;	/* give back blocks idle this long */
 	unsigned pcp_high, pcp_batch;	/* per-thread cache sizing */
-	bool map_lazily;		/* as under ulimit -v (for tests) */
 };
 
 /*
- * Creates the zones. Returns 0, or ENOMEM when not even a minimal NORMAL
- * zone could be reserved. Called once per process (and by each test); a
- * second call unmaps the previous zones first (no allocation may be live).
- * Zero fields take defaults: normal_reserve 64 GiB, nr_nodes from
- * os_numa_node_count(). With fake_numa = N the NORMAL reservation is split
- * into N zones of normal_reserve / N, nodes 0..N-1, and nothing is bound.
- * A refused reservation is halved and retried down to 8 MiB.
- * Under an address-space limit (RLIMIT_AS, which PROT_NONE reservations
- * count against), under strict overcommit (where a committed step stays
- * charged until it is unmapped), or with map_lazily, a zone reserves
- * nothing: it takes an unmapped window no larger than the limit, maps 2 MiB
- * steps into it as it grows and unmaps whole free steps when it purges
- * them, so address space and commit charge it does not use stay available
- * to the rest of the program.
+ * Creates the zones. Returns 0, or ENOMEM when no window for them could
+ * be found. Called once per process (and by each test); a second call
+ * unmaps the previous zones first (no allocation may be live). Zero
+ * fields take defaults: normal_reserve 64 GiB, nr_nodes from
+ * os_numa_node_count(). With fake_numa = N the NORMAL span is split into
+ * N zones of normal_reserve / N, nodes 0..N-1, and nothing is bound.
+ * Spans are rounded down to powers of two.
+ * Zones reserve nothing: each is a window of the address space where
+ * nothing was mapped when it was chosen; a zone maps 2 MiB steps into it
+ * as it grows and unmaps whole free steps when it purges them, so the
+ * address space and commit charge it does not use stay the program's (a
+ * program may lower RLIMIT_AS at any time, or run under strict
+ * overcommit). The NORMAL zones share one window, the arena (page.h).
+ * The LOW32 zone (low32_reserve > 0) is placed below 4 GiB by the first
+ * GFP_LOW32 request, so a program that never asks for one keeps the
+ * whole MAP_32BIT window.
  */
 int zone_boot(const struct zone_config *cfg);
 
@@ -121,7 +122,7 @@ void zone_free_exact(struct pcp_set *pcp, struct page *head);
  * pages read as zero, and is false after a shrink. */
 bool zone_resize_exact_try(struct page *head, size_t new_npages, bool *zero);
 
-/* Give back (MADV_DONTNEED, or unmap whole steps of a lazily mapped
+/* Give back (MADV_DONTNEED, or unmap whole free steps of a
  * zone) every free block that is resident; with all = false only what is
  * above the high watermark or idle too long. Returns the bytes given
  * back. */

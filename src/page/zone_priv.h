@@ -28,8 +28,8 @@ struct zone {
 	uint64_t next_decay_ns;		/* next look for idle blocks */
 	uint64_t next_cold_ns;		/* no cold block before this */
 	uint64_t purge_delay_ns;	/* idle this long: purged (boot) */
-	uint64_t nr_unmapped_steps;	/* lazy: steps given back (lock) */
-	uint64_t nr_unmapped_total;	/* lazy: steps ever given back */
+	uint64_t nr_unmapped_steps;	/* steps given back now (lock) */
+	uint64_t nr_unmapped_total;	/* steps ever given back */
 	uint64_t nr_purge_taken[PURGE_NR_WHY];	/* dirty pages, by why */
 
 	/* Held by the one thread purging this zone, which drops lock for
@@ -43,9 +43,7 @@ struct zone {
 	size_t descs_committed;		/* bytes of descs read-write (lock) */
 	void *tables;			/* region types, step map */
 	size_t tables_bytes;
-	uint64_t *step_map;		/* lazy: a bit per mapped step */
-	size_t window_bytes;		/* lazy: descs + span, from descs */
-	bool is_lazy;			/* maps steps on demand (window) */
+	uint64_t *step_map;		/* a bit per mapped step */
 	bool is_bound;			/* mbind each mapping to node */
 	unsigned id;			/* index in zone_table and zone_spans */
 	unsigned node;

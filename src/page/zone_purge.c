@@ -1,6 +1,6 @@
 /*
  * zone_purge.c - giving free pages back: the high watermark, the idle
- * decay, and the steps of lazily mapped zones.
+ * decay, and giving whole steps back to the system.
  * Owns:  the purge policy; no state beyond struct zone's purge fields.
  * Locks: zone->purge_lock, held by the one thread purging a zone, ranks
  *        before zone->lock (under zone->lock it is only tried). A purge
@@ -23,7 +23,7 @@
  *  - like jemalloc's decay, and with no background thread, a free slow
  *    path at most every purge_delay / DECAY_TICKS purges the dirty blocks
  *    idle longer than purge_delay.
- * In a lazily mapped zone (address-space limit), purging a block of whole
+ * Purging a block of whole
  * steps unmaps them, so the address space goes back to the program; so do
  * known-zero steps still mapped (fresh from growth, or purged in pieces
  * that merged since).
@@ -56,7 +56,7 @@ block_address(const struct zone *z, const struct page *pg)
 	return (void *)(z->base + (idx << ZP_PAGE_SHIFT));
 }
 
-/* Lazy zones: whether any step of a free block of a step or more is
+/* Whether any step of a free block of a step or more is
  * still mapped (so unmapping it would give address space back). */
 static bool
 block_has_mapped_step(const struct zone *z, const struct page *pg)
@@ -88,12 +88,12 @@ purge_take_locked(struct zone *z, struct page *pg, enum zone_purge_why why,
 	*chain = pg;
 }
 
-/* Lazy zones give whole steps back to the system: unmapped, they cost
- * neither memory nor address space. */
+/* Whole steps go back to the system: unmapped, they cost neither
+ * memory nor address space. */
 static bool
-is_unmap_candidate(const struct zone *z, const struct page *pg)
+is_unmap_candidate(const struct page *pg)
 {
-	return z->is_lazy && pg->order >= STEP_ORDER;
+	return pg->order >= STEP_ORDER;
 }
 
 /*
@@ -140,7 +140,7 @@ purge_chain_locked(struct zone *z, struct page *chain)
 		size_t bytes = ZP_PAGE_SIZE << pg->order;
 		bool ok;
 
-		if (is_unmap_candidate(z, pg))
+		if (is_unmap_candidate(pg))
 			unmapped += unmap_block(z, pg, &ok);
 		else
 			ok = os_purge(block_address(z, pg), bytes) == 0;
@@ -229,14 +229,12 @@ take_idle_locked(struct zone *z, uint64_t now, uint64_t delay,
 	}
 }
 
-/* Lazy zones: known-zero free steps that are still mapped (fresh from
+/* Known-zero free steps that are still mapped (fresh from
  * growth, or purged in smaller pieces that merged since) hold address
  * space for nothing. */
 static void
 take_mapped_zero_locked(struct zone *z, struct page **chain)
 {
-	if (!z->is_lazy)
-		return;
 	for (unsigned k = STEP_ORDER; k <= ZP_MAX_ORDER; k++) {
 		for (unsigned t = 0; t < REGION_NR; t++) {
 			struct free_list *l = &z->buddy.free_area[k][t].zero;

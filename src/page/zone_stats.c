@@ -13,7 +13,7 @@
 
 /* --- consistency ---------------------------------------------------------- */
 
-/* Lazy zones: the count of unmapped steps matches the map, and every
+/* The count of unmapped steps matches the map, and every
  * unmapped step lies inside a free block. */
 static bool
 check_steps(const struct zone *z, const char *name)
@@ -62,7 +62,7 @@ zone_check(struct zone *z)
 			return false;
 		}
 	}
-	if (z->is_lazy && !check_steps(z, name))
+	if (!check_steps(z, name))
 		return false;
 	return buddy_check(&z->buddy, name);
 }
@@ -110,8 +110,8 @@ zone_info(unsigned idx, struct zp_zone_info *out)
 				      .span_bytes = z->span };
 	fmt_buf(out->name, sizeof(out->name), "%s", zone_name(z));
 	zp_lock(&z->lock);
-	/* Read-write: a lazily mapped zone's given-back steps are free
-	 * pages but not committed. */
+	/* Given-back steps are free pages but not committed. */
+	out->grown_bytes = zone_committed_pages(z) << ZP_PAGE_SHIFT;
 	out->committed_bytes = (zone_committed_pages(z) -
 				z->nr_unmapped_steps * STEP_PAGES)
 			       << ZP_PAGE_SHIFT;
@@ -158,8 +158,6 @@ print_lazy(struct outbuf *o, struct zone *z)
 {
 	uint64_t now, total;
 
-	if (!z->is_lazy)
-		return;
 	zp_lock(&z->lock);
 	now = z->nr_unmapped_steps;
 	total = z->nr_unmapped_total;

@@ -39,10 +39,10 @@ assert_coalesced(unsigned idx)
 	struct zp_zone_info zi = info(idx);
 
 	cr_assert(zone_check_all());
-	cr_assert_eq(zi.nr_free_pages << ZP_PAGE_SHIFT, zi.committed_bytes,
-		     "free %lu pages, committed %lu bytes",
+	cr_assert_eq(zi.nr_free_pages << ZP_PAGE_SHIFT, zi.grown_bytes,
+		     "free %lu pages, grown %lu bytes",
 		     (unsigned long)zi.nr_free_pages,
-		     (unsigned long)zi.committed_bytes);
+		     (unsigned long)zi.grown_bytes);
 	for (unsigned k = 0; k < ZP_MAX_ORDER - 1; k++)
 		cr_assert_eq(zi.nr_free_by_order[k], 0, "order %u has %lu", k,
 			     (unsigned long)zi.nr_free_by_order[k]);
@@ -402,14 +402,14 @@ Test(buddy, small_blocks_keep_out_of_large_regions)
 					    PAGE_SLAB, NULL);
 	for (unsigned i = 1; i < 2 * N; i += 2)
 		zone_free_pages(NULL, large[i]);
-	committed = info(0).committed_bytes;
+	committed = info(0).grown_bytes;
 	/* Every region the large blocks used is whole again. */
 	for (unsigned i = 0; i < N; i++) {
 		large[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0,
 					    PAGE_MEDIUM, NULL);
 		cr_assert_not_null(large[i]);
 	}
-	cr_assert_eq(info(0).committed_bytes, committed, "the zone grew");
+	cr_assert_eq(info(0).grown_bytes, committed, "the zone grew");
 	cr_assert(zone_check_all());
 	for (unsigned i = 0; i < N; i++)
 		zone_free_pages(NULL, large[i]);

@@ -36,10 +36,10 @@ assert_coalesced(unsigned idx)
 	struct zp_zone_info zi = info(idx);
 
 	cr_assert(zone_check_all());
-	cr_assert_eq(zi.nr_free_pages << ZP_PAGE_SHIFT, zi.committed_bytes,
+	cr_assert_eq(zi.nr_free_pages << ZP_PAGE_SHIFT, zi.grown_bytes,
 		     "zone %u: %lu free pages of %lu bytes", idx,
 		     (unsigned long)zi.nr_free_pages,
-		     (unsigned long)zi.committed_bytes);
+		     (unsigned long)zi.grown_bytes);
 	for (unsigned k = 0; k < ZP_MAX_ORDER - 1; k++)
 		cr_assert_eq(zi.nr_free_by_order[k], 0);
 }
@@ -180,11 +180,11 @@ Test(pcp, large_exact_tails_bypass_the_cache)
 	cr_assert_not_null(pg);
 	for (unsigned k = 0; k <= PCP_MAX_ORDER; k++)
 		cr_assert_eq(pcp.lists[k].count, 0, "order %u cached", k);
-	committed = info(0).committed_bytes;
+	committed = info(0).grown_bytes;
 	zone_free_exact(&pcp, pg);
 	again = zone_alloc_pages(&pcp, ZP_MAX_ORDER, 0, PAGE_MEDIUM, NULL);
 	cr_assert_eq(again, pg, "the block merged back whole");
-	cr_assert_eq(info(0).committed_bytes, committed);
+	cr_assert_eq(info(0).grown_bytes, committed);
 	zone_free_pages(&pcp, again);
 	pcp_drain(&pcp);
 	assert_coalesced(0);

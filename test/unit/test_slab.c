@@ -48,7 +48,7 @@ used_pages(void)
 	uint64_t used = 0;
 
 	for (unsigned i = 0; zone_info(i, &zi) == 0; i++)
-		used += (zi.committed_bytes >> ZP_PAGE_SHIFT) -
+		used += (zi.grown_bytes >> ZP_PAGE_SHIFT) -
 			zi.nr_free_pages;
 	return used;
 }

@@ -48,7 +48,7 @@ static uint64_t
 avail_of(const struct zp_zone_info *zi)
 {
 	return zi->nr_free_pages +
-	       ((zi->span_bytes - zi->committed_bytes) >> ZP_PAGE_SHIFT);
+	       ((zi->span_bytes - zi->grown_bytes) >> ZP_PAGE_SHIFT);
 }
 
 static uint64_t
@@ -59,16 +59,58 @@ avail(unsigned idx)
 	return avail_of(&zi);
 }
 
-static unsigned
-find_zone(const char *name, int node)
+static bool
+has_zone(const char *name, int node, unsigned *idx)
 {
 	struct zp_zone_info zi;
 
-	for (unsigned i = 0; zone_info(i, &zi) == 0; i++)
-		if (strcmp(zi.name, name) == 0 && zi.node == node)
-			return i;
-	cr_assert_fail("no %s zone on node %d", name, node);
-	return 0;
+	for (unsigned i = 0; zone_info(i, &zi) == 0; i++) {
+		if (strcmp(zi.name, name) == 0 && zi.node == node) {
+			*idx = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* LOW32 exists once something asked for it: ask, if need be. */
+static unsigned
+find_zone(const char *name, int node)
+{
+	unsigned idx;
+
+	if (!has_zone(name, node, &idx) && strcmp(name, "Low32") == 0) {
+		struct page *pg = zone_alloc_pages(NULL, 0, GFP_LOW32,
+						   PAGE_MEDIUM, NULL);
+
+		cr_assert_not_null(pg);
+		zone_free_pages(NULL, pg);
+	}
+	cr_assert(has_zone(name, node, &idx), "no %s zone on node %d", name,
+		  node);
+	return idx;
+}
+
+Test(zone, low32_is_placed_by_the_first_low32_request)
+{
+	unsigned idx;
+	struct page *pg;
+
+	boot_cfg(64 * MIB, 32 * MIB, 0, NEVER);
+	/* Nothing below 4 GiB is taken from the program before then
+	 * (MAP_32BIT users need that window), not even by fallback. */
+	pg = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(pg);
+	zone_free_pages(NULL, pg);
+	cr_assert_not(has_zone("Low32", 0, &idx));
+	cr_assert_eq(zone_count(), 1);
+	pg = zone_alloc_pages(NULL, 0, GFP_LOW32, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(pg);
+	cr_assert(has_zone("Low32", 0, &idx));
+	cr_assert_eq(pg->zone_id, idx);
+	cr_assert_lt((uintptr_t)page_address(pg), (uintptr_t)4 << 30);
+	zone_free_pages(NULL, pg);
+	cr_assert(zone_check_all());
 }
 
 Test(zone, low32_pages_lie_below_4g)
@@ -232,16 +274,17 @@ Test(zone, node_exact_stays_on_its_node_and_others_fall_back)
 	cr_assert(zone_check_all());
 }
 
-Test(zone, reservation_is_halved_when_refused)
+Test(zone, boot_without_a_window_fails_cleanly)
 {
-	os_fault_inject_nth(1);	/* the first os_reserve fails */
-	boot_cfg(64 * MIB, 0, 0, NEVER);
-	cr_assert_eq(info(0).span_bytes, 32 * MIB);
-	os_fault_inject_all(true);
 	struct zone_config cfg = { .nr_nodes = 1, .normal_reserve = 64 * MIB };
 
+	os_fault_inject_nth(1);	/* the arena's window is refused */
 	cr_assert_eq(zone_boot(&cfg), ENOMEM);
 	cr_assert_null(page_lookup(&cfg));
+	cr_assert_null(page_lookup_fast(&cfg));
+	cr_assert_eq(zone_count(), 0);
+	boot_cfg(64 * MIB, 0, 0, NEVER);
+	cr_assert_eq(zone_count(), 1);
 }
 
 Test(zone, zone_that_cannot_grow_returns_null_cleanly)
@@ -260,14 +303,14 @@ Test(zone, zone_that_cannot_grow_returns_null_cleanly)
 	/* The descriptor commit succeeds, the data commit fails. */
 	os_fault_inject_nth(2);
 	cr_assert_null(zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL));
-	cr_assert_eq(info(0).committed_bytes, ZP_COMMIT_STEP);
+	cr_assert_eq(info(0).grown_bytes, ZP_COMMIT_STEP);
 	cr_assert(zone_check_all());
 	/* And once memory is there again, it works (the next step completes
 	 * the large block's region, so the small page takes one more). */
 	pg = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
 	cr_assert_not_null(pg);
 	memset(page_address(pg), 1, ZP_PAGE_SIZE);
-	cr_assert_eq(info(0).committed_bytes, 3 * ZP_COMMIT_STEP);
+	cr_assert_eq(info(0).grown_bytes, 3 * ZP_COMMIT_STEP);
 	zone_free_pages(NULL, pg);
 	zone_free_pages(NULL, first);
 	cr_assert(zone_check_all());
@@ -372,9 +415,12 @@ Test(zone, purging_above_high_takes_the_longest_idle_first)
 	zi = info(0);
 	cr_assert_eq(zi.nr_purged_pages, 512 + 1024);
 	cr_assert_eq(zi.nr_free_pages - zi.nr_free_zero_pages, 1024);
-	cr_assert_eq(p[3][100], 0, "the longest idle block went first");
-	cr_assert_eq(p[0][100], 0, "then the next longest");
-	cr_assert_eq(p[4][100], 0x5a, "the newest stays");
+	/* Purged blocks are known zero (whole steps are even unmapped, so
+	 * their descriptors tell, not their memory). */
+	cr_assert(pgs[3]->flags & PG_ZERO, "the longest idle block went first");
+	cr_assert(pgs[0]->flags & PG_ZERO, "then the next longest");
+	cr_assert_not(pgs[4]->flags & PG_ZERO, "the newest stays");
+	cr_assert_eq(p[4][100], 0x5a);
 	cr_assert_eq(p[5][100], 0x5a);
 	cr_assert(zone_check_all());
 }
@@ -485,6 +531,7 @@ Test(zone, stats_print_like_proc)
 	struct zp_zone_info zi;
 
 	boot_cfg(16 * MIB, 16 * MIB, 0, NEVER);
+	find_zone("Low32", 0);
 	zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
 	zi = info(0);
 	/* One order-0 block taken from a 2 MiB step leaves one free block
