@@ -81,7 +81,7 @@ foreign_ops(void)
 }
 
 /* The one TLS word of the allocator; init.c sets and clears it. */
-__thread struct tstate *alloc_tls;
+__thread struct tcache *alloc_tls;
 
 void
 alloc_set_foreign(const struct alloc_foreign_ops *ops)
@@ -146,9 +146,11 @@ medium_pages(struct tstate *ts, size_t n, size_t npages, unsigned gfp,
 	     bool want_zero)
 {
 	bool zero;
-	struct page *head = zone_alloc_exact(&ts->pcp, npages, gfp,
-					     PAGE_MEDIUM, &zero);
+	struct page *head;
 
+	tcache_lock(&ts->tc);
+	head = zone_alloc_exact(&ts->pcp, npages, gfp, PAGE_MEDIUM, &zero);
+	tcache_unlock(&ts->tc);
 	if (!head)
 		return NULL;
 	medium_set_request(head, n);
@@ -166,16 +168,25 @@ medium_alloc(struct tstate *ts, size_t n, unsigned gfp, bool want_zero)
 	return head ? page_address(head) : NULL;
 }
 
+/* The thread's page cache is under its tcache lock (another thread's
+ * malloc_trim drains it). */
 static void
 medium_free(void *p, struct page *head)
 {
-	struct tstate *ts = alloc_tls;
+	struct tcache *tc = alloc_tls;
+	struct tstate *ts;
 
 	if (zp_unlikely(p != page_address(head)))
 		log_fatal("free(): invalid pointer %p", p);
-	if (ts)
-		zp_stat_inc(ts->nr_medium_free);
-	zone_free_exact(ts ? &ts->pcp : NULL, head);
+	if (!tc) {
+		zone_free_exact(NULL, head);
+		return;
+	}
+	ts = tstate_of(tc);
+	zp_stat_inc(ts->nr_medium_free);
+	tcache_lock(tc);
+	zone_free_exact(&ts->pcp, head);
+	tcache_unlock(tc);
 }
 
 static zp_cold zp_noinline void
@@ -209,7 +220,7 @@ route_alloc(struct tstate *ts, size_t n, bool zero)
 	if (n <= SC_MAX_SIZE) {
 		unsigned sc = sizeclass_of(n);
 
-		return zero ? tcache_alloc_zero(&ts->tc, sc)
+		return zero ? tcache_alloc_zero(&ts->tc, sc, n)
 			    : tcache_alloc(&ts->tc, sc);
 	}
 	if (n <= ZP_MAX_BLOCK)
@@ -269,7 +280,7 @@ alloc_free_slow(void *p)
 			return;
 		}
 		if (head->kind == PAGE_SLAB) {
-			tcache_free((struct tcache *)alloc_tls, p, head);
+			tcache_free(alloc_tls, p, pg);
 			return;
 		}
 		bad_zone_pointer("free()", p, head);
@@ -517,14 +528,16 @@ aligned_pages(struct tstate *ts, size_t align, size_t n, unsigned gfp)
 	bool zero;
 	void *p;
 
+	tcache_lock(&ts->tc);
 	head = zone_alloc_exact(&ts->pcp, want, gfp, PAGE_MEDIUM, &zero);
-	if (!head)
-		return NULL;
-	p = page_address(head);
-	if ((uintptr_t)p & (align - 1)) {
+	p = head ? page_address(head) : NULL;
+	if (p && ((uintptr_t)p & (align - 1))) {
 		zone_free_exact(&ts->pcp, head);
-		return NULL;
+		p = NULL;
 	}
+	tcache_unlock(&ts->tc);
+	if (!p)
+		return NULL;
 	/* Keeping the whole run is correct too, just larger. */
 	if (want != npages)
 		zone_resize_exact_try(head, npages, &zero);
@@ -633,17 +646,22 @@ alloc_flags(size_t n, unsigned zp_flags)
 size_t
 alloc_trim(void)
 {
-	struct tstate *ts = alloc_tls;
+	struct tcache *tc = alloc_tls;
 	size_t released;
 
 	if (!init_is_booted())
 		return 0;
-	if (ts) {
+	if (tc) {
 		/* Held slabs go back to their caches, so that empty ones
 		 * can go back to the zone, and cached pages with them. */
-		tcache_flush(&ts->tc);
-		pcp_drain(&ts->pcp);
+		tcache_flush(tc);
+		tcache_lock(tc);
+		pcp_drain(&tstate_of(tc)->pcp);
+		tcache_unlock(tc);
 	}
+	/* And every other thread's, without its help: objects freed into
+	 * an idle thread's slabs are free memory too. */
+	tcache_trim_others(tc);
 	zone_purge_pause();
 	released = slab_trim();
 	zone_purge_resume();

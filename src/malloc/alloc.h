@@ -16,6 +16,7 @@
 #define ZP_MALLOC_ALLOC_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "base/util.h"
 #include "page/page.h"
@@ -24,24 +25,29 @@
 #include "slab/tcache.h"
 
 /*
- * Per-thread state, reached through one initial-exec TLS pointer. It lives
- * in zone pages of kind PAGE_META so that creating it never recurses into
- * malloc. The tcache comes first: &ts->tc is NULL exactly when ts is, so
- * free() passes "no thread cache" to the slab layer without a branch.
+ * Per-thread state. It lives in zone pages of kind PAGE_META so that
+ * creating it never recurses into malloc, and it is written only as it is
+ * used: a thread that touches three size classes dirties a page or two of
+ * it. The tcache comes last because its slot array is most of the state.
  */
 struct tstate {
-	struct tcache tc;
-	struct pcp_set pcp;
+	struct pcp_set pcp;		/* under tc.lock */
 	struct page *self;		/* the META block holding this */
 	uint64_t nr_medium_alloc;	/* stats: this thread's page-served */
 	uint64_t nr_medium_free;
+	struct tcache tc;
 };
 
-_Static_assert(offsetof(struct tstate, tc) == 0,
-	       "free() relies on &ts->tc == ts");
-
-extern __thread struct tstate *alloc_tls
+/* The one TLS word of the allocator: the thread's tcache, NULL before
+ * its first allocation and after its exit. */
+extern __thread struct tcache *alloc_tls
 	__attribute__((tls_model("initial-exec")));
+
+static inline struct tstate *
+tstate_of(struct tcache *tc)
+{
+	return zp_container_of(tc, struct tstate, tc);
+}
 
 /* Foreign pointers (not in a zone, not a large block) are handed to these.
  * The shim points them at glibc; without the shim (unit tests) a foreign
@@ -71,10 +77,10 @@ size_t alloc_trim(void);
 static inline void *
 alloc_malloc(size_t n)
 {
-	struct tstate *ts = alloc_tls;
+	struct tcache *tc = alloc_tls;
 
-	if (zp_likely(ts != NULL && n <= SC_MAX_SIZE)) {
-		void *p = tcache_alloc(&ts->tc, sizeclass_of(n));
+	if (zp_likely(tc != NULL && n <= SC_MAX_SIZE)) {
+		void *p = tcache_alloc(tc, sizeclass_of(n));
 
 		if (zp_likely(p != NULL))
 			return p;
@@ -83,16 +89,36 @@ alloc_malloc(size_t n)
 	return alloc_malloc_slow(n);
 }
 
+/* calloc of a small size: an object from the bin is cleared for the bytes
+ * asked for only (and its first word, which held the bin's self link);
+ * an empty bin goes to tcache_alloc_zero, which takes untouched objects
+ * of zero slabs without writing them. */
+static inline void *
+alloc_calloc_small(struct tcache *tc, size_t n)
+{
+	unsigned sc = sizeclass_of(n);
+	struct tbin *b = &tc->bins[sc];
+	void **cur = b->cur;
+
+	if (zp_likely(cur != b->base)) {
+		void *p = *--cur;
+
+		b->cur = cur;
+		return memset(p, 0, ZP_MAX(n, sizeof(uintptr_t)));
+	}
+	return tcache_alloc_zero(tc, sc, n);
+}
+
 static inline void *
 alloc_calloc(size_t nmemb, size_t size)
 {
-	struct tstate *ts = alloc_tls;
+	struct tcache *tc = alloc_tls;
 	size_t n;
 
 	if (zp_unlikely(__builtin_mul_overflow(nmemb, size, &n)))
 		return alloc_oom();
-	if (zp_likely(ts != NULL && n <= SC_MAX_SIZE)) {
-		void *p = tcache_alloc_zero(&ts->tc, sizeclass_of(n));
+	if (zp_likely(tc != NULL && n <= SC_MAX_SIZE)) {
+		void *p = alloc_calloc_small(tc, n);
 
 		if (zp_likely(p != NULL))
 			return p;
@@ -106,19 +132,10 @@ alloc_free(void *p)
 {
 	struct page *pg = page_lookup_fast(p);
 
-	if (zp_likely(pg != NULL)) {
-		struct page *head = pg;
-
-		/* Most frees land on a slab's head page: the tail hop of a
-		 * multi-page slab waits behind one compare. */
-		if (zp_unlikely(pg->kind != PAGE_SLAB))
-			head = page_head(pg);
-		if (zp_likely(head->kind == PAGE_SLAB)) {
-			/* A pointer to a struct is one to its first
-			 * member, and NULL stays NULL. */
-			tcache_free((struct tcache *)alloc_tls, p, head);
-			return;
-		}
+	/* Every page of a slab describes it: no hop to a head page. */
+	if (zp_likely(pg != NULL && pg->kind == PAGE_SLAB)) {
+		tcache_free(alloc_tls, p, pg);
+		return;
 	}
 	alloc_free_slow(p);
 }

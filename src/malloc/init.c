@@ -101,7 +101,7 @@ fork_child(void)
 	zone_postfork_child();
 	slab_postfork_child();
 	if (alloc_tls)
-		tcache_postfork_child(&alloc_tls->tc);
+		tcache_postfork_child(alloc_tls);
 #if ZP_HAVE_ZERO
 	zero_postfork_child();
 #endif
@@ -130,7 +130,7 @@ tstate_destroy(void *arg)
 	struct tstate *ts = arg;
 	struct page *self = ts->self;
 
-	if (alloc_tls == ts)
+	if (alloc_tls == &ts->tc)
 		alloc_tls = NULL;
 	tcache_fini(&ts->tc);
 	pcp_drain(&ts->pcp);
@@ -148,16 +148,18 @@ tstate_create(void)
 	if (!head)
 		return NULL;
 	ts = page_address(head);
-	/* tcache_init clears the cache but not its pointer slots, which
-	 * are most of the state: their pages stay untouched until used. */
+	/* Everything must read zero (the tcache writes nothing until a
+	 * class is used); the pointer slots never need clearing: only
+	 * [base, cur) of a bin is ever read. So fresh pages stay
+	 * untouched until the thread uses them. */
 	if (!zero)
-		memset(&ts->pcp, 0, sizeof(*ts) - offsetof(struct tstate, pcp));
+		memset(ts, 0, offsetof(struct tstate, tc.slots));
 	ts->self = head;
 	pcp_init(&ts->pcp, zone_local_node());
 	tcache_init(&ts->tc, &ts->pcp);
 	/* Published before pthread_setspecific, which may calloc its
 	 * second-level key block: that calloc then finds this state. */
-	alloc_tls = ts;
+	alloc_tls = &ts->tc;
 	if (key_ready)
 		pthread_setspecific(tstate_key, ts);
 	return ts;
@@ -167,12 +169,12 @@ struct tstate *
 init_tstate(void)
 {
 	if (alloc_tls)
-		return alloc_tls;
+		return tstate_of(alloc_tls);
 	if (!init_boot())
 		return NULL;
 	/* Boot itself may have allocated on this thread. */
 	if (alloc_tls)
-		return alloc_tls;
+		return tstate_of(alloc_tls);
 	return tstate_create();
 }
 
@@ -244,7 +246,7 @@ boot_finish(void)
 	/* A thread state created during boot (none usually) still needs
 	 * its destructor. */
 	if (key_ready && alloc_tls)
-		pthread_setspecific(tstate_key, alloc_tls);
+		pthread_setspecific(tstate_key, tstate_of(alloc_tls));
 	stdio_list_boot();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	if (zp_opt.verbose)

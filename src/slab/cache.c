@@ -4,7 +4,7 @@
  * Owns:  slab_caches[] and their partial/empty lists.
  * Locks: cache->lock per class, a leaf: zone calls happen after unlocking.
  *        Fork takes every cache lock in class order.
- * Path:  tcache_refill -> cache_take -> slab_collect;
+ * Path:  tcache_refill -> cache_take -> slab_collect (adopt | reserve);
  *        tcache_fini -> cache_put_list | cache_put_empty -> zone_free_pages;
  *        tcache_free_remote -> cache_rescue; malloc_trim -> slab_trim.
  */
@@ -62,7 +62,7 @@ partial_unlink_locked(struct slab_cache *c, struct slab *s)
 static void
 partial_append_locked(struct slab_cache *c, struct slab *s)
 {
-	__atomic_store_n(&s->owner, SLAB_UNOWNED, __ATOMIC_RELAXED);
+	slab_set_owner(s, SLAB_UNOWNED);
 	s->next = NULL;
 	s->prev = c->partial_tail;
 	if (c->partial_tail)
@@ -79,7 +79,7 @@ static void
 empty_put_locked(struct slab_cache *c, struct slab *s, struct slab **spill)
 {
 	slab_reset(s);
-	__atomic_store_n(&s->owner, SLAB_UNOWNED, __ATOMIC_RELAXED);
+	slab_set_owner(s, SLAB_UNOWNED);
 	s->prev = NULL;
 	if (c->nr_empty < c->nr_empty_max) {
 		s->next = c->empty_head;
@@ -101,17 +101,22 @@ spill_to_zone(struct slab *list, struct pcp_set *pcp)
 	while (list) {
 		struct slab *next = list->next;
 
-		bytes += ZP_PAGE_SIZE << slab_class[list->sc].order;
+		bytes += ZP_PAGE_SIZE << list->order;
 		cache_count_slab(list->sc, -1);
+		slab_fini(list);
 		zone_free_pages(pcp, slab_page(list));
 		list = next;
 	}
 	return bytes;
 }
 
-/* Collects up to CACHE_SCAN orphans; empty ones move to the reserve (or
- * the spill), the others to the back of the list. */
-static void
+/*
+ * Looks at up to CACHE_SCAN orphans, collecting their remote frees: the
+ * first with objects to give is taken off the list for adoption; empty
+ * ones go to the reserve (or the spill); full ones to the back of the
+ * list, so that every orphan is looked at in turn.
+ */
+static struct slab *
 scan_partial_locked(struct slab_cache *c, struct slab **spill)
 {
 	unsigned n = ZP_MIN(CACHE_SCAN, c->nr_partial);
@@ -120,32 +125,44 @@ scan_partial_locked(struct slab_cache *c, struct slab **spill)
 		struct slab *s = c->partial_head;
 
 		partial_unlink_locked(c, s);
-		if (slab_collect_if_empty(s))
+		if (slab_collect_if_empty(s)) {
 			empty_put_locked(c, s, spill);
-		else
-			partial_append_locked(c, s);
+			continue;
+		}
+		slab_collect(s);
+		if (slab_has_local(s))
+			return s;
+		partial_append_locked(c, s);
 	}
+	return NULL;
 }
 
+/*
+ * An orphan with free objects, adopted: the objects that outlived their
+ * thread stay where they are, and their neighbours are handed out again
+ * instead of a new slab being carved (thread churn would otherwise leave
+ * a slab per surviving object). Else an empty slab from the reserve.
+ */
 struct slab *
-cache_take(unsigned sc, struct tcache *tc, struct pcp_set *pcp)
+cache_take(unsigned sc, struct tcache *tc, bool *adopted)
 {
 	struct slab_cache *c = &slab_caches[sc];
 	struct slab *spill = NULL, *s;
 
 	zp_lock(&c->lock);
-	scan_partial_locked(c, &spill);
-	s = c->empty_head;
-	if (s != NULL) {
+	s = scan_partial_locked(c, &spill);
+	*adopted = s != NULL;
+	if (s == NULL && (s = c->empty_head) != NULL) {
 		c->empty_head = s->next;
 		s->next = NULL;
 		s->where = SLAB_NOWHERE;
 		c->nr_empty--;
 		zp_stat_inc(c->nr_reuse);
-		__atomic_store_n(&s->owner, tc, __ATOMIC_RELAXED);
 	}
+	if (s != NULL)
+		slab_set_owner(s, tc);
 	zp_unlock(&c->lock);
-	spill_to_zone(spill, pcp);
+	spill_to_zone(spill, tc->pcp);
 	return s;
 }
 

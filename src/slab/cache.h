@@ -3,11 +3,11 @@
  * slabs no thread holds. Private to src/slab/.
  *
  * Slabs not held by a thread are in one of three places:
- *   partial  orphans: slabs of exited threads that still have live
- *            objects (and full slabs rescued by their first remote free).
- *            Their live objects belong to threads that may still write
- *            them, so nobody allocates from an orphan: it waits for remote
- *            frees to empty it, and refills find it empty on their scan.
+ *   partial  orphans: slabs of exited (or trimmed) threads that still
+ *            have live objects, and full slabs rescued by their first
+ *            remote free. A thread that needs a slab adopts one with free
+ *            objects; remote frees empty the others, and refills find them
+ *            empty on their scan.
  *   empty    every object free; a small reserve, the rest go to the zone.
  *   parked   full and on no list (see tcache.c); not the cache's concern
  *            until a remote free rescues it onto partial.
@@ -36,9 +36,10 @@ extern struct slab_cache slab_caches[SC_NR];
 
 void cache_boot(void);
 
-/* An empty slab for tc to own, from the reserve or an orphan that its
- * scan found empty; NULL when the cache has none. */
-struct slab *cache_take(unsigned sc, struct tcache *tc, struct pcp_set *pcp);
+/* A slab for tc to own (tc->lock held): an orphan with free objects
+ * (*adopted set), else an empty one from the reserve; NULL when the cache
+ * has neither. */
+struct slab *cache_take(unsigned sc, struct tcache *tc, bool *adopted);
 /* Gives up held slabs of class sc, linked through ->next: orphans that
  * still have live objects, and empty ones (nr_inuse == 0). One lock. */
 void cache_put_list(unsigned sc, struct slab *orphans, struct slab *empties,

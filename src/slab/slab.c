@@ -62,6 +62,22 @@ slab_pick_order(size_t size)
 	return best;
 }
 
+/*
+ * A thread's first slab of a class is the smallest block that holds at
+ * least two objects (one page for every class up to 2 KiB): a thread that
+ * allocates one object of a class must not pay for a slab sized to
+ * amortise refills it never makes.
+ */
+static unsigned
+slab_pick_first_order(size_t size, unsigned order)
+{
+	unsigned o = 0;
+
+	while (o < order && (ZP_PAGE_SIZE << o) < 2 * size)
+		o++;
+	return o;
+}
+
 void
 slab_boot(uint64_t key_seed)
 {
@@ -82,10 +98,9 @@ slab_boot(uint64_t key_seed)
 		c->size = (uint32_t)size;
 		c->recip = (uint32_t)(((uint64_t)1 << 32) / size + 1);
 		c->order = (uint8_t)slab_pick_order(size);
+		c->first_order = (uint8_t)slab_pick_first_order(size,
+								 c->order);
 		c->nr_objs = (uint16_t)((ZP_PAGE_SIZE << c->order) / size);
-		c->mask = (uint32_t)((ZP_PAGE_SIZE << c->order) - 1);
-		c->start_below = (uint32_t)(c->nr_objs *
-			((uint64_t)size * c->recip - ((uint64_t)1 << 32)));
 		c->bin_cap = (uint16_t)ZP_MAX(BIN_MIN,
 					      ZP_MIN(BIN_MAX, BIN_BYTES / size));
 		nr_slots += c->bin_cap;
@@ -96,26 +111,71 @@ slab_boot(uint64_t key_seed)
 	cache_boot();
 }
 
+void
+slab_set_geometry(struct slab *s, unsigned sc, unsigned order)
+{
+	const struct slab_class *c = &slab_class[sc];
+	uint32_t bytes = (uint32_t)(ZP_PAGE_SIZE << order);
+
+	s->sc = (uint8_t)sc;
+	s->mask = bytes - 1;
+	s->recip = c->recip;
+	s->start_below = (uint32_t)((bytes / c->size) *
+		((uint64_t)c->size * c->recip - ((uint64_t)1 << 32)));
+}
+
 struct slab *
-slab_init(struct page *head, unsigned sc, struct tcache *owner, bool zero)
+slab_init(struct page *head, unsigned sc, unsigned order,
+	  struct tcache *owner, bool zero)
 {
 	struct slab *s = slab_of(head);
-	unsigned order = slab_class[sc].order;
 	uintptr_t base = (uintptr_t)page_address(head);
+	size_t n = (size_t)1 << order;
 
 	/* Object alignment and the mask in slab_base rest on this, and
 	 * the remote word on every object address fitting SLAB_LIST. */
 	if (zp_unlikely((base & ((ZP_PAGE_SIZE << order) - 1)) ||
-			base + (ZP_PAGE_SIZE << order) > SLAB_LIST))
+			base + (ZP_PAGE_SIZE << order) > SLAB_LIST ||
+			order > SLAB_MAX_ORDER))
 		log_fatal("slab: zone block %p is not aligned to order %u "
 			  "or ends above 2^48", (void *)base, order);
-	*s = (struct slab){
-		.owner = owner,
-		.sc = (uint8_t)sc,
-		.shift = (uint8_t)(ZP_PAGE_SHIFT + order),
-		.flags = zero ? SLAB_ZERO : 0,
-	};
+	for (size_t i = 0; i < n; i++) {
+		struct slab *t = s + i;
+		uint8_t zone_id = t->zone_id;
+
+		*t = (struct slab){
+			.kind = PAGE_SLAB,
+			.order = (uint8_t)order,
+			.zone_id = zone_id,
+			.flags = i ? SLAB_TAIL : (zero ? SLAB_ZERO : 0),
+			.owner = owner,
+		};
+		slab_set_geometry(t, sc, order);
+		if (i)
+			t->head_off = (uint32_t)i;
+	}
 	return s;
+}
+
+void
+slab_set_owner(struct slab *s, struct tcache *owner)
+{
+	size_t n = (size_t)1 << s->order;
+
+	for (size_t i = 0; i < n; i++)
+		__atomic_store_n(&s[i].owner, owner, __ATOMIC_RELAXED);
+}
+
+void
+slab_fini(struct slab *s)
+{
+	size_t n = (size_t)1 << s->order;
+	struct page *head = slab_page(s);
+
+	for (size_t i = 1; i < n; i++) {
+		head[i].kind = PAGE_TAIL;
+		head[i].head_off = (uint32_t)i;
+	}
 }
 
 void
@@ -162,6 +222,7 @@ unsigned
 slab_take(struct slab *s, void **dst, unsigned want)
 {
 	const struct slab_class *c = &slab_class[s->sc];
+	unsigned nr_objs = slab_nr_objs(s);
 	uintptr_t a = (uintptr_t)s->free;
 	unsigned n = 0;
 
@@ -173,10 +234,9 @@ slab_take(struct slab *s, void **dst, unsigned want)
 		a = next == a ? 0 : next;
 	}
 	s->free = (void *)a;
-	if (n < want && s->nr_carved < c->nr_objs) {
+	if (n < want && s->nr_carved < nr_objs) {
 		uintptr_t base = (uintptr_t)page_address(slab_page(s));
-		unsigned k = ZP_MIN(want - n,
-				    (unsigned)(c->nr_objs - s->nr_carved));
+		unsigned k = ZP_MIN(want - n, nr_objs - s->nr_carved);
 		uintptr_t p = base + (uintptr_t)s->nr_carved * c->size;
 
 		for (unsigned i = 0; i < k; i++, p += c->size)
@@ -194,7 +254,7 @@ slab_bump(struct slab *s)
 	uintptr_t base = (uintptr_t)page_address(slab_page(s));
 	void *p = (void *)(base + (uintptr_t)s->nr_carved * c->size);
 
-	zp_assert(s->nr_carved < c->nr_objs);
+	zp_assert(s->nr_carved < slab_nr_objs(s));
 	s->nr_carved++;
 	s->nr_inuse++;
 	return p;
@@ -301,7 +361,7 @@ slab_settle(struct slab *s)
 static bool
 slab_chain_holds(struct slab *s, uintptr_t head, uintptr_t a)
 {
-	unsigned left = slab_class[s->sc].nr_objs;
+	unsigned left = slab_nr_objs(s);
 
 	for (uintptr_t q = head; q != 0 && left != 0; left--) {
 		uintptr_t next = slab_decode(q);
@@ -335,29 +395,26 @@ slab_remote_check(struct slab *s, void *p)
 }
 
 void
-slab_realloc_check(const struct page *slab_head, void *p)
+slab_realloc_check(const struct page *pg, void *p)
 {
-	const struct slab *s = (const struct slab *)(const void *)
-		slab_head->owner;
+	const struct slab *s = (const struct slab *)(const void *)pg;
 
 	if (slab_looks_free(s, (uintptr_t)p))
 		log_fatal("realloc(): invalid pointer %p (already freed)", p);
 }
 
 size_t
-slab_usable_size(const struct page *slab_head)
+slab_usable_size(const struct page *pg)
 {
-	const struct slab *s = (const struct slab *)(const void *)
-		slab_head->owner;
+	const struct slab *s = (const struct slab *)(const void *)pg;
 
 	return slab_class[s->sc].size;
 }
 
 bool
-slab_is_object_start(const struct page *slab_head, const void *p)
+slab_is_object_start(const struct page *pg, const void *p)
 {
-	const struct slab *s = (const struct slab *)(const void *)
-		slab_head->owner;
+	const struct slab *s = (const struct slab *)(const void *)pg;
 
 	return slab_index_of(s, (uintptr_t)p) >= 0;
 }

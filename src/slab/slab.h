@@ -1,16 +1,21 @@
 /*
  * slab.h - one slab: a naturally aligned buddy block of 1 << order pages
- * cut into objects of one size class, described by struct slab, which
- * overlays the owner[] words of the head page's descriptor (so a slab has
- * no header inside its own memory and objects start at the block's first
- * byte; the block's alignment gives memalign its power-of-two alignment).
+ * cut into objects of one size class. struct slab is the page descriptor
+ * itself, seen by the slab layer (so a slab has no header inside its own
+ * memory and objects start at the block's first byte; the block's
+ * alignment gives memalign its power-of-two alignment).
+ *
+ * Every page of a slab carries what free() needs - kind, class, owner and
+ * the slab's geometry - in its own descriptor, so free() reaches all of it
+ * with one dependent load, whichever page the object lies in. The holder's
+ * state (free lists, counts, list links) lives in the first page's
+ * descriptor only; other pages point back to it (SLAB_TAIL, head_off).
  *
  * A slab is held by one thread (its owner), which moves its objects in
  * batches between the slab and the thread's tcache bins, or by no thread
- * (an orphan of an exited thread, or a spare in its class's cache). Objects
- * of one slab are only ever handed out to its owner, and a slab changes
- * owner only when it is empty, so objects of two threads never share a
- * cache line.
+ * (an orphan of an exited thread, a spare in its class's cache, or parked
+ * full). A thread that needs a slab adopts an orphan that has free
+ * objects before it carves a new one.
  *
  * Free lists are singly linked through each free object's first word,
  * stored encoded as next ^ key ^ bswap(slot address), after Linux's
@@ -77,6 +82,7 @@ _Static_assert((uint64_t)SLAB_MAX_BYTES * SC_MAX_SIZE < ((uint64_t)1 << 32),
 
 enum slab_flags {
 	SLAB_ZERO = 1 << 0,	/* objects past nr_carved read as zero */
+	SLAB_TAIL = 1 << 1,	/* not the first page: head_off leads there */
 };
 
 /* Which list a slab is on; each list has one writer (see cache.h and
@@ -91,32 +97,52 @@ enum slab_where {
 };
 
 struct slab {
-	/* Holder only (owner, or cache->lock when unowned). */
-	void *free;			/* local free list, encoded links */
+	/* struct page's first four bytes: the zone reads them. */
+	uint8_t kind;			/* PAGE_SLAB on every page */
+	uint8_t order;			/* buddy order of the whole slab */
+	uint8_t pflags;			/* struct page's flags: 0 */
+	uint8_t zone_id;
+	/* What free() reads, on every page; owner changes rewrite all. */
+	uint8_t sc;			/* size class */
+	uint8_t flags;			/* enum slab_flags */
+	uint8_t where;			/* enum slab_where (first page) */
+	uint8_t unused;
 	struct tcache *owner;		/* relaxed atomic; SLAB_UNOWNED */
+	uint32_t mask;			/* slab bytes - 1 */
+	uint32_t recip;			/* 2^32 / size + 1: index by multiply */
+	uint32_t start_below;		/* see slab_is_start */
+	union {
+		struct {		/* first page */
+			uint16_t nr_inuse;	/* carved and not on ->free */
+			uint16_t nr_carved;	/* [0, nr_carved) ever carved */
+		};
+		uint32_t head_off;	/* SLAB_TAIL: pages back to the first */
+	};
+	/* The holder's state (owner, or cache->lock when unowned); first
+	 * page only. */
+	void *free;			/* local free list, encoded links */
 	uintptr_t remote;		/* atomic: remote list | state */
 	struct slab *next, *prev;	/* the list `where` names */
-	uint16_t nr_inuse;		/* carved and not on ->free */
-	uint16_t nr_carved;		/* [0, nr_carved) ever carved */
-	uint8_t sc;			/* size class (constant) */
-	uint8_t shift;			/* log2 of slab bytes (constant) */
-	uint8_t flags;			/* enum slab_flags */
-	uint8_t where;			/* enum slab_where */
 };
 
-_Static_assert(sizeof(struct slab) <= PAGE_OWNER_BYTES,
-	       "struct slab overlays struct page.owner[]");
+_Static_assert(sizeof(struct slab) == sizeof(struct page),
+	       "struct slab is the page descriptor");
+_Static_assert(offsetof(struct slab, kind) == offsetof(struct page, kind) &&
+	       offsetof(struct slab, order) == offsetof(struct page, order) &&
+	       offsetof(struct slab, pflags) == offsetof(struct page, flags) &&
+	       offsetof(struct slab, zone_id) ==
+		       offsetof(struct page, zone_id),
+	       "the zone's fields stay where the zone reads them");
 
-/* Per-class slab geometry, fixed by slab_boot. */
+/* Per-class geometry, fixed by slab_boot. */
 struct slab_class {
 	uint32_t size;			/* object bytes */
-	uint32_t recip;			/* 2^32 / size + 1: index by multiply */
-	uint32_t mask;			/* slab bytes - 1: offset in a slab */
-	uint32_t start_below;		/* see slab_is_start */
-	uint16_t nr_objs;		/* objects per slab */
+	uint32_t recip;			/* 2^32 / size + 1 */
+	uint16_t nr_objs;		/* objects per slab of `order` */
 	uint16_t bin_cap;		/* tcache bin capacity (>= 2) */
 	uint8_t order;			/* buddy order of a slab */
-	uint8_t pad[11];
+	uint8_t first_order;		/* a thread's first slab of the class */
+	uint8_t pad[18];
 };
 
 _Static_assert(sizeof(struct slab_class) == 32, "one shift to index");
@@ -125,21 +151,36 @@ extern struct slab_class slab_class[SC_NR] SC_HIDDEN;
 extern uintptr_t slab_key SC_HIDDEN;
 
 static inline struct slab *
-slab_of(struct page *head)
+slab_of(struct page *pg)
 {
-	return (struct slab *)(void *)head->owner;
+	return (struct slab *)(void *)pg;
 }
 
 static inline struct page *
 slab_page(struct slab *s)
 {
-	return zp_container_of((void *)s, struct page, owner);
+	return (struct page *)(void *)s;
+}
+
+/* The first page's descriptor, which holds the slab's lists. */
+static inline struct slab *
+slab_head(struct slab *s)
+{
+	if (zp_unlikely(s->flags & SLAB_TAIL))
+		return s - s->head_off;
+	return s;
 }
 
 static inline uintptr_t
 slab_base(const struct slab *s, uintptr_t a)
 {
-	return a & ~(((uintptr_t)1 << s->shift) - 1);
+	return a & ~(uintptr_t)s->mask;
+}
+
+static inline unsigned
+slab_nr_objs(const struct slab *s)
+{
+	return (unsigned)(((uint64_t)s->mask + 1) / slab_class[s->sc].size);
 }
 
 static inline struct tcache *
@@ -174,36 +215,31 @@ slab_word_is_link(uintptr_t w, uintptr_t a, uintptr_t mask)
 static inline bool
 slab_looks_free(const struct slab *s, uintptr_t a)
 {
-	return slab_word_is_link(slab_decode(a), a, slab_class[s->sc].mask);
+	return slab_word_is_link(slab_decode(a), a, s->mask);
 }
 
 /*
- * Is a the first byte of an object in a slab of class sc? With r =
- * 2^32 / size + 1 and e = size * r - 2^32 (1 <= e <= size), an offset
- * index * size + rest multiplies to index * 2^32 + index * e + rest * r.
- * The low half is index * e < nr_objs * e for an object start, and at
- * least r > 2^32 / size >= 2^18 > slab bytes >= nr_objs * e for anything
- * else (no wrap: index * e < 2^17). So one multiply and one compare
- * against start_below = nr_objs * e; test_sizeclass checks every offset
- * of every class's slab.
+ * Is a the first byte of an object of slab s? With r = 2^32 / size + 1
+ * and e = size * r - 2^32 (1 <= e <= size), an offset index * size + rest
+ * multiplies to index * 2^32 + index * e + rest * r. The low half is
+ * index * e < nr_objs * e for an object start, and at least r > 2^32 /
+ * size >= 2^18 > slab bytes >= nr_objs * e for anything else (no wrap:
+ * index * e < 2^17). So one multiply and one compare against start_below
+ * = nr_objs * e; test_sizeclass checks every offset of every class's slab.
  */
 static inline bool
-slab_is_start(size_t sc, uintptr_t a)
+slab_is_start(const struct slab *s, uintptr_t a)
 {
-	const struct slab_class *c = &slab_class[sc];
-
-	return (uint32_t)((a & c->mask) * c->recip) < c->start_below;
+	return (uint32_t)((a & s->mask) * s->recip) < s->start_below;
 }
 
 /* Index of the object at a, or -1 when a is not an object's first byte. */
 static inline long
 slab_index_of(const struct slab *s, uintptr_t a)
 {
-	const struct slab_class *c = &slab_class[s->sc];
-
-	if (zp_unlikely(!slab_is_start(s->sc, a)))
+	if (zp_unlikely(!slab_is_start(s, a)))
 		return -1;
-	return (long)(((a & c->mask) * c->recip) >> 32);
+	return (long)(((uint64_t)(a & s->mask) * s->recip) >> 32);
 }
 
 /* Puts p on the holder's local list. */
@@ -220,9 +256,19 @@ slab_push(struct slab *s, void *p)
 
 /* --- slab.c ------------------------------------------------------------ */
 
-/* Turns a fresh zone block into an empty slab of class sc held by owner. */
-struct slab *slab_init(struct page *head, unsigned sc, struct tcache *owner,
-		       bool zero);
+/* Turns a fresh zone block of 1 << order pages into an empty slab of
+ * class sc held by owner (every page's descriptor). */
+struct slab *slab_init(struct page *head, unsigned sc, unsigned order,
+		       struct tcache *owner, bool zero);
+/* free()'s facts of a slab of class sc and 1 << order pages: sc, mask,
+ * recip, start_below. */
+void slab_set_geometry(struct slab *s, unsigned sc, unsigned order);
+/* Hands s (every page of it) to a new holder. */
+void slab_set_owner(struct slab *s, struct tcache *owner);
+/* Before an empty slab goes back to the zone: its other pages become
+ * plain tails again, so no stale pointer into them looks like an object
+ * of a slab. */
+void slab_fini(struct slab *s);
 /* Forgets the objects of a slab with nr_inuse == 0 (dirty from now on). */
 void slab_reset(struct slab *s);
 /* Moves up to want objects (local list first, then never-used ones) to
@@ -242,7 +288,7 @@ bool slab_collect_if_empty(struct slab *s);
 static inline bool
 slab_has_local(const struct slab *s)
 {
-	return s->free != NULL || s->nr_carved < slab_class[s->sc].nr_objs;
+	return s->free != NULL || s->nr_carved < slab_nr_objs(s);
 }
 
 /* Sets DELAYED on a held slab with nothing local. False when remote frees
@@ -262,16 +308,16 @@ void slab_free_check_slow(struct slab *s, void *p);
  * a first word that decodes into the slab is taken as proof. */
 void slab_remote_check(struct slab *s, void *p);
 /* realloc of an object that was freed: aborts naming realloc(). */
-void slab_realloc_check(const struct page *slab_head, void *p);
+void slab_realloc_check(const struct page *slab_page, void *p);
 void slab_invalid_free(void *p) zp_cold __attribute__((noreturn));
 void slab_double_free(void *p) zp_cold __attribute__((noreturn));
 void slab_corrupt_fatal(struct slab *s, void *slot, uintptr_t next)
 	zp_cold __attribute__((noreturn));
 
-/* Usable bytes of an object in this slab (its class size). */
-size_t slab_usable_size(const struct page *slab_head);
-/* Is p the first byte of an object of this slab? */
-bool slab_is_object_start(const struct page *slab_head, const void *p);
+/* Usable bytes of an object in this slab (its class size); any page. */
+size_t slab_usable_size(const struct page *slab_page);
+/* Is p the first byte of an object of this slab? Any page. */
+bool slab_is_object_start(const struct page *slab_page, const void *p);
 
 /* Per-process setup: class geometry, central caches, freelist key. */
 void slab_boot(uint64_t key_seed);

@@ -1,15 +1,18 @@
 /*
  * tcache.c - per-thread caches: refills and flushes between bins and the
- * thread's slabs, remote frees, the mailbox, thread exit.
- * Owns:  struct tcache contents, the registry of live tcaches (stats).
- * Locks: registry_lock (init/fini/stats only), then cache->lock inside
- *        cache.c; no lock is held across zone calls. Fast paths: none.
+ * thread's slabs, remote frees, the mailbox, thread exit, and giving a
+ * live thread's memory back from another thread (malloc_trim).
+ * Owns:  struct tcache contents, the registry of live tcaches.
+ * Locks: registry_lock (init/fini/stats/trim), then tc->lock (the owner's
+ *        slow paths; another thread's trim), then cache->lock inside
+ *        cache.c, then the zone's. Fast paths: none.
  * Path:  tcache_alloc (inline) -> tcache_alloc_slow -> tcache_fill ->
  *          mail_drain | slab_take | slab_collect | slab_delay |
- *          spare | cache_take | zone;
+ *          spare | cache_take (orphan or reserve) | zone;
  *        tcache_free (inline) -> tcache_free_slow -> bin_flush ->
  *          give_back; -> tcache_free_remote -> chain [-> push_chain ->
- *          CAS [-> post | cache_rescue]].
+ *          CAS [-> post | cache_rescue]];
+ *        malloc_trim -> tcache_trim_others -> give_up (each thread).
  *
  * A thread holds slabs of each class on three lists: partial (a refill
  * can take from them), full (nothing local left) and one spare empty
@@ -18,28 +21,27 @@
  * nobody scans: the first remote free into it posts its object to this
  * thread's mailbox instead of the slab, and the next refill hands the
  * object back to its slab, which then is partial again. That first freer
- * holds the slab in FREEING while it posts, and a thread settles every
- * slab (waits for FREEING to clear) before it gives slabs up, so a post
- * never lands in a cache that is gone.
+ * holds the slab in FREEING while it posts, and a thread's slabs are
+ * settled (FREEING waited out) before they are given up, so a post never
+ * lands in a cache that is gone.
  *
- * A slab is only ever given to a thread when it is empty (a new one, the
- * spare, or the class's reserve), and a thread gives its slabs up only at
- * exit or trim. So every object of a slab was handed to one thread, the
- * one that holds it, or to a thread that has exited: objects of two live
- * threads never share a cache line. An exited thread's slabs that still
- * have live objects are orphans; remote frees empty them and a refill's
- * scan (cache.c) turns them into reserve. (The price: what a live thread
- * allocated and others freed comes back into use only when that thread
- * next refills, or exits.)
+ * Slabs change hands only under the giving thread's lock: at exit, at
+ * trim (from any thread), and when a thread adopts an orphan - a slab of
+ * an exited thread that still has live objects - instead of carving a new
+ * slab, so that objects which outlive their threads do not each pin a
+ * slab. Objects sitting in a thread's bin keep counting as in use by
+ * their slab, wherever the slab went; when the bin gives them back, an
+ * object whose slab is no longer the thread's is a remote free.
  *
  * Remote frees into the same slab are chained in the freeing thread's
  * class (up to RBATCH_MAX) and pushed with one CAS; a chain goes out when
  * a free of that class lands in another slab, at the thread's next refill,
  * and at exit or trim.
  *
- * Statistics cost the fast paths one counter, on free: objects enter a
- * bin by refill or local free and leave it by malloc or flush, so the
- * number of bin allocations is refilled + freed - flushed - cached.
+ * Statistics cost the fast paths one counter, on free, in the bin's own
+ * line: objects enter a bin by refill or local free and leave it by malloc
+ * or flush, so the number of bin allocations is refilled + freed -
+ * flushed - cached.
  */
 #include "slab/tcache.h"
 
@@ -57,18 +59,6 @@ static struct tcache_path_stats exited_paths;	/* registry_lock */
 void
 tcache_init(struct tcache *tc, struct pcp_set *pcp)
 {
-	void **slot = tc->slots;
-
-	/* The slots need no zeroing: only [base, cur) is ever read. */
-	memset(tc, 0, offsetof(struct tcache, slots));
-	for (unsigned sc = 0; sc < SC_NR; sc++) {
-		struct tbin *b = &tc->bins[sc];
-
-		b->base = b->cur = slot;
-		slot += slab_class[sc].bin_cap;
-		b->end = slot;
-	}
-	zp_assert(slot <= tc->slots + TCACHE_SLOTS);
 	tc->pcp = pcp;
 	zp_lock(&registry_lock);
 	tc->reg_next = registry_head;
@@ -76,6 +66,20 @@ tcache_init(struct tcache *tc, struct pcp_set *pcp)
 		registry_head->reg_prev = tc;
 	registry_head = tc;
 	zp_unlock(&registry_lock);
+}
+
+/* A class's first use by this thread: its bin gets slots. */
+static void
+bin_attach(struct tcache *tc, unsigned sc)
+{
+	struct tbin *b = &tc->bins[sc];
+
+	if (zp_likely(b->base != NULL))
+		return;
+	b->base = b->cur = tc->slots + tc->nr_slots_used;
+	tc->nr_slots_used += slab_class[sc].bin_cap;
+	zp_assert(tc->nr_slots_used <= TCACHE_SLOTS);
+	b->end = b->base + slab_class[sc].bin_cap;
 }
 
 /* --- the thread's slab lists ------------------------------------------- */
@@ -136,10 +140,19 @@ own_emptied(struct tcache *tc, struct slab *s)
 	cache_put_empty(s, tc->pcp);
 }
 
-/* Object p of a slab tc holds goes back onto that slab's free list. */
+static void push_chain(struct slab *s, uintptr_t head, uintptr_t tail,
+		       unsigned n);
+
+/* Object p, out of tc's bin or mailbox, goes back onto its slab's free
+ * list; a slab another thread's trim took away meanwhile gets it as a
+ * remote free. */
 static void
 give_back(struct tcache *tc, void *p, struct slab *s)
 {
+	if (zp_unlikely(slab_owner(s) != tc)) {
+		push_chain(s, (uintptr_t)p, (uintptr_t)p, 1);
+		return;
+	}
 	slab_push(s, p);
 	if (s->where == SLAB_OWN_FULL) {
 		slab_undelay(s);
@@ -150,15 +163,17 @@ give_back(struct tcache *tc, void *p, struct slab *s)
 		own_emptied(tc, s);
 }
 
+/* The first page of the slab holding object a, or NULL. */
 static struct slab *
 slab_of_ptr(uintptr_t a)
 {
-	struct page *pg = page_lookup((void *)a);
+	struct page *pg = page_lookup_fast((void *)a);
 
-	if (pg == NULL)
+	if (pg == NULL || pg->kind != PAGE_SLAB)
+		pg = page_lookup((void *)a);	/* LOW32, or not a slab */
+	if (pg == NULL || pg->kind != PAGE_SLAB)
 		return NULL;
-	pg = page_head(pg);
-	return pg->kind == PAGE_SLAB ? slab_of(pg) : NULL;
+	return slab_head(slab_of(pg));
 }
 
 /* --- the mailbox --------------------------------------------------------- */
@@ -308,6 +323,7 @@ tcache_free_remote(struct tcache *tc, void *p, struct slab *s)
 	uintptr_t a = (uintptr_t)p;
 	struct tclass *k;
 
+	s = slab_head(s);
 	if (zp_unlikely(slab_looks_free(s, a)))
 		slab_remote_check(s, p);
 	if (tc == NULL) {
@@ -338,32 +354,41 @@ tcache_free_remote(struct tcache *tc, void *p, struct slab *s)
 
 /* --- refill ------------------------------------------------------------- */
 
+/* A fresh slab from the zone: the class's first one in this thread is
+ * small (slab_class.first_order). */
 static struct slab *
 new_slab(struct tcache *tc, unsigned sc)
 {
+	const struct slab_class *c = &slab_class[sc];
+	unsigned order = tc->cls[sc].nr_slabs ? c->order : c->first_order;
 	bool zero = false;
-	struct page *head = zone_alloc_pages(tc->pcp, slab_class[sc].order,
-					     /* gfp */ 0, PAGE_SLAB, &zero);
+	struct page *head = zone_alloc_pages(tc->pcp, order, /* gfp */ 0,
+					     PAGE_SLAB, &zero);
 
 	if (head == NULL)
 		return NULL;
 	cache_count_slab(sc, 1);
 	zp_stat_inc(tc->nr_new);
-	return slab_init(head, sc, tc, zero);
+	return slab_init(head, sc, order, tc, zero);
 }
 
-/* An empty slab to hold, put at the head of the partial list. */
+/* A slab to hold, put at the head of the partial list: the spare, an
+ * orphan with free objects, an empty one from the reserve, or a new one. */
 static struct slab *
 get_slab(struct tcache *tc, unsigned sc)
 {
 	struct tclass *k = &tc->cls[sc];
 	struct slab *s = k->spare;
+	bool adopted = false;
 
 	if (s != NULL)
 		own_del(tc, s);
-	else if ((s = cache_take(sc, tc, tc->pcp)) == NULL &&
+	else if ((s = cache_take(sc, tc, &adopted)) == NULL &&
 		 (s = new_slab(tc, sc)) == NULL)
 		return NULL;
+	if (adopted)
+		zp_stat_inc(tc->nr_adopt);
+	k->nr_slabs++;
 	own_add(tc, s, SLAB_OWN_PARTIAL);
 	return s;
 }
@@ -371,7 +396,7 @@ get_slab(struct tcache *tc, unsigned sc)
 /*
  * Fills an empty bin with up to half its capacity: posted objects first,
  * then the partial slabs (free list, never-used objects, remote frees),
- * and an empty slab only when those gave nothing. Returns how many.
+ * and another slab only when those gave nothing. Returns how many.
  */
 static unsigned
 tcache_fill(struct tcache *tc, unsigned sc)
@@ -419,7 +444,13 @@ tcache_fill(struct tcache *tc, unsigned sc)
 void *
 tcache_alloc_slow(struct tcache *tc, unsigned sc)
 {
-	if (tcache_fill(tc, sc) == 0)
+	unsigned got;
+
+	zp_lock(&tc->lock);
+	bin_attach(tc, sc);
+	got = tcache_fill(tc, sc);
+	zp_unlock(&tc->lock);
+	if (got == 0)
 		return NULL;
 	zp_stat_inc(tc->cls[sc].nr_alloc_slow);
 	return tcache_alloc(tc, sc);
@@ -434,26 +465,36 @@ zero_slab(struct tcache *tc, unsigned sc)
 	if (s == NULL)
 		s = get_slab(tc, sc);
 	if (s != NULL && (s->flags & SLAB_ZERO) &&
-	    s->nr_carved < slab_class[sc].nr_objs)
+	    s->nr_carved < slab_nr_objs(s))
 		return s;
 	return NULL;
 }
 
+/* calloc with an empty bin: an untouched object of a zero slab needs no
+ * clearing (and its pages stay the zero page until the program writes
+ * them); otherwise a refill, and only the bytes asked for are cleared. */
 void *
-tcache_alloc_zero(struct tcache *tc, unsigned sc)
+tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 {
 	struct tbin *b = &tc->bins[sc];
-	struct slab *s;
+	struct slab *s = NULL;
 	void *p;
 
-	if (b->cur == b->base && (s = zero_slab(tc, sc)) != NULL) {
+	zp_lock(&tc->lock);
+	bin_attach(tc, sc);
+	if (b->cur == b->base)
+		s = zero_slab(tc, sc);
+	if (s != NULL) {
+		p = slab_bump(s);
+		zp_unlock(&tc->lock);
 		zp_stat_inc(tc->cls[sc].nr_bump);
 		zp_stat_inc(tc->cls[sc].nr_alloc_slow);
-		return slab_bump(s);
+		return p;
 	}
+	zp_unlock(&tc->lock);
 	p = tcache_alloc(tc, sc);
 	if (p != NULL)
-		memset(p, 0, slab_class[sc].size);
+		memset(p, 0, n);
 	return p;
 }
 
@@ -470,8 +511,7 @@ bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		uintptr_t a = (uintptr_t)b->base[i];
 
-		give_back(tc, (void *)a, slab_of(page_head(page_lookup(
-			(void *)a))));
+		give_back(tc, (void *)a, slab_of_ptr(a));
 	}
 	memmove(b->base, b->base + n, (have - n) * sizeof(void *));
 	b->cur -= n;
@@ -485,16 +525,22 @@ tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
 	struct tbin *b = &tc->bins[sc];
 	uintptr_t a = (uintptr_t)p;
 
+	zp_lock(&tc->lock);
+	bin_attach(tc, sc);
 	if (slab_looks_free(s, a)) {
 		for (void **q = b->base; q < b->cur; q++)
 			if (*q == p)
 				slab_double_free(p);
 		if (mail_holds(tc, a))
 			slab_double_free(p);
-		slab_free_check_slow(s, p);
+		/* Its lists are ours to walk only while it is ours. */
+		if (slab_owner(s) != tc)
+			slab_double_free(p);
+		slab_free_check_slow(slab_head(s), p);
 	}
 	if (b->cur == b->end)
 		bin_flush(tc, sc, (unsigned)(b->end - b->base + 1) / 2);
+	zp_unlock(&tc->lock);
 	*(uintptr_t *)p = slab_encode(a, a);
 	*b->cur++ = p;
 	zp_stat_inc(b->nr_free_local);
@@ -511,12 +557,12 @@ park(struct tcache *tc, struct slab *s)
 
 	/* Ordered before the CAS by its release: once PARKED is visible a
 	 * rescuer may hand s to its cache at once. */
-	__atomic_store_n(&s->owner, SLAB_UNOWNED, __ATOMIC_RELAXED);
+	slab_set_owner(s, SLAB_UNOWNED);
 	if (__atomic_compare_exchange_n(&s->remote, &expect, SLAB_PARKED,
 					false, __ATOMIC_RELEASE,
 					__ATOMIC_RELAXED))
 		return true;
-	__atomic_store_n(&s->owner, tc, __ATOMIC_RELAXED);
+	slab_set_owner(s, tc);
 	return false;
 }
 
@@ -551,10 +597,17 @@ settle_list(struct slab *s)
 		slab_settle(s);
 }
 
-void
-tcache_flush(struct tcache *tc)
+/*
+ * Gives up every slab tc holds (tc->lock held). The bins are the owner's
+ * alone: with_bins only when the owner itself calls, and then the remote
+ * chains go out too. Another thread's bins keep their objects; their
+ * slabs count them as in use until the owner gives them back.
+ */
+static void
+give_up(struct tcache *tc, bool with_bins)
 {
-	rbatch_flush_all(tc);
+	if (with_bins)
+		rbatch_flush_all(tc);
 	/* No post in flight and none to come: then the mailbox is final. */
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		settle_list(tc->cls[sc].partial);
@@ -568,7 +621,7 @@ tcache_flush(struct tcache *tc)
 		struct tclass *k = &tc->cls[sc];
 		struct slab *orphans = NULL, *empties = NULL;
 
-		if (b->cur != b->base)
+		if (with_bins && b->cur != b->base)
 			bin_flush(tc, sc, (unsigned)(b->cur - b->base));
 		while (k->partial != NULL)
 			release(tc, k->partial, &orphans, &empties);
@@ -583,8 +636,37 @@ tcache_flush(struct tcache *tc)
 }
 
 void
+tcache_flush(struct tcache *tc)
+{
+	zp_lock(&tc->lock);
+	give_up(tc, /* with_bins */ true);
+	zp_unlock(&tc->lock);
+}
+
+void
+tcache_trim_others(struct tcache *self)
+{
+	zp_lock(&registry_lock);
+	for (struct tcache *tc = registry_head; tc; tc = tc->reg_next) {
+		if (tc == self)
+			continue;
+		zp_lock(&tc->lock);
+		give_up(tc, /* with_bins */ false);
+		if (tc->pcp)
+			pcp_drain(tc->pcp);
+		zp_unlock(&tc->lock);
+	}
+	zp_unlock(&registry_lock);
+}
+
+void
 tcache_postfork_child(struct tcache *tc)
 {
+	/* The only thread left: a fork from a signal handler may have
+	 * interrupted its own slow path. */
+	zp_lock_postfork_child(&tc->lock);
+	tc->reg_next = tc->reg_prev = NULL;
+	registry_head = tc;
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		struct slab *lists[2] = { tc->cls[sc].partial,
 					  tc->cls[sc].full };
@@ -656,6 +738,7 @@ fold_stats_locked(struct tcache *tc)
 	exited_paths.nr_flush += tc->nr_flush;
 	exited_paths.nr_new += tc->nr_new;
 	exited_paths.nr_mail += tc->nr_mail;
+	exited_paths.nr_adopt += tc->nr_adopt;
 }
 
 void
@@ -708,6 +791,7 @@ tcache_path_stats(struct tcache_path_stats *out)
 		out->nr_flush += rd(&tc->nr_flush);
 		out->nr_new += rd(&tc->nr_new);
 		out->nr_mail += rd(&tc->nr_mail);
+		out->nr_adopt += rd(&tc->nr_adopt);
 	}
 	zp_unlock(&registry_lock);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
@@ -735,4 +819,9 @@ void
 tcache_registry_postfork_child(void)
 {
 	zp_lock_postfork_child(&registry_lock);
+	/* The other threads are gone, their caches with whatever state
+	 * their slow paths were in: nothing may lock or walk them again
+	 * (their slabs stay with them; the child rarely lives long).
+	 * tcache_postfork_child puts the forking thread's back. */
+	registry_head = NULL;
 }

@@ -16,14 +16,16 @@
  * Fast paths (x86-64), no calls and no register saves:
  *   alloc: load the bin's top and bottom, compare, load the pointer,
  *          store the top, clear the object's first word.
- *   free:  index check (mask, multiply, compare), compare the owner,
- *          decode the first word and test it for a free object's self
- *          link, compare the top with the end, store the self link, store
- *          the pointer and the top, count the free.
+ *   free:  one descriptor (the page's: class, owner, geometry), index
+ *          check (mask, multiply, compare), compare the owner, decode the
+ *          first word and test it for a free object's self link, compare
+ *          the top with the end, store the self link, store the pointer
+ *          and the top, count the free (in the bin's own line).
  */
 #ifndef ZP_SLAB_TCACHE_H
 #define ZP_SLAB_TCACHE_H
 
+#include "base/lock.h"
 #include "page/pcp.h"
 #include "slab/sizeclass.h"
 #include "slab/slab.h"
@@ -31,6 +33,13 @@
 /* Room for every class's bin_cap (slab_boot checks the sum). */
 #define TCACHE_SLOTS	4096
 
+/*
+ * A bin's stack. All three pointers are NULL until the thread first uses
+ * the class: the fast paths then see an empty (malloc) and a full (free)
+ * bin and take the slow path, which gives the bin its slots. Slots are
+ * handed out in order of first use, so a thread that uses three classes
+ * touches one page of slots, not the whole array.
+ */
 struct tbin {
 	void **cur;			/* top of the stack: next free slot */
 	void **base;			/* cur == base: empty */
@@ -38,30 +47,41 @@ struct tbin {
 	uint64_t nr_free_local;		/* stats: frees pushed here */
 };
 
-/* The thread's slabs of one class and its cold counters (owner only). */
+/* The thread's slabs of one class and its cold counters (owner, under
+ * tc->lock). */
 struct tclass {
 	struct slab *partial;		/* something to give: refills use */
 	struct slab *full;		/* nothing local: DELAYED or posted */
 	struct slab *spare;		/* one empty slab kept back */
 	/* Remote frees into one other thread's slab, chained here and
-	 * pushed with one CAS when the slab changes or the chain is long. */
+	 * pushed with one CAS when the slab changes or the chain is long
+	 * (owner only, no lock: the remote free path). */
 	struct slab *rslab;
 	uintptr_t rhead, rtail;
 	unsigned nr_rfree;
+	unsigned nr_slabs;		/* slabs ever taken: the first is small */
 	/* Stats: objects into the bin by refills and out by flushes, so
 	 * that allocations need no counter of their own (see tcache.c). */
 	uint64_t nr_refilled, nr_flushed, nr_bump;
 	uint64_t nr_alloc_slow, nr_free_remote;
 };
 
+/*
+ * The fast paths touch only bins[] (and the objects). Everything else -
+ * the slab lists, the page cache, the mailbox drain - happens under
+ * `lock`, which the owner takes in its slow paths and another thread
+ * takes to give the owner's memory back (malloc_trim) without its help.
+ */
 struct tcache {
 	struct tbin bins[SC_NR];
-	struct pcp_set *pcp;		/* the thread's page cache */
-	struct tclass cls[SC_NR];
-	uint64_t rbatch_mask;		/* classes with a remote chain */
+	struct pcp_set *pcp;		/* the thread's page cache (lock) */
+	struct zp_lock lock;		/* the slow paths; see above */
+	unsigned nr_slots_used;		/* slots handed to bins (lock) */
 	bool is_flushing;		/* tcache_flush is giving slabs up */
-	uint64_t nr_refill, nr_flush, nr_new, nr_mail;	/* stats */
+	uint64_t rbatch_mask;		/* classes with a remote chain */
+	uint64_t nr_refill, nr_flush, nr_new, nr_mail, nr_adopt; /* stats */
 	struct tcache *reg_next, *reg_prev;	/* registry_lock */
+	struct tclass cls[SC_NR];
 	/* Objects remote freers posted to tell this thread that a full
 	 * slab of its has room (see slab.h, SLAB_DELAYED). Written by
 	 * other threads: a line of its own. */
@@ -69,20 +89,38 @@ struct tcache {
 	void *slots[TCACHE_SLOTS] zp_cacheline_aligned;
 };
 
+/* tc's memory must read as zero (fresh pages, or cleared by the
+ * caller): nothing in it is written until the thread uses it. A cache
+ * that went through tcache_fini may be initialised again as it is. */
 void tcache_init(struct tcache *tc, struct pcp_set *pcp);
 /* Thread exit: every held slab goes to its cache (orphans keep working
- * for frees from any thread). May free pages into tc->pcp: drain that
- * after. */
+ * for frees from any thread, and the next thread to need a slab of the
+ * class adopts them). May free pages into tc->pcp: drain that after. */
 void tcache_fini(struct tcache *tc);
 /* Gives up every held slab but keeps tc usable (malloc_trim). */
 void tcache_flush(struct tcache *tc);
+/* malloc_trim from another thread: every live thread but the caller
+ * gives up its slabs and drains its page cache, its bins untouched. */
+void tcache_trim_others(struct tcache *self);
+/* The owner's slow-path lock, for the malloc layer's page-cache calls. */
+static inline void
+tcache_lock(struct tcache *tc)
+{
+	zp_lock(&tc->lock);
+}
+
+static inline void
+tcache_unlock(struct tcache *tc)
+{
+	zp_unlock(&tc->lock);
+}
 
 void *tcache_alloc_slow(struct tcache *tc, unsigned sc);
 void tcache_free_slow(struct tcache *tc, void *p, struct slab *s);
 void tcache_free_remote(struct tcache *tc, void *p, struct slab *s);
 /* calloc: zeroed object; no memset when it comes untouched from a zero
  * slab. NULL when the zone is out of memory. */
-void *tcache_alloc_zero(struct tcache *tc, unsigned sc);
+void *tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n);
 
 static zp_always_inline void *
 tcache_alloc(struct tcache *tc, unsigned sc)
@@ -101,17 +139,25 @@ tcache_alloc(struct tcache *tc, unsigned sc)
 	return tcache_alloc_slow(tc, sc);
 }
 
-/* Free of a slab object; tc may be NULL (no thread state): remote path. */
+/*
+ * Free of a slab object, given the descriptor of the page p lies in (any
+ * page of the slab: each carries the facts read here); tc may be NULL (no
+ * thread state): remote path. The owner is read racily: a free that sees
+ * its own thread in a slab another thread is just taking away still only
+ * pushes the object into its own bin, and the bin's objects go back to
+ * their slabs under tc->lock, which checks the owner again.
+ */
 static zp_always_inline void
-tcache_free(struct tcache *tc, void *p, struct page *slab_head)
+tcache_free(struct tcache *tc, void *p, struct page *pg)
 {
-	struct slab *s = slab_of(slab_head);
+	struct slab *s = slab_of(pg);
 	uintptr_t a = (uintptr_t)p;
 	/* Read before the owner: the compiler does not move plain loads
 	 * across an atomic one. */
+	uint32_t mask = s->mask;
 	size_t sc = s->sc;
 
-	if (zp_unlikely(!slab_is_start(sc, a)))
+	if (zp_unlikely(!slab_is_start(s, a)))
 		slab_invalid_free(p);
 	if (zp_likely(slab_owner(s) == tc)) {
 		struct tbin *b = &tc->bins[sc];
@@ -120,7 +166,7 @@ tcache_free(struct tcache *tc, void *p, struct page *slab_head)
 
 		/* Tail calls, so the fast path saves no registers. */
 		if (zp_unlikely(slab_word_is_link(*(uintptr_t *)p ^ k, a,
-						  slab_class[sc].mask) |
+						  mask) |
 				(cur == b->end)))
 			return tcache_free_slow(tc, p, s);
 		*(uintptr_t *)p = a ^ k;
@@ -138,7 +184,7 @@ struct tcache_class_stats {
 };
 void tcache_class_stats(unsigned sc, struct tcache_class_stats *out);
 struct tcache_path_stats {
-	uint64_t nr_threads, nr_refill, nr_flush, nr_new, nr_mail;
+	uint64_t nr_threads, nr_refill, nr_flush, nr_new, nr_mail, nr_adopt;
 	uint64_t nr_reuse, nr_orphan, nr_rescue;
 };
 void tcache_path_stats(struct tcache_path_stats *out);
@@ -147,8 +193,9 @@ void tcache_path_stats(struct tcache_path_stats *out);
 void tcache_registry_prefork(void);
 void tcache_registry_postfork_parent(void);
 void tcache_registry_postfork_child(void);
-/* Fork child, for the forking thread's cache: a freer that was posting
- * to it in another thread is gone and will never finish. */
+/* Fork child, for the forking thread's cache: it is the registry's only
+ * one now, and a freer that was posting to it in another thread is gone
+ * and will never finish. */
 void tcache_postfork_child(struct tcache *tc);
 
 /* --- the rest of the slab layer's public API --------------------------- */

@@ -25,7 +25,7 @@ Test(init, boot_is_idempotent_and_creates_one_state_per_thread)
 	ts = init_tstate();
 	cr_assert_not_null(ts);
 	cr_assert_eq(init_tstate(), ts);
-	cr_assert_eq(alloc_tls, ts);
+	cr_assert_eq(alloc_tls, &ts->tc);
 	cr_assert_eq(page_head(page_lookup(ts))->kind, PAGE_META);
 }
 

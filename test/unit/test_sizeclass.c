@@ -86,23 +86,35 @@ Test(sizeclass, slab_geometry_bounds_tail_waste)
 	}
 }
 
-/* free()'s pointer check: every offset of a slab, against plain modulo. */
+/* free()'s pointer check: every offset of a slab, against plain modulo,
+ * for a class's usual slab and for a thread's small first one. */
 Test(sizeclass, object_start_check_is_exact_at_every_offset)
 {
 	slab_boot(12345);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		const struct slab_class *c = &slab_class[sc];
+		unsigned orders[2] = { c->order, c->first_order };
 		/* Any slab base: only the offset inside the slab counts. */
 		uintptr_t base = (uintptr_t)0x7f1200000000ull;
 
-		CHECK_OP((size_t)c->mask + 1, ==, ZP_PAGE_SIZE << c->order);
-		for (uintptr_t off = 0; off <= c->mask; off++) {
-			bool want = off % c->size == 0 &&
-				    off / c->size < c->nr_objs;
+		CHECK_OP(c->first_order, <=, c->order);
+		CHECK_OP(ZP_PAGE_SIZE << c->first_order, >=, c->size);
+		for (unsigned i = 0; i < 2; i++) {
+			struct slab s = { 0 };
+			size_t nr = (ZP_PAGE_SIZE << orders[i]) / c->size;
 
-			CHECK_OP(slab_is_start(sc, base + off), ==, want,
-				 "class %u offset %lu", sc,
-				 (unsigned long)off);
+			slab_set_geometry(&s, sc, orders[i]);
+			CHECK_OP((size_t)s.mask + 1, ==,
+				 ZP_PAGE_SIZE << orders[i]);
+			CHECK_OP(s.sc, ==, sc);
+			for (uintptr_t off = 0; off <= s.mask; off++) {
+				bool want = off % c->size == 0 &&
+					    off / c->size < nr;
+
+				CHECK_OP(slab_is_start(&s, base + off), ==,
+					 want, "class %u order %u offset %lu",
+					 sc, orders[i], (unsigned long)off);
+			}
 		}
 	}
 }

@@ -205,7 +205,7 @@ Test(slab, calloc_path_zeroes_dirty_objects)
 	for (int i = 0; i < 64; i++)
 		xfree(&tc, v[i]);
 	for (int i = 0; i < 64; i++) {
-		unsigned char *p = tcache_alloc_zero(&tc, sc);
+		unsigned char *p = tcache_alloc_zero(&tc, sc, sizeclass_size(sc));
 
 		for (size_t j = 0; j < size; j++)
 			CHECK_OP(p[j], ==, 0, "byte %zu of %p", j, p);
@@ -218,7 +218,7 @@ Test(slab, calloc_path_zeroes_dirty_objects)
 	give_back_all();
 	tcache_init(&tc, &pcp);
 	for (int i = 0; i < 200; i++) {
-		unsigned char *p = tcache_alloc_zero(&tc, sc);
+		unsigned char *p = tcache_alloc_zero(&tc, sc, sizeclass_size(sc));
 
 		for (size_t j = 0; j < size; j++)
 			CHECK_OP(p[j], ==, 0, "byte %zu of %p", j, p);
@@ -231,7 +231,7 @@ Test(slab, fresh_zero_slab_serves_calloc_without_writes)
 	 * so calloc objects come from the uncarved part untouched. */
 	unsigned sc = sizeclass_of(5000);
 	size_t size = sizeclass_size(sc);
-	unsigned char *p = tcache_alloc_zero(&tc, sc);
+	unsigned char *p = tcache_alloc_zero(&tc, sc, sizeclass_size(sc));
 	struct slab *s = slab_of(head_of(p));
 
 	for (size_t j = 0; j < size; j++)
@@ -357,7 +357,7 @@ Test(slab, random_mix_matches_shadow_model)
 
 			o->sc = sc;
 			o->seed = (uint32_t)(x >> 40);
-			o->p = (x >> 33) & 1 ? tcache_alloc_zero(&tc, sc)
+			o->p = (x >> 33) & 1 ? tcache_alloc_zero(&tc, sc, sizeclass_size(sc))
 					     : tcache_alloc(&tc, sc);
 			CHECK((o->p) != NULL, "o->p is NULL");
 			for (size_t j = 0; j < size; j += 7)

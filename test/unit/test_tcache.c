@@ -44,6 +44,7 @@ TestSuite(tcache, .init = setup);
 static void
 ts_init(struct tstate *ts)
 {
+	memset(ts, 0, sizeof(*ts));
 	pcp_init(&ts->pcp, 0);
 	tcache_init(&ts->tc, &ts->pcp);
 }
@@ -243,37 +244,47 @@ Test(tcache, orphans_survive_exit_and_are_freed_by_others)
 	CHECK_OP(used_pages(), ==, before, "orphaned slabs leaked");
 }
 
-/* Lines an object of sz bytes at p touches, as [first, last]. */
 static bool
-lines_meet(uintptr_t p, size_t psz, uintptr_t q, size_t qsz)
+overlaps(uintptr_t p, size_t psz, uintptr_t q, size_t qsz)
 {
-	return p / ZP_CACHELINE <= (q + qsz - 1) / ZP_CACHELINE &&
-	       q / ZP_CACHELINE <= (p + psz - 1) / ZP_CACHELINE;
+	return p < q + qsz && q < p + psz;
 }
 
-Test(tcache, orphans_with_live_objects_are_not_shared)
+/* Objects that outlive their thread must not each pin a slab: the next
+ * thread to allocate in those classes takes the orphans' free objects
+ * before it carves a new slab, and never hands out a live one. */
+Test(tcache, orphans_with_free_objects_are_adopted)
 {
-	enum { MINE = 3000 };
+	enum { MINE = 40 };
 	static void *mine[MINE];
+	struct zp_slab_info si;
+	uint64_t slabs[10];
 	struct tstate me;
 	pthread_t t;
 
 	pthread_create(&t, NULL, allocate_and_exit, NULL);
 	pthread_join(t, NULL);
-	/* The dead thread's objects may be written by whoever has them
-	 * now: none of this thread's objects may share a line with one. */
+	for (unsigned sc = 0; sc < 10; sc++) {
+		slab_info(sc, &si);
+		slabs[sc] = si.total_slabs;
+	}
 	ts_init(&me);
 	for (unsigned i = 0; i < MINE; i++)
 		mine[i] = tcache_alloc(&me.tc, i % 10);
+	for (unsigned sc = 0; sc < 10; sc++) {
+		slab_info(sc, &si);
+		CHECK_OP(si.total_slabs, ==, slabs[sc],
+			 "class %u carved a slab with orphans to adopt", sc);
+	}
 	for (unsigned i = 0; i < MINE; i++) {
 		size_t msz = sizeclass_size(i % 10);
 
 		for (unsigned j = 0; j < ORPHANS; j++)
 			CHECK(orphan[j] == NULL ||
-			      !lines_meet((uintptr_t)mine[i], msz,
-					  (uintptr_t)orphan[j],
-					  sizeclass_size(j % 10)),
-			      "%p shares a line with orphan %p", mine[i],
+			      !overlaps((uintptr_t)mine[i], msz,
+					(uintptr_t)orphan[j],
+					sizeclass_size(j % 10)),
+			      "%p overlaps live orphan %p", mine[i],
 			      orphan[j]);
 	}
 }
