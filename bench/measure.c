@@ -11,7 +11,8 @@
  *
  * The peak is read exactly once more at the end: the kernel keeps the
  * counters behind ru_maxrss per CPU and folds them in lazily, so
- * ru_maxrss can miss the last 100-300 KiB. The helper traces the program
+ * ru_maxrss can miss the last pages (/bin/true: 88 KiB of 1128 under
+ * glibc, 144 KiB of 1432 under zpmalloc). The helper traces the program
  * (exit events only: no system call is stopped) and reads its VmHWM in
  * /proc when its main thread stops on the way out, with every page still
  * mapped; the reported peak is the larger of the two.
@@ -27,8 +28,8 @@
  * Usage: measure OUTFILE PROGRAM [ARGS...]
  * OUTFILE gets "key value" lines: status (wait status), wall_ns, utime_us,
  * stime_us, maxrss_kib (wait4's), exit_hwm_kib (VmHWM at the exit stop,
- * 0 if the main thread never stopped there), minflt. Exits 0 when the program ran (whatever
- * its status), 127 when it could not be started.
+ * 0 if the main thread never stopped there), minflt. Exits 0 when the
+ * program ran (whatever its status), 127 when it could not be started.
  */
 #include <errno.h>
 #include <stdio.h>
