@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench.h"
 #include "os/os.h"
 #include "page/zone.h"
 
@@ -23,16 +24,6 @@ struct run {
 	uint64_t refills;
 };
 
-static uint64_t
-next_random(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
 /* Order 0 half the time, 1 a quarter, 2 an eighth, 3 and 4 the rest. */
 static unsigned
@@ -46,7 +37,7 @@ churn(struct run *r, struct pcp_set *pcp, struct page **slots,
       unsigned long ops)
 {
 	for (unsigned long i = 0; i < ops; i++) {
-		uint64_t x = next_random(&r->seed);
+		uint64_t x = rng_next(&r->seed);
 		struct page **s = &slots[(x >> 8) % SLOTS];
 
 		if (*s) {

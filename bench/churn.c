@@ -6,6 +6,8 @@
  *
  * Usage: churn [threads=1] [steps_per_thread=50000000] [slots=4096]
  *              [max_size=512]
+ * threads=0 runs one worker in the main thread and starts no thread (a
+ * small single-threaded program).
  * Prints ops_per_sec (malloc+free pairs per second over all threads) and a
  * checksum that depends on neither the allocator nor the scheduling.
  */
@@ -15,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "bench.h"
 
 struct worker {
 	pthread_t thread;
@@ -26,26 +30,6 @@ struct worker {
 static long nr_steps = 50000000;
 static long nr_slots = 4096;
 static long max_size = 512;
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint64_t
-rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
 static size_t
 pick_size(uint64_t r)
@@ -99,6 +83,7 @@ int
 main(int argc, char **argv)
 {
 	long nr_threads = argc > 1 ? atol(argv[1]) : 1;
+	long nr_workers = nr_threads ? nr_threads : 1;
 	struct worker *w;
 	uint64_t sum = 0;
 	double t0, t1;
@@ -109,28 +94,30 @@ main(int argc, char **argv)
 		nr_slots = atol(argv[3]);
 	if (argc > 4)
 		max_size = atol(argv[4]);
-	if (nr_threads < 1 || nr_steps < 1 || nr_slots < 1 || max_size < 8) {
+	if (nr_threads < 0 || nr_steps < 1 || nr_slots < 1 || max_size < 8) {
 		fprintf(stderr, "usage: churn [threads] [steps] [slots] "
 			"[max_size>=8]\n");
 		return 2;
 	}
-	w = calloc(nr_threads, sizeof(*w));
+	w = calloc(nr_workers, sizeof(*w));
 	if (!w)
 		return 1;
 	t0 = now_s();
+	if (!nr_threads)
+		work(&w[0]);
 	for (long i = 0; i < nr_threads; i++) {
 		w[i].id = (unsigned)i;
 		if (pthread_create(&w[i].thread, NULL, work, &w[i]))
 			return 1;
 	}
-	for (long i = 0; i < nr_threads; i++) {
+	for (long i = 0; i < nr_threads; i++)
 		pthread_join(w[i].thread, NULL);
+	for (long i = 0; i < nr_workers; i++)
 		sum += w[i].checksum;
-	}
 	t1 = now_s();
 	printf("workload churn\nthreads %ld\nops %ld\n", nr_threads,
-	       nr_threads * nr_steps);
-	printf("ops_per_sec %.0f\n", nr_threads * nr_steps / (t1 - t0));
+	       nr_workers * nr_steps);
+	printf("ops_per_sec %.0f\n", nr_workers * nr_steps / (t1 - t0));
 	printf("checksum %llu\n", (unsigned long long)sum);
 	free(w);
 	return 0;

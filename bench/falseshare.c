@@ -21,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
+
 #define LINE 64
 
 struct obj {
@@ -44,15 +46,6 @@ struct mark {
 
 static const size_t sizes[] = { 8, 16, 24, 32, 40, 48, 64, 96 };
 static long nr_objects = 20000;
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 alloc_one(struct obj *o, long i, unsigned owner)

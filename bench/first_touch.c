@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 enum { KIND_CALLOC, KIND_MMAP, KIND_NATIVE, NR_KINDS };
 
 static const char *const kind_name[NR_KINDS] = { "calloc", "mmap",
@@ -30,15 +32,6 @@ static const char *const kind_name[NR_KINDS] = { "calloc", "mmap",
 
 /* Not inlined into a known-zero allocation by the compiler. */
 static void *(*volatile clear)(void *, int, size_t) = memset;
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void *
 get_region(int kind, size_t size)

@@ -5,15 +5,35 @@
  * blocks are freed by a thread other than the one that allocated them,
  * and every round exercises thread start and exit.
  *
+ * The same source built as C++ (larson_cxx.cc) takes its blocks from
+ * operator new and gives them back through sized operator delete, as C++
+ * servers do; the C build uses malloc and free.
+ *
  * Usage: larson [threads=2] [rounds=40] [ops_per_round=1000000]
  *               [slots=2000] [min_size=16] [max_size=1024]
- * Prints ops_per_sec and a checksum independent of allocator and timing.
+ * Prints ops_per_sec and a checksum independent of allocator and timing
+ * (the same for both builds).
  */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "bench.h"
+
+#ifdef __cplusplus
+#include <new>
+#define WORKLOAD "larson_cxx"
+#define obj_alloc(n) static_cast<unsigned char *>(::operator new(n))
+#define obj_free(p, n) ::operator delete(p, n)
+#define cast(type, v) static_cast<type>(v)
+#else
+#define WORKLOAD "larson"
+#define obj_alloc(n) malloc(n)
+#define obj_free(p, n) free(p)
+#define cast(type, v) (v)
+#endif
 
 struct table {
 	unsigned char **obj;
@@ -28,32 +48,12 @@ static long nr_ops = 1000000;
 static long nr_slots = 2000;
 static long min_size = 16, max_size = 1024;
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint64_t
-rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
 static unsigned char *
 make(struct table *t, long k)
 {
 	size_t n = min_size + rng_next(&t->seed) %
 		   (uint64_t)(max_size - min_size + 1);
-	unsigned char *p = malloc(n);
+	unsigned char *p = obj_alloc(n);
 
 	if (!p)
 		abort();
@@ -66,14 +66,14 @@ make(struct table *t, long k)
 static void *
 round_work(void *arg)
 {
-	struct table *t = arg;
+	struct table *t = cast(struct table *, arg);
 
 	for (long i = 0; i < nr_ops; i++) {
 		long k = (long)(rng_next(&t->seed) % (uint64_t)nr_slots);
 		unsigned char *p = t->obj[k];
 
 		t->checksum += p[0] + p[t->len[k] - 1];
-		free(p);
+		obj_free(p, t->len[k]);
 		t->obj[k] = make(t, k);
 	}
 	return NULL;
@@ -102,14 +102,16 @@ main(int argc, char **argv)
 			"[slots] [min_size>=2] [max_size]\n");
 		return 2;
 	}
-	tab = calloc(nr_threads, sizeof(*tab));
+	tab = cast(struct table *, calloc(nr_threads, sizeof(*tab)));
 	if (!tab)
 		return 1;
 	t0 = now_s();
 	for (long i = 0; i < nr_threads; i++) {
 		tab[i].seed = 0x853c49e6748fea9bULL * (i + 1);
-		tab[i].obj = malloc(nr_slots * sizeof(*tab[i].obj));
-		tab[i].len = malloc(nr_slots * sizeof(*tab[i].len));
+		tab[i].obj = cast(unsigned char **,
+				  malloc(nr_slots * sizeof(*tab[i].obj)));
+		tab[i].len = cast(size_t *,
+				  malloc(nr_slots * sizeof(*tab[i].len)));
 		if (!tab[i].obj || !tab[i].len)
 			return 1;
 		for (long k = 0; k < nr_slots; k++)
@@ -127,13 +129,13 @@ main(int argc, char **argv)
 	}
 	for (long i = 0; i < nr_threads; i++) {
 		for (long k = 0; k < nr_slots; k++)
-			free(tab[i].obj[k]);
+			obj_free(tab[i].obj[k], tab[i].len[k]);
 		free(tab[i].obj);
 		free(tab[i].len);
 		sum += tab[i].checksum;
 	}
 	t1 = now_s();
-	printf("workload larson\nthreads %ld\nops %ld\n", nr_threads,
+	printf("workload " WORKLOAD "\nthreads %ld\nops %ld\n", nr_threads,
 	       nr_threads * nr_rounds * nr_ops);
 	printf("ops_per_sec %.0f\n",
 	       nr_threads * nr_rounds * nr_ops / (t1 - t0));

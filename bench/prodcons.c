@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench.h"
+
 #define RING_SIZE 4096
 
 struct ring {
@@ -29,26 +31,6 @@ struct ring {
 
 static long nr_messages = 5000000;
 static long max_size = 256;
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint64_t
-rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
 /* Spin briefly, then yield so an oversubscribed machine still progresses. */
 static void

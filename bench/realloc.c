@@ -15,31 +15,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
+
 struct buf {
 	unsigned char *p;
 	size_t len, target;
 	unsigned kind;
 };
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint64_t
-rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
 static size_t
 next_len(const struct buf *b, uint64_t r)

@@ -19,19 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static long
-rss_bytes(void)
-{
-	long size = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld %ld", &size, &resident) != 2)
-		resident = -1;
-	fclose(f);
-	return resident * sysconf(_SC_PAGESIZE);
-}
+#include "bench.h"
 
 /* Called through a volatile pointer so the compiler cannot turn malloc +
  * memset(0) into calloc: the point is memory the program zeroed itself. */
