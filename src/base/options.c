@@ -5,6 +5,7 @@
  *        the allocator, and zp_opt is read-only afterwards.
  * Path:  malloc_boot -> options_boot -> secure_getenv
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,27 +54,30 @@ static const struct opt_row rows[] = {
 	{ "ABORT_ON_FOREIGN", &zp_opt.abort_on_foreign, 0, 1 },
 };
 
-/* Decimal with an optional k/m/g suffix; false on anything else. */
+/* Decimal with an optional k/m/g suffix; false on anything else, and on
+ * a value that does not fit (checked before each step, so that no step
+ * can overflow). */
 static bool
 parse_long(const char *s, long *out)
 {
 	long v = 0;
+	unsigned shift = 0;
 
 	if (!*s)
 		return false;
 	for (; *s >= '0' && *s <= '9'; s++) {
-		if (v > (1L << 50))
+		if (v > (LONG_MAX - (*s - '0')) / 10)
 			return false;
 		v = v * 10 + (*s - '0');
 	}
 	switch (*s) {
-	case 'k': case 'K': v <<= 10, s++; break;
-	case 'm': case 'M': v <<= 20, s++; break;
-	case 'g': case 'G': v <<= 30, s++; break;
+	case 'k': case 'K': shift = 10, s++; break;
+	case 'm': case 'M': shift = 20, s++; break;
+	case 'g': case 'G': shift = 30, s++; break;
 	}
-	if (*s)
+	if (*s || v > (LONG_MAX >> shift))
 		return false;
-	*out = v;
+	*out = v << shift;
 	return true;
 }
 
@@ -118,6 +122,13 @@ read_special(void)
 		zp_opt.uffd = OPT_UFFD_OFF;
 	else if (s && strcmp(s, "auto") && strcmp(s, "1"))
 		log_msg("ZPMALLOC_UFFD=%s ignored (expected auto or 0)", s);
+}
+
+/* Test hook: the parser alone. */
+bool
+options_parse_long(const char *s, long *out)
+{
+	return parse_long(s, out);
 }
 
 void

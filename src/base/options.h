@@ -37,6 +37,10 @@ extern struct options zp_opt;
  * our own parsing allocate nothing. Setuid programs keep the defaults. */
 void options_boot(void);
 
+/* How option values are read: decimal with an optional k/m/g suffix;
+ * false when s is not one or does not fit in a long. */
+bool options_parse_long(const char *s, long *out);
+
 /* Prints one "ZPMALLOC_NAME=value" row per option (for stats output). */
 struct outbuf;
 void options_print(struct outbuf *o);

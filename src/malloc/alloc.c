@@ -555,8 +555,10 @@ aligned_route(struct tstate *ts, size_t align, size_t n)
 		p = aligned_slab(ts, align, n);
 	if (!p && n <= ZP_MAX_BLOCK && align <= ZP_MAX_BLOCK)
 		p = aligned_pages(ts, align, n, 0);
+	/* A mapping of its own even for size 0: glibc returns a unique
+	 * pointer for memalign(align, 0) however large align is. */
 	if (!p)
-		p = large_alloc(n, align, 0, -1, /* zero */ false);
+		p = large_alloc(ZP_MAX(n, 1), align, 0, -1, /* zero */ false);
 	return p;
 }
 

@@ -297,6 +297,27 @@ Test(conformance, every_power_of_two_alignment_up_to_1mib)
 	}
 }
 
+/* Size 0 with any alignment is a unique, aligned pointer, as glibc gives
+ * (alignments past the page allocator's largest block included). */
+Test(conformance, size_zero_with_large_alignments)
+{
+	memalign_fn fns[] = { via_posix_memalign, aligned_alloc, memalign };
+
+	for (size_t f = 0; f < 3; f++) {
+		for (size_t a = MiB; a <= 256 * MiB; a *= 4) {
+			void *p = fns[f](a, 0), *q = fns[f](a, 0);
+
+			cr_assert_not_null(p, "fn %zu align %zu", f, a);
+			cr_assert_not_null(q, "fn %zu align %zu", f, a);
+			cr_assert_neq(p, q);
+			cr_assert(is_aligned(p, a) && is_aligned(q, a),
+				  "fn %zu align %zu: %p %p", f, a, p, q);
+			free(p);
+			free(q);
+		}
+	}
+}
+
 Test(conformance, realloc_preserves_contents_across_every_boundary)
 {
 	size_t steps[] = { 1, 8, 100, 1000, 16384, 16385, 20000, 100000,
