@@ -2,7 +2,8 @@
  * alloc.c - the slow and uncommon paths of size routing.
  * Owns:  medium blocks (exact zone page runs, head kind PAGE_MEDIUM),
  *        aligned allocation, realloc, usable size, the foreign-pointer
- *        handoff, placement flags (zp_malloc_flags).
+ *        handoff, placement flags (zp_malloc_flags), the size checks of
+ *        sized frees.
  * Locks: none of its own; zone, slab and large.c lock inside.
  * Path:  malloc -> alloc_malloc (alloc.h) -> alloc_malloc_slow
  *        -> init_tstate_slow | medium_alloc -> zone_alloc_exact
@@ -292,6 +293,47 @@ alloc_free_slow(void *p)
 	foreign_ops()->free(p);
 }
 
+/* --- sized free ---------------------------------------------------------- */
+
+static zp_cold zp_noinline void
+bad_size(const char *call, size_t n, void *p)
+{
+	log_fatal("%s(): invalid size %zu for %p", call, n, p);
+}
+
+/*
+ * What the fast path left: a slab of another class (or a size no slab
+ * serves), a medium block, whose head keeps the bytes last asked for
+ * (realloc may have left it more pages than the size needs), a large
+ * block, mapped to whole pages, and pointers that are not ours. A size
+ * that passes goes the way free() goes.
+ */
+zp_noinline void
+alloc_free_sized_slow(void *p, size_t n, const char *call)
+{
+	struct page *pg = page_lookup(p);
+	size_t have;
+
+	if (pg) {
+		struct page *head = page_head(pg);
+
+		if ((head->kind == PAGE_SLAB &&
+		     (n > SC_MAX_SIZE ||
+		      slab_of(pg)->sc != sizeclass_of(n))) ||
+		    (head->kind == PAGE_MEDIUM && p == page_address(head) &&
+		     medium_request(head) != n))
+			bad_size(call, n, p);
+		alloc_free_slow(p);
+		return;
+	}
+	if (!p)
+		return;
+	have = large_usable_size(p);
+	if (have && have != zp_align_up(n, ZP_PAGE_SIZE))
+		bad_size(call, n, p);
+	alloc_free_slow(p);
+}
+
 /* --- usable size --------------------------------------------------------- */
 
 size_t
@@ -496,22 +538,30 @@ alloc_realloc(void *p, size_t n)
  * does not promise the layout, and a misplaced object just sends the
  * request on to pages.
  */
+static unsigned
+aligned_class(size_t align, size_t n)
+{
+	unsigned sc = sizeclass_of(n);
+
+	while (sc < SC_NR && sizeclass_size(sc) % align)
+		sc++;
+	return sc;
+}
+
 static void *
 aligned_slab(struct tstate *ts, size_t align, size_t n)
 {
-	for (unsigned sc = sizeclass_of(n); sc < SC_NR; sc++) {
-		void *p;
+	unsigned sc = aligned_class(align, n);
+	void *p;
 
-		if (sizeclass_size(sc) % align)
-			continue;
-		p = tcache_alloc(&ts->tc, sc);
-		if (p && ((uintptr_t)p & (align - 1))) {
-			alloc_free(p);
-			p = NULL;
-		}
-		return p;
+	if (sc == SC_NR)
+		return NULL;
+	p = tcache_alloc(&ts->tc, sc);
+	if (p && ((uintptr_t)p & (align - 1))) {
+		alloc_free(p);
+		p = NULL;
 	}
-	return NULL;
+	return p;
 }
 
 /*
@@ -584,6 +634,31 @@ alloc_aligned(size_t align, size_t n)
 		return alloc_oom();
 	errno = saved;
 	return p;
+}
+
+/* A slab object of (align, n) is of the class aligned_slab picks; pages
+ * and large blocks are checked as free_sized checks them. */
+void
+alloc_free_aligned_sized(void *p, size_t align, size_t n, const char *call)
+{
+	struct page *pg, *head;
+
+	if (align <= 16) {
+		alloc_free_sized(p, n, call);
+		return;
+	}
+	if (!zp_is_pow2(align) || ((uintptr_t)p & (align - 1)))
+		log_fatal("%s(): invalid alignment %zu for %p", call, align, p);
+	pg = page_lookup(p);
+	head = pg ? page_head(pg) : NULL;
+	if (!head || head->kind != PAGE_SLAB) {
+		alloc_free_sized_slow(p, n, call);
+		return;
+	}
+	if (n > SC_MAX_SIZE || align > ZP_PAGE_SIZE ||
+	    slab_of(pg)->sc != aligned_class(align, n))
+		bad_size(call, n, p);
+	tcache_free(alloc_tls, p, pg);
 }
 
 /* --- placement flags (zp_malloc_flags) ----------------------------------- */

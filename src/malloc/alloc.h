@@ -64,11 +64,17 @@ void alloc_set_foreign(const struct alloc_foreign_ops *ops);
 void *alloc_malloc_slow(size_t n);
 void *alloc_calloc_slow(size_t n);
 void alloc_free_slow(void *p);
+void alloc_free_sized_slow(void *p, size_t n, const char *call);
 void *alloc_oom(void);
 
 /* The remaining entry points of the shim (alloc.c). */
 void *alloc_realloc(void *p, size_t n);
 void *alloc_aligned(size_t align, size_t n);
+/* Free of a block alloc_aligned(align, n) returned; a wrong size or
+ * alignment (one that is not a power of two too) is fatal, reported as
+ * call's. */
+void alloc_free_aligned_sized(void *p, size_t align, size_t n,
+			      const char *call);
 size_t alloc_usable_size(const void *p);
 void *alloc_flags(size_t n, unsigned zp_flags);
 /* Drain the caller's caches and give free pages back; bytes released. */
@@ -138,6 +144,27 @@ alloc_free(void *p)
 		return;
 	}
 	alloc_free_slow(p);
+}
+
+/*
+ * free_sized and sized delete: n is what was asked for. The descriptor
+ * read anyway for the owner check has the slab's class, so the size saves
+ * no lookup; it costs a class compare off the critical path (the class of
+ * n does not wait for the descriptor), and a size of another class, or a
+ * medium or large block of another size (slow path), is fatal rather than
+ * a free into the wrong bin. call names the caller in that message.
+ */
+static inline void
+alloc_free_sized(void *p, size_t n, const char *call)
+{
+	struct page *pg = page_lookup_fast(p);
+
+	if (zp_likely(pg != NULL && pg->kind == PAGE_SLAB && n <= SC_MAX_SIZE &&
+		      slab_of(pg)->sc == sizeclass_of(n))) {
+		tcache_free(alloc_tls, p, pg);
+		return;
+	}
+	alloc_free_sized_slow(p, n, call);
 }
 
 #endif /* ZP_MALLOC_ALLOC_H */

@@ -197,19 +197,26 @@ malloc_usable_size(void *p)
 	return alloc_usable_size(p);
 }
 
+/* C23: size is what malloc, calloc or realloc was asked for. */
 ZP_EXPORT void
 free_sized(void *p, size_t size)
 {
-	(void)size;
-	alloc_free(p);
+	alloc_free_sized(p, size, "free_sized");
 }
 
+/* C23: align and size are what aligned_alloc was given; the alignment is
+ * taken the way memalign took it. */
 ZP_EXPORT void
 free_aligned_sized(void *p, size_t align, size_t size)
 {
-	(void)align;
-	(void)size;
-	alloc_free(p);
+	if (!p)
+		return;
+	if (align > SIZE_MAX / 2 + 1)
+		log_fatal("free_aligned_sized(): invalid alignment %zu for %p",
+			  align, p);
+	if (align > SHIM_MIN_ALIGN && !zp_is_pow2(align))
+		align = (size_t)1 << zp_order_ceil(align);
+	alloc_free_aligned_sized(p, align, size, "free_aligned_sized");
 }
 
 ZP_EXPORT void

@@ -138,5 +138,9 @@ void os_brk_range(uintptr_t *start, uintptr_t *end);
  * found without symbol interposition and without allocating; NULL if libc
  * is not loaded or lacks it. */
 void *os_libc_symbol(const char *name);
+/* The same for the first loaded library whose file name (without its
+ * directory) is dso, e.g. "libstdc++.so.6": never an interposed definition
+ * of name, so never ours. */
+void *os_dso_symbol(const char *dso, const char *name);
 
 #endif /* ZP_OS_OS_H */

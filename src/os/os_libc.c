@@ -1,11 +1,15 @@
 /*
- * os_libc.c - find glibc's own malloc entry points in libc.so.6.
+ * os_libc.c - find a loaded library's own definition of a function: glibc's
+ *             malloc entry points in libc.so.6, the C++ runtime's operator
+ *             new in libstdc++.so.6 or libc++abi.so.1.
  *
  * A preloaded allocator must hand pointers it never gave out back to the
- * allocator that did. Binding by symbol name cannot do that: our exports
- * are unversioned, so they also satisfy references to glibc's versioned
- * names, and dlsym may allocate. Instead we read libc.so.6's dynamic symbol
- * table the way the dynamic linker does (GNU hash, default version only).
+ * allocator that did, and a failed operator new to the runtime that knows
+ * the program's new-handler. Binding by symbol name cannot do that: our
+ * exports are unversioned, so they also satisfy references to the others'
+ * versioned names (a lookup would find us again), and dlsym may allocate.
+ * Instead we read that one library's dynamic symbol table the way the
+ * dynamic linker does (GNU hash, default version only).
  */
 #include <elf.h>
 #include <link.h>
@@ -13,12 +17,13 @@
 
 #include "os/os.h"
 
-struct libc_lookup {
+struct dso_lookup {
+	const char *dso;	/* file name without directory */
 	const char *name;
 	void *found;
 };
 
-struct libc_tables {
+struct dso_tables {
 	uintptr_t base;
 	const ElfW(Sym) *symtab;
 	const char *strtab;
@@ -27,12 +32,12 @@ struct libc_tables {
 };
 
 static bool
-is_libc(const char *path)
+is_dso(const char *path, const char *dso)
 {
 	const char *slash = strrchr(path, '/');
 	const char *base = slash ? slash + 1 : path;
 
-	return strcmp(base, "libc.so.6") == 0;
+	return strcmp(base, dso) == 0;
 }
 
 /* Some architectures leave .dynamic read-only and unrelocated. */
@@ -43,11 +48,11 @@ dyn_ptr(uintptr_t base, ElfW(Addr) v)
 }
 
 static bool
-read_tables(const struct dl_phdr_info *info, struct libc_tables *t)
+read_tables(const struct dl_phdr_info *info, struct dso_tables *t)
 {
 	const ElfW(Dyn) *dyn = NULL;
 
-	*t = (struct libc_tables){ .base = info->dlpi_addr };
+	*t = (struct dso_tables){ .base = info->dlpi_addr };
 	for (int i = 0; i < info->dlpi_phnum; i++)
 		if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
 			dyn = (const void *)(t->base + info->dlpi_phdr[i].p_vaddr);
@@ -77,7 +82,7 @@ gnu_hash(const char *s)
 }
 
 static bool
-sym_matches(const struct libc_tables *t, uint32_t idx, const char *name)
+sym_matches(const struct dso_tables *t, uint32_t idx, const char *name)
 {
 	const ElfW(Sym) *sym = &t->symtab[idx];
 
@@ -89,7 +94,7 @@ sym_matches(const struct libc_tables *t, uint32_t idx, const char *name)
 }
 
 static void *
-lookup(const struct libc_tables *t, const char *name)
+lookup(const struct dso_tables *t, const char *name)
 {
 	const uint32_t *h = t->gnu_hash;
 	uint32_t nbuckets = h[0], symoffset = h[1], bloom_words = h[2];
@@ -112,11 +117,11 @@ lookup(const struct libc_tables *t, const char *name)
 static int
 visit(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	struct libc_lookup *q = arg;
-	struct libc_tables t;
+	struct dso_lookup *q = arg;
+	struct dso_tables t;
 
 	(void)size;
-	if (!info->dlpi_name || !is_libc(info->dlpi_name))
+	if (!info->dlpi_name || !is_dso(info->dlpi_name, q->dso))
 		return 0;
 	if (read_tables(info, &t))
 		q->found = lookup(&t, q->name);
@@ -124,10 +129,16 @@ visit(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 void *
-os_libc_symbol(const char *name)
+os_dso_symbol(const char *dso, const char *name)
 {
-	struct libc_lookup q = { .name = name };
+	struct dso_lookup q = { .dso = dso, .name = name };
 
 	dl_iterate_phdr(visit, &q);
 	return q.found;
+}
+
+void *
+os_libc_symbol(const char *name)
+{
+	return os_dso_symbol("libc.so.6", name);
 }

@@ -577,7 +577,10 @@ Test(conformance, blocks_from_glibcs_own_malloc_stay_usable)
 }
 
 /* C23's free_sized and free_aligned_sized are newer than glibc 2.36; where
- * the loaded allocator has them they must free what they are given. */
+ * the loaded allocator has them they must free what they are given: the
+ * size malloc, calloc or realloc was last asked for, the alignment and
+ * size aligned_alloc was given (glibc 2.36's aligned_alloc, which rounds
+ * an alignment up to a power of two). */
 Test(conformance, sized_frees_where_available)
 {
 	void (*fs)(void *, size_t) =
@@ -585,14 +588,29 @@ Test(conformance, sized_frees_where_available)
 	void (*fas)(void *, size_t, size_t) =
 		(void (*)(void *, size_t, size_t))dlsym(RTLD_DEFAULT,
 							"free_aligned_sized");
+	size_t aligns[] = { 1, 8, 16, 24, 32, 48, 64, 100, 4096, 65536,
+			    MiB };
 
 	if (!fs || !fas)
 		cr_skip_test("free_sized not provided by this allocator");
 	for (int i = 0; i < 1000; i++) {
 		size_t n = (size_t)(i * 131) % 100000 + 1;
+		unsigned char *p, *q;
 
 		fs(malloc(n), n);
-		fas(aligned_alloc(64, n), 64, n);
+		fs(calloc(i % 7 + 1, n), (i % 7 + 1) * n);
+		p = malloc(n);
+		fill(p, n, 3);
+		q = realloc(p, n * 3 / 2 + 1);
+		cr_assert(check(q, n, 3));
+		q = realloc(q, n / 2 + 1);
+		fs(q, n / 2 + 1);
+		for (size_t a = 0; a < sizeof(aligns) / sizeof(aligns[0]); a++)
+			fas(aligned_alloc(aligns[a], n), aligns[a], n);
 	}
+	fs(malloc(9 * MiB), 9 * MiB);
+	fas(aligned_alloc(64, 9 * MiB), 64, 9 * MiB);
 	fs(NULL, 0);
+	fs(NULL, 100);
+	fas(NULL, 64, 100);
 }

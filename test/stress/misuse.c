@@ -2,11 +2,17 @@
  * misuse.c - one heap misuse per run, named by argv[1].
  *
  * check_misuse.sh runs every case in its own process under LD_PRELOAD and
- * expects SIGABRT with one "zpmalloc: free(): ..." or "zpmalloc:
- * realloc(): ..." line on stderr. A case the allocator lets through prints
+ * expects SIGABRT with one "zpmalloc: <call>(): ..." line on stderr (free,
+ * realloc, or for a wrong size free_sized, free_aligned_sized, operator
+ * delete, operator delete[]). A case the allocator lets through prints
  * "survived" and exits 0, which the script reports as a miss.
  * `misuse --list` prints "<case> <call>" for each case.
+ *
+ * The sized frees are not in glibc 2.36 and the C++ operators are not in
+ * a C program: both are found with dlsym, so they are the preloaded
+ * allocator's (on glibc alone those cases fail: a miss).
  */
+#include <dlfcn.h>
 #include <malloc.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -93,6 +99,72 @@ static void c_realloc_interior(void)
 	sink = realloc(opaque(p + 32), 400);
 }
 
+/* --- sized frees with the wrong size -------------------------------------- */
+
+typedef void sized_fn(void *, size_t);
+typedef void aligned_sized_fn(void *, size_t, size_t);
+typedef void *new_fn(size_t);
+typedef void *new_aligned_fn(size_t, size_t);
+typedef void delete_aligned_sized_fn(void *, size_t, size_t);
+
+static void *
+sym(const char *name)
+{
+	void *fn = dlsym(RTLD_DEFAULT, name);
+
+	if (!fn)
+		fail("misuse: %s is not defined here", name);
+	return fn;
+}
+
+static void
+free_sized_wrong(size_t size, size_t wrong)
+{
+	char *p = malloc(size);
+
+	memset(p, 1, size);
+	((sized_fn *)sym("free_sized"))(opaque(p), wrong);
+}
+
+static void c_fs_small_class(void) { free_sized_wrong(100, 200); }
+static void c_fs_small_as_medium(void) { free_sized_wrong(100, 100 << 10); }
+static void c_fs_medium(void) { free_sized_wrong(100 << 10, 60 << 10); }
+static void c_fs_medium_as_small(void) { free_sized_wrong(100 << 10, 64); }
+static void c_fs_large(void) { free_sized_wrong(8 << 20, 5 << 20); }
+static void c_fas_size(void)
+{
+	char *p = aligned_alloc(64, 100);
+
+	((aligned_sized_fn *)sym("free_aligned_sized"))(opaque(p), 64, 1000);
+}
+static void c_fas_alignment(void)
+{
+	char *p = aligned_alloc(64, 100);
+
+	/* Misaligned for 4096 unless the object starts a page; then it is
+	 * of another class than (4096, 100) asks for. Either is fatal. */
+	((aligned_sized_fn *)sym("free_aligned_sized"))(opaque(p), 4096, 100);
+}
+static void c_delete_small(void)
+{
+	char *p = ((new_fn *)sym("_Znwm"))(48);
+
+	((sized_fn *)sym("_ZdlPvm"))(opaque(p), 300);
+}
+static void c_delete_array_medium(void)
+{
+	char *p = ((new_fn *)sym("_Znam"))(50000);
+
+	((sized_fn *)sym("_ZdaPvm"))(opaque(p), 20000);
+}
+static void c_delete_aligned(void)
+{
+	char *p = ((new_aligned_fn *)sym("_ZnwmSt11align_val_t"))(100, 256);
+
+	((delete_aligned_sized_fn *)sym("_ZdlPvmSt11align_val_t"))(
+		opaque(p), 5000, 256);
+}
+
 static const struct {
 	const char *name, *call;
 	void (*fn)(void);
@@ -110,6 +182,18 @@ static const struct {
 	{ "realloc_freed_small", "realloc", c_realloc_freed_small },
 	{ "realloc_freed_large", "realloc", c_realloc_freed_large },
 	{ "realloc_interior", "realloc", c_realloc_interior },
+	{ "free_sized_small_other_class", "free_sized", c_fs_small_class },
+	{ "free_sized_small_as_medium", "free_sized", c_fs_small_as_medium },
+	{ "free_sized_medium", "free_sized", c_fs_medium },
+	{ "free_sized_medium_as_small", "free_sized", c_fs_medium_as_small },
+	{ "free_sized_large", "free_sized", c_fs_large },
+	{ "free_aligned_sized_size", "free_aligned_sized", c_fas_size },
+	{ "free_aligned_sized_alignment", "free_aligned_sized",
+	  c_fas_alignment },
+	{ "sized_delete_small", "operator delete", c_delete_small },
+	{ "sized_delete_array_medium", "operator delete[]",
+	  c_delete_array_medium },
+	{ "sized_delete_aligned", "operator delete", c_delete_aligned },
 };
 
 int

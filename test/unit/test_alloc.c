@@ -534,3 +534,121 @@ Test(alloc, trim_gives_memory_back)
 	cr_assert_not_null(p[0]);
 	alloc_free(p[0]);
 }
+
+/* --- sized frees (free_sized, sized operator delete) --------------------- */
+
+Test(alloc, sized_free_of_the_requested_size_frees_on_every_route)
+{
+	size_t sizes[] = { 0, 1, 16, 17, 1000, 1024, 1025, SC_MAX_SIZE,
+			   SC_MAX_SIZE + 1, 100000, ZP_MAX_BLOCK,
+			   ZP_MAX_BLOCK + 1, 9 * MiB };
+
+	for (size_t i = 0; i < ZP_ARRAY_SIZE(sizes); i++) {
+		void *p = alloc_malloc(sizes[i]), *q;
+
+		cr_assert_not_null(p);
+		alloc_free_sized(p, sizes[i], "free_sized");
+		/* A slab object went back to the thread's bin. */
+		q = alloc_malloc(sizes[i]);
+		if (sizes[i] <= SC_MAX_SIZE)
+			cr_assert_eq(q, p, "size %zu", sizes[i]);
+		alloc_free_sized(q, sizes[i], "free_sized");
+	}
+	alloc_free_sized(NULL, 0, "free_sized");
+	alloc_free_sized(NULL, 12345, "free_sized");
+}
+
+Test(alloc, sized_free_takes_any_size_of_the_object_class)
+{
+	for (size_t n = 0; n <= SC_MAX_SIZE; n += 7) {
+		size_t size = sizeclass_size(sizeclass_of(n));
+		void *p = alloc_malloc(n);
+
+		alloc_free_sized(p, size, "free_sized");
+		p = alloc_malloc(size);
+		alloc_free_sized(p, n, "free_sized");
+	}
+}
+
+/* Realloc leaves page-served blocks more pages than the size needs (the
+ * headroom of growth, a shrink that could not give its tail back): the
+ * size last asked for is what a sized free brings. */
+Test(alloc, sized_free_after_realloc_takes_the_last_size)
+{
+	size_t steps[] = { 100, 20000, 9 * ZP_PAGE_SIZE, 37 * ZP_PAGE_SIZE,
+			   21 * ZP_PAGE_SIZE, 300000, 6 * MiB, 200000, 64 };
+
+	for (size_t last = 0; last < ZP_ARRAY_SIZE(steps); last++) {
+		void *p = alloc_malloc(steps[0]);
+
+		for (size_t i = 1; i <= last; i++)
+			p = alloc_realloc(p, steps[i]);
+		alloc_free_sized(p, steps[last], "free_sized");
+	}
+}
+
+Test(alloc, calloc_and_flagged_blocks_take_their_size)
+{
+	void *p = alloc_calloc(3, 50000);
+
+	alloc_free_sized(p, 150000, "free_sized");
+	p = alloc_flags(100, ZP_LOW32);
+	alloc_free_sized(p, 100, "free_sized");
+}
+
+Test(alloc, aligned_sized_free_of_every_alignment_and_route)
+{
+	size_t sizes[] = { 0, 1, 48, 100, 4096, 5000, SC_MAX_SIZE,
+			   SC_MAX_SIZE + 1, 300000, 5 * MiB };
+
+	for (size_t a = 1; a <= ZP_MAX_BLOCK; a <<= 1)
+		for (size_t i = 0; i < ZP_ARRAY_SIZE(sizes); i++) {
+			void *p = alloc_aligned(a, sizes[i]);
+
+			cr_assert_not_null(p, "align %zu size %zu", a,
+					   sizes[i]);
+			alloc_free_aligned_sized(p, a, sizes[i], "test");
+		}
+	alloc_free_aligned_sized(NULL, 64, 10, "test");
+}
+
+Test(alloc, sized_free_of_another_class_aborts, .signal = SIGABRT)
+{
+	alloc_free_sized(alloc_malloc(100), 200, "free_sized");
+}
+
+Test(alloc, sized_free_of_a_slab_object_as_pages_aborts, .signal = SIGABRT)
+{
+	alloc_free_sized(alloc_malloc(100), 100000, "free_sized");
+}
+
+Test(alloc, sized_free_of_a_medium_block_aborts, .signal = SIGABRT)
+{
+	alloc_free_sized(alloc_malloc(100000), 100001, "free_sized");
+}
+
+Test(alloc, sized_free_of_a_large_block_aborts, .signal = SIGABRT)
+{
+	alloc_free_sized(alloc_malloc(9 * MiB), 5 * MiB, "free_sized");
+}
+
+Test(alloc, aligned_sized_free_of_another_class_aborts, .signal = SIGABRT)
+{
+	/* 48 bytes aligned to 32 come from the 64-byte class. */
+	void *p = alloc_aligned(32, 48);
+
+	alloc_free_sized(p, 48, "free_sized");
+}
+
+Test(alloc, aligned_sized_free_with_a_wrong_alignment_aborts,
+     .signal = SIGABRT)
+{
+	char *p = alloc_aligned(64, 200);
+
+	alloc_free_aligned_sized(p + 64, 128, 200, "test");
+}
+
+Test(alloc, aligned_sized_free_of_a_wrong_size_aborts, .signal = SIGABRT)
+{
+	alloc_free_aligned_sized(alloc_aligned(64, 200), 64, 2000, "test");
+}
