@@ -55,6 +55,8 @@ struct zp_zone_info {
 	uint64_t lowmem_reserve[2];	/* pages, per requesting zone type */
 	uint64_t nr_alloc, nr_free_calls, nr_fallback_in, nr_failed;
 	uint64_t nr_grow_steps, nr_purged_pages;
+	uint64_t retain_pages;		/* dirty free pages kept at frees */
+	uint64_t nr_refault_pages;	/* purged pages taken back soon */
 };
 int zp_zone_info(unsigned idx, struct zp_zone_info *out);
 

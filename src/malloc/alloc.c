@@ -229,6 +229,20 @@ route_alloc(struct tstate *ts, size_t n, bool zero)
 	return large_alloc(n, 0, 0, -1, zero);
 }
 
+/*
+ * When the headroom under the memory limit falls below low or min, the
+ * zones give back their free pages themselves; this gives back what the
+ * zero-page engine holds: parked regions, and zero pages of live ones.
+ */
+void
+alloc_reclaim_hook(void)
+{
+#if ZP_HAVE_ZERO
+	zero_park_release(/* all */ true);
+	zero_reclaim_now();
+#endif
+}
+
 static void *
 alloc_slow(size_t n, bool zero)
 {
@@ -244,6 +258,7 @@ alloc_slow(size_t n, bool zero)
 	p = route_alloc(ts, n, zero);
 	if (!p && release_held())
 		p = route_alloc(ts, n, zero);
+	zone_limit_run_hook();
 	if (!p)
 		return alloc_oom();
 	errno = saved;
@@ -746,5 +761,6 @@ alloc_trim(void)
 #if ZP_HAVE_ZERO
 	released += zero_park_release(/* all */ true);
 #endif
+	zone_limit_run_hook();
 	return released;
 }

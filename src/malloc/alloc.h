@@ -77,6 +77,8 @@ void alloc_free_aligned_sized(void *p, size_t align, size_t n,
 			      const char *call);
 size_t alloc_usable_size(const void *p);
 void *alloc_flags(size_t n, unsigned zp_flags);
+/* The memory limit's reaction beyond the zones (zone_limit_set_hook). */
+void alloc_reclaim_hook(void);
 /* Drain the caller's caches and give free pages back; bytes released. */
 size_t alloc_trim(void);
 

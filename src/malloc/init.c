@@ -210,7 +210,9 @@ boot_core(void)
 		.purge_delay_ns = (uint64_t)zp_opt.purge_delay_ms * 1000000,
 		.pcp_high = (unsigned)zp_opt.pcp_high,
 		.pcp_batch = (unsigned)zp_opt.pcp_batch,
+		.memory_limit = (size_t)zp_opt.memory_limit,
 	};
+	struct zone_limit_info li;
 	int err;
 
 	err = zone_boot(&cfg);
@@ -228,9 +230,17 @@ boot_core(void)
 				 1000000;
 	zc.reclaim_budget_bytes = (size_t)zp_opt.reclaim_budget_mb << 20;
 	zc.mmap_threshold = (size_t)zp_opt.mmap_threshold;
+	/* Parked blocks are resident memory kept for reuse: a sixteenth
+	 * of the memory limit at most. */
+	zone_limit_info(&li);
 	zc.park_bytes = (size_t)zp_opt.park_mb << 20;
+	if (li.limit_bytes)
+		zc.park_bytes = ZP_MIN(zc.park_bytes, li.limit_bytes / 16);
 	zc.park_delay_ns = (uint64_t)zp_opt.park_ms * 1000000;
 	zero_boot(&zc);
+	zone_limit_set_hook(alloc_reclaim_hook);
+#else
+	(void)li;
 #endif
 	build_mode_line(zp_opt.fake_numa ? (unsigned)zp_opt.fake_numa
 					 : cfg.nr_nodes);

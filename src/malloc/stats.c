@@ -34,7 +34,9 @@ stats_usage(struct stats_usage *u)
 	for (unsigned i = 0; zone_info(i, &zi) == 0; i++) {
 		u->arena += zi.committed_bytes;
 		u->reserved += zi.span_bytes;
-		u->free_pages += zi.nr_free_pages << ZP_PAGE_SHIFT;
+		/* Free pages of steps given back are not in the arena. */
+		u->free_pages += (zi.nr_free_pages << ZP_PAGE_SHIFT) -
+				 (zi.grown_bytes - zi.committed_bytes);
 		for (unsigned o = 0; o <= ZP_MAX_ORDER; o++)
 			u->nr_free_blocks += zi.nr_free_by_order[o];
 	}

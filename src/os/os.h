@@ -95,6 +95,37 @@ unsigned os_numa_node_count(void);
 /* The node of the CPU the caller runs on now (0 when unknown). */
 unsigned os_current_node(void);
 
+/* --- the memory the process may use ---------------------------------------- */
+
+enum os_limit_source {
+	OS_LIMIT_RAM = 0,	/* no tighter limit: physical memory */
+	OS_LIMIT_CGROUP,	/* cgroup v2 memory.high or memory.max */
+	OS_LIMIT_GIVEN,		/* set by the caller (ZPMALLOC_MEMORY_LIMIT) */
+};
+
+struct os_memory_limit {
+	size_t bytes;		/* the limit; 0 when even RAM is unknown */
+	int source;		/* enum os_limit_source */
+	/* cgroup: the directory whose file set the limit, and which file;
+	 * its memory.current is the usage that counts against it. */
+	char dir[160];
+	const char *file;	/* "memory.high", "memory.max" (v2) or
+				 * "memory.limit_in_bytes" (v1) */
+	const char *usage;	/* "memory.current" or ...usage_in_bytes */
+};
+
+/*
+ * The tightest of memory.high and memory.max of this process's cgroup v2
+ * and its ancestors (from /proc/self/cgroup, under /sys/fs/cgroup), or of
+ * memory.limit_in_bytes where the memory controller is cgroup v1, and of
+ * physical memory. Reads a few small files; never allocates.
+ */
+void os_memory_limit(struct os_memory_limit *out);
+/* Bytes in use against l: the cgroup's memory.current; for RAM, what
+ * is not MemAvailable; for a given limit, this process's RSS. 0 when
+ * unreadable. */
+size_t os_memory_usage(const struct os_memory_limit *l);
+
 /* --- test-only fault injection ----------------------------------------- */
 
 /* Make the nth os_reserve/os_reserve_window/os_commit/os_map/os_map_fixed

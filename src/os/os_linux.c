@@ -600,6 +600,186 @@ os_rss_bytes(void)
 	return rss * ZP_PAGE_SIZE;
 }
 
+/* --- the memory the process may use ---------------------------------------- */
+
+/* A decimal at s (after blanks), or 0 for "max" and anything else. */
+static size_t
+parse_size(const char *s)
+{
+	size_t v = 0;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	for (; *s >= '0' && *s <= '9'; s++)
+		v = v * 10 + (size_t)(*s - '0');
+	return v;
+}
+
+/* A "Key:   N kB" line of /proc/meminfo, in bytes; 0 if absent. */
+static size_t
+meminfo_field(const char *buf, const char *key)
+{
+	const char *s = strstr(buf, key);
+
+	return s ? parse_size(s + strlen(key)) << 10 : 0;
+}
+
+static size_t
+read_size_file(const char *dir, const char *file)
+{
+	char path[192], buf[32];
+	size_t n = strlen(dir);
+
+	if (n + 1 + strlen(file) >= sizeof(path))
+		return 0;
+	memcpy(path, dir, n);
+	path[n] = '/';
+	strcpy(path + n + 1, file);
+	if (os_read_file(path, buf, sizeof(buf)) <= 0)
+		return 0;
+	return parse_size(buf);
+}
+
+/*
+ * The two layouts: cgroup v2 ("0::/a/b" in /proc/self/cgroup, mounted at
+ * /sys/fs/cgroup, or at /sys/fs/cgroup/unified beside v1 controllers)
+ * and v1's memory controller ("N:...memory...:/a/b", mounted at
+ * /sys/fs/cgroup/memory). v1 reports "no limit" as a huge number.
+ */
+struct cgroup_kind {
+	const char *roots[2];
+	const char *files[2];		/* limits, tightest wins */
+	const char *usage;
+};
+
+static const struct cgroup_kind cgroup_v2 = {
+	{ "/sys/fs/cgroup", "/sys/fs/cgroup/unified" },
+	{ "memory.high", "memory.max" }, "memory.current",
+};
+static const struct cgroup_kind cgroup_v1 = {
+	{ "/sys/fs/cgroup/memory", NULL },
+	{ "memory.limit_in_bytes", NULL }, "memory.usage_in_bytes",
+};
+
+#define CGROUP_NO_LIMIT	((size_t)1 << 60)
+
+static const char *
+next_line(const char *s)
+{
+	const char *e = strchr(s, '\n');
+
+	return e ? e + 1 : NULL;
+}
+
+/* The path of this process's cgroup of the given kind, or NULL. */
+static const char *
+cgroup_path(const char *buf, bool v1, size_t *len)
+{
+	for (const char *s = buf; s && *s; s = next_line(s)) {
+		const char *c1 = strchr(s, ':'), *c2, *e;
+
+		if (!c1 || !(c2 = strchr(c1 + 1, ':')))
+			return NULL;
+		e = strchr(c2, '\n');
+		if (v1 ? (memmem(c1 + 1, (size_t)(c2 - c1 - 1), "memory", 6) !=
+			  NULL)
+		       : (c2 == c1 + 1 && s[0] == '0')) {
+			*len = e ? (size_t)(e - c2 - 1) : strlen(c2 + 1);
+			return c2 + 1;
+		}
+	}
+	return NULL;
+}
+
+/* Walks from the process's cgroup up to root: the smallest limit. */
+static void
+cgroup_walk(const struct cgroup_kind *k, const char *root, const char *path,
+	    size_t len, struct os_memory_limit *out)
+{
+	char dir[sizeof(out->dir)];
+	size_t rlen = strlen(root);
+
+	if (rlen + len + 1 > sizeof(dir))
+		return;
+	memcpy(dir, root, rlen);
+	memcpy(dir + rlen, path, len);
+	dir[rlen + len] = '\0';
+	while (strlen(dir) > rlen && dir[strlen(dir) - 1] == '/')
+		dir[strlen(dir) - 1] = '\0';
+	for (;;) {
+		for (unsigned i = 0; i < 2 && k->files[i]; i++) {
+			size_t v = read_size_file(dir, k->files[i]);
+
+			if (v && v < CGROUP_NO_LIMIT &&
+			    (!out->bytes || v < out->bytes)) {
+				out->bytes = v;
+				out->source = OS_LIMIT_CGROUP;
+				out->usage = k->usage;
+				strcpy(out->dir, dir);
+				out->file = k->files[i];
+			}
+		}
+		char *slash = strrchr(dir, '/');
+
+		if (!slash || (size_t)(slash - dir) < rlen)
+			break;
+		*slash = '\0';
+	}
+}
+
+static void
+cgroup_limit(struct os_memory_limit *out)
+{
+	char buf[1024];
+	const char *path;
+	size_t len;
+
+	if (os_read_file("/proc/self/cgroup", buf, sizeof(buf)) <= 0)
+		return;
+	if ((path = cgroup_path(buf, false, &len)) != NULL)
+		for (unsigned i = 0; i < 2; i++)
+			cgroup_walk(&cgroup_v2, cgroup_v2.roots[i], path, len,
+				    out);
+	if ((path = cgroup_path(buf, true, &len)) != NULL)
+		cgroup_walk(&cgroup_v1, cgroup_v1.roots[0], path, len, out);
+}
+
+void
+os_memory_limit(struct os_memory_limit *out)
+{
+	char buf[2048];
+
+	*out = (struct os_memory_limit){ .source = OS_LIMIT_RAM };
+	cgroup_limit(out);
+	if (os_read_file("/proc/meminfo", buf, sizeof(buf)) > 0) {
+		size_t ram = meminfo_field(buf, "MemTotal:");
+
+		if (ram && (!out->bytes || ram < out->bytes)) {
+			out->bytes = ram;
+			out->source = OS_LIMIT_RAM;
+		}
+	}
+}
+
+size_t
+os_memory_usage(const struct os_memory_limit *l)
+{
+	char buf[2048];
+
+	switch (l->source) {
+	case OS_LIMIT_CGROUP:
+		return read_size_file(l->dir, l->usage);
+	case OS_LIMIT_GIVEN:
+		return os_rss_bytes();
+	default:
+		if (os_read_file("/proc/meminfo", buf, sizeof(buf)) <= 0)
+			return 0;
+		return meminfo_field(buf, "MemTotal:") -
+		       ZP_MIN(meminfo_field(buf, "MemTotal:"),
+			      meminfo_field(buf, "MemAvailable:"));
+	}
+}
+
 /* --- probing memory we do not own ------------------------------------------ */
 
 /*

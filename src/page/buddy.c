@@ -187,7 +187,10 @@ buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 	size_t idx = buddy_index(b, pg);
 	enum region_type t = region_type_of(b, idx);
 	bool dirty_seen = !zero;
-	uint64_t when = zero ? 0 : now;
+	/* A dirty block's time is when it became free; a zero block's, when
+	 * it was purged (0: fresh, never used). A merge keeps the latest of
+	 * the kind it ends up as. */
+	uint64_t dirty_when = zero ? 0 : now, zero_when = zero ? now : 0;
 	uint64_t dirty = zero ? 0 : (uint64_t)1 << order;
 
 	zp_assert((idx & (((size_t)1 << order) - 1)) == 0);
@@ -200,10 +203,10 @@ buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 		    bud->kind != PAGE_BUDDY || bud->order != order)
 			break;
 		bool bud_zero = bud->flags & PG_ZERO;
+		uint64_t *when = bud_zero ? &zero_when : &dirty_when;
 
-		/* The merged block's idle age is its most recent dirty part. */
-		if (!bud_zero && bud->lru.freed_ns > when)
-			when = bud->lru.freed_ns;
+		if (bud->lru.freed_ns > *when)
+			*when = bud->lru.freed_ns;
 		dirty_seen |= !bud_zero;
 		dirty += bud->lru.nr_dirty;
 		remove_block(b, bud, t);
@@ -225,7 +228,8 @@ buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 	else if (t == REGION_FREE)
 		t = buddy_region_type(order);
 	b->region_type[idx / REGION_PAGES] = (uint8_t)t;
-	insert_block(b, &b->descs[idx], order, !dirty_seen, when, dirty, t);
+	insert_block(b, &b->descs[idx], order, !dirty_seen,
+		     dirty_seen ? dirty_when : zero_when, dirty, t);
 }
 
 void

@@ -92,7 +92,9 @@ buddy_region_type(unsigned order)
 struct page *buddy_alloc(struct buddy *b, unsigned order, bool fallback);
 
 /* Puts a block back, merging with free buddies. zero: every byte reads as
- * zero; now: when it became free (for idle purging). */
+ * zero. now: for a dirty block, when it became free (idle purging); for a
+ * zero block, when it was purged, or 0 for memory never used (refault
+ * detection). Free blocks keep it in lru.freed_ns, split halves too. */
 void buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 		uint64_t now);
 

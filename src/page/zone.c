@@ -43,7 +43,9 @@
 #define ZONE_MIN_SPAN		((size_t)8 << 20)
 #define ZONE_DEFAULT_SPAN	((size_t)64 << 30)
 #define DESC_BYTES(pages)	((size_t)(pages) * sizeof(struct page))
-#define WMARK_HIGH_MAX		((uint64_t)8192)	/* pages: 32 MiB */
+/* The retained budget starts at 128 KiB, glibc's trim threshold
+ * (zone_purge.c). */
+#define RETAIN_MIN		((uint64_t)32)
 
 _Static_assert(ZP_COMMIT_STEP % ZP_PAGE_SIZE == 0, "step is whole pages");
 _Static_assert(DESC_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0,
@@ -69,11 +71,14 @@ static struct zp_lock low32_lock = ZP_LOCK_INIT;
 
 void pcp_boot(unsigned high, unsigned batch);
 
+/* Free pages, and what the zone may still grow into: the rest of its
+ * span, as far as the memory limit's headroom goes. */
 static uint64_t
 avail_pages(const struct zone *z)
 {
-	return z->buddy.nr_free +
-	       ((z->span >> ZP_PAGE_SHIFT) - zone_committed_pages(z));
+	uint64_t left = (z->span >> ZP_PAGE_SHIFT) - zone_committed_pages(z);
+
+	return z->buddy.nr_free + ZP_MIN(left, zone_limit_headroom());
 }
 
 /* --- mapping ------------------------------------------------------------- */
@@ -90,6 +95,18 @@ map_range(struct zone *z, void *p, size_t size)
 	return r;
 }
 
+/* The zone of each descriptor of a step: written once at growth, and
+ * again when the step comes back (its descriptor pages were dropped and
+ * read zero). Zone 0's descriptors need no write. */
+static void
+init_step_zone(struct zone *z, size_t first)
+{
+	if (z->id == 0)
+		return;
+	for (size_t i = first; i < first + STEP_PAGES; i++)
+		z->descs[i].zone_id = (uint8_t)z->id;
+}
+
 /* Maps the steps of pages [lo, hi), just taken off the lists, that were
  * given back earlier. False when the system refuses. */
 static bool
@@ -103,6 +120,7 @@ map_pages_locked(struct zone *z, size_t lo, size_t hi)
 		if (map_range(z, (void *)(z->base + st * ZP_COMMIT_STEP),
 			      ZP_COMMIT_STEP) != 0)
 			return false;
+		init_step_zone(z, st * STEP_PAGES);
 		zone_step_set_mapped(z, st, true);
 		z->nr_unmapped_steps--;
 	}
@@ -112,26 +130,27 @@ map_pages_locked(struct zone *z, size_t lo, size_t hi)
 /* --- boot ----------------------------------------------------------------- */
 
 /*
- * high: dirty free pages kept for reuse, 1/256 of the span from 1 MiB up
- * to 32 MiB. Purging below what a busy program recycles makes every
- * reuse fault its pages back in (measured: a 4-thread stress run with
- * 64 KiB-4 MiB blocks purged 1.2M pages in 3 s with high at 8 MiB), and
- * blocks nobody recycles go long before high anyway (zone_purge.c). But
- * without a background thread, what is dirty when a program goes idle
- * stays: 64 MiB bought that stress run another 15% and cost a
- * fragmentation benchmark 8% more RSS after idle than 32 MiB.
- * Crossing high purges only the oldest eighth, so one burst of frees
- * does not throw the pool away.
+ * Watermarks from the memory limit (zone_limit.c), shared out between the
+ * nodes; the retained budget of dirty free pages starts at RETAIN_MIN and
+ * grows with refaults up to a ceiling that scales with the limit
+ * (zone_purge.c).
  */
 static void
 set_default_watermarks(struct zone *z)
 {
 	uint64_t pages = z->span >> ZP_PAGE_SHIFT;
-	uint64_t high = ZP_MIN(ZP_MAX(pages / 256, 256), WMARK_HIGH_MAX);
+	uint64_t limit = zone_limit_pages() / nr_nodes;
 
-	z->wmark_high = high;
-	z->wmark_low = high - high / 8;
-	z->wmark_min = ZP_MIN(ZP_MAX(pages / 1024, 64), 512);
+	z->retain_min = z->retain = RETAIN_MIN;
+	z->retain_max = ZP_MAX(zone_limit_retain_max() / nr_nodes,
+			       RETAIN_MIN);
+	/* A node's share of the limit's watermarks: min keeps its last
+	 * pages from other nodes' fallback (and never more than a 32nd of
+	 * a small zone). */
+	z->wmark_min = ZP_MIN(ZP_MAX(limit / 128, (uint64_t)64),
+			      ZP_MAX(pages / 32, (uint64_t)64));
+	z->wmark_low = ZP_MAX(limit / 64, z->wmark_min);
+	z->wmark_high = ZP_MAX(limit / 32, z->wmark_low);
 	for (unsigned t = 0; t < ZONE_NR_TYPES; t++)
 		z->lowmem_reserve[t] = 0;
 	/* NORMAL requests may take half of LOW32, never the rest. */
@@ -263,6 +282,7 @@ zone_boot(const struct zone_config *cfg)
 	unsigned nodes;
 
 	zones_teardown();
+	zone_limit_boot(cfg->memory_limit);
 	is_fake_numa = cfg->fake_numa > 1;
 	nodes = cfg->fake_numa ? cfg->fake_numa
 	      : cfg->nr_nodes ? cfg->nr_nodes : os_numa_node_count();
@@ -380,12 +400,10 @@ page_lookup(const void *p)
 static void
 init_step_descs(struct zone *z, size_t first)
 {
-	for (size_t i = first; i < first + STEP_PAGES; i++) {
+	for (size_t i = first; i < first + STEP_PAGES && ZP_IS_DEBUG; i++)
 		zp_assert(z->descs[i].kind == PAGE_UNUSED &&
 			  z->descs[i].zone_id == 0);
-		if (z->id != 0)
-			z->descs[i].zone_id = (uint8_t)z->id;
-	}
+	init_step_zone(z, first);
 }
 
 /* Commits one more step (descriptors first), publishes it and frees it
@@ -415,6 +433,7 @@ grow_locked(struct zone *z)
 	buddy_free_range(&z->buddy, pages, pages + STEP_PAGES,
 			 /* zero */ true, 0);
 	z->nr_grow_steps++;
+	zone_limit_sample_locked();
 	return true;
 fail:
 	z->nr_grow_failed++;
@@ -434,6 +453,8 @@ alloc_locked(struct zone *z, unsigned order)
 			break;
 	if (!pg && !(pg = buddy_alloc(&z->buddy, order, true)))
 		return NULL;
+	if ((pg->flags & PG_ZERO) && pg->lru.freed_ns)
+		zone_note_reuse_locked(z, pg);
 	idx = buddy_index(&z->buddy, pg);
 	if (!map_pages_locked(z, idx, idx + ((size_t)1 << order))) {
 		/* Out of address space: the block goes back untouched. */
@@ -446,6 +467,8 @@ alloc_locked(struct zone *z, unsigned order)
 	return pg;
 }
 
+/* Our own accounting refuses only what a reserve keeps back: whether
+ * there is memory at all, the system says when the zone grows. */
 static bool
 watermark_ok(const struct zone *z, unsigned order, enum zone_type type,
 	     bool foreign)
@@ -453,7 +476,8 @@ watermark_ok(const struct zone *z, unsigned order, enum zone_type type,
 	uint64_t reserve = z->lowmem_reserve[type] +
 			   (foreign ? z->wmark_min : 0);
 
-	return avail_pages(z) >= reserve + ((uint64_t)1 << order);
+	return reserve == 0 ||
+	       avail_pages(z) >= reserve + ((uint64_t)1 << order);
 }
 
 /* --- allocation ----------------------------------------------------------- */
@@ -561,11 +585,14 @@ zone_alloc_pages_slow(struct pcp_set *pcp, unsigned order, unsigned gfp,
 		if (pg && i > 0)
 			z->nr_fallback_in++;
 		zp_unlock(&z->lock);
-		if (pg)
+		if (pg) {
+			zone_limit_react();
 			return finish_alloc(pg, order, kind, zero);
+		}
 	}
 	if (n)
 		__atomic_fetch_add(&list[0]->nr_failed, 1, __ATOMIC_RELAXED);
+	zone_limit_react();
 	return NULL;
 }
 
@@ -588,6 +615,7 @@ zone_bulk_alloc(struct zone *z, unsigned order, unsigned n,
 	for (pg = head; pg; pg = pg->lru.next)
 		zone_mark_block(pg, order, PAGE_PCP);
 	*list = head;
+	zone_limit_react();
 	return got;
 }
 
@@ -602,7 +630,10 @@ zone_bulk_free(struct zone *z, unsigned order, struct page *list)
 	while (list) {
 		struct page *next = list->lru.next;
 
-		buddy_free(&z->buddy, list, order, list->flags & PG_ZERO, now);
+		bool zero = list->flags & PG_ZERO;
+
+		/* A known-zero block in a page cache was never used. */
+		buddy_free(&z->buddy, list, order, zero, zero ? 0 : now);
 		z->nr_free_calls++;
 		list = next;
 	}
@@ -629,7 +660,8 @@ free_range(struct zone *z, size_t lo, size_t hi, bool zero)
 	uint64_t now = os_now_ns();
 
 	zp_lock(&z->lock);
-	buddy_free_range(&z->buddy, lo, hi, zero, now);
+	/* Known zero here means never used (the tail of a fresh block). */
+	buddy_free_range(&z->buddy, lo, hi, zero, zero ? 0 : now);
 	z->nr_free_calls++;
 	zone_purge_check_locked(z, now);
 	zp_unlock(&z->lock);
@@ -841,6 +873,20 @@ zone_set_watermarks(unsigned idx, uint64_t min, uint64_t low, uint64_t high)
 }
 
 int
+zone_set_retain(unsigned idx, uint64_t min, uint64_t max)
+{
+	if (idx >= nr_zones || min > max)
+		return -1;
+	struct zone *z = &zone_table[idx];
+
+	zp_lock(&z->lock);
+	z->retain_min = z->retain = min;
+	z->retain_max = max;
+	zp_unlock(&z->lock);
+	return 0;
+}
+
+int
 zone_set_lowmem_reserve(unsigned idx, enum zone_type type, uint64_t pages)
 {
 	if (idx >= nr_zones || (unsigned)type >= ZONE_NR_TYPES)
@@ -865,11 +911,13 @@ zone_prefork(void)
 		zp_lock_prefork(&zone_table[i].purge_lock);
 		zp_lock_prefork(&zone_table[i].lock);
 	}
+	zone_limit_prefork();	/* taken under a zone's lock: after them */
 }
 
 void
 zone_postfork_parent(void)
 {
+	zone_limit_postfork_parent();
 	for (unsigned i = nr_zones; i-- > 0;) {
 		zp_lock_postfork_parent(&zone_table[i].lock);
 		zp_lock_postfork_parent(&zone_table[i].purge_lock);
@@ -885,5 +933,6 @@ zone_postfork_child(void)
 		zp_lock_postfork_child(&zone_table[i].purge_lock);
 	}
 	zp_lock_postfork_child(&low32_lock);
+	zone_limit_postfork_child();
 }
 

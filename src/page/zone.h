@@ -31,6 +31,7 @@ struct zone_config {
 	size_t low32_reserve;		/* bytes of VA for LOW32 (0: none) */
 	uint64_t purge_delay_ns;	/* give back blocks idle this long */
 	unsigned pcp_high, pcp_batch;	/* per-thread cache sizing */
+	size_t memory_limit;		/* bytes, 0: the cgroup's or RAM */
 };
 
 /*
@@ -137,16 +138,40 @@ void zone_purge_pause(void);
 void zone_purge_resume(void);
 
 /*
- * Watermarks, in pages, of zone idx (see zone.c for what each one does:
- * min guards a node's last pages from other nodes' fallback, high bounds
- * the dirty free pages kept resident, low is where purging stops) and the
- * pages of zone idx that requests of zone type `type` must leave alone.
+ * Watermarks, in pages, of zone idx (min guards a node's last pages from
+ * other nodes' fallback; low and high are reported, the process-wide ones
+ * act: zone_limit.c) and the pages of zone idx that requests of zone type
+ * `type` must leave alone.
  * Return 0, or -1 for a bad index. Boot sets sensible defaults.
  */
 int zone_set_watermarks(unsigned idx, uint64_t min, uint64_t low,
 			uint64_t high);
+/* The retained budget of zone idx (zone_purge.c), in pages: it starts at
+ * min and may grow with refaults up to max. 0, or -1 for a bad index. */
+int zone_set_retain(unsigned idx, uint64_t min, uint64_t max);
 int zone_set_lowmem_reserve(unsigned idx, enum zone_type type,
 			    uint64_t pages);
+
+/*
+ * The memory the process may really use (zone_limit.c): the tightest of
+ * the cgroup's memory.high/memory.max (v2) or memory.limit_in_bytes (v1),
+ * cfg->memory_limit, and physical memory; the watermarks on the headroom
+ * under it, and what crossing them did.
+ */
+struct zone_limit_info {
+	size_t limit_bytes, usage_bytes;	/* usage: last sample */
+	uint64_t wmark_min, wmark_low, wmark_high;	/* pages */
+	uint64_t nr_low, nr_min;		/* reactions run */
+	int state;				/* 0 none, 1 low, 2 min */
+	char source[200];
+};
+void zone_limit_info(struct zone_limit_info *out);
+/* What else to give back when the headroom falls below low or min (the
+ * zero-page engine's reclaim, parked regions). The zones purge at once;
+ * the hook runs when a slow path above, holding no lock, calls
+ * zone_limit_run_hook (one load when nothing is due). */
+void zone_limit_set_hook(void (*hook)(void));
+void zone_limit_run_hook(void);
 
 /* Fork: take every zone lock in prefork, release or reset after. */
 void zone_prefork(void);

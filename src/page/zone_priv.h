@@ -12,10 +12,9 @@
 
 /* Why a purge took a block (counted in dirty pages, for zoneinfo). */
 enum zone_purge_why {
-	PURGE_HIGH,		/* dirty pages over the high watermark */
-	PURGE_COLD,		/* not reused for a while, over high / 4 */
+	PURGE_EXCESS,		/* dirty pages over the retained budget */
 	PURGE_IDLE,		/* idle longer than the purge delay */
-	PURGE_TRIM,		/* zone_purge(all): malloc_trim */
+	PURGE_TRIM,		/* zone_purge(all): malloc_trim, pressure */
 	PURGE_NR_WHY
 };
 
@@ -26,8 +25,10 @@ struct zone {
 	uint64_t nr_alloc, nr_free_calls, nr_fallback_in, nr_failed;
 	uint64_t nr_grow_steps, nr_purged_pages, nr_grow_failed;
 	uint64_t next_decay_ns;		/* next look for idle blocks */
-	uint64_t next_cold_ns;		/* no cold block before this */
 	uint64_t purge_delay_ns;	/* idle this long: purged (boot) */
+	/* The retained budget (zone_purge.c), pages. */
+	uint64_t retain, retain_min, retain_max;
+	uint64_t last_refault_ns, nr_refault_pages;
 	uint64_t nr_unmapped_steps;	/* steps given back now (lock) */
 	uint64_t nr_unmapped_total;	/* steps ever given back */
 	uint64_t nr_purge_taken[PURGE_NR_WHY];	/* dirty pages, by why */
@@ -88,29 +89,37 @@ zone_step_set_mapped(struct zone *z, size_t step, bool mapped)
 				   __ATOMIC_RELEASE);
 }
 
-/* Above high / ZONE_COLD_SHARE dirty pages (512 KiB by default), blocks
- * not reused for a while are purged before high is reached
- * (zone_purge.c). Measured: at high / 4, python3's dict churn peaked 9%
- * above glibc on 8 MiB of cold freed tables; at high / 64 it matches
- * glibc, with no change in time on churn, larson or realloc. */
-#define ZONE_COLD_SHARE 64
-
 /* Runs the purges due (zone_purge.c), under z->lock, which it may drop and
  * retake. */
 void zone_purge_run_locked(struct zone *z, uint64_t now);
 
-/* The free path's purge check: dirty pages over high, cold blocks over
- * high / ZONE_COLD_SHARE, or an idle scan due. */
+/* The free path's purge check: dirty pages over the retained budget (an
+ * eighth of slack, so that frees purge in batches), or an idle scan due. */
 static inline void
 zone_purge_check_locked(struct zone *z, uint64_t now)
 {
 	uint64_t dirty = z->buddy.nr_free_dirty;
 
-	if (zp_unlikely(dirty > z->wmark_high || now >= z->next_decay_ns ||
-			(dirty > z->wmark_high / ZONE_COLD_SHARE &&
-			 now >= z->next_cold_ns)))
+	if (zp_unlikely(dirty > z->retain + z->retain / 8 ||
+			now >= z->next_decay_ns))
 		zone_purge_run_locked(z, now);
 }
+
+/* An allocation took known-zero block pg (under z->lock): if the zone
+ * purged it less than a purge delay ago, the budget grows by its pages
+ * (zone_purge.c). */
+void zone_note_reuse_locked(struct zone *z, const struct page *pg);
+
+/* zone_limit.c: see zone.h and the file's comment. */
+void zone_limit_boot(size_t given);
+uint64_t zone_limit_pages(void);
+uint64_t zone_limit_headroom(void);
+uint64_t zone_limit_retain_max(void);
+void zone_limit_sample_locked(void);
+void zone_limit_react(void);
+void zone_limit_prefork(void);
+void zone_limit_postfork_parent(void);
+void zone_limit_postfork_child(void);
 
 /* The NORMAL zone of node (clamped to the nodes that exist). */
 struct zone *zone_normal_of(unsigned node);

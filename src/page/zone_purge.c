@@ -1,5 +1,5 @@
 /*
- * zone_purge.c - giving free pages back: the high watermark, the idle
+ * zone_purge.c - giving free pages back: the retained budget, the idle
  * decay, and giving whole steps back to the system.
  * Owns:  the purge policy; no state beyond struct zone's purge fields.
  * Locks: zone->purge_lock, held by the one thread purging a zone, ranks
@@ -8,39 +8,31 @@
  *        for the system calls, and frees them back as known-zero.
  * Path:  zone free slow paths -> zone_purge_check_locked (inline) ->
  *        zone_purge_run_locked -> take_*_locked
- *        -> purge_chain_locked -> os_purge | os_unmap (whole lazy steps)
- *        malloc_trim -> zone_purge
+ *        -> purge_chain_locked -> os_purge | os_unmap (whole steps)
+ *        malloc_trim -> zone_purge(true); background thread -> zone_purge
  *
- * A block freed moments ago is likely reused soon, and purging it would
- * only make that reuse fault every page back in, so the free path purges
- * by age, oldest first, in batches:
- *  - crossing high purges the longest idle blocks until low remain, so a
- *    burst of frees costs one batch, not a purge per free;
- *  - above high / ZONE_COLD_SHARE, blocks idle for purge_delay /
- *    COLD_AGE_DIV (16 ms by default) go: what a program recycles stays,
- *    what it left behind (the smaller buffers of arrays it grew) does not
- *    wait for high;
- *  - like jemalloc's decay, and with no background thread, a free slow
- *    path at most every purge_delay / DECAY_TICKS purges the dirty blocks
- *    idle longer than purge_delay.
- * Purging a block of whole
- * steps unmaps them, so the address space goes back to the program; so do
- * known-zero steps still mapped (fresh from growth, or purged in pieces
- * that merged since).
+ * A zone keeps at most `retain` dirty free pages; the free that takes it
+ * past the budget purges the longest idle blocks, in a batch, as glibc's
+ * trim threshold gives the top of its heap back at the free. The budget
+ * starts small (retain_min) and follows what the program shows: taking
+ * back, within a purge delay, pages the zone purged (a refault: a program
+ * that frees and reallocates the same memory in waves) raises it by what
+ * was refaulted, up to retain_max; a purge delay without one halves it.
+ * So a program that frees its memory and goes idle has it given back at
+ * the free, and one that recycles it keeps it, as jemalloc would, without
+ * a page fault per page per wave.
+ * Dirty blocks idle longer than the purge delay go too: at a free slow
+ * path at most every purge_delay / DECAY_TICKS, and from a background
+ * thread when one runs (zone_purge(false)).
+ * Purging a block of whole steps unmaps them, so the address space goes
+ * back to the program; so do known-zero steps still mapped (fresh from
+ * growth, or purged in pieces that merged since).
  */
 #include "os/os.h"
 #include "page/zone_priv.h"
 
 /* Idle blocks are looked for this many times per purge delay. */
 #define DECAY_TICKS	4
-/* Above high / ZONE_COLD_SHARE dirty pages, blocks idle for purge delay
- * / COLD_AGE_DIV are cold enough to purge. Measured (4-thread stress run
- * against a realloc-growth benchmark): a shorter age purges pools that
- * are being recycled, a longer one keeps the garbage of growing arrays
- * above glibc's peak RSS. */
-#define COLD_AGE_DIV	64
-/* A cold purge goes down to cold_pages / COLD_HYSTERESIS. */
-#define COLD_HYSTERESIS	2
 
 static uint64_t
 dirty_pages(const struct zone *z)
@@ -103,10 +95,29 @@ is_unmap_candidate(const struct page *pg)
  * before its step is unmapped, so page_lookup never finds a descriptor
  * for memory that some other mapping may hold.
  */
+/*
+ * The descriptors of an unmapped step are tails of one free block, which
+ * nothing reads until the step is mapped again (map_pages_locked then
+ * restores their zone): their pages go too (32 KiB a step, 1/64 of what
+ * was given back), all but the one holding the block's head.
+ */
+static void
+drop_step_descs(struct zone *z, size_t st, size_t head)
+{
+	uintptr_t s = (uintptr_t)&z->descs[st * STEP_PAGES];
+	uintptr_t e = s + STEP_PAGES * sizeof(struct page);
+	uintptr_t h = zp_align_down((uintptr_t)&z->descs[head], ZP_PAGE_SIZE);
+
+	if (h == s)
+		s += ZP_PAGE_SIZE;
+	os_purge((void *)s, e - s);
+}
+
 static uint64_t
 unmap_block(struct zone *z, const struct page *pg, bool *all)
 {
-	size_t first = buddy_index(&z->buddy, pg) / STEP_PAGES;
+	size_t head = buddy_index(&z->buddy, pg);
+	size_t first = head / STEP_PAGES;
 	size_t n = ((size_t)1 << pg->order) / STEP_PAGES;
 	uint64_t gone = 0;
 
@@ -117,6 +128,7 @@ unmap_block(struct zone *z, const struct page *pg, bool *all)
 		zone_step_set_mapped(z, st, false);
 		if (os_unmap((void *)(z->base + st * ZP_COMMIT_STEP),
 			     ZP_COMMIT_STEP) == 0) {
+			drop_step_descs(z, st, head);
 			gone++;
 		} else {
 			zone_step_set_mapped(z, st, true);
@@ -129,7 +141,7 @@ unmap_block(struct zone *z, const struct page *pg, bool *all)
 /* Gives the chain's blocks back with z->lock dropped, then frees them
  * back into the lists; returns the dirty pages purged. */
 static uint64_t
-purge_chain_locked(struct zone *z, struct page *chain)
+purge_chain_locked(struct zone *z, struct page *chain, uint64_t now)
 {
 	uint64_t pages = 0, unmapped = 0;
 
@@ -156,54 +168,30 @@ purge_chain_locked(struct zone *z, struct page *chain)
 	while (chain) {
 		struct page *next = chain->lru.next;
 
-		buddy_free(&z->buddy, chain, chain->order,
-			   chain->flags & PG_ZERO, chain->lru.freed_ns);
+		bool zero = chain->flags & PG_ZERO;
+
+		/* A block purged now is stamped now: taking it back soon is
+		 * a refault (zone_note_reuse_locked). */
+		buddy_free(&z->buddy, chain, chain->order, zero,
+			   zero && chain->lru.nr_dirty ? now :
+							 chain->lru.freed_ns);
 		chain = next;
 	}
 	return pages;
 }
 
-/* Over high: the longest idle dirty blocks go, until only low remain. */
+/* Over the retained budget: the longest idle dirty blocks go, until an
+ * eighth of the budget is free again, so that the next frees do not each
+ * pay a purge. */
 static void
 take_excess_locked(struct zone *z, struct page **chain)
 {
+	uint64_t keep = z->retain - z->retain / 8;
 	struct page *pg;
 
-	while (dirty_pages(z) > z->wmark_low &&
+	while (dirty_pages(z) > keep &&
 	       (pg = buddy_oldest_dirty(&z->buddy)) != NULL)
-		purge_take_locked(z, pg, PURGE_HIGH, chain);
-}
-
-static uint64_t
-cold_pages(const struct zone *z)
-{
-	return z->wmark_high / ZONE_COLD_SHARE;
-}
-
-/*
- * Over high / ZONE_COLD_SHARE: blocks nobody took back within the cold
- * age go too, longest idle first. A pool that is being recycled stays (up
- * to high); one that only grows, such as the smaller buffers a program
- * left behind while growing its arrays, does not wait for high.
- */
-static void
-take_cold_locked(struct zone *z, uint64_t now, struct page **chain)
-{
-	uint64_t age = z->purge_delay_ns / COLD_AGE_DIV;
-	struct page *pg;
-
-	/* Below the threshold, not just to it: otherwise a program freeing
-	 * a cold heap block by block (malloc_trim spilling slabs) pays an
-	 * madvise per free instead of one batch per cold_pages / 2. */
-	while (dirty_pages(z) > cold_pages(z) / COLD_HYSTERESIS &&
-	       (pg = buddy_oldest_dirty(&z->buddy)) != NULL) {
-		if (pg->lru.freed_ns > now || now - pg->lru.freed_ns < age) {
-			/* Nothing is cold before the oldest block is. */
-			z->next_cold_ns = pg->lru.freed_ns + age;
-			return;
-		}
-		purge_take_locked(z, pg, PURGE_COLD, chain);
-	}
+		purge_take_locked(z, pg, PURGE_EXCESS, chain);
 }
 
 /* Every dirty block idle for delay or longer. */
@@ -251,6 +239,29 @@ take_mapped_zero_locked(struct zone *z, struct page **chain)
 	}
 }
 
+/* With no refault for a purge delay, the budget halves: a program that
+ * stopped reusing what it frees gets its memory given back at the free
+ * again. */
+static void
+decay_retain_locked(struct zone *z, uint64_t now)
+{
+	if (now - z->last_refault_ns >= z->purge_delay_ns &&
+	    z->retain > z->retain_min)
+		z->retain = ZP_MAX(z->retain / 2, z->retain_min);
+}
+
+void
+zone_note_reuse_locked(struct zone *z, const struct page *pg)
+{
+	uint64_t now = os_now_ns(), n = (uint64_t)1 << pg->order;
+
+	if (pg->lru.freed_ns > now || now - pg->lru.freed_ns >= z->purge_delay_ns)
+		return;
+	z->retain = ZP_MIN(z->retain + n, z->retain_max);
+	z->last_refault_ns = now;
+	z->nr_refault_pages += n;
+}
+
 /*
  * Called by zone_purge_check_locked when a purge may be due. A zone
  * another thread is purging is left to that thread.
@@ -258,8 +269,6 @@ take_mapped_zero_locked(struct zone *z, struct page **chain)
 void
 zone_purge_run_locked(struct zone *z, uint64_t now)
 {
-	bool excess = dirty_pages(z) > z->wmark_high;
-	bool cold = dirty_pages(z) > cold_pages(z) && now >= z->next_cold_ns;
 	bool tick = now >= z->next_decay_ns;
 	struct page *chain = NULL;
 
@@ -267,15 +276,14 @@ zone_purge_run_locked(struct zone *z, uint64_t now)
 		return;
 	if (tick) {
 		z->next_decay_ns = now + z->purge_delay_ns / DECAY_TICKS;
+		decay_retain_locked(z, now);
 		take_idle_locked(z, now, z->purge_delay_ns, PURGE_IDLE,
 				 &chain);
 	}
-	if (excess)
+	if (dirty_pages(z) > z->retain)
 		take_excess_locked(z, &chain);
-	else if (cold)
-		take_cold_locked(z, now, &chain);
 	take_mapped_zero_locked(z, &chain);
-	purge_chain_locked(z, chain);
+	purge_chain_locked(z, chain, now);
 	zp_unlock(&z->purge_lock);
 }
 
@@ -293,13 +301,14 @@ zone_purge(bool all)
 		if (all) {
 			take_idle_locked(z, now, 0, PURGE_TRIM, &chain);
 		} else {
+			decay_retain_locked(z, now);
 			take_idle_locked(z, now, z->purge_delay_ns,
 					 PURGE_IDLE, &chain);
-			if (dirty_pages(z) > z->wmark_high)
+			if (dirty_pages(z) > z->retain)
 				take_excess_locked(z, &chain);
 		}
 		take_mapped_zero_locked(z, &chain);
-		pages += purge_chain_locked(z, chain);
+		pages += purge_chain_locked(z, chain, now);
 		zp_unlock(&z->lock);
 		zp_unlock(&z->purge_lock);
 	}

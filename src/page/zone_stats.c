@@ -56,6 +56,10 @@ zone_check(struct zone *z)
 		return false;
 	}
 	for (size_t i = 0; i < zone_committed_pages(z); i++) {
+		/* A given-back step's descriptors read zero, but its head's. */
+		if (!zone_step_is_mapped(z, i / STEP_PAGES) &&
+		    z->descs[i].kind != PAGE_BUDDY)
+			continue;
 		if (z->descs[i].zone_id != z->id) {
 			log_msg("%s: page %zu has zone_id %u", name, i,
 				z->descs[i].zone_id);
@@ -130,6 +134,8 @@ zone_info(unsigned idx, struct zp_zone_info *out)
 	out->nr_failed = __atomic_load_n(&z->nr_failed, __ATOMIC_RELAXED);
 	out->nr_grow_steps = z->nr_grow_steps;
 	out->nr_purged_pages = z->nr_purged_pages;
+	out->retain_pages = z->retain;
+	out->nr_refault_pages = z->nr_refault_pages;
 	zp_unlock(&z->lock);
 	return 0;
 }
@@ -173,8 +179,8 @@ static void
 print_purge_why(struct outbuf *o, struct zone *z)
 {
 	static const char *const name[PURGE_NR_WHY] = {
-		[PURGE_HIGH] = "high", [PURGE_COLD] = "cold",
-		[PURGE_IDLE] = "idle", [PURGE_TRIM] = "trim",
+		[PURGE_EXCESS] = "excess", [PURGE_IDLE] = "idle",
+		[PURGE_TRIM] = "trim",
 	};
 	uint64_t n[PURGE_NR_WHY];
 

@@ -37,10 +37,14 @@ cache_boot(void)
 }
 
 void
-cache_count_slab(unsigned sc, int delta)
+cache_count_slab(const struct slab *s, int delta)
 {
-	__atomic_add_fetch(&slab_caches[sc].nr_slabs, (uint64_t)(int64_t)delta,
+	struct slab_cache *c = &slab_caches[s->sc];
+
+	__atomic_add_fetch(&c->nr_slabs, (uint64_t)(int64_t)delta,
 			   __ATOMIC_RELAXED);
+	__atomic_add_fetch(&c->nr_objs, (uint64_t)(int64_t)delta *
+					slab_nr_objs(s), __ATOMIC_RELAXED);
 }
 
 static void
@@ -102,7 +106,7 @@ spill_to_zone(struct slab *list, struct pcp_set *pcp)
 		struct slab *next = list->next;
 
 		bytes += ZP_PAGE_SIZE << list->order;
-		cache_count_slab(list->sc, -1);
+		cache_count_slab(list, -1);
 		slab_fini(list);
 		zone_free_pages(pcp, slab_page(list));
 		list = next;

@@ -26,6 +26,7 @@ struct slab_cache {
 	uint32_t nr_partial, nr_empty;			/* lock */
 	uint32_t nr_empty_max;		/* reserve kept from the zone */
 	uint64_t nr_slabs;		/* atomic: slabs of this class alive */
+	uint64_t nr_objs;		/* atomic: their objects (orders vary) */
 	/* Stats of exited threads and of remote frees without a tcache
 	 * (atomic adds). */
 	uint64_t nr_alloc_fast, nr_alloc_slow, nr_free_local, nr_free_remote;
@@ -48,7 +49,7 @@ void cache_put_list(unsigned sc, struct slab *orphans, struct slab *empties,
 void cache_put_empty(struct slab *s, struct pcp_set *pcp);
 /* A parked slab's first remote free hands it back to its cache. */
 void cache_rescue(struct slab *s);
-/* A slab leaves the zone for this class / goes back to it. */
-void cache_count_slab(unsigned sc, int delta);
+/* A slab leaves the zone for its class (+1) / goes back to it (-1). */
+void cache_count_slab(const struct slab *s, int delta);
 
 #endif /* ZP_SLAB_CACHE_H */

@@ -18,13 +18,14 @@ slab_info(unsigned sc, struct zp_slab_info *out)
 {
 	const struct slab_cache *c;
 	struct tcache_class_stats st;
-	uint64_t nr_slabs, nr_empty, allocs, frees;
+	uint64_t nr_slabs, nr_objs, nr_empty, allocs, frees;
 
 	if (sc >= SC_NR)
 		return -1;
 	c = &slab_caches[sc];
 	tcache_class_stats(sc, &st);
 	nr_slabs = __atomic_load_n(&c->nr_slabs, __ATOMIC_RELAXED);
+	nr_objs = __atomic_load_n(&c->nr_objs, __ATOMIC_RELAXED);
 	nr_empty = __atomic_load_n(&c->nr_empty, __ATOMIC_RELAXED);
 	allocs = st.nr_alloc_fast + st.nr_alloc_slow;
 	frees = st.nr_free_local + st.nr_free_remote;
@@ -34,7 +35,7 @@ slab_info(unsigned sc, struct zp_slab_info *out)
 		.pages_per_slab = 1u << slab_class[sc].order,
 		/* Exact in stats builds; counters are zero otherwise. */
 		.active_objects = allocs > frees ? allocs - frees : 0,
-		.total_objects = nr_slabs * slab_class[sc].nr_objs,
+		.total_objects = nr_objs,
 		.active_slabs = nr_slabs > nr_empty ? nr_slabs - nr_empty : 0,
 		.total_slabs = nr_slabs,
 		.nr_alloc_fast = st.nr_alloc_fast,

@@ -361,15 +361,17 @@ new_slab(struct tcache *tc, unsigned sc)
 {
 	const struct slab_class *c = &slab_class[sc];
 	unsigned order = tc->cls[sc].nr_slabs ? c->order : c->first_order;
+	struct slab *s;
 	bool zero = false;
 	struct page *head = zone_alloc_pages(tc->pcp, order, /* gfp */ 0,
 					     PAGE_SLAB, &zero);
 
 	if (head == NULL)
 		return NULL;
-	cache_count_slab(sc, 1);
 	zp_stat_inc(tc->nr_new);
-	return slab_init(head, sc, order, tc, zero);
+	s = slab_init(head, sc, order, tc, zero);
+	cache_count_slab(s, 1);
+	return s;
 }
 
 /* A slab to hold, put at the head of the partial list: the spare, an
@@ -450,6 +452,7 @@ tcache_alloc_slow(struct tcache *tc, unsigned sc)
 	bin_attach(tc, sc);
 	got = tcache_fill(tc, sc);
 	zp_unlock(&tc->lock);
+	zone_limit_run_hook();
 	if (got == 0)
 		return NULL;
 	zp_stat_inc(tc->cls[sc].nr_alloc_slow);

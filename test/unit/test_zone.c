@@ -346,7 +346,7 @@ Test(zone, purge_gives_memory_back_and_marks_it_zero)
 	bool zero = false;
 
 	boot_cfg(64 * MIB, 0, 0, NEVER);
-	zone_set_watermarks(0, 0, 1 << 20, 1 << 20);	/* no auto purge */
+	zone_set_retain(0, 1 << 20, 1 << 20);	/* no auto purge */
 	for (unsigned i = 0; i < 8; i++)
 		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
 					  NULL);
@@ -367,38 +367,44 @@ Test(zone, purge_gives_memory_back_and_marks_it_zero)
 	cr_assert(zone_check_all());
 }
 
-Test(zone, dirty_pages_above_high_are_purged_down_to_low)
+Test(zone, dirty_pages_above_the_budget_are_purged_in_a_batch)
 {
-	struct page *pgs[5];
+	struct page *pgs[10];
 	struct zp_zone_info zi;
 
 	boot_cfg(64 * MIB, 0, 0, NEVER);
-	cr_assert_eq(zone_set_watermarks(0, 64, 512, 1024), 0);
-	for (unsigned i = 0; i < 5; i++)
-		pgs[i] = zone_alloc_pages(NULL, i < 4 ? 8 : 2, 0, PAGE_MEDIUM,
-					  NULL);
-	/* Four dirty 1 MiB blocks = 1024 pages: at high, not above. */
-	touch_and_free(pgs, 4);
+	cr_assert_eq(zone_set_retain(0, 1024, 1024), 0);
+	for (unsigned i = 0; i < 10; i++)
+		pgs[i] = zone_alloc_pages(NULL, 8, 0, PAGE_MEDIUM, NULL);
+	/* Four dirty 1 MiB blocks (no two of them buddies) = 1024 pages:
+	 * within the budget. */
+	for (unsigned i = 0; i < 8; i += 2)
+		touch_and_free(&pgs[i], 1);
 	zi = info(0);
 	cr_assert_eq(zi.nr_purged_pages, 0);
-	touch_and_free(pgs + 4, 1);
+	/* 1280 > 1024 + an eighth: down to 7/8 of it, oldest first. */
+	touch_and_free(&pgs[8], 1);
 	zi = info(0);
-	cr_assert_gt(zi.nr_purged_pages, 0);
-	cr_assert_geq(zi.nr_free_zero_pages, 512);
+	cr_assert_eq(zi.nr_purged_pages, 512);
+	cr_assert_eq(zi.nr_free_pages - zi.nr_free_zero_pages, 768);
+	cr_assert(pgs[0]->flags & PG_ZERO);
+	cr_assert(pgs[2]->flags & PG_ZERO);
+	cr_assert_not(pgs[4]->flags & PG_ZERO);
+	cr_assert_not(pgs[8]->flags & PG_ZERO);
 	cr_assert(zone_check_all());
 }
 
-/* Crossing high purges the blocks idle longest, whatever their size, not
- * the ones just freed (the likeliest to be reused), and only down to
- * low. */
-Test(zone, purging_above_high_takes_the_longest_idle_first)
+/* Crossing the budget purges the blocks idle longest, whatever their
+ * size, not the ones just freed (the likeliest to be reused), and only
+ * down to 7/8 of it. */
+Test(zone, purging_over_budget_takes_the_longest_idle_first)
 {
 	struct page *pgs[6];
 	char *p[6];
 	struct zp_zone_info zi;
 
 	boot_cfg(64 * MIB, 0, 0, NEVER);
-	cr_assert_eq(zone_set_watermarks(0, 0, 1536, 2048), 0);
+	cr_assert_eq(zone_set_retain(0, 2048, 2048), 0);
 	for (unsigned i = 0; i < 6; i++) {
 		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
 					  PAGE_MEDIUM, NULL);
@@ -410,8 +416,8 @@ Test(zone, purging_above_high_takes_the_longest_idle_first)
 	touch_and_free(&pgs[1], 1);	/* merges with 0 */
 	touch_and_free(&pgs[5], 1);	/* 2048 dirty pages */
 	zi = info(0);
-	cr_assert_eq(zi.nr_purged_pages, 0, "not above high yet");
-	touch_and_free(&pgs[4], 1);	/* merges with 5: 2560 > high */
+	cr_assert_eq(zi.nr_purged_pages, 0, "not over the budget yet");
+	touch_and_free(&pgs[4], 1);	/* merges with 5: 2560 > 2304 */
 	zi = info(0);
 	cr_assert_eq(zi.nr_purged_pages, 512 + 1024);
 	cr_assert_eq(zi.nr_free_pages - zi.nr_free_zero_pages, 1024);
@@ -425,29 +431,40 @@ Test(zone, purging_above_high_takes_the_longest_idle_first)
 	cr_assert(zone_check_all());
 }
 
-/* Below high, what nobody reused within 1/64 of the delay goes; what was
- * just freed stays. */
-Test(zone, cold_blocks_go_before_high_is_reached)
+/* A program that takes back soon what was purged (a refault) makes the
+ * zone keep that much more dirty: the next wave costs no faults. A purge
+ * delay without refaults halves the budget again, and idle blocks go. */
+Test(zone, refaults_raise_the_budget_and_quiet_lowers_it)
 {
-	struct page *pgs[3];
-	struct timespec ts = { 0, 60 * 1000 * 1000 };
+	struct page *pgs[4];
+	struct timespec ts = { 0, 300 * 1000 * 1000 };
 	struct zp_zone_info zi;
 
-	boot_cfg(64 * MIB, 0, 0, 640 * 1000 * 1000);	/* cold: 10 ms */
-	cr_assert_eq(zone_set_watermarks(0, 0, 3584, 4096), 0);
-	for (unsigned i = 0; i < 3; i++)
-		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
-					  NULL);
-	/* 2048 dirty pages, over high / ZONE_COLD_SHARE but only just
-	 * freed. */
-	touch_and_free(pgs, 2);
-	cr_assert_eq(info(0).nr_purged_pages, 0);
-	nanosleep(&ts, NULL);
-	touch_and_free(pgs + 2, 1);
+	boot_cfg(64 * MIB, 0, 0, 200 * 1000 * 1000);
+	cr_assert_eq(zone_set_retain(0, 256, 8192), 0);
+	for (unsigned i = 0; i < 4; i++)
+		pgs[i] = zone_alloc_pages(NULL, 9, 0, PAGE_MEDIUM, NULL);
+	touch_and_free(pgs, 4);		/* 2048 dirty, budget 256 */
 	zi = info(0);
-	cr_assert_eq(zi.nr_purged_pages, 2048, "the two cold blocks");
-	cr_assert_eq(zi.nr_free_pages - zi.nr_free_zero_pages, 1024,
-		     "the block just freed stays");
+	cr_assert_geq(zi.nr_purged_pages, 2048 - 224);
+	cr_assert_eq(zi.nr_refault_pages, 0);
+	/* The same again, at once: the purged blocks come back. */
+	for (unsigned i = 0; i < 4; i++)
+		pgs[i] = zone_alloc_pages(NULL, 9, 0, PAGE_MEDIUM, NULL);
+	zi = info(0);
+	cr_assert_geq(zi.nr_refault_pages, 1536);
+	cr_assert_geq(zi.retain_pages, 256 + 1536);
+	touch_and_free(pgs, 4);
+	cr_assert_eq(info(0).nr_purged_pages, zi.nr_purged_pages,
+		     "the second wave is kept");
+	/* Quiet for longer than the delay: the next free's purge check
+	 * halves the budget and takes the idle blocks. */
+	nanosleep(&ts, NULL);
+	pgs[0] = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
+	zone_free_pages(NULL, pgs[0]);
+	zi = info(0);
+	cr_assert_lt(zi.retain_pages, 256 + 1536);
+	cr_assert_geq(zi.nr_purged_pages, 2 * 2048 - 224);
 	cr_assert(zone_check_all());
 }
 
@@ -459,7 +476,7 @@ Test(zone, paused_purges_wait_for_the_blocks_to_merge)
 	struct zp_zone_info zi;
 
 	boot_cfg(64 * MIB, 0, 0, NEVER);
-	cr_assert_eq(zone_set_watermarks(0, 0, 64, 128), 0);
+	cr_assert_eq(zone_set_retain(0, 128, 128), 0);
 	for (unsigned i = 0; i < 8; i++)
 		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 3, 0,
 					  PAGE_MEDIUM, NULL);
@@ -485,7 +502,7 @@ Test(zone, idle_dirty_pages_are_purged_after_the_delay)
 	struct timespec ts = { 0, 300 * 1000 * 1000 };
 
 	boot_cfg(64 * MIB, 0, 0, 200 * 1000 * 1000);	/* 200 ms */
-	zone_set_watermarks(0, 0, 1 << 20, 1 << 20);
+	zone_set_retain(0, 1 << 20, 1 << 20);
 	/* A merge dates a block by its newest dirty part, so keep the idle
 	 * block and the later one apart. */
 	pgs[0] = zone_alloc_pages(NULL, 4, 0, PAGE_MEDIUM, NULL);

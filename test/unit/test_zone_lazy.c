@@ -105,7 +105,7 @@ Test(zone_lazy, purged_steps_are_unmapped_and_come_back_zero)
 		cr_assert_not_null(pgs[i]);
 		p[i] = page_address(pgs[i]);
 	}
-	zone_set_watermarks(0, 0, 1 << 20, 1 << 20);	/* no auto purge */
+	zone_set_retain(0, 1 << 20, 1 << 20);	/* no auto purge */
 	touch_and_free(pgs, 4);
 	vm_full = vm_bytes();
 	cr_assert_eq(zone_purge(true), 16 * MIB);
@@ -135,17 +135,17 @@ Test(zone_lazy, purged_steps_are_unmapped_and_come_back_zero)
 	cr_assert(zone_check_all());
 }
 
-Test(zone_lazy, dirty_above_high_gives_whole_steps_back)
+Test(zone_lazy, dirty_over_budget_gives_whole_steps_back)
 {
 	struct page *pgs[6];
 	struct zp_zone_info zi;
 
 	boot_lazy(64 * MIB);
-	cr_assert_eq(zone_set_watermarks(0, 0, 512, 1024), 0);
+	cr_assert_eq(zone_set_retain(0, 1024, 1024), 0);
 	for (unsigned i = 0; i < 6; i++)
 		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
 					  PAGE_MEDIUM, NULL);
-	/* Two dirty 2 MiB blocks: at high, nothing happens. */
+	/* Two dirty 2 MiB blocks: within the budget, nothing happens. */
 	touch_and_free(pgs, 2);
 	zi = info(0);
 	cr_assert_eq(zi.nr_purged_pages, 0);
@@ -270,7 +270,7 @@ Test(zone_lazy, address_space_limit_is_left_to_the_program)
 	cr_assert_eq(zone_boot(&cfg), 0);
 	/* The default high scales with the span, and so with the limit:
 	 * pin it, sanitizers' huge shadow mappings raise the limit too. */
-	cr_assert_eq(zone_set_watermarks(0, 0, 256, 512), 0);
+	cr_assert_eq(zone_set_retain(0, 512, 512), 0);
 	while (n < 64 && (pgs[n] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0,
 						    PAGE_MEDIUM, NULL)))
 		n++;
