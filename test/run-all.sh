@@ -36,25 +36,21 @@ else
 	id "$user" >/dev/null 2>&1 || useradd --system --no-create-home "$user"
 	home=$(mktemp -d /tmp/zptest-home.XXXXXX)
 	chown "$user" "$home"
+	trap 'rm -rf "$home"' EXIT
 	# From the user's home: meson returns to its starting directory.
 	as_user() (cd "$home" &&
 		runuser -u "$user" -- env HOME="$home" PATH="$PATH" "$@")
-	# The user needs the tree and a build directory it can write. When
-	# the checkout sits under a private home, build a copy instead of
-	# loosening anyone's permissions.
-	ubuild=$ROOT/$BUILD
-	if ! as_user test -r "$ROOT/meson.build" -a -x "$ROOT/test"; then
-		copy=$home/src
-		as_user mkdir "$copy"
-		tar -C "$ROOT" --exclude='./build*' --exclude=./.git -cf - . |
-			as_user tar -C "$copy" -xf -
-		ubuild=$copy/build-unprivileged
-		as_user meson setup "$ubuild" "$copy" \
-			--buildtype=debugoptimized -Ddebug_asserts=true >/dev/null
-		as_user ninja -C "$ubuild" >/dev/null
-	else
-		chmod -R a+rwX "$BUILD"
-	fi
+	# The user needs the tree and a build directory it can write. It
+	# builds a copy in its own home, wherever the checkout sits (a 0700
+	# home included) and without loosening anyone's permissions.
+	copy=$home/src
+	as_user mkdir "$copy"
+	tar -C "$ROOT" --exclude='./build*' --exclude="./$BUILD" \
+		--exclude=./.git -cf - . | as_user tar -C "$copy" -xf -
+	ubuild=$copy/build-unprivileged
+	as_user meson setup "$ubuild" "$copy" \
+		--buildtype=debugoptimized -Ddebug_asserts=true >/dev/null
+	as_user ninja -C "$ubuild" >/dev/null
 	as_user meson test -C "$ubuild" --no-rebuild --print-errorlogs \
 		--num-processes 2 --logbase unprivileged \
 		"${LEVEL_SUITES[@]}" --suite unit
