@@ -222,7 +222,9 @@ window_is_free(uintptr_t a, size_t size)
 {
 	int r = probe_free(a, size);
 
-	if (r == ENOMEM)
+	/* ENOMEM under an address-space limit; EINVAL from emulators
+	 * (valgrind) that refuse a huge NOREPLACE probe. */
+	if (r != 0 && r != EEXIST)
 		r = probe_free(a, ZP_PAGE_SIZE) ?:
 		    probe_free(a + size - ZP_PAGE_SIZE, ZP_PAGE_SIZE);
 	return r == 0;
@@ -238,18 +240,11 @@ static uintptr_t window_floor;
  * below it, never in the quarter of the gap nearest the heap.
  */
 static int
-window_normal(size_t size, size_t align, void **out)
+window_between(uintptr_t heap, uintptr_t top, size_t size, size_t align,
+	       void **out)
 {
-	long probe = sys_mmap(NULL, ZP_PAGE_SIZE, PROT_NONE,
-			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
-			      0);
-	uintptr_t heap = (uintptr_t)os_syscall(SYS_brk, 0, 0, 0, 0, 0, 0);
-	uintptr_t top, a;
+	uintptr_t a;
 
-	if (is_err(probe))
-		return (int)-probe;
-	os_syscall(SYS_munmap, probe, ZP_PAGE_SIZE, 0, 0, 0, 0);
-	top = (uintptr_t)probe;
 	if (top <= heap || top - heap < 4 * size)
 		return ENOMEM;
 	if (!window_floor || window_floor > top)
@@ -262,6 +257,43 @@ window_normal(size_t size, size_t align, void **out)
 	window_floor = a;
 	*out = (void *)a;
 	return 0;
+}
+
+/*
+ * Where the heap and the mmap area are not where Linux puts them (under
+ * valgrind the client's mappings start low and its heap lies above
+ * them), fixed places high in the address space, as Go's and the
+ * sanitizers' runtimes pick theirs: 32 TiB down to 1 TiB.
+ */
+static int
+window_fixed(size_t size, size_t align, void **out)
+{
+	for (uintptr_t a = (uintptr_t)32 << 40; a >= (uintptr_t)1 << 40;
+	     a -= (uintptr_t)1 << 40) {
+		uintptr_t b = zp_align_up(a, align);
+
+		if (b + size > b && window_is_free(b, size)) {
+			*out = (void *)b;
+			return 0;
+		}
+	}
+	return ENOMEM;
+}
+
+static int
+window_normal(size_t size, size_t align, void **out)
+{
+	long probe = sys_mmap(NULL, ZP_PAGE_SIZE, PROT_NONE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			      0);
+	uintptr_t heap = (uintptr_t)os_syscall(SYS_brk, 0, 0, 0, 0, 0, 0);
+
+	if (is_err(probe))
+		return (int)-probe;
+	os_syscall(SYS_munmap, probe, ZP_PAGE_SIZE, 0, 0, 0, 0);
+	if (window_between(heap, (uintptr_t)probe, size, align, out) == 0)
+		return 0;
+	return window_fixed(size, align, out);
 }
 
 /* Below 4 GiB, from 2 GiB up: x86-64's MAP_32BIT hands out 1-2 GiB, and

@@ -232,6 +232,10 @@ zone_print_zoneinfo(struct outbuf *o)
 		out_printf(o, "    nr_purged      %lu\n",
 			   (unsigned long)zi.nr_purged_pages);
 		print_purge_why(o, &zone_table[i]);
+		out_printf(o, "    retain         %lu\n",
+			   (unsigned long)zi.retain_pages);
+		out_printf(o, "    nr_refault     %lu\n",
+			   (unsigned long)zi.nr_refault_pages);
 		out_printf(o, "  start_addr     %p\n", (void *)zi.base);
 	}
 }

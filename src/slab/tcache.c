@@ -521,6 +521,15 @@ bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 	zp_stat_add(tc->cls[sc].nr_flushed, n);
 }
 
+/*
+ * A local free the fast path could not take: the first word looked like a
+ * free object's (a double free, or a live object's unlucky bytes), or the
+ * bin was full. A full bin is not flushed: the object goes straight to
+ * its slab, while its line and its descriptor's are still in the cache -
+ * a flush would touch both again for each of the oldest objects, long
+ * after they went cold (a program freeing a large structure in random
+ * order paid twice the misses). It counts as pushed and flushed.
+ */
 void
 tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
 {
@@ -541,12 +550,16 @@ tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
 			slab_double_free(p);
 		slab_free_check_slow(slab_head(s), p);
 	}
-	if (b->cur == b->end)
-		bin_flush(tc, sc, (unsigned)(b->end - b->base + 1) / 2);
+	zp_stat_inc(b->nr_free_local);
+	if (b->cur == b->end) {
+		give_back(tc, p, slab_head(s));
+		zp_stat_inc(tc->cls[sc].nr_flushed);
+		zp_unlock(&tc->lock);
+		return;
+	}
 	zp_unlock(&tc->lock);
 	*(uintptr_t *)p = slab_encode(a, a);
 	*b->cur++ = p;
-	zp_stat_inc(b->nr_free_local);
 }
 
 /* --- giving slabs up ----------------------------------------------------- */

@@ -287,13 +287,13 @@ Test(slab, corrupted_free_link_aborts, .signal = SIGABRT)
 
 	for (unsigned i = 0; i < n; i++)
 		v[i] = tcache_alloc(&tc, sc);
-	/* The bin overflows: the oldest frees go back to their slab's
-	 * encoded free list, v[0] among them. */
+	/* The bin fills up: the frees after that go straight back to their
+	 * slab's encoded free list, v[n - 1] last. */
 	for (unsigned i = 0; i < n; i++)
 		xfree(&tc, v[i]);
-	/* A use-after-free write over v[0]'s link; the refill that takes
-	 * v[0] from the slab must not follow it. */
-	*(uintptr_t *)v[0] = (uintptr_t)&tc;
+	/* A use-after-free write over v[n - 1]'s link; the refill that
+	 * takes it from the slab must not follow it. */
+	*(uintptr_t *)v[n - 1] = (uintptr_t)&tc;
 	for (unsigned i = 0; i < 2 * n; i++)
 		tcache_alloc(&tc, sc);
 }
