@@ -503,7 +503,7 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 
 /* --- flush and local frees ---------------------------------------------- */
 
-/* Gives the n oldest objects of a bin back to their slabs. */
+/* Gives the n oldest objects of a bin back to their slabs (trim, exit). */
 static void
 bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 {
@@ -521,14 +521,27 @@ bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 	zp_stat_add(tc->cls[sc].nr_flushed, n);
 }
 
+/* Gives the n newest objects of a full bin back to their slabs: freed
+ * within the last few dozen frees, their lines and their descriptors'
+ * are still in the cache, and one lock serves them all. (The oldest
+ * would have gone cold long ago: a program freeing a large structure in
+ * random order paid every miss twice.) */
+static void
+bin_flush_newest(struct tcache *tc, unsigned sc, unsigned n)
+{
+	struct tbin *b = &tc->bins[sc];
+
+	zp_stat_inc(tc->nr_flush);
+	for (void **q = b->cur - n; q < b->cur; q++)
+		give_back(tc, *q, slab_of_ptr((uintptr_t)*q));
+	b->cur -= n;
+	zp_stat_add(tc->cls[sc].nr_flushed, n);
+}
+
 /*
  * A local free the fast path could not take: the first word looked like a
  * free object's (a double free, or a live object's unlucky bytes), or the
- * bin was full. A full bin is not flushed: the object goes straight to
- * its slab, while its line and its descriptor's are still in the cache -
- * a flush would touch both again for each of the oldest objects, long
- * after they went cold (a program freeing a large structure in random
- * order paid twice the misses). It counts as pushed and flushed.
+ * bin was full, when its newest half goes back to the slabs.
  */
 void
 tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
@@ -550,16 +563,12 @@ tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
 			slab_double_free(p);
 		slab_free_check_slow(slab_head(s), p);
 	}
-	zp_stat_inc(b->nr_free_local);
-	if (b->cur == b->end) {
-		give_back(tc, p, slab_head(s));
-		zp_stat_inc(tc->cls[sc].nr_flushed);
-		zp_unlock(&tc->lock);
-		return;
-	}
+	if (b->cur == b->end)
+		bin_flush_newest(tc, sc, (unsigned)(b->end - b->base + 1) / 2);
 	zp_unlock(&tc->lock);
 	*(uintptr_t *)p = slab_encode(a, a);
 	*b->cur++ = p;
+	zp_stat_inc(b->nr_free_local);
 }
 
 /* --- giving slabs up ----------------------------------------------------- */

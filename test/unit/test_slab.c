@@ -287,13 +287,14 @@ Test(slab, corrupted_free_link_aborts, .signal = SIGABRT)
 
 	for (unsigned i = 0; i < n; i++)
 		v[i] = tcache_alloc(&tc, sc);
-	/* The bin fills up: the frees after that go straight back to their
-	 * slab's encoded free list, v[n - 1] last. */
+	/* The bin fills up, then gives its newest half back to the slab's
+	 * encoded free list: v[n / 2 - 1], freed just before that, among
+	 * them. */
 	for (unsigned i = 0; i < n; i++)
 		xfree(&tc, v[i]);
-	/* A use-after-free write over v[n - 1]'s link; the refill that
-	 * takes it from the slab must not follow it. */
-	*(uintptr_t *)v[n - 1] = (uintptr_t)&tc;
+	/* A use-after-free write over its link; the refill that takes it
+	 * from the slab must not follow it. */
+	*(uintptr_t *)v[n / 2 - 1] = (uintptr_t)&tc;
 	for (unsigned i = 0; i < 2 * n; i++)
 		tcache_alloc(&tc, sc);
 }
