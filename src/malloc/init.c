@@ -144,7 +144,8 @@ tstate_create(void)
 	struct tstate *ts;
 	bool zero;
 
-	head = zone_alloc_exact(NULL, tstate_pages(), 0, PAGE_META, &zero);
+	head = zone_alloc_exact(NULL, tstate_pages(), GFP_SMALL, PAGE_META,
+				&zero);
 	if (!head)
 		return NULL;
 	ts = page_address(head);

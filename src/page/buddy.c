@@ -144,7 +144,13 @@ fallback_type(enum region_type type, unsigned i)
 struct page *
 buddy_alloc(struct buddy *b, unsigned order, bool fallback)
 {
-	enum region_type type = buddy_region_type(order);
+	return buddy_alloc_typed(b, order, buddy_region_type(order), fallback);
+}
+
+struct page *
+buddy_alloc_typed(struct buddy *b, unsigned order, enum region_type type,
+		  bool fallback)
+{
 	struct page *pg = pick_block(b, order, type);
 
 	enum region_type t = type;

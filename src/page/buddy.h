@@ -90,6 +90,9 @@ buddy_region_type(unsigned order)
  * Dirty blocks are preferred (see BUDDY_DIRTY_REACH). NULL if none.
  */
 struct page *buddy_alloc(struct buddy *b, unsigned order, bool fallback);
+/* The same, for a block placed with blocks of another order's type. */
+struct page *buddy_alloc_typed(struct buddy *b, unsigned order,
+			       enum region_type type, bool fallback);
 
 /* Puts a block back, merging with free buddies. zero: every byte reads as
  * zero. now: for a dirty block, when it became free (idle purging); for a

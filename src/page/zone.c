@@ -443,15 +443,17 @@ fail:
 /* Blocks group by size in typed regions (see buddy.h); only a zone that
  * cannot grow mixes them. */
 static struct page *
-alloc_locked(struct zone *z, unsigned order)
+alloc_locked(struct zone *z, unsigned order, unsigned gfp)
 {
+	enum region_type type = gfp & GFP_SMALL ? REGION_SMALL
+						: buddy_region_type(order);
 	struct page *pg;
 	size_t idx;
 
-	while (!(pg = buddy_alloc(&z->buddy, order, false)))
+	while (!(pg = buddy_alloc_typed(&z->buddy, order, type, false)))
 		if (!grow_locked(z))
 			break;
-	if (!pg && !(pg = buddy_alloc(&z->buddy, order, true)))
+	if (!pg && !(pg = buddy_alloc_typed(&z->buddy, order, type, true)))
 		return NULL;
 	if ((pg->flags & PG_ZERO) && pg->lru.freed_ns)
 		zone_note_reuse_locked(z, pg);
@@ -581,7 +583,7 @@ zone_alloc_pages_slow(struct pcp_set *pcp, unsigned order, unsigned gfp,
 		zp_lock(&z->lock);
 		pg = NULL;
 		if (watermark_ok(z, order, type, z->node != node))
-			pg = alloc_locked(z, order);
+			pg = alloc_locked(z, order, gfp);
 		if (pg && i > 0)
 			z->nr_fallback_in++;
 		zp_unlock(&z->lock);
@@ -605,7 +607,7 @@ zone_bulk_alloc(struct zone *z, unsigned order, unsigned n,
 
 	zp_lock(&z->lock);
 	while (got < n && watermark_ok(z, order, ZONE_NORMAL, false) &&
-	       (pg = alloc_locked(z, order)) != NULL) {
+	       (pg = alloc_locked(z, order, 0)) != NULL) {
 		pg->lru.next = head;
 		head = pg;
 		got++;

@@ -19,6 +19,10 @@ enum zone_type { ZONE_LOW32 = 0, ZONE_NORMAL, ZONE_NR_TYPES };
 enum gfp_flags {
 	GFP_LOW32 = 1 << 0,	/* every page below 4 GiB */
 	GFP_NODE_EXACT = 1 << 1, /* no fallback to other nodes */
+	/* Placed among small blocks whatever its order: a thread's state,
+	 * so that a small program splits one region, not two (each split
+	 * chain dirties a few pages of descriptors). */
+	GFP_SMALL = 1 << 2,
 	/* The node to prefer is (gfp >> GFP_NODE_SHIFT) - 1; 0 = local. */
 	GFP_NODE_SHIFT = 8,
 };

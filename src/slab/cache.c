@@ -10,6 +10,8 @@
  */
 #include "slab/cache.h"
 
+#include <string.h>
+
 #include "page/zone.h"
 #include "slab/tcache.h"
 
@@ -22,18 +24,25 @@ struct slab_cache slab_caches[SC_NR];
  * to the back of the list, so every orphan is looked at in turn. */
 #define CACHE_SCAN	4
 
+/* Nothing to write at a process's boot: a zero lock is free and the
+ * lists start empty, so a class's line of the caches is touched only when
+ * the class gives a slab back. A later boot (tests) starts over. */
 void
 cache_boot(void)
 {
-	for (unsigned sc = 0; sc < SC_NR; sc++) {
-		struct slab_cache *c = &slab_caches[sc];
-		size_t bytes = ZP_PAGE_SIZE << slab_class[sc].order;
+	static bool booted;
 
-		*c = (struct slab_cache){ 0 };
-		zp_lock_init(&c->lock);
-		c->nr_empty_max =
-			(uint32_t)ZP_MAX(1, CACHE_EMPTY_BYTES / bytes);
-	}
+	if (booted)
+		memset(slab_caches, 0, sizeof(slab_caches));
+	booted = true;
+}
+
+/* Empty slabs a class keeps from the zone (see CACHE_EMPTY_BYTES). */
+static uint32_t
+empty_max(unsigned sc)
+{
+	return (uint32_t)ZP_MAX(1, CACHE_EMPTY_BYTES /
+				       (ZP_PAGE_SIZE << slab_class[sc].order));
 }
 
 void
@@ -85,7 +94,7 @@ empty_put_locked(struct slab_cache *c, struct slab *s, struct slab **spill)
 	slab_reset(s);
 	slab_set_owner(s, SLAB_UNOWNED);
 	s->prev = NULL;
-	if (c->nr_empty < c->nr_empty_max) {
+	if (c->nr_empty < empty_max(s->sc)) {
 		s->next = c->empty_head;
 		c->empty_head = s;
 		s->where = SLAB_CACHE_EMPTY;
@@ -116,12 +125,12 @@ spill_to_zone(struct slab *list, struct pcp_set *pcp)
 
 /*
  * Looks at up to CACHE_SCAN orphans, collecting their remote frees: the
- * first with objects to give is taken off the list for adoption; empty
- * ones go to the reserve (or the spill); full ones to the back of the
+ * first with objects to give (or emptied by those frees, then reset) is
+ * taken off the list for the caller; full ones go to the back of the
  * list, so that every orphan is looked at in turn.
  */
 static struct slab *
-scan_partial_locked(struct slab_cache *c, struct slab **spill)
+scan_partial_locked(struct slab_cache *c)
 {
 	unsigned n = ZP_MIN(CACHE_SCAN, c->nr_partial);
 
@@ -130,8 +139,8 @@ scan_partial_locked(struct slab_cache *c, struct slab **spill)
 
 		partial_unlink_locked(c, s);
 		if (slab_collect_if_empty(s)) {
-			empty_put_locked(c, s, spill);
-			continue;
+			slab_reset(s);
+			return s;
 		}
 		slab_collect(s);
 		if (slab_has_local(s))
@@ -154,7 +163,7 @@ cache_take(unsigned sc, struct tcache *tc, bool *adopted)
 	struct slab *spill = NULL, *s;
 
 	zp_lock(&c->lock);
-	s = scan_partial_locked(c, &spill);
+	s = scan_partial_locked(c);
 	*adopted = s != NULL;
 	if (s == NULL && (s = c->empty_head) != NULL) {
 		c->empty_head = s->next;
@@ -203,6 +212,92 @@ cache_put_empty(struct slab *s, struct pcp_set *pcp)
 	spill_to_zone(spill, pcp);
 }
 
+/* A slab for the shared role: an orphan with free objects (it has no
+ * owner already), an empty one from the reserve, else a small new one
+ * made outside the lock. */
+static struct slab *
+shared_refill(struct slab_cache *c, unsigned sc)
+{
+	const struct slab_class *k = &slab_class[sc];
+	struct page *head;
+	struct slab *s = scan_partial_locked(c);
+	bool zero;
+
+	if (s != NULL)
+		return s;
+	s = c->empty_head;
+	if (s != NULL) {
+		c->empty_head = s->next;
+		c->nr_empty--;
+		return s;
+	}
+	zp_unlock(&c->lock);
+	head = zone_alloc_pages(NULL, k->first_order, /* gfp */ 0, PAGE_SLAB,
+				&zero);
+	if (head != NULL) {
+		s = slab_init(head, sc, k->first_order, SLAB_UNOWNED, zero);
+		cache_count_slab(s, 1);
+	}
+	zp_lock(&c->lock);
+	return s;
+}
+
+void *
+cache_alloc_shared(unsigned sc)
+{
+	struct slab_cache *c = &slab_caches[sc];
+	struct slab *s, *spill = NULL;
+	void *p = NULL;
+
+	zp_lock(&c->lock);
+	while (p == NULL) {
+		s = c->shared;
+		if (s != NULL) {
+			if (slab_take(s, &p, 1) != 0 || slab_collect(s) != 0)
+				continue;
+			/* Full: an orphan now, emptied by the frees to come
+			 * and adopted or reused like any other. */
+			c->shared = NULL;
+			partial_append_locked(c, s);
+		}
+		s = shared_refill(c, sc);
+		if (s == NULL)
+			break;
+		if (c->shared != NULL) {
+			/* Another thread installed one while we were out:
+			 * ours came fresh from the zone. */
+			empty_put_locked(c, s, &spill);
+			continue;
+		}
+		s->next = s->prev = NULL;
+		s->where = SLAB_CACHE_SHARED;
+		slab_set_owner(s, SLAB_UNOWNED);
+		c->shared = s;
+	}
+	if (p != NULL)
+		zp_stat_inc(c->nr_shared);
+	zp_unlock(&c->lock);
+	spill_to_zone(spill, NULL);
+	return p;
+}
+
+struct slab *
+cache_take_shared(unsigned sc, struct tcache *tc)
+{
+	struct slab_cache *c = &slab_caches[sc];
+	struct slab *s;
+
+	zp_lock(&c->lock);
+	s = c->shared;
+	if (s != NULL) {
+		c->shared = NULL;
+		s->where = SLAB_NOWHERE;
+		slab_set_owner(s, tc);
+	}
+	zp_unlock(&c->lock);
+	return s;
+}
+
 void
 cache_rescue(struct slab *s)
 {
@@ -232,6 +327,13 @@ slab_trim(void)
 				s->next = spill;
 				spill = s;
 			}
+		}
+		if ((s = c->shared) != NULL && slab_collect_if_empty(s)) {
+			c->shared = NULL;
+			slab_reset(s);
+			s->where = SLAB_NOWHERE;
+			s->next = spill;
+			spill = s;
 		}
 		while ((s = c->empty_head) != NULL) {
 			c->empty_head = s->next;

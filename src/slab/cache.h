@@ -11,6 +11,12 @@
  *   empty    every object free; a small reserve, the rest go to the zone.
  *   parked   full and on no list (see tcache.c); not the cache's concern
  *            until a remote free rescues it onto partial.
+ *   shared   one slab a class hands out single objects from, under its
+ *            lock: a thread that is not the process's first takes its
+ *            first few objects of a class from it (tcache.c), so that
+ *            many threads using a class lightly share its pages, as
+ *            glibc's arenas share a heap, instead of each holding a slab.
+ *            Frees of its objects are remote frees (it has no owner).
  */
 #ifndef ZP_SLAB_CACHE_H
 #define ZP_SLAB_CACHE_H
@@ -23,14 +29,14 @@ struct slab_cache {
 	struct zp_lock lock;		/* leaf: nothing is taken inside */
 	struct slab *partial_head, *partial_tail;	/* lock */
 	struct slab *empty_head;			/* lock */
+	struct slab *shared;				/* lock */
 	uint32_t nr_partial, nr_empty;			/* lock */
-	uint32_t nr_empty_max;		/* reserve kept from the zone */
 	uint64_t nr_slabs;		/* atomic: slabs of this class alive */
 	uint64_t nr_objs;		/* atomic: their objects (orders vary) */
 	/* Stats of exited threads and of remote frees without a tcache
 	 * (atomic adds). */
 	uint64_t nr_alloc_fast, nr_alloc_slow, nr_free_local, nr_free_remote;
-	uint64_t nr_rescue, nr_reuse, nr_orphan;	/* lock */
+	uint64_t nr_rescue, nr_reuse, nr_orphan, nr_shared;	/* lock */
 } zp_cacheline_aligned;
 
 extern struct slab_cache slab_caches[SC_NR];
@@ -47,6 +53,14 @@ void cache_put_list(unsigned sc, struct slab *orphans, struct slab *empties,
 		    struct pcp_set *pcp);
 /* Gives up a held slab with nr_inuse == 0: to the reserve or the zone. */
 void cache_put_empty(struct slab *s, struct pcp_set *pcp);
+/* One object of class sc from the shared slab (see above); NULL when the
+ * zone has no memory. Takes the cache lock, and the zone's. */
+void *cache_alloc_shared(unsigned sc);
+/* The shared slab itself, for tc to hold (tc->lock held): a thread that
+ * outgrows its shared objects adopts it as its first slab, so a lone
+ * worker does not hold the shared page and a slab of its own. NULL when
+ * there is none. */
+struct slab *cache_take_shared(unsigned sc, struct tcache *tc);
 /* A parked slab's first remote free hands it back to its cache. */
 void cache_rescue(struct slab *s);
 /* A slab leaves the zone for its class (+1) / goes back to it (-1). */

@@ -94,6 +94,7 @@ enum slab_where {
 	SLAB_OWN_SPARE,		/* owner's one empty slab of the class */
 	SLAB_CACHE_PARTIAL,	/* orphan with live objects (cache->lock) */
 	SLAB_CACHE_EMPTY,	/* in the class's empty reserve (cache->lock) */
+	SLAB_CACHE_SHARED,	/* the class's shared slab (cache->lock) */
 };
 
 struct slab {

@@ -54,6 +54,14 @@
 
 static struct zp_lock registry_lock = ZP_LOCK_INIT;
 static struct tcache *registry_head;		/* registry_lock */
+static unsigned long nr_tcaches;		/* ever created (lock) */
+
+/* A thread that is not the process's first takes up to this many
+ * objects of a class from the class's shared slab before it holds slabs
+ * of its own (cache.h): threads that use a class lightly (a worker's
+ * few buffers, a short-lived thread's one object) then share its pages.
+ * The first thread does not: it would hold a page of each class twice. */
+#define SHARED_MAX	8
 static struct tcache_path_stats exited_paths;	/* registry_lock */
 
 void
@@ -61,6 +69,7 @@ tcache_init(struct tcache *tc, struct pcp_set *pcp)
 {
 	tc->pcp = pcp;
 	zp_lock(&registry_lock);
+	tc->use_shared = nr_tcaches++ != 0;
 	tc->reg_next = registry_head;
 	if (registry_head)
 		registry_head->reg_prev = tc;
@@ -385,6 +394,9 @@ get_slab(struct tcache *tc, unsigned sc)
 
 	if (s != NULL)
 		own_del(tc, s);
+	else if (k->nr_slabs == 0 && k->nr_shared != 0 &&
+		 (s = cache_take_shared(sc, tc)) != NULL)
+		adopted = true;
 	else if ((s = cache_take(sc, tc, &adopted)) == NULL &&
 		 (s = new_slab(tc, sc)) == NULL)
 		return NULL;
@@ -443,11 +455,36 @@ tcache_fill(struct tcache *tc, unsigned sc)
 	return got;
 }
 
+/* An object from the class's shared slab, while the thread has no bin
+ * of its own for the class; NULL when it is not to use one. */
+static void *
+alloc_shared(struct tcache *tc, unsigned sc)
+{
+	struct tclass *k = &tc->cls[sc];
+	void *p;
+
+	if (!tc->use_shared || k->nr_shared >= SHARED_MAX ||
+	    tc->bins[sc].base != NULL)
+		return NULL;
+	p = cache_alloc_shared(sc);
+	if (p != NULL) {
+		k->nr_shared++;
+		zp_stat_inc(k->nr_alloc_slow);
+		zp_stat_inc(k->nr_bump);
+	}
+	return p;
+}
+
 void *
 tcache_alloc_slow(struct tcache *tc, unsigned sc)
 {
 	unsigned got;
+	void *p = alloc_shared(tc, sc);
 
+	if (p != NULL) {
+		*(uintptr_t *)p = 0;
+		return p;
+	}
 	zp_lock(&tc->lock);
 	bin_attach(tc, sc);
 	got = tcache_fill(tc, sc);
@@ -481,8 +518,10 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 {
 	struct tbin *b = &tc->bins[sc];
 	struct slab *s = NULL;
-	void *p;
+	void *p = alloc_shared(tc, sc);
 
+	if (p != NULL)
+		return memset(p, 0, ZP_MAX(n, sizeof(uintptr_t)));
 	zp_lock(&tc->lock);
 	bin_attach(tc, sc);
 	if (b->cur == b->base)

@@ -60,6 +60,7 @@ struct tclass {
 	uintptr_t rhead, rtail;
 	unsigned nr_rfree;
 	unsigned nr_slabs;		/* slabs ever taken: the first is small */
+	unsigned nr_shared;		/* objects from the class's shared slab */
 	/* Stats: objects into the bin by refills and out by flushes, so
 	 * that allocations need no counter of their own (see tcache.c). */
 	uint64_t nr_refilled, nr_flushed, nr_bump;
@@ -78,6 +79,7 @@ struct tcache {
 	struct zp_lock lock;		/* the slow paths; see above */
 	unsigned nr_slots_used;		/* slots handed to bins (lock) */
 	bool is_flushing;		/* tcache_flush is giving slabs up */
+	bool use_shared;		/* not the process's first thread */
 	uint64_t rbatch_mask;		/* classes with a remote chain */
 	uint64_t nr_refill, nr_flush, nr_new, nr_mail, nr_adopt; /* stats */
 	struct tcache *reg_next, *reg_prev;	/* registry_lock */
