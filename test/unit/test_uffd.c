@@ -175,9 +175,17 @@ Test(uffd, unprivileged_process_gets_kernel_level_and_works)
 
 /* --- the window, white-box --------------------------------------------- */
 
+/* A thread that touches the window while the test thread (the reclaimer
+ * here) holds it: it waits in the fault until settle or close wakes it;
+ * nobody else serves the window. */
 struct toucher {
 	uint64_t *word;
 	uint64_t value;
+	char *kernel_dst;		/* read(2) into here instead */
+	int fd;
+	size_t len;
+	ssize_t got;
+	uint64_t seen;
 };
 
 static void *
@@ -185,7 +193,12 @@ toucher_main(void *arg)
 {
 	struct toucher *t = arg;
 
-	*t->word = t->value;	/* faults: the page is out in scratch */
+	if (t->kernel_dst)
+		t->got = read(t->fd, t->kernel_dst, t->len);
+	else if (t->value)
+		*t->word = t->value;	/* faults: the page is out */
+	else
+		t->seen = *t->word;	/* faults: never there */
 	return NULL;
 }
 
@@ -211,13 +224,20 @@ window_with_pages_out(size_t first, size_t nr)
 					     (void **)&p), 0);
 	memset(p, 1, ZERO_CHUNK);
 	memset(p, 0, ZERO_CHUNK);
-	cr_assert_eq(uffd_ensure(), 0);
 	reclaim_lock();
+	cr_assert_eq(uffd_ensure(), 0);
 	cr_assert_eq(uffd_window_open((uintptr_t)p, (uintptr_t)p +
 				      ZERO_CHUNK), 0);
 	moved = uffd_window_take((uintptr_t)p + first * PAGE, nr, &err);
 	cr_assert_eq(moved, nr, "moved %zu (%d)", moved, err);
 	return p;
+}
+
+/* Let a started toucher reach its fault. */
+static void
+let_it_fault(void)
+{
+	usleep(50 * 1000);
 }
 
 Test(uffd, thread_write_during_window_survives)
@@ -232,14 +252,17 @@ Test(uffd, thread_write_during_window_survives)
 	need_uffd();
 	f0 = faults_handled();
 	p = window_with_pages_out(10, 4);
-	t = (struct toucher){ (uint64_t *)(p + 11 * PAGE + 64), 0xfeedULL };
+	t = (struct toucher){ .word = (uint64_t *)(p + 11 * PAGE + 64),
+			      .value = 0xfeedULL };
 	cr_assert_eq(pthread_create(&th, NULL, toucher_main, &t), 0);
+	let_it_fault();
+	got = uffd_window_settle();	/* wakes it */
 	cr_assert_eq(pthread_join(th, NULL), 0);
-	cr_expect_gt(faults_handled(), f0);
-	got = uffd_window_settle();
 	uffd_window_close();
 	reclaim_unlock();
-	cr_expect_eq(got, 3, "the written page went home, the rest reclaimed");
+	cr_expect_gt(faults_handled(), f0, "the fault was seen");
+	cr_expect_eq(got, 4, "the page was zero in scratch: all four "
+		     "reclaimed, and the write went to a fresh copy");
 	cr_expect_eq(*t.word, 0xfeedULL);
 	cr_expect_eq(zero_resident_bytes((uintptr_t)p + 10 * PAGE,
 					 (uintptr_t)p + 14 * PAGE), PAGE);
@@ -247,7 +270,9 @@ Test(uffd, thread_write_during_window_survives)
 
 Test(uffd, kernel_write_during_window_survives)
 {
-	char msg[] = "the kernel faults here and waits for the handler";
+	char msg[] = "the kernel faults here and waits for settle";
+	struct toucher t;
+	pthread_t th;
 	int fds[2];
 	char *p;
 
@@ -256,30 +281,42 @@ Test(uffd, kernel_write_during_window_survives)
 	p = window_with_pages_out(0, 8);
 	cr_assert_eq(pipe(fds), 0);
 	cr_assert_eq(write(fds[1], msg, sizeof(msg)), (ssize_t)sizeof(msg));
-	/* This thread is the one that faults, inside read(2). */
-	cr_assert_eq(read(fds[0], p + 3 * PAGE + 5, sizeof(msg)),
-		     (ssize_t)sizeof(msg));
-	cr_assert_eq(getrandom(p + 6 * PAGE, 16, 0), 16);
-	cr_expect_eq(uffd_window_settle(), 6);
+	t = (struct toucher){ .kernel_dst = p + 3 * PAGE + 5, .fd = fds[0],
+			      .len = sizeof(msg) };
+	/* That thread faults inside read(2), in the kernel. */
+	cr_assert_eq(pthread_create(&th, NULL, toucher_main, &t), 0);
+	let_it_fault();
+	cr_expect_eq(uffd_window_settle(), 8);
+	cr_assert_eq(pthread_join(th, NULL), 0);
 	uffd_window_close();
 	reclaim_unlock();
+	cr_expect_eq(t.got, (ssize_t)sizeof(msg));
 	cr_expect_str_eq(p + 3 * PAGE + 5, msg);
 	cr_expect_eq(zero_resident_bytes((uintptr_t)p, (uintptr_t)p +
-					 8 * PAGE), 2 * PAGE);
+					 8 * PAGE), PAGE);
+	close(fds[0]);
+	close(fds[1]);
 }
 
-Test(uffd, fault_on_untouched_page_of_window_maps_zero)
+Test(uffd, fault_on_untouched_page_of_window_waits_for_close)
 {
+	struct toucher t;
+	pthread_t th;
 	char *p;
 
 	boot(ZERO_UFFD_AUTO, false, 0);
 	need_uffd();
 	p = window_with_pages_out(0, 1);
 	cr_assert_eq(madvise(p + 100 * PAGE, PAGE, MADV_DONTNEED), 0);
-	cr_expect_eq(p[100 * PAGE + 9], 0);	/* faults in the window */
+	t = (struct toucher){ .word = (uint64_t *)(p + 100 * PAGE + 8),
+			      .seen = 1 };
+	cr_assert_eq(pthread_create(&th, NULL, toucher_main, &t), 0);
+	let_it_fault();
 	cr_expect_eq(uffd_window_settle(), 1);
-	uffd_window_close();
+	uffd_window_close();		/* wakes it */
+	cr_assert_eq(pthread_join(th, NULL), 0);
 	reclaim_unlock();
+	cr_expect_eq(t.seen, 0);
 }
 
 /* --- fork and exit ------------------------------------------------------ */
