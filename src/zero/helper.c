@@ -119,6 +119,10 @@ helper_pass(bool *live, bool *busy)
 	size_t pages = 0, examined = 0;
 
 	zero_park_release(/* all */ false);
+	/* Each pass finds out again: a uffd that could not be set up a
+	 * moment ago (the program closed ours and the kernel had not yet
+	 * released it) may be there now. */
+	*live = !uffd_is_stopped();
 	if (*live && zero_cfg.reclaim)
 		pages = reclaim_pass(zero_cfg.reclaim_budget_bytes, live,
 				     &examined);

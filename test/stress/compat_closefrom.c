@@ -92,8 +92,10 @@ check_files(struct files *f, const char *when)
 		fail("memfd contents changed %s", when);
 	pid = fork();
 	if (pid == 0) {
-		for (int fd = 3; fd <= f->null; fd++)
-			if (fcntl(fd, F_GETFD) < 0)
+		int fds[] = { f->pipe[0], f->pipe[1], f->memfd, f->null };
+
+		for (int i = 0; i < 4; i++)
+			if (fcntl(fds[i], F_GETFD) < 0)
 				_exit(1);
 		_exit(0);
 	}
