@@ -18,6 +18,7 @@
 #include "malloc/alloc.h"
 #include "malloc/init.h"
 #include "malloc/large.h"
+#include "malloc/map.h"
 #include "malloc/stats.h"
 #include "os/os.h"
 #include "page/zone.h"
@@ -259,6 +260,7 @@ boot_finish(void)
 	if (key_ready && alloc_tls)
 		pthread_setspecific(tstate_key, tstate_of(alloc_tls));
 	stdio_list_boot();
+	map_boot();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	if (zp_opt.verbose)
 		log_msg("active (version %s, %s)", ZP_VERSION, mode_line);

@@ -6,6 +6,8 @@
  *        freed blocks that catches double frees, large-block statistics.
  * Locks: large.lock guards everything above; it is a leaf (no other
  *        allocator lock is taken under it) and first in fork order.
+ *        free never fails: a block the kernel will not unmap (the
+ *        map-count limit) is kept, emptied, and unmapped later.
  * Path:  alloc_malloc_slow -> large_alloc -> large_map -> zero_region_take
  *        (a parked region or os_map); large_free -> zero_region_park
  *        (os_map/os_unmap without the zero-page engine)
@@ -13,6 +15,8 @@
  * The three large_map/large_unmap/large_remap functions are the only ones
  * that know how a block is backed.
  */
+#include <errno.h>
+
 #include "base/lock.h"
 #include "base/log.h"
 #include "malloc/large.h"
@@ -45,6 +49,7 @@ static struct {
 	struct large_entry *tab;	/* cap entries, os_map'ed */
 	size_t cap;			/* a power of two, or 0 */
 	size_t nr_live, nr_tomb;
+	size_t nr_reserved;		/* slots promised to resizes */
 	uintptr_t recent[LARGE_RECENT];	/* freed: double-free check */
 	unsigned recent_next;
 	uint64_t last_alloc_ns;		/* when the last block was allocated */
@@ -118,26 +123,31 @@ note_alloc_locked(uint64_t now)
 	large.last_alloc_ns = now;
 }
 
+/* Never fails, never touches errno: what the kernel will not unmap now
+ * (ENOMEM at vm.max_map_count, when the unmap would split a mapping) is
+ * emptied and kept, as glibc's free keeps it. */
 static void
 large_unmap(void *p, size_t size, unsigned flags, bool park)
 {
+#if ZP_HAVE_ZERO
 	int err;
 
-#if ZP_HAVE_ZERO
 	if (flags & LARGE_LOW32)
-		err = os_unmap(p, size);
+		err = EINVAL;
 	else if ((flags & LARGE_PLACED) || !park)
 		err = zero_region_unmap(p, size);
 	else
 		err = zero_region_park(p, size);
+	/* Not (all) a region any more: the program unmapped or remapped
+	 * part of its block. Unmap whatever is there. */
+	if (err)
+		zero_unmap_or_keep(p, size);
 #else
 	(void)flags;
 	(void)park;
-	err = os_unmap(p, size);
+	if (os_unmap(p, size) != 0)
+		os_purge(p, size);
 #endif
-	if (err)
-		log_fatal("free(): cannot unmap large block %p (error %d)", p,
-			  err);
 }
 
 static int
@@ -202,7 +212,7 @@ grow_locked(void)
 	void *mem;
 	int err;
 
-	while ((large.nr_live + 1) * 2 > cap)
+	while ((large.nr_live + large.nr_reserved + 1) * 2 > cap)
 		cap *= 2;
 	err = os_map(cap * sizeof(*tab), NULL, &mem);
 	if (err)
@@ -221,11 +231,19 @@ grow_locked(void)
 	return 0;
 }
 
+/* Would one more entry (besides the reserved ones) take the load
+ * (tombstones included) past 3/4? */
+static bool
+is_full_locked(size_t extra)
+{
+	return (large.nr_live + large.nr_tomb + large.nr_reserved + extra) *
+		       4 > large.cap * 3;
+}
+
 static int
 insert_locked(uintptr_t addr, size_t size)
 {
-	/* Keep the load (tombstones included) under 3/4. */
-	if ((large.nr_live + large.nr_tomb + 1) * 4 > large.cap * 3) {
+	if (is_full_locked(1)) {
 		int err = grow_locked();
 
 		if (err)
@@ -289,6 +307,9 @@ large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 		return NULL;
 	if (node >= 0)
 		flags |= LARGE_PLACED;
+#if ZP_HAVE_ZERO
+	zero_kick_pending();
+#endif
 	err = large_map(size, align, flags, zero, &p);
 	if (err) {
 		__atomic_fetch_add(&large.st.nr_failed, 1, __ATOMIC_RELAXED);
@@ -370,11 +391,14 @@ large_resize(void *p, size_t n)
 	zp_lock(&large.lock);
 	e = find_locked((uintptr_t)p);
 	old = e ? e->size : 0;
-	/* Room for the moved entry now, so that the update below cannot
-	 * fail after the pages have moved. */
+	/* A slot for the moved entry, reserved now so that no insert by
+	 * another thread while the lock is dropped can take it: the update
+	 * below cannot fail after the pages have moved. */
 	err = 0;
-	if (e && (large.nr_live + large.nr_tomb + 2) * 4 > large.cap * 3)
+	if (e && is_full_locked(1))
 		err = grow_locked();
+	if (e && !err)
+		large.nr_reserved++;
 	zp_unlock(&large.lock);
 	if (!old)
 		log_fatal("realloc(): invalid pointer %p", p);
@@ -382,22 +406,22 @@ large_resize(void *p, size_t n)
 		return NULL;
 	flags = old & LARGE_FLAG_MASK;
 	old &= ~LARGE_FLAG_MASK;
-	if (new_size == old)
-		return p;
 
 	/* The caller owns the block, so nobody else can move or free it
 	 * while the lock is dropped around the remap. */
-	err = large_remap(p, old, new_size, flags, &q);
-	if (err)
-		return NULL;
-
+	err = new_size == old ? 0 : large_remap(p, old, new_size, flags, &q);
 	zp_lock(&large.lock);
+	large.nr_reserved--;
+	if (err || new_size == old) {
+		zp_unlock(&large.lock);
+		return err ? NULL : p;
+	}
 	e = find_locked((uintptr_t)p);
 	if (q == p) {
 		e->size = new_size | flags;
 	} else {
 		remove_locked(e);
-		/* Cannot fail: room was made before the remap. */
+		/* Cannot fail: the reserved slot is there. */
 		insert_locked((uintptr_t)q, new_size | flags);
 		forget_recent_locked((uintptr_t)q);
 	}

@@ -1,7 +1,11 @@
 /*
- * map.h - the interposed mmap family and madvise. Each call is one hook, so that the
- * zero-page engine's routing of large anonymous maps slots in here alone.
- * Results are the kernel's: MAP_FAILED or -1 with *err set on failure.
+ * map.h - the interposed calls that reach the zero-page engine: the mmap
+ * family and madvise (each one hook, so that the engine's routing of
+ * large anonymous maps slots in here alone), and the calls through which
+ * a program could otherwise trip over it (see map.c). Results of the
+ * mmap family are the kernel's (MAP_FAILED or an errno value in *err /
+ * the return value); the others return exactly what glibc's function
+ * returns, errno included.
  */
 #ifndef ZP_MALLOC_MAP_H
 #define ZP_MALLOC_MAP_H
@@ -18,5 +22,29 @@ void *map_mremap(void *old, size_t old_size, size_t new_size, int flags,
 
 /* Returns 0 or an errno value. */
 int map_madvise(void *addr, size_t len, int advice);
+
+/* Finds glibc's functions once, at boot, so that no interposed call (a
+ * signal handler may make one) ever has to look one up. */
+void map_boot(void);
+
+int map_close(int fd);
+int map_close_range(unsigned lo, unsigned hi, int flags);
+void map_closefrom(int lo);
+int map_dup2(int old, int fd);
+int map_dup3(int old, int fd, int flags);
+int map_ioctl(int fd, unsigned long req, void *arg);
+int map_prctl(int option, unsigned long a2, unsigned long a3,
+	      unsigned long a4, unsigned long a5);
+int map_unshare(int flags);
+int map_setns(int fd, int nstype);
+int map_mprotect(void *addr, size_t len, int prot);
+int map_pkey_mprotect(void *addr, size_t len, int prot, int pkey);
+int map_mlock(const void *addr, size_t len);
+int map_mlock2(const void *addr, size_t len, unsigned flags);
+int map_munlock(const void *addr, size_t len);
+/* mlockall (lock) or munlockall. */
+int map_mlockall(int flags, bool lock);
+/* syscall(nr, a[0..5]) with the same engine hooks as the calls above. */
+long map_syscall(long nr, const long a[6]);
 
 #endif /* ZP_MALLOC_MAP_H */

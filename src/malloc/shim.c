@@ -537,3 +537,140 @@ shim_load(void)
 {
 	init_boot();
 }
+
+/* --- calls a program could trip over the zero-page engine with ---------- */
+/*
+ * The engine gets a word in before glibc's own function runs (map.c): a
+ * close or dup onto one of its descriptors, a seccomp filter, an unshare
+ * or setns that wants the process to itself, mprotect or mlock of memory
+ * under reclaim, a userfaultfd registration of the program's own.
+ */
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+ZP_EXPORT int
+close(int fd)
+{
+	return map_close(fd);
+}
+
+ZP_EXPORT int
+close_range(unsigned lo, unsigned hi, int flags)
+{
+	return map_close_range(lo, hi, flags);
+}
+
+ZP_EXPORT void
+closefrom(int lo)
+{
+	map_closefrom(lo);
+}
+
+ZP_EXPORT int
+dup2(int old, int fd)
+{
+	return map_dup2(old, fd);
+}
+
+ZP_EXPORT int
+dup3(int old, int fd, int flags)
+{
+	return map_dup3(old, fd, flags);
+}
+
+/* glibc reads one pointer-sized argument. */
+ZP_EXPORT int
+ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return map_ioctl(fd, req, arg);
+}
+
+/* glibc reads four more arguments, whatever the option. */
+ZP_EXPORT int
+prctl(int option, ...)
+{
+	unsigned long a[4];
+	va_list ap;
+
+	va_start(ap, option);
+	for (int i = 0; i < 4; i++)
+		a[i] = va_arg(ap, unsigned long);
+	va_end(ap);
+	return map_prctl(option, a[0], a[1], a[2], a[3]);
+}
+
+/* glibc reads six arguments, whatever the call. */
+ZP_EXPORT long
+syscall(long nr, ...)
+{
+	long a[6];
+	va_list ap;
+
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	return map_syscall(nr, a);
+}
+
+ZP_EXPORT int
+unshare(int flags)
+{
+	return map_unshare(flags);
+}
+
+ZP_EXPORT int
+setns(int fd, int nstype)
+{
+	return map_setns(fd, nstype);
+}
+
+ZP_EXPORT int
+mprotect(void *addr, size_t len, int prot)
+{
+	return map_mprotect(addr, len, prot);
+}
+
+ZP_EXPORT int
+pkey_mprotect(void *addr, size_t len, int prot, int pkey)
+{
+	return map_pkey_mprotect(addr, len, prot, pkey);
+}
+
+ZP_EXPORT int
+mlock(const void *addr, size_t len)
+{
+	return map_mlock(addr, len);
+}
+
+ZP_EXPORT int
+mlock2(const void *addr, size_t len, unsigned flags)
+{
+	return map_mlock2(addr, len, flags);
+}
+
+ZP_EXPORT int
+munlock(const void *addr, size_t len)
+{
+	return map_munlock(addr, len);
+}
+
+ZP_EXPORT int
+mlockall(int flags)
+{
+	return map_mlockall(flags, /* lock */ true);
+}
+
+ZP_EXPORT int
+munlockall(void)
+{
+	return map_mlockall(0, /* lock */ false);
+}

@@ -71,7 +71,8 @@ sys_ioctl(int fd, unsigned long cmd, void *arg)
 int
 os_uffd_open(bool user_mode_only, int *fd, const char **via)
 {
-	int flags = O_CLOEXEC | (user_mode_only ? UFFD_USER_MODE_ONLY : 0);
+	int flags = O_CLOEXEC | O_NONBLOCK |
+		    (user_mode_only ? UFFD_USER_MODE_ONLY : 0);
 	long r = os_syscall(SYS_userfaultfd, flags, 0, 0, 0, 0, 0);
 	long dev;
 
@@ -152,6 +153,19 @@ os_uffd_zeropage(int fd, void *p, size_t len, bool wake)
 	};
 
 	return sys_ioctl(fd, UFFDIO_ZEROPAGE, &zp);
+}
+
+int
+os_uffd_copy(int fd, void *dst, const void *src, size_t len, bool wake)
+{
+	struct uffdio_copy cp = {
+		.dst = (uintptr_t)dst,
+		.src = (uintptr_t)src,
+		.len = len,
+		.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE,
+	};
+
+	return sys_ioctl(fd, UFFDIO_COPY, &cp);
 }
 
 int

@@ -22,7 +22,7 @@
 #define OS_PAGE_IS_HUGE		(1ULL << 6)
 
 /*
- * A new userfaultfd (O_CLOEXEC, blocking reads): the userfaultfd(2) system
+ * A new userfaultfd (O_CLOEXEC, non-blocking reads): the userfaultfd(2) system
  * call, and where that is refused, /dev/userfaultfd with USERFAULTFD_IOC_NEW.
  * user_mode_only asks for UFFD_USER_MODE_ONLY (a probe only: program memory
  * must never be registered with it, kernel accesses would EFAULT).
@@ -47,6 +47,10 @@ int os_uffd_move(int fd, void *dst, void *src, size_t len, bool wake,
  * when something is already mapped there. */
 int os_uffd_zeropage(int fd, void *p, size_t len, bool wake);
 int os_uffd_wake(int fd, void *p, size_t len);
+/* UFFDIO_COPY: install a copy of src's len bytes at dst (missing ptes of
+ * a registered range), whatever dst's protection or mlock state. EEXIST
+ * when something is mapped there already, ENOENT when dst is gone. */
+int os_uffd_copy(int fd, void *dst, const void *src, size_t len, bool wake);
 
 /* One userfaultfd message, decoded. */
 struct os_uffd_fault {
@@ -54,7 +58,7 @@ struct os_uffd_fault {
 	uint64_t flags;		/* UFFD_PAGEFAULT_FLAG_* */
 	bool is_fault;		/* false: an event we did not ask for */
 };
-/* Block until a message arrives (EINTR is retried). */
+/* The next message; EAGAIN when none is waiting (EINTR is retried). */
 int os_uffd_read(int fd, struct os_uffd_fault *out);
 
 /* /proc/self/pagemap, O_CLOEXEC. */

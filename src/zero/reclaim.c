@@ -1,14 +1,15 @@
 /*
  * reclaim.c - the zero-page scanner: resident pages of live regions that
  * are all zero again go back to the shared zero page.
- * Owns:  reclaim_lock (one chunk at a time), the scan cursor, the scanner
- *        thread, the candidate buffers it reuses.
+ * Owns:  reclaim_lock (one chunk at a time), the scan cursor, the peek
+ *        pipe, the candidate buffers it reuses.
  * Locks: reclaim_lock is the outermost engine lock: held for one 2 MiB
  *        chunk (PAGEMAP_SCAN, zero check, the MOVE protocol), and by
- *        zero.c around any unmap or move of region memory.
- * Path:  scanner thread -> reclaim_pass -> reclaim_chunk -> PAGEMAP_SCAN
- *        -> process_vm_readv zero check -> uffd_window_open/take/settle;
- *        each interval first zero_park_release (parked regions expire)
+ *        zero.c and hooks.c around any unmap, move or change of
+ *        protection of region memory. A program thread (zp_trim) holds it
+ *        with signals blocked, chunk by chunk.
+ * Path:  helper thread -> reclaim_pass -> reclaim_chunk -> PAGEMAP_SCAN
+ *        -> peek zero check -> uffd_window_open/take/settle/close
  *
  * Pages are first checked through os_peek (a pipe: the kernel copies them
  * and reports an unreadable page instead of faulting), so the scanner
@@ -17,8 +18,7 @@
  * scratch, where no one else can write them, before the zero page goes
  * back.
  */
-#include <pthread.h>
-#include <signal.h>
+#include <errno.h>
 
 #include "base/log.h"
 #include "os/os.h"
@@ -29,12 +29,9 @@
 #define SAMPLE_BYTES	64		/* stage 1 reads one cache line */
 #define SAMPLE_BATCH	256		/* pages per stage-1 gather */
 
-/* FAILED: no thread could be created; not retried. */
-enum { SCANNER_NONE, SCANNER_RUNNING, SCANNER_STOPPED, SCANNER_FAILED };
-enum { CHUNK_DONE, CHUNK_NEED_UFFD };
+enum { CHUNK_DONE, CHUNK_NO_UFFD };
 
 static struct zp_lock rlock = ZP_LOCK_INIT;
-static int scanner;			/* SCANNER_*, atomic */
 static uintptr_t cursor;		/* where the next pass starts */
 
 /* Guarded by rlock. */
@@ -44,10 +41,12 @@ static uintptr_t page[ZERO_CHUNK_PAGES];	/* resident pages of a chunk */
 static unsigned char copy[READ_PAGES * ZP_PAGE_SIZE]
 	__attribute__((aligned(64)));
 
-/* Swapped-out pages are left alone: reading them would swap them in. */
+/* Swapped-out pages are left alone: reading them would swap them in.
+ * Huge pages too: moving one 4 KiB page out of a THP would split it, and
+ * the program chose huge pages for its TLB, not for its RSS. */
 static const struct os_scan_match resident_match = {
 	.all = OS_PAGE_IS_PRESENT,
-	.none = OS_PAGE_IS_PFNZERO,
+	.none = OS_PAGE_IS_PFNZERO | OS_PAGE_IS_HUGE,
 	.report = OS_PAGE_IS_PRESENT,
 };
 
@@ -74,42 +73,68 @@ set_cand(uintptr_t base, uintptr_t page)
 	cand[i / 64] |= 1ULL << (i % 64);
 }
 
-/* The pipe os_peek reads through; tagged with its owner because after a
- * fork (with or without our hooks) the child shares the parent's. */
-static int peek_fds[2] = { -1, -1 };
-static int peek_pid;
-static uint64_t peek_ident;
-
-/* Both ends still ours? A program that closes descriptors it did not open
- * and reuses the numbers must never receive our copies. */
-static bool
-peek_is_ours(void)
-{
-	uint64_t r, w;
-
-	return os_fd_ident(peek_fds[0], &r) == 0 &&
-	       os_fd_ident(peek_fds[1], &w) == 0 && r == peek_ident &&
-	       w == peek_ident;
-}
+/* The pipe os_peek reads through; ours only while its identity says so
+ * (after a fork, or a program that closed it and reused the numbers, a
+ * new one is opened: our copies must never reach the program's file). */
+static struct zero_fd peek_rd = ZERO_FD_INIT, peek_wr = ZERO_FD_INIT;
+static int peek_fds[2] = { -1, -1 };	/* this chunk's, or -1 */
 
 static void
 peek_prepare(void)
 {
-	int pid = os_getpid();
+	int fds[2];
 
-	if (zp_likely(peek_pid == pid) &&
-	    (peek_fds[0] < 0 || peek_is_ours()))
+	peek_fds[0] = zfd_get(&peek_rd);
+	peek_fds[1] = zfd_get(&peek_wr);
+	if (peek_fds[0] >= 0 && peek_fds[1] >= 0)
 		return;
-	/* Inherited across fork (shared with the parent), or taken from
-	 * us: not ours to close if taken, so just forget it then. */
-	if (peek_fds[0] >= 0 && peek_pid != pid) {
-		os_close(peek_fds[0]);
-		os_close(peek_fds[1]);
-	}
-	if (os_peek_open(peek_fds) != 0 ||
-	    os_fd_ident(peek_fds[0], &peek_ident) != 0)
+	if (peek_fds[0] >= 0)
+		zfd_put(&peek_rd);
+	if (peek_fds[1] >= 0)
+		zfd_put(&peek_wr);
+	peek_fds[0] = peek_fds[1] = -1;
+	/* Whichever end is still ours goes with the other. */
+	zfd_close(&peek_rd);
+	zfd_close(&peek_wr);
+	if (os_peek_open(fds) != 0)
+		return;
+	zfd_set(&peek_rd, fds[0]);
+	zfd_set(&peek_wr, fds[1]);
+	peek_fds[0] = zfd_get(&peek_rd);
+	peek_fds[1] = zfd_get(&peek_wr);
+	if (peek_fds[0] < 0 || peek_fds[1] < 0)
 		peek_fds[0] = peek_fds[1] = -1;
-	peek_pid = pid;
+}
+
+static void
+peek_finish(void)
+{
+	if (peek_fds[0] >= 0) {
+		zfd_put(&peek_rd);
+		zfd_put(&peek_wr);
+	}
+	peek_fds[0] = peek_fds[1] = -1;
+}
+
+bool
+reclaim_fds_in(int lo, int hi)
+{
+	return zfd_in(&peek_rd, lo, hi) || zfd_in(&peek_wr, lo, hi);
+}
+
+/* Caller holds reclaim_lock: no chunk is using them. */
+void
+reclaim_fds_closing(int lo, int hi)
+{
+	zfd_release(&peek_rd, lo, hi);
+	zfd_release(&peek_wr, lo, hi);
+}
+
+void
+reclaim_fds_close(void)
+{
+	zfd_close(&peek_rd);
+	zfd_close(&peek_wr);
 }
 
 /* Fault-safe copies of our own pages: through the pipe, or where there is
@@ -171,29 +196,40 @@ check_pages(uintptr_t base, size_t nr)
 	return n;
 }
 
-/* Candidates of [s, e): resident, not the zero page, reading as zero.
- * Reads go through os_peek, so a page the program has made
- * unreadable (mprotect) is skipped, never a crash. */
+/* Candidates of [s, e): resident, not the zero page nor part of a huge
+ * page, reading as zero. Reads go through os_peek, so a page the program
+ * has made unreadable (mprotect) is skipped, never a crash. */
 static size_t
 find_candidates(uintptr_t s, uintptr_t e, size_t *examined)
 {
 	uintptr_t walk;
-	size_t nr, nr_pages = 0;
-	int fd = zero_pagemap_fd();
+	size_t nr, nr_pages = 0, n;
+	int fd = zero_pagemap_get(), err;
 
 	for (size_t i = 0; i < ZP_ARRAY_SIZE(cand); i++)
 		cand[i] = 0;
-	if (fd < 0 || os_pagemap_scan(fd, s, e, &resident_match, vec,
-				      ZP_ARRAY_SIZE(vec), &nr, &walk) != 0)
+	if (fd < 0)
 		return 0;
+	err = os_pagemap_scan(fd, s, e, &resident_match, vec,
+			      ZP_ARRAY_SIZE(vec), &nr, &walk);
+	zero_pagemap_put();
+	if (err) {
+		if (err == EPERM || err == ENOSYS)
+			uffd_stop("sandboxed (pagemap ioctl refused)");
+		return 0;
+	}
 	__atomic_add_fetch(&scanned_bytes, e - s, __ATOMIC_RELAXED);
 	for (size_t i = 0; i < nr; i++)
 		for (uintptr_t p = vec[i].start; p < vec[i].end;
 		     p += ZP_PAGE_SIZE)
 			page[nr_pages++] = p;
 	*examined += nr_pages * ZP_PAGE_SIZE;
+	if (!nr_pages)
+		return 0;
 	peek_prepare();
-	return check_pages(s, sample_pages(nr_pages));
+	n = check_pages(s, sample_pages(nr_pages));
+	peek_finish();
+	return n;
 }
 
 static bool
@@ -260,8 +296,8 @@ reclaim_chunk(uintptr_t s, uintptr_t e, size_t *examined, size_t *reclaimed)
 	if (zero_cfg.test_break_protection) {
 		n = reclaim_unprotected(s, (e - s) / ZP_PAGE_SIZE);
 	} else {
-		if (!uffd_is_ready())
-			return CHUNK_NEED_UFFD;
+		if (uffd_ensure() != 0)
+			return CHUNK_NO_UFFD;
 		n = reclaim_protected(s, e);
 	}
 	*reclaimed += n;
@@ -269,178 +305,66 @@ reclaim_chunk(uintptr_t s, uintptr_t e, size_t *examined, size_t *reclaimed)
 	return CHUNK_DONE;
 }
 
+/* Live reclaim is configured (whether this level allows it is found
+ * out by the first pass). */
+static bool
+reclaim_is_configured(void)
+{
+	return (zero_cfg.uffd_mode != ZERO_UFFD_OFF &&
+		!uffd_is_stopped()) || zero_cfg.test_break_protection;
+}
+
 /*
  * Visit regions chunk by chunk from the cursor (wrapping once) until
  * budget resident bytes were examined. live == NULL means a full sweep
- * from the bottom (zero_reclaim_now); otherwise *live says afterwards
- * whether live reclaim is possible at all at this level.
+ * from the bottom in a program thread (zero_reclaim_now), which blocks
+ * signals chunk by chunk; otherwise *live says afterwards whether live
+ * reclaim is possible at all at this level. *examined gets the resident
+ * bytes seen: 0 means nothing left to watch.
  */
 size_t
-reclaim_pass(size_t budget, bool *live)
+reclaim_pass(size_t budget, bool *live, size_t *examined)
 {
-	bool full = live == NULL, wrapped = full, found;
+	bool full = live == NULL, wrapped = full, found, no_uffd = false;
 	uintptr_t at = full ? 0 : cursor, first = at, s = 0, e = 0;
-	size_t examined = 0, reclaimed = 0;
+	size_t reclaimed = 0;
 	uint64_t t0 = os_now_ns();
+	struct zero_guard g;
 
-	for (;;) {
+	*examined = 0;
+	if (!reclaim_is_configured())
+		no_uffd = true;
+	while (!no_uffd) {
+		if (full)
+			zero_guard_enter(&g);
 		zp_lock(&rlock);
 		found = zero_table_next_chunk(at, &s, &e);
 		if (found && wrapped && !full && s >= first)
 			found = false;
+		if (found)
+			no_uffd = reclaim_chunk(s, e, examined, &reclaimed) ==
+				  CHUNK_NO_UFFD;
+		zp_unlock(&rlock);
+		if (full)
+			zero_guard_leave(&g);
 		if (!found) {
-			zp_unlock(&rlock);
 			if (wrapped)
 				break;
 			wrapped = true;
 			at = 0;
 			continue;
 		}
-		if (reclaim_chunk(s, e, &examined, &reclaimed) ==
-		    CHUNK_NEED_UFFD) {
-			zp_unlock(&rlock);
-			/* Outside every engine lock: this may start the
-			 * handler thread, and pthread_create may malloc. */
-			if (uffd_ensure() != 0) {
-				if (live)
-					*live = false;
-				break;
-			}
-			continue;
-		}
-		zp_unlock(&rlock);
 		at = e;
-		if (examined >= budget)
+		if (*examined >= budget)
 			break;
 	}
+	if (no_uffd && live)
+		*live = false;
 	if (!full)
 		cursor = at;
 	__atomic_add_fetch(&nr_scans, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&scanner_ns, os_now_ns() - t0, __ATOMIC_RELAXED);
 	return reclaimed;
-}
-
-/* Live reclaim is configured (whether this level allows it is found
- * out by the first pass). */
-static bool
-reclaim_is_configured(void)
-{
-	return zero_cfg.uffd_mode != ZERO_UFFD_OFF ||
-	       zero_cfg.test_break_protection;
-}
-
-/*
- * One scanner pass (*live as for reclaim_pass); returns how long to sleep before the next. A pass
- * that spent its budget and found plenty to give back comes again after
- * a quarter interval, so a big zeroed heap is returned in about one
- * interval instead of one interval per budget, but never sooner than
- * twice the pass took: the scanner keeps to a third of a core at most.
- */
-static uint64_t
-reclaim_pass_paced(bool *live)
-{
-	uint64_t t0 = os_now_ns(), took;
-	size_t pages = reclaim_pass(zero_cfg.reclaim_budget_bytes, live);
-
-	took = os_now_ns() - t0;
-	if (!*live || pages * ZP_PAGE_SIZE < zero_cfg.reclaim_budget_bytes / 4)
-		return zero_cfg.reclaim_interval_ns;
-	return ZP_MIN(zero_cfg.reclaim_interval_ns,
-		      ZP_MAX(zero_cfg.reclaim_interval_ns / 4, 2 * took));
-}
-
-/*
- * Each interval: parked regions that waited out their delay go, then a
- * reclaim pass. Without live reclaim the thread stays only while regions
- * are parked, so that a program that frees a large block and goes idle
- * still gets its memory back; a later park restarts it.
- */
-static void *
-scanner_main(void *arg)
-{
-	bool live = reclaim_is_configured();
-	int expect;
-
-	uint64_t sleep_ns = zero_cfg.reclaim_interval_ns;
-
-	(void)arg;
-	for (;;) {
-		os_sleep_ns(sleep_ns);
-		zero_park_release(/* all */ false);
-		if (live) {
-			sleep_ns = reclaim_pass_paced(&live);
-			continue;
-		}
-		if (zero_park_bytes() != 0)
-			continue;
-		__atomic_store_n(&scanner, SCANNER_STOPPED, __ATOMIC_RELEASE);
-		/* A park between the check and the store saw RUNNING and
-		 * started nobody: take it on. */
-		expect = SCANNER_STOPPED;
-		if (zero_park_bytes() == 0 ||
-		    !__atomic_compare_exchange_n(&scanner, &expect,
-						 SCANNER_RUNNING, false,
-						 __ATOMIC_ACQ_REL,
-						 __ATOMIC_RELAXED))
-			return NULL;
-	}
-}
-
-static int
-start_scanner(void)
-{
-	sigset_t all, old;
-	pthread_attr_t attr;
-	pthread_t t;
-	int err;
-
-	sigfillset(&all);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, (size_t)64 << 10);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(&t, &attr, scanner_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	return err;
-}
-
-/* Move the scanner from state `from` to running and start its thread. */
-static void
-scanner_start_from(int from)
-{
-	int expect = from;
-
-	if (!__atomic_compare_exchange_n(&scanner, &expect, SCANNER_RUNNING,
-					 false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_RELAXED))
-		return;
-	if (start_scanner() != 0) {
-		log_msg("zero-page reclaim: no scanner thread");
-		__atomic_store_n(&scanner, SCANNER_FAILED, __ATOMIC_RELEASE);
-	}
-}
-
-void
-reclaim_kick(void)
-{
-	if (!zero_cfg.reclaim || !reclaim_is_configured())
-		return;
-	if (zp_likely(__atomic_load_n(&scanner, __ATOMIC_RELAXED) !=
-		      SCANNER_NONE))
-		return;
-	scanner_start_from(SCANNER_NONE);
-}
-
-void
-reclaim_kick_park(void)
-{
-	int state = __atomic_load_n(&scanner, __ATOMIC_RELAXED);
-
-	if (!zero_cfg.reclaim ||
-	    zp_likely(state == SCANNER_RUNNING || state == SCANNER_FAILED))
-		return;
-	scanner_start_from(state);
 }
 
 void
@@ -472,5 +396,5 @@ void
 reclaim_postfork_child(void)
 {
 	zp_lock_postfork_child(&rlock);
-	scanner = SCANNER_NONE;		/* threads do not survive fork */
+	peek_rd.users = peek_wr.users = 0;
 }

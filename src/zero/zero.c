@@ -1,17 +1,20 @@
 /*
  * zero.c - zero-backed regions and the cheapest way to make a span zero.
  * Owns:  zero_cfg, the region table (sorted, non-overlapping [start, end)
- *        ranges in os_map'd memory), the parked regions (freed large
- *        blocks kept mapped for the next ones), the pagemap descriptor.
- * Locks: table.lock guards the table and the parked list (pagemap_lock
- *        only the descriptor, taken alone); a change that unmaps, moves or
- *        parks region memory first takes reclaim_lock so the scanner never
- *        works on a chunk that is going away (order: reclaim_lock,
- *        table_lock). Parked regions are unmapped with no lock held.
+ *        ranges in os_map'd arrays that are never unmapped, so that a
+ *        lock-free reader can always read them), the parked regions (freed
+ *        large blocks kept mapped for the next ones), the kept ranges (an
+ *        unmap the kernel refused, retried later).
+ * Locks: table.lock guards the table, the parked list and the kept list;
+ *        table.seq is odd while a writer changes the table (readers retry).
+ *        A change that unmaps, moves or parks region memory first takes
+ *        reclaim_lock so the scanner never works on a chunk that is going
+ *        away (order: reclaim_lock, table.lock). Every public entry that
+ *        takes a lock blocks signals first (struct zero_guard). Parked
+ *        regions are unmapped with no lock held.
  * Path:  large_alloc -> zero_region_take -> (parked: mremap/munmap to fit,
- *        zero_make_zero) | os_map -> (table) -> reclaim_kick
+ *        zero_make_zero) | os_map -> (table) -> helper_kick
  *        large_free -> zero_region_park -> (table -> parked list)
- *        shim mmap -> zero_mmap -> os_mmap_raw (+ table when a region)
  *        calloc of recycled pages -> zero_make_zero -> PAGEMAP_SCAN, memset
  */
 #include <errno.h>
@@ -23,16 +26,6 @@
 #include "os/os_uffd.h"
 #include "zero/zero_int.h"
 #include "zpmalloc.h"
-
-#ifndef MAP_FIXED_NOREPLACE
-#define MAP_FIXED_NOREPLACE 0x100000
-#endif
-#ifndef MADV_DONTNEED_LOCKED
-#define MADV_DONTNEED_LOCKED 24
-#endif
-#ifndef MREMAP_DONTUNMAP
-#define MREMAP_DONTUNMAP 4
-#endif
 
 /* Below this a span is simply memset: a PAGEMAP_SCAN costs a few µs. */
 #define ZERO_SCAN_MIN	((size_t)256 << 10)
@@ -56,11 +49,21 @@ struct zero_region {
 	uintptr_t start, end;
 };
 
+/* One table array; a grown table leaves the old one mapped (retired) for
+ * readers that may still be in it. Geometric growth bounds the waste. */
+struct table_array {
+	size_t cap;
+	size_t pad;
+	struct zero_region v[];
+};
+
 static struct {
 	struct zp_lock lock;
-	struct zero_region *v;		/* sorted by start */
-	size_t nr, cap;			/* entries, capacity */
+	uint32_t seq;			/* odd while a writer is at work */
+	struct table_array *a;		/* sorted by start */
+	size_t nr;			/* entries */
 	size_t bytes;			/* sum of sizes */
+	size_t retired_bytes;		/* arrays left mapped for readers */
 } table = { .lock = ZP_LOCK_INIT };
 
 /*
@@ -81,9 +84,19 @@ static struct {
 	uint64_t nr_parked, nr_reused, nr_expired;
 } park;
 
-static struct zp_lock pagemap_lock = ZP_LOCK_INIT;
-static int pagemap_fd = -1;
-static int pagemap_fd_pid;
+/*
+ * Ranges the kernel refused to unmap (ENOMEM: the unmap would split a
+ * mapping and the process is at vm.max_map_count). Purged, so they cost
+ * no memory, and linked through their own first page; a later slow path
+ * unmaps them. Guarded by table.lock.
+ */
+struct zero_kept {
+	struct zero_kept *next;
+	size_t len;
+};
+
+static struct zero_kept *kept;
+static uint64_t nr_kept, nr_kept_unmapped;
 
 void
 zero_config_default(struct zero_config *cfg)
@@ -107,9 +120,32 @@ zero_boot(const struct zero_config *cfg)
 		zero_cfg.mmap_threshold = ZP_PAGE_SIZE;
 }
 
-/* --- the table (caller holds table.lock) ------------------------------- */
+/* --- the table ----------------------------------------------------------- */
 
-/* Index of the first region ending after addr. */
+/* Writers: the lock, then seq odd for as long as the table may be
+ * inconsistent. */
+static void
+table_lock(void)
+{
+	zp_lock(&table.lock);
+	__atomic_store_n(&table.seq, table.seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void
+table_unlock(void)
+{
+	__atomic_store_n(&table.seq, table.seq + 1, __ATOMIC_RELEASE);
+	zp_unlock(&table.lock);
+}
+
+static struct zero_region *
+tv(void)
+{
+	return table.a->v;
+}
+
+/* Index of the first region ending after addr (caller holds the lock). */
 static size_t
 table_find_locked(uintptr_t addr)
 {
@@ -118,7 +154,7 @@ table_find_locked(uintptr_t addr)
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
-		if (table.v[mid].end <= addr)
+		if (tv()[mid].end <= addr)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -129,31 +165,28 @@ table_find_locked(uintptr_t addr)
 static int
 table_reserve_locked(size_t extra)
 {
-	struct zero_region *nv;
-	size_t cap;
+	struct table_array *na;
+	size_t cap, old_cap = table.a ? table.a->cap : 0;
 	int err;
 
-	if (table.nr + extra <= table.cap)
+	if (table.nr + extra <= old_cap)
 		return 0;
-	cap = table.cap ? table.cap * 2 : ZP_PAGE_SIZE / sizeof(*nv);
-	err = os_map(cap * sizeof(*nv), NULL, (void **)&nv);
+	cap = old_cap ? old_cap * 2 : (ZP_PAGE_SIZE - sizeof(*na)) /
+					      sizeof(na->v[0]);
+	while (cap < table.nr + extra)
+		cap *= 2;
+	err = os_map(sizeof(*na) + cap * sizeof(na->v[0]), NULL,
+		     (void **)&na);
 	if (err)
 		return err;
-	if (table.v) {
-		memcpy(nv, table.v, table.nr * sizeof(*nv));
-		os_unmap(table.v, table.cap * sizeof(*nv));
+	na->cap = cap;
+	if (table.a) {
+		memcpy(na->v, table.a->v, table.nr * sizeof(na->v[0]));
+		table.retired_bytes += sizeof(*na) +
+				       old_cap * sizeof(na->v[0]);
 	}
-	table.v = nv;
-	table.cap = cap;
+	__atomic_store_n(&table.a, na, __ATOMIC_RELEASE);
 	return 0;
-}
-
-static bool
-table_overlaps_locked(uintptr_t start, uintptr_t end)
-{
-	size_t i = table_find_locked(start);
-
-	return i < table.nr && table.v[i].start < end;
 }
 
 /* Index of the region holding all of [start, end), or -1. */
@@ -162,7 +195,7 @@ table_holding_locked(uintptr_t start, uintptr_t end)
 {
 	size_t i = table_find_locked(start);
 
-	if (i < table.nr && table.v[i].start <= start && end <= table.v[i].end)
+	if (i < table.nr && tv()[i].start <= start && end <= tv()[i].end)
 		return (long)i;
 	return -1;
 }
@@ -176,11 +209,10 @@ table_insert_locked(uintptr_t start, uintptr_t end)
 	if (err)
 		return err;
 	i = table_find_locked(start);
-	zp_assert(i == table.nr || table.v[i].start >= end);
-	memmove(&table.v[i + 1], &table.v[i],
-		(table.nr - i) * sizeof(*table.v));
-	table.v[i] = (struct zero_region){ start, end };
-	table.nr++;
+	zp_assert(i == table.nr || tv()[i].start >= end);
+	memmove(&tv()[i + 1], &tv()[i], (table.nr - i) * sizeof(tv()[0]));
+	tv()[i] = (struct zero_region){ start, end };
+	__atomic_store_n(&table.nr, table.nr + 1, __ATOMIC_RELAXED);
 	table.bytes += end - start;
 	return 0;
 }
@@ -188,9 +220,8 @@ table_insert_locked(uintptr_t start, uintptr_t end)
 static void
 table_delete_at_locked(size_t i)
 {
-	memmove(&table.v[i], &table.v[i + 1],
-		(table.nr - i - 1) * sizeof(*table.v));
-	table.nr--;
+	memmove(&tv()[i], &tv()[i + 1], (table.nr - i - 1) * sizeof(tv()[0]));
+	__atomic_store_n(&table.nr, table.nr - 1, __ATOMIC_RELAXED);
 }
 
 /* Forget [start, end): regions are trimmed, split or dropped. A split that
@@ -201,19 +232,16 @@ table_remove_locked(uintptr_t start, uintptr_t end)
 {
 	size_t i = table_find_locked(start);
 
-	while (i < table.nr && table.v[i].start < end) {
-		struct zero_region *r = &table.v[i];
+	while (i < table.nr && tv()[i].start < end) {
+		struct zero_region *r = &tv()[i];
 		uintptr_t rs = r->start, re = r->end;
 
 		if (rs < start && re > end) {
 			table.bytes -= end - start;
 			r->end = start;
-			if (table_reserve_locked(1) == 0) {
-				table.bytes -= re - end;
+			table.bytes -= re - end;
+			if (table_reserve_locked(1) == 0)
 				table_insert_locked(end, re);
-			} else {
-				table.bytes -= re - end;
-			}
 			return;
 		}
 		if (rs < start) {
@@ -231,55 +259,181 @@ table_remove_locked(uintptr_t start, uintptr_t end)
 	}
 }
 
+/*
+ * The seqlock read: the region holding addr, or the first one ending
+ * after it, copied out consistently. Takes no lock, so a signal handler
+ * may call it; a writer in another thread is only waited for (writers in
+ * program threads run with signals blocked, so never in this one).
+ */
+static bool
+table_read(uintptr_t addr, struct zero_region *out)
+{
+	for (unsigned spins = 0;; spins++) {
+		uint32_t seq = __atomic_load_n(&table.seq, __ATOMIC_ACQUIRE);
+		struct table_array *a;
+		size_t nr, lo = 0, hi;
+		bool found = false;
+
+		if (seq & 1) {
+			if (spins > 100)
+				os_yield();
+			zp_cpu_relax();
+			continue;
+		}
+		a = __atomic_load_n(&table.a, __ATOMIC_ACQUIRE);
+		nr = __atomic_load_n(&table.nr, __ATOMIC_RELAXED);
+		if (a) {
+			hi = ZP_MIN(nr, a->cap);
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+
+				if (__atomic_load_n(&a->v[mid].end,
+						    __ATOMIC_RELAXED) <= addr)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo < ZP_MIN(nr, a->cap)) {
+				out->start = __atomic_load_n(&a->v[lo].start,
+							     __ATOMIC_RELAXED);
+				out->end = __atomic_load_n(&a->v[lo].end,
+							   __ATOMIC_RELAXED);
+				found = true;
+			}
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&table.seq, __ATOMIC_RELAXED) == seq)
+			return found;
+	}
+}
+
+bool
+zero_table_touches(uintptr_t start, uintptr_t end)
+{
+	struct zero_region r;
+
+	return end > start && table_read(start, &r) && r.start < end;
+}
+
+bool
+zero_table_is_empty(void)
+{
+	return __atomic_load_n(&table.nr, __ATOMIC_RELAXED) == 0;
+}
+
 bool
 zero_table_next_chunk(uintptr_t addr, uintptr_t *start, uintptr_t *end)
 {
-	size_t i;
-	bool found = false;
+	struct zero_region r;
+	uintptr_t s;
 
-	zp_lock(&table.lock);
-	i = table_find_locked(addr);
-	if (i < table.nr) {
-		uintptr_t s = ZP_MAX(addr, table.v[i].start);
-
-		*start = s;
-		*end = ZP_MIN(table.v[i].end, zp_align_down(s, ZERO_CHUNK) +
-				ZERO_CHUNK);
-		found = true;
-	}
-	zp_unlock(&table.lock);
-	return found;
+	if (!table_read(addr, &r))
+		return false;
+	s = ZP_MAX(addr, r.start);
+	*start = s;
+	*end = ZP_MIN(r.end, zp_align_down(s, ZERO_CHUNK) + ZERO_CHUNK);
+	return true;
 }
 
-uintptr_t
-zero_table_top(void)
+void
+zero_table_forget(uintptr_t start, uintptr_t end)
 {
-	uintptr_t top;
+	table_lock();
+	table_reserve_locked(1);
+	table_remove_locked(start, end);
+	table_unlock();
+}
 
-	zp_lock(&table.lock);
-	top = table.nr ? table.v[table.nr - 1].end : 0;
-	zp_unlock(&table.lock);
-	return top;
+bool
+zero_has_work(void)
+{
+	return !zero_table_is_empty() ||
+	       __atomic_load_n(&park.nr, __ATOMIC_RELAXED) != 0;
+}
+
+/* --- kept ranges: unmaps the kernel refused ------------------------------ */
+
+static void
+kept_add_locked(uintptr_t s, size_t len)
+{
+	struct zero_kept *k = (struct zero_kept *)s;
+
+	/* Purging changes no mapping, so it needs no new one either. */
+	os_purge((void *)s, len);
+	k->next = kept;
+	k->len = len;
+	kept = k;
+	nr_kept++;
+}
+
+/* Try the kept ranges again; those still refused stay. */
+static void
+kept_retry(void)
+{
+	struct zero_kept *list, *k, *next;
+
+	if (!__atomic_load_n(&kept, __ATOMIC_RELAXED))
+		return;
+	table_lock();
+	list = kept;
+	kept = NULL;
+	table_unlock();
+	for (k = list; k; k = next) {
+		size_t len = k->len;
+
+		next = k->next;
+		if (os_unmap(k, len) == 0) {
+			__atomic_add_fetch(&nr_kept_unmapped, 1,
+					   __ATOMIC_RELAXED);
+			continue;
+		}
+		table_lock();
+		k->next = kept;
+		kept = k;
+		table_unlock();
+	}
+}
+
+static void
+unmap_or_keep(uintptr_t s, size_t len)
+{
+	if (os_unmap((void *)s, len) == 0)
+		return;
+	table_lock();
+	kept_add_locked(s, len);
+	table_unlock();
+}
+
+void
+zero_unmap_or_keep(void *p, size_t size)
+{
+	struct zero_guard g;
+
+	zero_guard_enter(&g);
+	unmap_or_keep((uintptr_t)p, zp_align_up(size, ZP_PAGE_SIZE));
+	zero_guard_leave(&g);
 }
 
 /* --- regions ------------------------------------------------------------ */
 
+/* A region for the table; may_start says whether this path may create
+ * the helper thread (not an interposed call: see helper_kick). */
 static int
-region_add(uintptr_t start, uintptr_t end)
+region_add(uintptr_t start, uintptr_t end, bool may_start)
 {
 	int err;
 
-	zp_lock(&table.lock);
+	table_lock();
 	table_remove_locked(start, end);	/* stale entries, if any */
 	err = table_insert_locked(start, end);
-	zp_unlock(&table.lock);
+	table_unlock();
 	if (!err)
-		reclaim_kick();
+		helper_kick(may_start);
 	return err;
 }
 
-int
-zero_region_map_aligned(size_t size, size_t align, void **out)
+static int
+region_map_aligned(size_t size, size_t align, void **out)
 {
 	uintptr_t p, a;
 	size_t span;
@@ -302,16 +456,32 @@ zero_region_map_aligned(size_t size, size_t align, void **out)
 	p = (uintptr_t)m;
 	a = align ? zp_align_up(p, align) : p;
 	if (a > p)
-		os_unmap(m, a - p);
+		unmap_or_keep(p, a - p);
 	if (p + span > a + size)
-		os_unmap((void *)(a + size), p + span - (a + size));
-	err = region_add(a, a + size);
+		unmap_or_keep(a + size, p + span - (a + size));
+	err = region_add(a, a + size, /* may_start */ false);
 	if (err) {
-		os_unmap((void *)a, size);
+		unmap_or_keep(a, size);
 		return err;
 	}
 	*out = (void *)a;
 	return 0;
+}
+
+int
+zero_region_map_aligned(size_t size, size_t align, void **out)
+{
+	struct zero_guard g;
+	int err;
+
+	zero_guard_enter(&g);
+	err = region_map_aligned(size, align, out);
+	zero_guard_leave(&g);
+	/* Outside every lock and with the signal mask as it was: a malloc
+	 * slow path, where creating a thread is safe. */
+	if (!err)
+		helper_kick(/* may_start */ true);
+	return err;
 }
 
 int
@@ -320,23 +490,36 @@ zero_region_map(size_t size, void **out)
 	return zero_region_map_aligned(size, 0, out);
 }
 
+static int
+region_unmap(uintptr_t s, uintptr_t e)
+{
+	int err = 0;
+
+	reclaim_lock();
+	table_lock();
+	if (table_holding_locked(s, e) < 0) {
+		err = EINVAL;
+	} else {
+		table_reserve_locked(1);	/* room for a split */
+		table_remove_locked(s, e);
+		if (os_unmap((void *)s, e - s) != 0)
+			kept_add_locked(s, e - s);
+	}
+	table_unlock();
+	reclaim_unlock();
+	return err;
+}
+
 int
 zero_region_unmap(void *p, size_t size)
 {
 	uintptr_t s = (uintptr_t)p, e = s + zp_align_up(size, ZP_PAGE_SIZE);
+	struct zero_guard g;
 	int err;
 
-	reclaim_lock();
-	zp_lock(&table.lock);
-	if (table_holding_locked(s, e) < 0) {
-		err = EINVAL;
-	} else {
-		err = os_unmap(p, e - s);
-		if (!err)
-			table_remove_locked(s, e);
-	}
-	zp_unlock(&table.lock);
-	reclaim_unlock();
+	zero_guard_enter(&g);
+	err = region_unmap(s, e);
+	zero_guard_leave(&g);
 	return err;
 }
 
@@ -345,7 +528,7 @@ zero_region_unmap(void *p, size_t size)
 /* Parked regions to unmap once table.lock is dropped: they are in no
  * table and on no list any more, so nobody else can reach them. */
 struct park_victims {
-	struct zero_parked v[PARK_MAX];
+	struct zero_parked v[PARK_MAX + 1];
 	unsigned nr;
 };
 
@@ -357,7 +540,7 @@ park_remove_locked(unsigned i)
 	park.bytes -= e.end - e.start;
 	memmove(&park.v[i], &park.v[i + 1],
 		(park.nr - i - 1) * sizeof(park.v[0]));
-	park.nr--;
+	__atomic_store_n(&park.nr, park.nr - 1, __ATOMIC_RELAXED);
 	return e;
 }
 
@@ -379,6 +562,7 @@ park_expire_locked(uint64_t now, bool all, struct park_victims *out)
 	}
 }
 
+/* A refused unmap (the map-count limit) keeps the range for later. */
 static size_t
 park_unmap(const struct park_victims *vs)
 {
@@ -387,11 +571,8 @@ park_unmap(const struct park_victims *vs)
 	for (unsigned i = 0; i < vs->nr; i++) {
 		size_t len = vs->v[i].end - vs->v[i].start;
 
-		/* munmap of a whole mapping we own fails only when the
-		 * kernel is out of memory for VMAs; the range then stays
-		 * mapped, unused, which is all that can be done. */
-		if (os_unmap((void *)vs->v[i].start, len) == 0)
-			bytes += len;
+		unmap_or_keep(vs->v[i].start, len);
+		bytes += len;
 	}
 	return bytes;
 }
@@ -451,8 +632,10 @@ park_fit(const struct zero_parked *got, size_t size, size_t *dirty,
 
 	*start = got->start;
 	*dirty = ZP_MIN(have, size);
-	if (have > size)
-		return os_unmap((void *)(got->start + size), have - size);
+	if (have > size) {
+		unmap_or_keep(got->start + size, have - size);
+		return 0;
+	}
 	if (have == size)
 		return 0;
 	err = os_remap((void *)got->start, have, size, NULL,
@@ -463,8 +646,8 @@ park_fit(const struct zero_parked *got, size_t size, size_t *dirty,
 	return 0;
 }
 
-int
-zero_region_take(size_t size, size_t align, bool zero, void **out)
+static int
+region_take(size_t size, size_t align, bool zero, void **out)
 {
 	struct park_victims vs = { .nr = 0 };
 	struct zero_parked got;
@@ -477,26 +660,27 @@ zero_region_take(size_t size, size_t align, bool zero, void **out)
 		return EINVAL;
 	size = zp_align_up(size, ZP_PAGE_SIZE);
 	align = ZP_MAX(align, ZP_PAGE_SIZE);
-	zp_lock(&table.lock);
+	kept_retry();
+	table_lock();
 	park_expire_locked(os_now_ns(), false, &vs);
 	if (size <= zero_cfg.park_bytes)
 		found = park_pick_locked(size, align, &got);
-	zp_unlock(&table.lock);
+	table_unlock();
 	park_unmap(&vs);
 	/* On ENOMEM the malloc layer gives back what it holds free,
 	 * parked regions included, and takes again. */
 	if (!found)
-		return zero_region_map_aligned(size, align, out);
+		return region_map_aligned(size, align, out);
 	err = park_fit(&got, size, &dirty, &s);
 	if (err) {
-		os_unmap((void *)got.start, got.end - got.start);
-		return zero_region_map_aligned(size, align, out);
+		unmap_or_keep(got.start, got.end - got.start);
+		return region_map_aligned(size, align, out);
 	}
 	if (zero)
 		zero_make_zero((void *)s, dirty, /* release */ false);
-	err = region_add(s, s + size);
+	err = region_add(s, s + size, /* may_start */ false);
 	if (err) {
-		os_unmap((void *)s, size);
+		unmap_or_keep(s, size);
 		return err;
 	}
 	*out = (void *)s;
@@ -504,28 +688,34 @@ zero_region_take(size_t size, size_t align, bool zero, void **out)
 }
 
 int
-zero_region_park(void *p, size_t size)
+zero_region_take(size_t size, size_t align, bool zero, void **out)
 {
-	uintptr_t s = (uintptr_t)p, e = s + zp_align_up(size, ZP_PAGE_SIZE);
+	struct zero_guard g;
+	int err;
+
+	zero_guard_enter(&g);
+	err = region_take(size, align, zero, out);
+	zero_guard_leave(&g);
+	if (!err)
+		helper_kick(/* may_start */ true);
+	return err;
+}
+
+/* Park [s, e) if it is one whole region; EINVAL (nothing done) if not. */
+static int
+region_park(uintptr_t s, uintptr_t e)
+{
 	struct park_victims vs = { .nr = 0 };
 	uint64_t now;
 	long i;
 
-	/* A program may have changed the protection of its block (a guard
-	 * page, a JIT buffer) and freed it so: the next block must not
-	 * inherit that. Unchanged protection makes this a cheap call. */
-	if (e - s > zero_cfg.park_bytes || e <= s ||
-	    os_commit(p, e - s) != 0)
-		return zero_region_unmap(p, size);
 	reclaim_lock();
-	zp_lock(&table.lock);
+	table_lock();
 	i = table_holding_locked(s, e);
-	if (i < 0 || table.v[i].start != s || table.v[i].end != e) {
-		/* Not one whole region (a program unmapped part of it):
-		 * plain unmap semantics. */
-		zp_unlock(&table.lock);
+	if (i < 0 || tv()[i].start != s || tv()[i].end != e) {
+		table_unlock();
 		reclaim_unlock();
-		return zero_region_unmap(p, size);
+		return EINVAL;
 	}
 	table_remove_locked(s, e);
 	now = os_now_ns();
@@ -533,13 +723,41 @@ zero_region_park(void *p, size_t size)
 	while (park.nr == PARK_MAX ||
 	       park.bytes + (e - s) > zero_cfg.park_bytes)
 		park_drop_locked(0, &vs);
-	park.v[park.nr++] = (struct zero_parked){ s, e, now };
+	park.v[park.nr] = (struct zero_parked){ s, e, now };
+	__atomic_store_n(&park.nr, park.nr + 1, __ATOMIC_RELAXED);
 	park.bytes += e - s;
 	park.nr_parked++;
-	zp_unlock(&table.lock);
+	table_unlock();
 	reclaim_unlock();
 	park_unmap(&vs);
-	reclaim_kick_park();
+	return 0;
+}
+
+int
+zero_region_park(void *p, size_t size)
+{
+	uintptr_t s = (uintptr_t)p, e = s + zp_align_up(size, ZP_PAGE_SIZE);
+	struct zero_guard g;
+	int err;
+
+	zero_guard_enter(&g);
+	kept_retry();
+	/* A program may have changed the protection of its block (a guard
+	 * page, a JIT buffer) and freed it so: the next block must not
+	 * inherit that. Unchanged protection makes this a cheap call. Not
+	 * one whole region (a program unmapped part of it): plain unmap
+	 * semantics. */
+	if (e - s > zero_cfg.park_bytes || e <= s ||
+	    os_commit(p, e - s) != 0 || region_park(s, e) != 0) {
+		err = region_unmap(s, e);
+		zero_guard_leave(&g);
+		return err;
+	}
+	zero_guard_leave(&g);
+	/* With reclaim off there is no live reclaim to keep a helper, and
+	 * expired regions go at the next take or park instead. */
+	if (zero_cfg.reclaim)
+		helper_kick(/* may_start */ true);
 	return 0;
 }
 
@@ -547,22 +765,23 @@ size_t
 zero_park_release(bool all)
 {
 	struct park_victims vs = { .nr = 0 };
+	struct zero_guard g;
+	size_t bytes;
 
-	zp_lock(&table.lock);
+	zero_guard_enter(&g);
+	kept_retry();
+	table_lock();
 	park_expire_locked(os_now_ns(), all, &vs);
-	zp_unlock(&table.lock);
-	return park_unmap(&vs);
+	table_unlock();
+	bytes = park_unmap(&vs);
+	zero_guard_leave(&g);
+	return bytes;
 }
 
 size_t
 zero_park_bytes(void)
 {
-	size_t bytes;
-
-	zp_lock(&table.lock);
-	bytes = park.bytes;
-	zp_unlock(&table.lock);
-	return bytes;
+	return __atomic_load_n(&park.bytes, __ATOMIC_RELAXED);
 }
 
 /* After a successful move or resize of [os, oe) to [ns, ne): the region
@@ -584,14 +803,16 @@ zero_region_remap(void *old, size_t old_size, size_t new_size,
 {
 	uintptr_t os = (uintptr_t)old;
 	uintptr_t oe = os + zp_align_up(old_size, ZP_PAGE_SIZE);
+	struct zero_guard g;
 	void *np;
 	int err;
 
 	new_size = zp_align_up(new_size, ZP_PAGE_SIZE);
 	if (!new_size)
 		return EINVAL;
+	zero_guard_enter(&g);
 	reclaim_lock();
-	zp_lock(&table.lock);
+	table_lock();
 	if (table_holding_locked(os, oe) < 0) {
 		err = EINVAL;
 	} else if ((err = table_reserve_locked(2)) == 0) {
@@ -603,8 +824,9 @@ zero_region_remap(void *old, size_t old_size, size_t new_size,
 			*out = np;
 		}
 	}
-	zp_unlock(&table.lock);
+	table_unlock();
 	reclaim_unlock();
+	zero_guard_leave(&g);
 	return err;
 }
 
@@ -612,174 +834,66 @@ bool
 zero_region_owns(const void *p, void **start, size_t *size)
 {
 	uintptr_t a = (uintptr_t)p;
-	long i;
+	struct zero_region r;
 
-	zp_lock(&table.lock);
-	i = table_holding_locked(a, a + 1);
-	if (i >= 0) {
-		if (start)
-			*start = (void *)table.v[i].start;
-		if (size)
-			*size = table.v[i].end - table.v[i].start;
-	}
-	zp_unlock(&table.lock);
-	return i >= 0;
+	if (!table_read(a, &r) || r.start > a)
+		return false;
+	if (start)
+		*start = (void *)r.start;
+	if (size)
+		*size = r.end - r.start;
+	return true;
 }
 
-/* --- interposed mmap ---------------------------------------------------- */
+/* --- for the interposed calls (hooks.c) ---------------------------------- */
 
-static bool
-mmap_is_region(size_t len, int prot, int flags, int fd)
+/* Every lock a change of region memory by the program needs, in order. */
+void
+zero_hook_lock(void)
 {
-	const int plain = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-
-	(void)fd;	/* anonymous mappings ignore it */
-	return len >= zero_cfg.mmap_threshold &&
-	       prot == (PROT_READ | PROT_WRITE) &&
-	       (flags & (MAP_PRIVATE | MAP_ANONYMOUS)) ==
-		       (MAP_PRIVATE | MAP_ANONYMOUS) &&
-	       (flags & ~plain) == 0;
-}
-
-static bool
-overlaps_region(uintptr_t start, uintptr_t end)
-{
-	bool r;
-
-	zp_lock(&table.lock);
-	r = table_overlaps_locked(start, end);
-	zp_unlock(&table.lock);
-	return r;
-}
-
-void *
-zero_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off,
-	  int *err)
-{
-	uintptr_t s = (uintptr_t)addr;
-	uintptr_t e = s + zp_align_up(len, ZP_PAGE_SIZE);
-	void *r;
-
-	if (mmap_is_region(len, prot, flags, fd)) {
-		r = os_mmap_raw(addr, len, prot, flags, -1, 0, err);
-		if (r == MAP_FAILED && *err == ENOMEM &&
-		    zero_park_release(/* all */ true))
-			r = os_mmap_raw(addr, len, prot, flags, -1, 0, err);
-		/* A region the table has no room for is still correct
-		 * memory, merely never reclaimed. */
-		if (r != MAP_FAILED)
-			(void)region_add((uintptr_t)r, (uintptr_t)r +
-					 zp_align_up(len, ZP_PAGE_SIZE));
-		return r;
-	}
-	/* MAP_FIXED over a region replaces that part of it. */
-	if (!(flags & MAP_FIXED) || (flags & MAP_FIXED_NOREPLACE) ||
-	    e <= s || !overlaps_region(s, e)) {
-		r = os_mmap_raw(addr, len, prot, flags, fd, off, err);
-		if (r == MAP_FAILED && *err == ENOMEM &&
-		    zero_park_release(/* all */ true))
-			r = os_mmap_raw(addr, len, prot, flags, fd, off, err);
-		return r;
-	}
 	reclaim_lock();
-	zp_lock(&table.lock);
-	r = os_mmap_raw(addr, len, prot, flags, fd, off, err);
-	if (r != MAP_FAILED)
-		table_remove_locked(s, e);
-	zp_unlock(&table.lock);
+	table_lock();
+}
+
+void
+zero_hook_unlock(void)
+{
+	table_unlock();
 	reclaim_unlock();
-	return r;
 }
 
 int
-zero_munmap(void *addr, size_t len)
+zero_hook_add(uintptr_t start, uintptr_t end)
 {
-	uintptr_t s = (uintptr_t)addr;
-	uintptr_t e = s + zp_align_up(len, ZP_PAGE_SIZE);
-	int err;
-
-	if (e <= s || !overlaps_region(s, e))
-		return os_munmap_raw(addr, len);
-	reclaim_lock();
-	zp_lock(&table.lock);
-	table_reserve_locked(1);	/* room for a split */
-	err = os_munmap_raw(addr, len);
-	if (!err)
-		table_remove_locked(s, e);
-	zp_unlock(&table.lock);
-	reclaim_unlock();
-	return err;
+	return region_add(start, end, /* may_start */ false);
 }
 
-void *
-zero_mremap(void *old, size_t old_size, size_t new_size, int flags,
-	    void *new_addr, int *err)
+void
+zero_hook_reserve_locked(size_t extra)
 {
-	uintptr_t os = (uintptr_t)old;
-	uintptr_t oe = os + zp_align_up(old_size, ZP_PAGE_SIZE);
-	uintptr_t fs = (uintptr_t)new_addr;
-	uintptr_t fe = fs + zp_align_up(new_size, ZP_PAGE_SIZE);
-	bool fixed = flags & MREMAP_FIXED, was_region;
-	void *r;
-
-	if (!overlaps_region(os, oe) && (!fixed || !overlaps_region(fs, fe)))
-		return os_mremap_raw(old, old_size, new_size, flags, new_addr,
-				     err);
-	reclaim_lock();
-	zp_lock(&table.lock);
-	was_region = old_size && table_holding_locked(os, oe) >= 0;
-	table_reserve_locked(3);
-	r = os_mremap_raw(old, old_size, new_size, flags, new_addr, err);
-	if (r != MAP_FAILED)
-		table_follow_locked(os, oe, (uintptr_t)r, (uintptr_t)r +
-				    zp_align_up(new_size, ZP_PAGE_SIZE),
-				    was_region, flags & MREMAP_DONTUNMAP);
-	zp_unlock(&table.lock);
-	reclaim_unlock();
-	return r;
+	table_reserve_locked(extra);
 }
 
-int
-zero_madvise(void *addr, size_t len, int advice)
+void
+zero_hook_remove_locked(uintptr_t start, uintptr_t end)
 {
-	uintptr_t s = (uintptr_t)addr;
-	uintptr_t e = s + zp_align_up(len, ZP_PAGE_SIZE);
-	int err;
-
-	if ((advice != MADV_DONTNEED && advice != MADV_FREE &&
-	     advice != MADV_REMOVE && advice != MADV_DONTNEED_LOCKED) ||
-	    e <= s || !overlaps_region(s, e))
-		return os_madvise_raw(addr, len, advice);
-	reclaim_lock();
-	err = os_madvise_raw(addr, len, advice);
-	reclaim_unlock();
-	return err;
+	table_remove_locked(start, end);
 }
 
-/* --- pagemap and zeroing ------------------------------------------------ */
-
-int
-zero_pagemap_fd(void)
+bool
+zero_hook_holds_locked(uintptr_t start, uintptr_t end)
 {
-	int pid = os_getpid(), fd;
-
-	/* /proc/self/pagemap opened before a fork describes the parent. */
-	if (__atomic_load_n(&pagemap_fd_pid, __ATOMIC_ACQUIRE) == pid)
-		return pagemap_fd;
-	if (os_pagemap_open(&fd) != 0)
-		return -1;
-	zp_lock(&pagemap_lock);
-	if (pagemap_fd_pid == pid) {
-		os_close(fd);
-	} else {
-		if (pagemap_fd >= 0)
-			os_close(pagemap_fd); /* the parent's */
-		pagemap_fd = fd;
-		__atomic_store_n(&pagemap_fd_pid, pid, __ATOMIC_RELEASE);
-	}
-	zp_unlock(&pagemap_lock);
-	return pagemap_fd;
+	return table_holding_locked(start, end) >= 0;
 }
+
+void
+zero_hook_follow_locked(uintptr_t os, uintptr_t oe, uintptr_t ns,
+			uintptr_t ne, bool was_region, bool keep_old)
+{
+	table_follow_locked(os, oe, ns, ne, was_region, keep_old);
+}
+
+/* --- zeroing ------------------------------------------------------------ */
 
 bool
 zero_page_is_zero(const void *p)
@@ -811,29 +925,52 @@ zero_run(uintptr_t s, uintptr_t e, bool huge)
 	memset((void *)s, 0, e - s);
 }
 
+/* After a PAGEMAP_SCAN failed (and the descriptor was put back): a
+ * refusal by a sandbox (EPERM, ENOSYS) stops the engine's ioctls for
+ * good. */
+static void
+scan_failed(int err)
+{
+	struct zero_guard g;
+
+	if (err != EPERM && err != ENOSYS)
+		return;
+	zero_guard_enter(&g);
+	reclaim_lock();
+	uffd_stop("sandboxed (pagemap ioctl refused)");
+	reclaim_unlock();
+	zero_guard_leave(&g);
+}
+
 /* Zero the pages of [s, e) that are resident and not the zero page. */
 static void
 zero_resident(uintptr_t s, uintptr_t e)
 {
 	struct os_page_region vec[32];
-	int fd = zero_pagemap_fd();
+	int fd = zero_pagemap_get();
 	uintptr_t at = s, walk;
 	size_t nr;
+	int err = fd < 0 ? EBADF : 0;
 
-	while (at < e) {
-		if (fd < 0 || os_pagemap_scan(fd, at, e, &dirty_match, vec,
-					      ZP_ARRAY_SIZE(vec), &nr,
-					      &walk) != 0) {
-			memset((void *)at, 0, e - at);
-			return;
-		}
+	while (!err && at < e) {
+		err = os_pagemap_scan(fd, at, e, &dirty_match, vec,
+				      ZP_ARRAY_SIZE(vec), &nr, &walk);
+		if (err)
+			break;
 		for (size_t i = 0; i < nr; i++)
 			zero_run(vec[i].start, vec[i].end,
 				 vec[i].categories & OS_PAGE_IS_HUGE);
-		if (nr < ZP_ARRAY_SIZE(vec))
-			return;
+		if (nr < ZP_ARRAY_SIZE(vec)) {
+			at = e;
+			break;
+		}
 		at = ZP_MAX(walk, vec[nr - 1].end);
 	}
+	if (fd >= 0)
+		zero_pagemap_put();
+	scan_failed(err);
+	if (at < e)
+		memset((void *)at, 0, e - at);
 }
 
 void
@@ -860,13 +997,15 @@ size_t
 zero_resident_bytes(uintptr_t s, uintptr_t e)
 {
 	struct os_page_region vec[64];
-	int fd = zero_pagemap_fd();
+	int fd = zero_pagemap_get();
 	uintptr_t at = s, walk;
 	size_t nr, bytes = 0;
+	int err = 0;
 
 	while (fd >= 0 && at < e) {
-		if (os_pagemap_scan(fd, at, e, &resident_match, vec,
-				    ZP_ARRAY_SIZE(vec), &nr, &walk) != 0)
+		err = os_pagemap_scan(fd, at, e, &resident_match, vec,
+				      ZP_ARRAY_SIZE(vec), &nr, &walk);
+		if (err)
 			break;
 		for (size_t i = 0; i < nr; i++)
 			bytes += vec[i].end - vec[i].start;
@@ -874,6 +1013,9 @@ zero_resident_bytes(uintptr_t s, uintptr_t e)
 			break;
 		at = ZP_MAX(walk, vec[nr - 1].end);
 	}
+	if (fd >= 0)
+		zero_pagemap_put();
+	scan_failed(err);
 	return bytes;
 }
 
@@ -888,7 +1030,9 @@ zero_level(void)
 size_t
 zero_reclaim_now(void)
 {
-	return reclaim_pass(SIZE_MAX, NULL);
+	size_t examined = 0;
+
+	return reclaim_pass(SIZE_MAX, NULL, &examined);
 }
 
 void
@@ -911,31 +1055,40 @@ void
 zero_postfork_child(void)
 {
 	zp_lock_postfork_child(&table.lock);
-	zp_lock_postfork_child(&pagemap_lock);
+	table.seq &= ~1U;
 	uffd_postfork_child();
 	reclaim_postfork_child();
+	helper_postfork_child();
+}
+
+/* Region count, bytes and resident bytes, read without holding the table
+ * lock across the pagemap calls: region by region, lock-free. */
+static void
+regions_info(struct zp_zero_info *out)
+{
+	struct zero_region r;
+	uintptr_t at = 0;
+
+	while (table_read(at, &r)) {
+		out->nr_regions++;
+		out->region_bytes += r.end - r.start;
+		out->resident_bytes += zero_resident_bytes(r.start, r.end);
+		at = r.end;
+	}
 }
 
 int
 zero_info(struct zp_zero_info *out)
 {
 	const char *reason;
-	size_t resident = 0;
 	uint64_t reg;
 
 	memset(out, 0, sizeof(*out));
 	out->level = uffd_level();
 	reason = uffd_reason();
 	fmt_buf(out->level_reason, sizeof(out->level_reason), "%s", reason);
-	zp_lock(&table.lock);
-	out->nr_regions = table.nr;
-	out->region_bytes = table.bytes;
-	for (size_t i = 0; i < table.nr; i++)
-		resident += zero_resident_bytes(table.v[i].start,
-						table.v[i].end);
-	zp_unlock(&table.lock);
-	out->resident_bytes = resident;
-	uffd_stats(&out->nr_faults_handled, &out->handler_ns, &reg);
+	regions_info(out);
+	uffd_stats(&out->nr_faults_handled, &reg);
 	out->registered_bytes = reg;
 	reclaim_stats(&out->nr_reclaimed_pages, &out->nr_scans,
 		      &out->scanned_bytes, &out->scanner_ns);
@@ -946,24 +1099,31 @@ zero_info(struct zp_zero_info *out)
 static void
 park_print(struct outbuf *o, bool json)
 {
-	unsigned long nr, bytes, parked, reused, expired;
+	unsigned long nr, bytes, parked, reused, expired, kept_nr, kept_gone;
+	struct zero_guard g;
 
-	zp_lock(&table.lock);
+	zero_guard_enter(&g);
+	table_lock();
 	nr = park.nr;
 	bytes = park.bytes;
 	parked = park.nr_parked;
 	reused = park.nr_reused;
 	expired = park.nr_expired;
-	zp_unlock(&table.lock);
+	kept_nr = nr_kept;
+	kept_gone = nr_kept_unmapped;
+	table_unlock();
+	zero_guard_leave(&g);
 	if (json)
 		out_printf(o, ",\"parked\":%lu,\"parked_bytes\":%lu,"
 			   "\"nr_parked\":%lu,\"nr_park_reused\":%lu,"
-			   "\"nr_park_expired\":%lu", nr, bytes, parked, reused,
-			   expired);
+			   "\"nr_park_expired\":%lu,\"nr_unmap_refused\":%lu,"
+			   "\"nr_unmap_retried\":%lu", nr, bytes, parked,
+			   reused, expired, kept_nr, kept_gone);
 	else
 		out_printf(o, "  parked %lu (%lu bytes)  parks %lu  reused %lu"
-			   "  expired %lu\n", nr, bytes, parked, reused,
-			   expired);
+			   "  expired %lu  unmaps refused %lu (done later %lu)"
+			   "\n", nr, bytes, parked, reused, expired, kept_nr,
+			   kept_gone);
 }
 
 static const char *
@@ -995,10 +1155,12 @@ zero_print(struct outbuf *o)
 		   (unsigned long)in.nr_faults_handled,
 		   (unsigned long)in.nr_scans,
 		   (unsigned long)in.scanned_bytes);
-	out_printf(o, "  handler %lu ns  scanner %lu ns\n",
-		   (unsigned long)in.handler_ns,
-		   (unsigned long)in.scanner_ns);
+	out_printf(o, "  scanner %lu ns  pages rescued %lu  put back by copy "
+		   "%lu\n", (unsigned long)in.scanner_ns,
+		   (unsigned long)uffd_nr_rescued(),
+		   (unsigned long)uffd_nr_copied());
 	park_print(o, false);
+	helper_print(o, false);
 }
 
 void
@@ -1024,6 +1186,10 @@ zero_print_json(struct outbuf *o)
 		   (unsigned long)in.scanned_bytes,
 		   (unsigned long)in.handler_ns,
 		   (unsigned long)in.scanner_ns);
+	out_printf(o, ",\"pages_rescued\":%lu,\"pages_copied_back\":%lu",
+		   (unsigned long)uffd_nr_rescued(),
+		   (unsigned long)uffd_nr_copied());
 	park_print(o, true);
+	helper_print(o, true);
 	out_printf(o, "}");
 }

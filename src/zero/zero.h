@@ -12,10 +12,12 @@
  *
  * Users: malloc/large.c (blocks > 4 MiB, which it takes and parks),
  * malloc/alloc.c (zeroing recycled pages for calloc) and the shim's
- * interposed mmap/munmap/mremap/madvise. The engine's own tables come
- * from os_map, never from malloc, and nothing here calls the allocator
- * except pthread_create for the two lazily started threads (never with an
- * engine lock held).
+ * interposed mmap family, mprotect, mlock, ioctl, close, prctl, unshare
+ * and setns. The engine's own tables come from os_map, never from malloc,
+ * and nothing here calls the allocator except pthread_create for the one
+ * helper thread, started only where there is work (never with an engine
+ * lock held, never from an interposed call), which exits when there is
+ * none.
  *
  * All functions return 0 or a positive errno value unless stated.
  */
@@ -68,7 +70,8 @@ void zero_boot(const struct zero_config *cfg);
 int zero_region_map(size_t size, void **out);
 int zero_region_map_aligned(size_t size, size_t align, void **out);
 /* Unmap a region, or part of one (the table splits); EINVAL if [p, p+size)
- * is not inside one region. */
+ * is not inside one region. A refused unmap (the map-count limit) keeps
+ * the range, purged, for later: only EINVAL is ever returned. */
 int zero_region_unmap(void *p, size_t size);
 
 /*
@@ -106,7 +109,7 @@ size_t zero_park_bytes(void);
 int zero_region_remap(void *old, size_t old_size, size_t new_size,
 		      bool may_move, void **out);
 /* Is p inside a live region? If so *start and *size describe it (either
- * may be NULL). Takes the table lock: not for a fast path. */
+ * may be NULL). Lock-free. */
 bool zero_region_owns(const void *p, void **start, size_t *size);
 
 /*
@@ -118,7 +121,7 @@ bool zero_region_owns(const void *p, void **start, size_t *size);
  */
 void zero_make_zero(void *p, size_t size, bool release);
 
-/* --- interposed mmap (malloc/shim.c) ----------------------------------- */
+/* --- interposed calls (malloc/map.c, for the shim) ---------------------- */
 
 /*
  * mmap(2) with the engine's bookkeeping: a private anonymous read-write
@@ -126,6 +129,11 @@ void zero_make_zero(void *p, size_t size, bool release);
  * anything else passes through os_mmap_raw (a MAP_FIXED map over a region
  * drops that part of the region from the table). Returns the kernel's
  * result: MAP_FAILED with *err set on failure.
+ *
+ * These calls are async-signal-safe: for memory that is not a region they
+ * take no lock (a lock-free look at the table), and a program thread
+ * holds an engine lock only with every signal blocked. None of them
+ * starts a thread.
  */
 void *zero_mmap(void *addr, size_t len, int prot, int flags, int fd,
 		off_t off, int *err);
@@ -145,6 +153,59 @@ void *zero_mremap(void *old, size_t old_size, size_t new_size, int flags,
  */
 int zero_madvise(void *addr, size_t len, int advice);
 
+/*
+ * Around a call that changes what the kernel lets the reclaim window do
+ * with [addr, addr + len) (mprotect, pkey_mprotect, mlock, mlock2,
+ * munlock; len SIZE_MAX: the whole address space, for mlockall): when it
+ * touches a region, wait for a chunk under reclaim there and keep the
+ * scanner off until zero_range_release. Free for other memory.
+ */
+struct zero_hold {
+	uint64_t mask;
+	bool held;
+};
+void zero_range_hold(void *addr, size_t len, struct zero_hold *h);
+void zero_range_release(struct zero_hold *h);
+
+/* The program registers [addr, addr + len) with a userfaultfd of its
+ * own: region memory there becomes plain memory (after any chunk under
+ * reclaim there settled), so the registration never finds ours. */
+void zero_uffd_claimed(void *addr, size_t len);
+
+/* The program is about to close (or dup onto) descriptors [lo, hi]:
+ * the engine stops using any of its own there, after a use in progress.
+ * Cheap when none is ours. */
+void zero_fds_closing(int lo, int hi);
+
+/*
+ * The program is about to install a seccomp filter (prctl or seccomp):
+ * finish the chunk under reclaim, stop the helper thread, close the
+ * userfaultfd (every registration goes) and the pagemap, and stay at the
+ * "kernel" level from now on, issuing no ioctl and starting no thread.
+ */
+void zero_sandbox(void);
+
+/*
+ * Around unshare and setns, which the kernel refuses (EINVAL) to a
+ * process with more than one thread for user and mount namespaces: stop
+ * the helper thread and wait until it has left the thread group; after
+ * the call, work starts it again. zero_ns_retry says whether an EINVAL
+ * is worth another try (a thread just stopped may linger a moment).
+ */
+void zero_ns_begin(void);
+bool zero_ns_retry(int err, unsigned tries);
+void zero_ns_end(void);
+
+/* A malloc-layer slow path, where creating a thread is safe: start the
+ * helper if an interposed call noted work it could not start it for. */
+void zero_kick_pending(void);
+
+/* Unmap [p, p + size) (any mapping of ours), or when the kernel refuses
+ * (ENOMEM at the map-count limit: the unmap would split a mapping) drop
+ * its contents and keep it, to be unmapped by a later slow path. Never
+ * fails, never touches errno. */
+void zero_unmap_or_keep(void *p, size_t size);
+
 /* --- reclaim, fork, stats ---------------------------------------------- */
 
 /*
@@ -161,8 +222,8 @@ int zero_level(void);
 /* prefork takes every engine lock, waiting for a chunk under reclaim to
  * finish (a fork must never copy a chunk whose pages sit in scratch). No
  * engine thread holds an engine lock while it allocates, so any order
- * against the other layers' prefork is safe. Child: no handler or scanner
- * thread, the inherited uffd closed, both re-created lazily. */
+ * against the other layers' prefork is safe. Child: no helper thread, the
+ * inherited uffd closed, both re-created lazily. */
 void zero_prefork(void);
 void zero_postfork_parent(void);
 void zero_postfork_child(void);

@@ -9,9 +9,15 @@
 #include <string.h>
 #include <time.h>
 
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "malloc/large.h"
 #include "malloc/init.h"
+#include "os/os.h"
 #include "zero/zero.h"
+#include "zero/zero_int.h"
 
 #define MiB ((size_t)1 << 20)
 #define BIG (ZP_MAX_BLOCK + ZP_PAGE_SIZE)
@@ -223,4 +229,74 @@ Test(large, resize_of_unknown_block_aborts, .signal = SIGABRT)
 	static char buf[64];
 
 	large_resize(buf, 10 * MiB);
+}
+
+struct resize_job {
+	void *p, *q;
+	size_t n;
+};
+
+static void *
+resize_main(void *arg)
+{
+	struct resize_job *j = arg;
+
+	j->q = large_resize(j->p, j->n);
+	return NULL;
+}
+
+/*
+ * A resize that moves the block drops the table lock around the remap;
+ * allocations by other threads meanwhile must not take the slot its new
+ * address needs. Here the remap waits (the test holds the engine's
+ * reclaim lock), the table fills up to its growth point behind it, and
+ * the next map after the remap's own fails (a table growth then): the
+ * moved block must still be in the table.
+ */
+static void
+boot_without_reclaim(void)
+{
+	setenv("ZPMALLOC_RECLAIM", "0", 1);	/* no helper thread */
+	boot();
+}
+
+Test(large_options, resize_keeps_its_slot_while_others_fill_the_table,
+     .init = boot_without_reclaim)
+{
+	static void *fill[1024];
+	struct resize_job j = { .n = 3 * BIG };
+	struct large_stats st;
+	unsigned nr = 0;
+	pthread_t t;
+	void *guard;
+
+	j.p = large_alloc(BIG, 0, 0, -1, false);
+	cr_assert_not_null(j.p);
+	/* Something right after it (this, or what was there already), so
+	 * growing has to move it. */
+	guard = mmap((char *)j.p + BIG, ZP_PAGE_SIZE, PROT_READ,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	reclaim_lock();
+	cr_assert_eq(pthread_create(&t, NULL, resize_main, &j), 0);
+	usleep(100 * 1000);	/* it now waits for the remap */
+	do {
+		fill[nr] = large_alloc(BIG, 0, 0, -1, false);
+		cr_assert_not_null(fill[nr]);
+		large_get_stats(&st);
+		nr++;
+	} while ((st.nr_blocks + 1) * 4 <= st.table_capacity * 3 &&
+		 nr < ZP_ARRAY_SIZE(fill));
+	os_fault_inject_nth(2);		/* the remap's mremap is the first */
+	reclaim_unlock();
+	pthread_join(t, NULL);
+	os_fault_inject_nth(0);
+	cr_assert_not_null(j.q, "the resize itself failed");
+	cr_assert_neq(j.q, j.p);
+	cr_assert_eq(large_usable_size(j.q), 3 * BIG,
+		     "the moved block fell out of the table");
+	cr_assert(large_free(j.q));
+	for (unsigned i = 0; i < nr; i++)
+		cr_assert(large_free(fill[i]));
+	if (guard != MAP_FAILED)
+		munmap(guard, ZP_PAGE_SIZE);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "os/os.h"
+#include "os/os_uffd.h"
 #include "zero/zero.h"
 #include "zero/zero_int.h"
 #include "zpmalloc.h"
@@ -119,6 +120,54 @@ Test(reclaim, nonzero_pages_stay)
 	}
 }
 
+/* Bytes of [p, p + len) mapped by huge pages (PAGEMAP_SCAN). */
+static size_t
+huge_bytes(char *p, size_t len)
+{
+	static const struct os_scan_match m = {
+		.all = OS_PAGE_IS_PRESENT | OS_PAGE_IS_HUGE,
+		.report = OS_PAGE_IS_HUGE,
+	};
+	struct os_page_region v[64];
+	uintptr_t walk;
+	size_t nr = 0, bytes = 0;
+	int fd = zero_pagemap_get();
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(os_pagemap_scan(fd, (uintptr_t)p, (uintptr_t)p + len, &m,
+				     v, ZP_ARRAY_SIZE(v), &nr, &walk), 0);
+	zero_pagemap_put();
+	for (size_t i = 0; i < nr; i++)
+		bytes += v[i].end - v[i].start;
+	return bytes;
+}
+
+/* One zero 4 KiB page per 2 MiB of THP-backed memory is not worth a huge
+ * page: the scanner leaves huge-page-mapped ranges whole. */
+Test(reclaim, huge_pages_stay_whole)
+{
+	size_t len = 64 * MIB, huge;
+	char *p;
+
+	boot(false, 0, false);
+	need_uffd();
+	cr_assert_eq(zero_region_map_aligned(len, 2 * MIB, (void **)&p), 0);
+	if (madvise(p, len, MADV_HUGEPAGE) != 0)
+		cr_skip_test("no MADV_HUGEPAGE");
+	memset(p, 1, len);
+	for (size_t off = 0; off < len; off += 2 * MIB)
+		memset(p + off + 5 * PAGE, 0, PAGE);
+	huge = huge_bytes(p, len);
+	if (huge == 0)
+		cr_skip_test("no transparent huge pages here");
+	cr_log_info("%zu of %zu bytes in huge pages", huge, len);
+	cr_expect_eq(zero_reclaim_now(), 0);
+	cr_expect_eq(huge_bytes(p, len), huge, "huge pages were split");
+	for (size_t off = 0; off < len; off += PAGE)
+		if (p[off] != (off % (2 * MIB) == 5 * PAGE ? 0 : 1))
+			cr_assert_fail("byte at %zu", off);
+}
+
 Test(reclaim, background_scanner_reclaims)
 {
 	size_t len = 32 * MIB;
@@ -155,7 +204,7 @@ struct torture {
 	uint32_t off[NR_SLOTS];		/* slot = page: one value */
 	uint64_t val[NR_SLOTS];		/* 0: cleared by its owner */
 	atomic_bool stop;
-	atomic_ulong lost, ops;
+	atomic_ulong lost, ops, toggles;
 };
 
 struct writer {
@@ -217,14 +266,63 @@ writer_main(void *arg)
 	return NULL;
 }
 
-/* Run writers against the scanner for up to max_ns (stopping early at the
- * first lost write), then check every record. Returns lost writes. */
+/*
+ * Changes what the reclaim window may do with a chunk while writers and
+ * the scanner work on it: protection (read-write-execute and back, which
+ * writers do not notice; MOVE wants the same flags on both sides) and
+ * mlock state, half the time behind the engine's back (raw system calls,
+ * as a program that bypasses libc), half the time the way the shim's
+ * mprotect and mlock do it (waiting for a chunk under reclaim).
+ */
+static void *
+toggler_main(void *arg)
+{
+	struct torture *t = arg;
+	uint64_t r = 0x2545f4914f6cdd1dULL;
+
+	while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
+		char *c = t->region[next_rand(&r) % NR_REGIONS] +
+			  next_rand(&r) % (REGION_LEN / MIB) * MIB;
+		bool hold = next_rand(&r) & 1;
+		struct zero_hold h = { .held = false };
+
+		if (hold)
+			zero_range_hold(c, MIB, &h);
+		if (next_rand(&r) & 1) {
+			syscall(SYS_mprotect, c, MIB,
+				PROT_READ | PROT_WRITE | PROT_EXEC);
+			if (hold)
+				zero_range_release(&h);
+			usleep(200);
+			if (hold)
+				zero_range_hold(c, MIB, &h);
+			syscall(SYS_mprotect, c, MIB, PROT_READ | PROT_WRITE);
+		} else {
+			syscall(SYS_mlock, c, MIB);
+			if (hold)
+				zero_range_release(&h);
+			usleep(200);
+			if (hold)
+				zero_range_hold(c, MIB, &h);
+			syscall(SYS_munlock, c, MIB);
+		}
+		if (hold)
+			zero_range_release(&h);
+		atomic_fetch_add(&t->toggles, 1);
+	}
+	return NULL;
+}
+
+/* Run writers (and a toggler) against the scanner for up to max_ns
+ * (stopping early at the first lost write), then check every record.
+ * Returns lost writes. */
 static unsigned long
-torture_run(uint64_t max_ns, unsigned long *ops)
+torture_run_with(uint64_t max_ns, unsigned long *ops, bool toggle,
+		 unsigned long *toggles)
 {
 	static struct torture t;
 	struct writer w[NR_WRITERS];
-	pthread_t th[NR_WRITERS];
+	pthread_t th[NR_WRITERS], tg;
 	unsigned long lost;
 	uint64_t t0;
 
@@ -238,18 +336,30 @@ torture_run(uint64_t max_ns, unsigned long *ops)
 					0x9e3779b97f4a7c15ULL * (i + 1) };
 		pthread_create(&th[i], NULL, writer_main, &w[i]);
 	}
+	if (toggle)
+		pthread_create(&tg, NULL, toggler_main, &t);
 	t0 = os_now_ns();
 	while (os_now_ns() - t0 < max_ns && !atomic_load(&t.lost))
 		usleep(10000);
 	atomic_store(&t.stop, true);
 	for (unsigned i = 0; i < NR_WRITERS; i++)
 		pthread_join(th[i], NULL);
+	if (toggle)
+		pthread_join(tg, NULL);
+	if (toggles)
+		*toggles = atomic_load(&t.toggles);
 	lost = atomic_load(&t.lost);
 	for (size_t s = 0; s < NR_SLOTS; s++)
 		if (t.val[s] && *slot_word(&t, s) != t.val[s])
 			lost++;
 	*ops = atomic_load(&t.ops);
 	return lost;
+}
+
+static unsigned long
+torture_run(uint64_t max_ns, unsigned long *ops)
+{
+	return torture_run_with(max_ns, ops, false, NULL);
 }
 
 Test(reclaim, torture_loses_no_write, .timeout = 30)
@@ -270,6 +380,26 @@ Test(reclaim, torture_loses_no_write, .timeout = 30)
 	cr_expect_gt(in.nr_reclaimed_pages, 1000, "the scanner must have run");
 	cr_expect_gt(in.nr_faults_handled + uffd_nr_rescued(), 0,
 		     "no store ever raced with the scanner: test too weak");
+	cr_assert_eq(lost, 0, "%lu lost writes in %lu ops", lost, ops);
+}
+
+Test(reclaim, torture_with_protection_and_mlock_changes_loses_no_write,
+     .timeout = 30)
+{
+	unsigned long ops, lost, toggles;
+	struct zp_zero_info in;
+
+	boot(true, 0, false);
+	need_uffd();
+	lost = torture_run_with(2500ULL * 1000 * 1000, &ops, true, &toggles);
+	zero_info(&in);
+	cr_log_info("torture with toggles: %lu ops, %lu toggles, %lu "
+		    "reclaimed, %lu rescued, %lu put back by copy", ops,
+		    toggles, (unsigned long)in.nr_reclaimed_pages,
+		    (unsigned long)uffd_nr_rescued(),
+		    (unsigned long)uffd_nr_copied());
+	cr_expect_gt(toggles, 100);
+	cr_expect_gt(in.nr_reclaimed_pages, 1000, "the scanner must have run");
 	cr_assert_eq(lost, 0, "%lu lost writes in %lu ops", lost, ops);
 }
 

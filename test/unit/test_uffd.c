@@ -10,7 +10,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,9 +178,17 @@ Test(uffd, unprivileged_process_gets_kernel_level_and_works)
 
 /* --- the window, white-box --------------------------------------------- */
 
+/* A thread that touches the window while the test thread (the reclaimer
+ * here) holds it: it waits in the fault until settle or close wakes it;
+ * nobody else serves the window. */
 struct toucher {
 	uint64_t *word;
 	uint64_t value;
+	char *kernel_dst;		/* read(2) into here instead */
+	int fd;
+	size_t len;
+	ssize_t got;
+	uint64_t seen;
 };
 
 static void *
@@ -185,7 +196,12 @@ toucher_main(void *arg)
 {
 	struct toucher *t = arg;
 
-	*t->word = t->value;	/* faults: the page is out in scratch */
+	if (t->kernel_dst)
+		t->got = read(t->fd, t->kernel_dst, t->len);
+	else if (t->value)
+		*t->word = t->value;	/* faults: the page is out */
+	else
+		t->seen = *t->word;	/* faults: never there */
 	return NULL;
 }
 
@@ -211,13 +227,20 @@ window_with_pages_out(size_t first, size_t nr)
 					     (void **)&p), 0);
 	memset(p, 1, ZERO_CHUNK);
 	memset(p, 0, ZERO_CHUNK);
-	cr_assert_eq(uffd_ensure(), 0);
 	reclaim_lock();
+	cr_assert_eq(uffd_ensure(), 0);
 	cr_assert_eq(uffd_window_open((uintptr_t)p, (uintptr_t)p +
 				      ZERO_CHUNK), 0);
 	moved = uffd_window_take((uintptr_t)p + first * PAGE, nr, &err);
 	cr_assert_eq(moved, nr, "moved %zu (%d)", moved, err);
 	return p;
+}
+
+/* Let a started toucher reach its fault. */
+static void
+let_it_fault(void)
+{
+	usleep(50 * 1000);
 }
 
 Test(uffd, thread_write_during_window_survives)
@@ -232,14 +255,17 @@ Test(uffd, thread_write_during_window_survives)
 	need_uffd();
 	f0 = faults_handled();
 	p = window_with_pages_out(10, 4);
-	t = (struct toucher){ (uint64_t *)(p + 11 * PAGE + 64), 0xfeedULL };
+	t = (struct toucher){ .word = (uint64_t *)(p + 11 * PAGE + 64),
+			      .value = 0xfeedULL };
 	cr_assert_eq(pthread_create(&th, NULL, toucher_main, &t), 0);
+	let_it_fault();
+	got = uffd_window_settle();	/* wakes it */
 	cr_assert_eq(pthread_join(th, NULL), 0);
-	cr_expect_gt(faults_handled(), f0);
-	got = uffd_window_settle();
 	uffd_window_close();
 	reclaim_unlock();
-	cr_expect_eq(got, 3, "the written page went home, the rest reclaimed");
+	cr_expect_gt(faults_handled(), f0, "the fault was seen");
+	cr_expect_eq(got, 4, "the page was zero in scratch: all four "
+		     "reclaimed, and the write went to a fresh copy");
 	cr_expect_eq(*t.word, 0xfeedULL);
 	cr_expect_eq(zero_resident_bytes((uintptr_t)p + 10 * PAGE,
 					 (uintptr_t)p + 14 * PAGE), PAGE);
@@ -247,7 +273,9 @@ Test(uffd, thread_write_during_window_survives)
 
 Test(uffd, kernel_write_during_window_survives)
 {
-	char msg[] = "the kernel faults here and waits for the handler";
+	char msg[] = "the kernel faults here and waits for settle";
+	struct toucher t;
+	pthread_t th;
 	int fds[2];
 	char *p;
 
@@ -256,30 +284,159 @@ Test(uffd, kernel_write_during_window_survives)
 	p = window_with_pages_out(0, 8);
 	cr_assert_eq(pipe(fds), 0);
 	cr_assert_eq(write(fds[1], msg, sizeof(msg)), (ssize_t)sizeof(msg));
-	/* This thread is the one that faults, inside read(2). */
-	cr_assert_eq(read(fds[0], p + 3 * PAGE + 5, sizeof(msg)),
-		     (ssize_t)sizeof(msg));
-	cr_assert_eq(getrandom(p + 6 * PAGE, 16, 0), 16);
-	cr_expect_eq(uffd_window_settle(), 6);
+	t = (struct toucher){ .kernel_dst = p + 3 * PAGE + 5, .fd = fds[0],
+			      .len = sizeof(msg) };
+	/* That thread faults inside read(2), in the kernel. */
+	cr_assert_eq(pthread_create(&th, NULL, toucher_main, &t), 0);
+	let_it_fault();
+	cr_expect_eq(uffd_window_settle(), 8);
+	cr_assert_eq(pthread_join(th, NULL), 0);
 	uffd_window_close();
 	reclaim_unlock();
+	cr_expect_eq(t.got, (ssize_t)sizeof(msg));
 	cr_expect_str_eq(p + 3 * PAGE + 5, msg);
 	cr_expect_eq(zero_resident_bytes((uintptr_t)p, (uintptr_t)p +
-					 8 * PAGE), 2 * PAGE);
+					 8 * PAGE), PAGE);
+	close(fds[0]);
+	close(fds[1]);
 }
 
-Test(uffd, fault_on_untouched_page_of_window_maps_zero)
+Test(uffd, fault_on_untouched_page_of_window_waits_for_close)
 {
+	struct toucher t;
+	pthread_t th;
 	char *p;
 
 	boot(ZERO_UFFD_AUTO, false, 0);
 	need_uffd();
 	p = window_with_pages_out(0, 1);
 	cr_assert_eq(madvise(p + 100 * PAGE, PAGE, MADV_DONTNEED), 0);
-	cr_expect_eq(p[100 * PAGE + 9], 0);	/* faults in the window */
+	t = (struct toucher){ .word = (uint64_t *)(p + 100 * PAGE + 8),
+			      .seen = 1 };
+	cr_assert_eq(pthread_create(&th, NULL, toucher_main, &t), 0);
+	let_it_fault();
 	cr_expect_eq(uffd_window_settle(), 1);
-	uffd_window_close();
+	uffd_window_close();		/* wakes it */
+	cr_assert_eq(pthread_join(th, NULL), 0);
 	reclaim_unlock();
+	cr_expect_eq(t.seen, 0);
+}
+
+static void *
+mlock_main(void *arg)
+{
+	/* Populating faults on the pages that are out: waits for settle. */
+	return (void *)(intptr_t)syscall(SYS_mlock, arg, 4 * PAGE);
+}
+
+/* A write that slipped in before its page was moved out must go home even
+ * when the program changed the range's protection or mlock state behind
+ * the engine's back meanwhile (the move home then fails with EINVAL). */
+Test(uffd, page_out_survives_protection_and_mlock_changes)
+{
+	pthread_t th;
+	size_t moved;
+	char *p;
+	int err;
+
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	for (int lock = 0; lock < 2; lock++) {
+		cr_assert_eq(zero_region_map_aligned(ZERO_CHUNK, ZERO_CHUNK,
+						     (void **)&p), 0);
+		memset(p, 1, ZERO_CHUNK);
+		memset(p, 0, ZERO_CHUNK);
+		p[2 * PAGE + 100] = 42;
+		reclaim_lock();
+		cr_assert_eq(uffd_ensure(), 0);
+		cr_assert_eq(uffd_window_open((uintptr_t)p, (uintptr_t)p +
+					      ZERO_CHUNK), 0);
+		moved = uffd_window_take((uintptr_t)p, 4, &err);
+		cr_assert_eq(moved, 4, "moved %zu (%d)", moved, err);
+		if (lock) {
+			cr_assert_eq(pthread_create(&th, NULL, mlock_main, p),
+				     0);
+			let_it_fault();
+		} else {
+			cr_assert_eq(syscall(SYS_mprotect, p, 4 * PAGE,
+					     PROT_READ | PROT_WRITE |
+					     PROT_EXEC), 0);
+		}
+		cr_expect_eq(uffd_window_settle(), 3);
+		uffd_window_close();
+		reclaim_unlock();
+		if (lock)
+			cr_assert_eq(pthread_join(th, NULL), 0);
+		cr_assert_eq(p[2 * PAGE + 100], 42, "the page was lost (%s)",
+			     lock ? "mlock" : "mprotect");
+		cr_expect_eq(p[PAGE], 0);
+		cr_expect_gt(uffd_nr_copied(), (uint64_t)lock);
+	}
+}
+
+/* ioctl refused with EPERM for the calling thread from now on, as a
+ * sandbox installed behind the engine's back does it. */
+static bool
+refuse_ioctl(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { ZP_ARRAY_SIZE(f), f };
+
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+}
+
+/* The child of sandboxed_window_settles: 0 when all went well. */
+static int
+sandboxed_window(void)
+{
+	struct toucher t;
+	pthread_t th;
+	char *p;
+
+	zero_postfork_child();
+	p = window_with_pages_out(0, 8);
+	t = (struct toucher){ .word = (uint64_t *)(p + 3 * PAGE), .seen = 1 };
+	if (pthread_create(&th, NULL, toucher_main, &t) != 0)
+		return 1;
+	let_it_fault();
+	if (!refuse_ioctl())
+		return 2;
+	uffd_window_settle();	/* every ioctl refused from here on */
+	uffd_window_close();	/* closing the uffd wakes the toucher */
+	reclaim_unlock();
+	if (pthread_join(th, NULL) != 0 || t.seen != 0)
+		return 3;
+	if (zero_level() != ZP_ZERO_LEVEL_KERNEL)
+		return 4;
+	for (size_t off = 0; off < ZERO_CHUNK; off += PAGE)
+		if (p[off])
+			return 5;
+	return zero_reclaim_now() == 0 ? 0 : 6;
+}
+
+/* A seccomp filter that refuses ioctl (EPERM) arrives while pages are
+ * out: no abort, no lost data, a waiting thread is woken, and the engine
+ * drops to the kernel level. */
+Test(uffd, sandboxed_window_settles)
+{
+	pid_t pid;
+	int st;
+
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	pid = fork();
+	if (pid == 0)
+		_exit(sandboxed_window());
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %x",
+		  st);
 }
 
 /* --- fork and exit ------------------------------------------------------ */
