@@ -243,6 +243,14 @@ alloc_reclaim_hook(void)
 #endif
 }
 
+/* The helper thread's timer, while it runs: free pages idle longer than
+ * the purge delay go, as the next free slow path would give them. */
+void
+alloc_idle_hook(void)
+{
+	zone_purge(/* all */ false);
+}
+
 static void *
 alloc_slow(size_t n, bool zero)
 {
@@ -259,6 +267,10 @@ alloc_slow(size_t n, bool zero)
 	if (!p && release_held())
 		p = route_alloc(ts, n, zero);
 	zone_limit_run_hook();
+#if ZP_HAVE_ZERO
+	/* Work an interposed call noted (it may not start a thread). */
+	zero_kick_pending();
+#endif
 	if (!p)
 		return alloc_oom();
 	errno = saved;

@@ -241,6 +241,7 @@ boot_core(void)
 	zc.park_delay_ns = (uint64_t)zp_opt.park_ms * 1000000;
 	zero_boot(&zc);
 	zone_limit_set_hook(alloc_reclaim_hook);
+	zero_set_idle_hook(alloc_idle_hook);
 #else
 	(void)li;
 #endif

@@ -150,6 +150,7 @@ print_text(struct outbuf *o)
 	out_puts(o, "--- buddyinfo ---\n");
 	zone_print_buddyinfo(o);
 	out_puts(o, "--- zoneinfo ---\n");
+	zone_print_limit(o, false);
 	zone_print_zoneinfo(o);
 	out_puts(o, "--- slabinfo ---\n");
 	slab_print_slabinfo(o);
@@ -170,7 +171,9 @@ print_json(struct outbuf *o)
 	out_printf(o, "\"usage\":{\"committed\":%zu,\"in_use\":%zu,"
 		   "\"free_pages\":%zu,\"slab_free\":%zu,\"reserved\":%zu},",
 		   u.arena, u.in_use, u.free_pages, u.slab_free, u.reserved);
-	out_puts(o, "\"zones\":");
+	out_puts(o, "\"limit\":");
+	zone_print_limit(o, true);
+	out_puts(o, ",\"zones\":");
 	zone_print_json(o);
 	out_puts(o, ",\"slabs\":");
 	slab_print_json(o);

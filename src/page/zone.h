@@ -170,6 +170,9 @@ struct zone_limit_info {
 	char source[200];
 };
 void zone_limit_info(struct zone_limit_info *out);
+/* The limit and the reactions, as a text line or one JSON object. */
+struct outbuf;
+void zone_print_limit(struct outbuf *o, bool json);
 /* What else to give back when the headroom falls below low or min (the
  * zero-page engine's reclaim, parked regions). The zones purge at once;
  * the hook runs when a slow path above, holding no lock, calls

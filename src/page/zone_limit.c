@@ -31,13 +31,14 @@
 #include "page/zone_priv.h"
 #include "zpmalloc.h"
 
-/* Watermarks as fractions of the limit: min 1/128, low 1/64, high 1/32
- * (4, 8 and 16 MiB under a 512 MiB container). Linux keeps its own a
- * little tighter, but it can reclaim page cache and swap; we can only give
- * back what is free or zero, so we start earlier. */
-#define WMARK_MIN_DIV	128
-#define WMARK_LOW_DIV	64
-#define WMARK_HIGH_DIV	32
+/* Watermarks as fractions of the limit: min 1/32, low 1/16, high 1/8
+ * (16, 32 and 64 MiB under a 512 MiB container). Linux keeps its own much
+ * tighter, but it can reclaim page cache and swap; we can only give back
+ * what is free or zero, and must do it before the kernel throttles us
+ * (memory.high) or kills us (memory.max). */
+#define WMARK_MIN_DIV	32
+#define WMARK_LOW_DIV	16
+#define WMARK_HIGH_DIV	8
 #define MIN_INTERVAL_NS	((uint64_t)50 * 1000 * 1000)
 
 enum { PRESSURE_NONE, PRESSURE_LOW, PRESSURE_MIN };

@@ -193,6 +193,37 @@ print_purge_why(struct outbuf *o, struct zone *z)
 			   (unsigned long)n[w]);
 }
 
+static const char *const pressure_name[] = { "none", "low", "min" };
+
+/* The memory limit the watermarks come from, and what they did. */
+void
+zone_print_limit(struct outbuf *o, bool json)
+{
+	struct zone_limit_info li;
+
+	zone_limit_info(&li);
+	if (json) {
+		out_printf(o, "{\"source\":\"%s\",\"limit_bytes\":%zu,"
+			   "\"usage_bytes\":%zu,\"wmark_min\":%lu,"
+			   "\"wmark_low\":%lu,\"wmark_high\":%lu,"
+			   "\"state\":\"%s\",\"nr_low\":%lu,\"nr_min\":%lu}",
+			   li.source, li.limit_bytes, li.usage_bytes,
+			   (unsigned long)li.wmark_min,
+			   (unsigned long)li.wmark_low,
+			   (unsigned long)li.wmark_high,
+			   pressure_name[li.state], (unsigned long)li.nr_low,
+			   (unsigned long)li.nr_min);
+		return;
+	}
+	out_printf(o, "memory limit %zu bytes (%s), usage %zu at the last "
+		   "growth\n", li.limit_bytes, li.source, li.usage_bytes);
+	out_printf(o, "  headroom watermarks (pages): min %lu low %lu high "
+		   "%lu  state %s  reactions: low %lu min %lu\n",
+		   (unsigned long)li.wmark_min, (unsigned long)li.wmark_low,
+		   (unsigned long)li.wmark_high, pressure_name[li.state],
+		   (unsigned long)li.nr_low, (unsigned long)li.nr_min);
+}
+
 void
 zone_print_zoneinfo(struct outbuf *o)
 {

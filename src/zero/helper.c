@@ -62,6 +62,13 @@ static struct {
 } helper;
 
 static struct zero_fd status_fd = ZERO_FD_INIT;
+static void (*idle_hook)(void);
+
+void
+zero_set_idle_hook(void (*hook)(void))
+{
+	__atomic_store_n(&idle_hook, hook, __ATOMIC_RELEASE);
+}
 
 /* --- the thread ------------------------------------------------------------ */
 
@@ -117,8 +124,11 @@ helper_pass(bool *live, bool *busy)
 {
 	uint64_t t0 = os_now_ns(), took;
 	size_t pages = 0, examined = 0;
+	void (*hook)(void) = __atomic_load_n(&idle_hook, __ATOMIC_ACQUIRE);
 
 	zero_park_release(/* all */ false);
+	if (hook)
+		hook();
 	/* Each pass finds out again: a uffd that could not be set up a
 	 * moment ago (the program closed ours and the kernel had not yet
 	 * released it) may be there now. */

@@ -200,6 +200,11 @@ void zero_ns_end(void);
  * helper if an interposed call noted work it could not start it for. */
 void zero_kick_pending(void);
 
+/* Called by the helper thread each pass, while it runs: the malloc layer
+ * gives back its idle free pages on that timer (a program that goes idle
+ * holding some then has them given back without another call). */
+void zero_set_idle_hook(void (*hook)(void));
+
 /* Unmap [p, p + size) (any mapping of ours), or when the kernel refuses
  * (ENOMEM at the map-count limit: the unmap would split a mapping) drop
  * its contents and keep it, to be unmapped by a later slow path. Never
