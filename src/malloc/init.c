@@ -233,11 +233,14 @@ boot_core(void)
 	zc.reclaim_budget_bytes = (size_t)zp_opt.reclaim_budget_mb << 20;
 	zc.mmap_threshold = (size_t)zp_opt.mmap_threshold;
 	/* Parked blocks are resident memory kept for reuse: a sixteenth
-	 * of the memory limit at most. */
+	 * of the memory limit at most for the floor, and up to half the
+	 * live large blocks within an eighth of it (zero.c). */
 	zone_limit_info(&li);
 	zc.park_bytes = (size_t)zp_opt.park_mb << 20;
-	if (li.limit_bytes)
+	if (li.limit_bytes) {
 		zc.park_bytes = ZP_MIN(zc.park_bytes, li.limit_bytes / 16);
+		zc.park_max = li.limit_bytes / 8;
+	}
 	zc.park_delay_ns = (uint64_t)zp_opt.park_ms * 1000000;
 	zero_boot(&zc);
 	zone_limit_set_hook(alloc_reclaim_hook);

@@ -136,7 +136,8 @@ helper_pass(bool *live, bool *busy)
 	if (*live && zero_cfg.reclaim)
 		pages = reclaim_pass(zero_cfg.reclaim_budget_bytes, live,
 				     &examined);
-	*busy = zero_park_bytes() != 0 || (*live && examined != 0);
+	*busy = zero_park_bytes() != 0 ||
+		(*live && (examined != 0 || zero_table_took_young()));
 	took = os_now_ns() - t0;
 	if (!*live || pages * ZP_PAGE_SIZE < zero_cfg.reclaim_budget_bytes / 4)
 		return zero_cfg.reclaim_interval_ns;

@@ -338,7 +338,9 @@ reclaim_pass(size_t budget, bool *live, size_t *examined)
 		if (full)
 			zero_guard_enter(&g);
 		zp_lock(&rlock);
-		found = zero_table_next_chunk(at, &s, &e);
+		/* A full pass (trim, pressure, tests) takes young regions
+		 * too. */
+		found = zero_table_next_chunk(at, full, &s, &e);
 		if (found && wrapped && !full && s >= first)
 			found = false;
 		if (found)

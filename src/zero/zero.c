@@ -47,6 +47,7 @@ static const struct os_scan_match resident_match = {
 
 struct zero_region {
 	uintptr_t start, end;
+	uint64_t born_ns;		/* when it entered the table */
 };
 
 /* One table array; a grown table leaves the old one mapped (retired) for
@@ -67,7 +68,12 @@ static struct {
 } table = { .lock = ZP_LOCK_INIT };
 
 /*
- * Parked regions (freed large blocks kept for reuse), oldest first.
+ * Parked regions: freed large blocks kept mapped for reuse, as extents in
+ * no particular order. Neighbours are merged when a block is parked (the
+ * kernel puts consecutive mappings side by side, so freed blocks often
+ * are), and a block taken from a bigger extent leaves the rest parked:
+ * together that is what glibc's heap gives it for free - a freed large
+ * block serves the next one of any size without page faults.
  * Guarded by table.lock: they leave the table and enter here in one step.
  */
 #define PARK_MAX	16
@@ -108,6 +114,7 @@ zero_config_default(struct zero_config *cfg)
 		.reclaim_budget_bytes = (size_t)256 << 20,
 		.mmap_threshold = (size_t)4 << 20,
 		.park_bytes = (size_t)64 << 20,
+		.park_max = (size_t)1 << 30,
 		.park_delay_ns = 1000ULL * 1000 * 1000,
 	};
 }
@@ -211,7 +218,7 @@ table_insert_locked(uintptr_t start, uintptr_t end)
 	i = table_find_locked(start);
 	zp_assert(i == table.nr || tv()[i].start >= end);
 	memmove(&tv()[i + 1], &tv()[i], (table.nr - i) * sizeof(tv()[0]));
-	tv()[i] = (struct zero_region){ start, end };
+	tv()[i] = (struct zero_region){ start, end, os_now_ns() };
 	__atomic_store_n(&table.nr, table.nr + 1, __ATOMIC_RELAXED);
 	table.bytes += end - start;
 	return 0;
@@ -298,6 +305,8 @@ table_read(uintptr_t addr, struct zero_region *out)
 							     __ATOMIC_RELAXED);
 				out->end = __atomic_load_n(&a->v[lo].end,
 							   __ATOMIC_RELAXED);
+				out->born_ns = __atomic_load_n(
+					&a->v[lo].born_ns, __ATOMIC_RELAXED);
 				found = true;
 			}
 		}
@@ -321,18 +330,43 @@ zero_table_is_empty(void)
 	return __atomic_load_n(&table.nr, __ATOMIC_RELAXED) == 0;
 }
 
+/*
+ * Regions younger than a reclaim interval are passed over: a buffer a
+ * program zero-fills and replaces within moments (new char[n]() in a
+ * loop) would be reclaimed only for the next user of its parked pages to
+ * fault every one of them in again. Memory that stays is old soon enough:
+ * a zero-filled heap left idle still goes back within two intervals.
+ */
+static bool young_seen;		/* a pass passed a region over */
+
 bool
-zero_table_next_chunk(uintptr_t addr, uintptr_t *start, uintptr_t *end)
+zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
+		      uintptr_t *end)
 {
+	uint64_t now = os_now_ns();
 	struct zero_region r;
 	uintptr_t s;
 
-	if (!table_read(addr, &r))
-		return false;
+	for (;;) {
+		if (!table_read(addr, &r))
+			return false;
+		if (all_ages || r.born_ns > now ||
+		    now - r.born_ns >= zero_cfg.reclaim_interval_ns ||
+		    zero_cfg.test_break_protection)
+			break;
+		__atomic_store_n(&young_seen, true, __ATOMIC_RELAXED);
+		addr = r.end;
+	}
 	s = ZP_MAX(addr, r.start);
 	*start = s;
 	*end = ZP_MIN(r.end, zp_align_down(s, ZERO_CHUNK) + ZERO_CHUNK);
 	return true;
+}
+
+bool
+zero_table_took_young(void)
+{
+	return __atomic_exchange_n(&young_seen, false, __ATOMIC_RELAXED);
 }
 
 void
@@ -550,15 +584,66 @@ park_drop_locked(unsigned i, struct park_victims *out)
 	out->v[out->nr++] = park_remove_locked(i);
 }
 
-/* Oldest first: everything (all), or what has waited out the delay. */
+/*
+ * How much may be parked: the configured budget, or half of what live
+ * regions hold when that is more (a program that replaces big buffers
+ * over and over reuses more of them the more it keeps; glibc's heap keeps
+ * all of its free space), but never more than a quarter of the memory
+ * limit's share the configuration gives (park_max). 0 parks nothing.
+ */
+static size_t
+park_budget_locked(void)
+{
+	size_t b = zero_cfg.park_bytes;
+
+	if (b == 0)
+		return 0;
+	return ZP_MAX(b, ZP_MIN(table.bytes / 2, zero_cfg.park_max));
+}
+
+/* Everything (all), or what has waited out the delay. */
 static void
 park_expire_locked(uint64_t now, bool all, struct park_victims *out)
 {
-	while (park.nr && (all || (park.v[0].since_ns <= now &&
-				   now - park.v[0].since_ns >=
-					   zero_cfg.park_delay_ns))) {
-		park_drop_locked(0, out);
-		park.nr_expired++;
+	for (unsigned i = 0; i < park.nr;) {
+		if (all || (park.v[i].since_ns <= now &&
+			    now - park.v[i].since_ns >=
+				    zero_cfg.park_delay_ns)) {
+			park_drop_locked(i, out);
+			park.nr_expired++;
+		} else {
+			i++;
+		}
+	}
+}
+
+/* The extent parked longest, to make room. */
+static unsigned
+park_oldest_locked(void)
+{
+	unsigned o = 0;
+
+	for (unsigned i = 1; i < park.nr; i++)
+		if (park.v[i].since_ns < park.v[o].since_ns)
+			o = i;
+	return o;
+}
+
+/* Grows [*s, *e) by the parked extents that touch it, taking them off
+ * the list (one mapping of the kernel's already). */
+static void
+park_merge_locked(uintptr_t *s, uintptr_t *e)
+{
+	for (unsigned i = 0; i < park.nr;) {
+		if (park.v[i].end == *s || park.v[i].start == *e) {
+			struct zero_parked n = park_remove_locked(i);
+
+			*s = ZP_MIN(*s, n.start);
+			*e = ZP_MAX(*e, n.end);
+			i = 0;
+		} else {
+			i++;
+		}
 	}
 }
 
@@ -584,9 +669,9 @@ park_len(long i)
 }
 
 /*
- * The parked region to serve size bytes: the smallest that holds it (a
- * big enough rest stays parked), else the largest, to be grown. Aligned
- * requests take only a region that starts aligned and holds them.
+ * The parked extent to serve size bytes: the smallest that holds it, cut
+ * to size (the rest stays parked), else the largest, to be grown.
+ * Aligned requests take only an extent that starts aligned.
  */
 static bool
 park_pick_locked(size_t size, size_t align, struct zero_parked *got)
@@ -606,9 +691,7 @@ park_pick_locked(size_t size, size_t align, struct zero_parked *got)
 	}
 	if (fit < 0 && grow < 0)
 		return false;
-	if (fit >= 0 && park_len(fit) - size >= ZP_MAX_BLOCK) {
-		/* Most large blocks are bigger than the zones' largest: a
-		 * smaller rest would mostly take a slot, so it goes. */
+	if (fit >= 0 && park_len(fit) > size) {
 		*got = park.v[fit];
 		got->end = got->start + size;
 		park.v[fit].start += size;
@@ -620,8 +703,9 @@ park_pick_locked(size_t size, size_t align, struct zero_parked *got)
 	return true;
 }
 
-/* Fit a taken parked region to size bytes; returns its (maybe moved)
- * start and in *dirty how many leading bytes may hold old data. */
+/* Fit a taken parked extent to size bytes (it is size or smaller): grown
+ * in place where the address space after it is free, else moved; returns
+ * its start and in *dirty how many leading bytes may hold old data. */
 static int
 park_fit(const struct zero_parked *got, size_t size, size_t *dirty,
 	 uintptr_t *start)
@@ -632,11 +716,7 @@ park_fit(const struct zero_parked *got, size_t size, size_t *dirty,
 
 	*start = got->start;
 	*dirty = ZP_MIN(have, size);
-	if (have > size) {
-		unmap_or_keep(got->start + size, have - size);
-		return 0;
-	}
-	if (have == size)
+	if (have >= size)
 		return 0;
 	err = os_remap((void *)got->start, have, size, NULL,
 		       /* may_move */ true, &np);
@@ -663,7 +743,7 @@ region_take(size_t size, size_t align, bool zero, void **out)
 	kept_retry();
 	table_lock();
 	park_expire_locked(os_now_ns(), false, &vs);
-	if (size <= zero_cfg.park_bytes)
+	if (size <= park_budget_locked())
 		found = park_pick_locked(size, align, &got);
 	table_unlock();
 	park_unmap(&vs);
@@ -706,6 +786,7 @@ static int
 region_park(uintptr_t s, uintptr_t e)
 {
 	struct park_victims vs = { .nr = 0 };
+	size_t budget;
 	uint64_t now;
 	long i;
 
@@ -720,9 +801,19 @@ region_park(uintptr_t s, uintptr_t e)
 	table_remove_locked(s, e);
 	now = os_now_ns();
 	park_expire_locked(now, false, &vs);
-	while (park.nr == PARK_MAX ||
-	       park.bytes + (e - s) > zero_cfg.park_bytes)
-		park_drop_locked(0, &vs);
+	park_merge_locked(&s, &e);
+	budget = park_budget_locked();
+	while (park.nr && (park.nr == PARK_MAX ||
+			   park.bytes + (e - s) > budget))
+		park_drop_locked(park_oldest_locked(), &vs);
+	if (e - s > budget) {
+		/* Merged past the budget: the extent goes as a whole. */
+		vs.v[vs.nr++] = (struct zero_parked){ s, e, now };
+		table_unlock();
+		reclaim_unlock();
+		park_unmap(&vs);
+		return 0;
+	}
 	park.v[park.nr] = (struct zero_parked){ s, e, now };
 	__atomic_store_n(&park.nr, park.nr + 1, __ATOMIC_RELAXED);
 	park.bytes += e - s;
@@ -747,7 +838,7 @@ zero_region_park(void *p, size_t size)
 	 * inherit that. Unchanged protection makes this a cheap call. Not
 	 * one whole region (a program unmapped part of it): plain unmap
 	 * semantics. */
-	if (e - s > zero_cfg.park_bytes || e <= s ||
+	if (zero_cfg.park_bytes == 0 || e <= s ||
 	    os_commit(p, e - s) != 0 || region_park(s, e) != 0) {
 		err = region_unmap(s, e);
 		zero_guard_leave(&g);

@@ -44,6 +44,8 @@ struct zero_config {
 	size_t reclaim_budget_bytes;	/* resident bytes examined a pass */
 	size_t mmap_threshold;		/* zero_mmap: smallest region */
 	size_t park_bytes;		/* freed large blocks kept mapped */
+	size_t park_max;		/* ... up to half the live regions,
+					 * at most this (see zero.c) */
 	uint64_t park_delay_ns;		/* ... for at most this long */
 	/* Test-only: reclaim with plain check-zero + MADV_DONTNEED (no
 	 * protection), so the torture test can prove it sees lost writes. */

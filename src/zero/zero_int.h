@@ -53,8 +53,11 @@ bool zero_table_is_empty(void);
 /* The next region range at or after addr, clipped to one chunk (2 MiB
  * aligned) and to the region: false when there is none. Caller holds
  * reclaim_lock, so the range stays mapped while it works on it. */
-bool zero_table_next_chunk(uintptr_t addr, uintptr_t *start,
+bool zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
 			   uintptr_t *end);
+/* Whether a pass since the last call passed over a region too young to
+ * reclaim (work for a later pass); clears the note. */
+bool zero_table_took_young(void);
 /* [start, end) is plain memory from now on (someone else registered it
  * with a userfaultfd, or the kernel refused it): forget it. Caller holds
  * reclaim_lock. */

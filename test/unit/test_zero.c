@@ -401,9 +401,37 @@ Test(zero, parked_region_splits_for_a_smaller_block)
 				      (void **)&p), 0);
 	cr_assert_eq(p, q + 10 * MIB);
 	cr_assert(all_zero(p, len - 10 * MIB - PAGE, 64));
-	/* Too small a rest to serve a large block is not kept. */
+	/* The rest stays parked, however small: with its neighbours it may
+	 * serve a larger block yet. */
+	cr_expect_eq(zero_park_bytes(), PAGE);
+	cr_expect(is_mapped(p + len - 10 * MIB - PAGE));
+}
+
+/* A block parked next to a parked one becomes one extent with it: the
+ * kernel already keeps them as one mapping. */
+Test(zero, parked_neighbours_merge_and_serve_a_larger_block)
+{
+	size_t len = 8 * MIB;
+	char *p, *q;
+
+	cr_assert_eq(zero_region_take(2 * len, 0, true, (void **)&p), 0);
+	memset(p, 3, 2 * len);
+	/* Two blocks side by side, as a program's two frees may leave. */
+	cr_assert_eq(zero_region_unmap(p + len, len), 0);
+	cr_assert_eq(zero_region_take(len, 0, true, (void **)&q), 0);
+	if (q != p + len) {
+		zero_region_unmap(q, len);
+		zero_region_unmap(p, len);
+		cr_skip_test("the kernel did not place the blocks together");
+	}
+	cr_assert_eq(zero_region_park(p, len), 0);
+	cr_assert_eq(zero_region_park(q, len), 0);
+	cr_expect_eq(zero_park_bytes(), 2 * len);
+	cr_assert_eq(zero_region_take(2 * len, 0, false, (void **)&q), 0);
+	cr_expect_eq(q, p, "the merged extent served it whole");
 	cr_expect_eq(zero_park_bytes(), 0);
-	cr_expect_not(is_mapped(p + len - 10 * MIB - PAGE));
+	cr_expect_eq(zero_resident_bytes((uintptr_t)q, (uintptr_t)q + 2 * len),
+		     len, "no page faulted in again");
 }
 
 Test(zero, parked_region_grows_for_a_larger_block)
@@ -425,34 +453,42 @@ Test(zero, parked_region_grows_for_a_larger_block)
 Test(zero, parking_keeps_to_its_budget_and_delay)
 {
 	struct zero_config c;
-	char *p[4];
+	char *p[8];
+	size_t left;
 
 	zero_config_default(&c);
 	c.park_bytes = 16 * MIB;
+	c.park_max = 0;			/* the budget is park_bytes alone */
 	c.park_delay_ns = 50ULL * 1000 * 1000;
 	c.reclaim = false;
 	zero_boot(&c);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 8; i++) {
 		cr_assert_eq(zero_region_take(8 * MIB, 0, false,
 					      (void **)&p[i]), 0);
 		memset(p[i], 1, 8 * MIB);
 	}
-	for (int i = 0; i < 4; i++)
+	/* Every other one, so that no two parked blocks are neighbours. */
+	for (int i = 0; i < 8; i += 2)
 		cr_assert_eq(zero_region_park(p[i], 8 * MIB), 0);
 	/* The oldest went to make room. */
 	cr_expect_eq(zero_park_bytes(), 16 * MIB);
 	cr_expect_not(is_mapped(p[0]));
-	cr_expect_not(is_mapped(p[1]));
-	cr_expect(is_mapped(p[3]));
-	/* Bigger than the budget: unmapped at once. */
-	cr_assert_eq(zero_region_take(32 * MIB, 0, false, (void **)&p[0]), 0);
-	cr_assert_eq(zero_region_park(p[0], 32 * MIB), 0);
-	cr_expect_not(is_mapped(p[0]));
+	cr_expect_not(is_mapped(p[2]));
+	cr_expect(is_mapped(p[4]));
+	cr_expect(is_mapped(p[6]));
 	cr_expect_eq(zero_park_release(false), 0);
 	os_sleep_ns(c.park_delay_ns + 10 * 1000 * 1000);
 	cr_expect_eq(zero_park_release(false), 16 * MIB);
 	cr_expect_eq(zero_park_bytes(), 0);
-	cr_expect_not(is_mapped(p[3]));
+	cr_expect_not(is_mapped(p[6]));
+	/* Bigger than the budget: unmapped at once. */
+	cr_assert_eq(zero_region_take(32 * MIB, 0, false, (void **)&p[0]), 0);
+	cr_assert_eq(zero_region_park(p[0], 32 * MIB), 0);
+	cr_expect_not(is_mapped(p[0]));
+	left = zero_park_bytes();
+	cr_expect_eq(left, 0);
+	for (int i = 1; i < 8; i += 2)
+		cr_assert_eq(zero_region_unmap(p[i], 8 * MIB), 0);
 }
 
 Test(zero, parked_regions_expire_in_the_background)
