@@ -37,6 +37,14 @@
 
 /* glibc refuses anything larger than PTRDIFF_MAX, so do we. */
 #define ALLOC_MAX_REQUEST ((size_t)PTRDIFF_MAX)
+/* Blocks from this size up get a mapping of their own (large.c), as
+ * glibc's from its mmap threshold: they cost their size in address space
+ * and nothing more (zone pages carry 1/64 of descriptors, which a
+ * program living under a tight RLIMIT_AS notices), a freed one is given
+ * back at once or parked for the next, and parked extents serve blocks
+ * of any size without page faults. Below it, zone pages: no system call
+ * and no lock for the common sizes. */
+#define ALLOC_MEDIUM_MAX ((size_t)1 << 20)
 /* Where realloc growth turns a page-served block into a mapping of its
  * own (measured on bench/realloc: 64 KiB to 1 MiB all do better than
  * copying on, 256 KiB best in time and peak RSS). */
@@ -224,7 +232,7 @@ route_alloc(struct tstate *ts, size_t n, bool zero)
 		return zero ? tcache_alloc_zero(&ts->tc, sc, n)
 			    : tcache_alloc(&ts->tc, sc);
 	}
-	if (n <= ZP_MAX_BLOCK)
+	if (n < ALLOC_MEDIUM_MAX)
 		return medium_alloc(ts, n, 0, zero);
 	return large_alloc(n, 0, 0, -1, zero);
 }
@@ -486,7 +494,7 @@ realloc_medium(void *p, struct page *head, size_t n)
 
 	if (zp_unlikely(p != page_address(head)))
 		log_fatal("realloc(): invalid pointer %p", p);
-	if (n <= SC_MAX_SIZE || n > ZP_MAX_BLOCK)
+	if (n <= SC_MAX_SIZE || n >= ALLOC_MEDIUM_MAX)
 		return realloc_move(p, have << ZP_PAGE_SHIFT, n);
 	if (need <= have) {
 		/* Shrinking gives the tail back; growing into pages the
@@ -630,7 +638,7 @@ aligned_route(struct tstate *ts, size_t align, size_t n)
 
 	if (n <= SC_MAX_SIZE && align <= ZP_PAGE_SIZE)
 		p = aligned_slab(ts, align, n);
-	if (!p && n <= ZP_MAX_BLOCK && align <= ZP_MAX_BLOCK)
+	if (!p && n < ALLOC_MEDIUM_MAX && align <= ZP_MAX_BLOCK)
 		p = aligned_pages(ts, align, n, 0);
 	/* A mapping of its own even for size 0: glibc returns a unique
 	 * pointer for memalign(align, 0) however large align is. */
