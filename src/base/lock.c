@@ -18,6 +18,9 @@
  * usually beats the two system calls of a sleep and a wake. */
 #define LOCK_SPINS	200
 
+__thread uint8_t zp_fork_mode;
+__thread bool zp_fork_interrupted;
+
 static uint32_t *
 futex_word(struct zp_lock *l)
 {

@@ -82,20 +82,39 @@ zp_lock_is_mine(struct zp_lock *l)
 }
 
 /*
- * Fork's prepare step: take l, unless the forking thread holds it
- * already. That happens when a signal handler forks while the thread it
- * interrupted is inside the allocator (glibc supports fork from a signal
- * handler in a single-threaded program, and takes no malloc lock then);
- * waiting would deadlock on ourselves.
+ * How fork's prepare step takes the locks; the forking thread's own, so
+ * per thread. It walks them twice: PROBE only asks whether this thread
+ * holds any (a signal handler forking while the thread it interrupted is
+ * inside the allocator), then WAIT takes them all, or TRY only the free
+ * ones when it does. glibc supports fork from a signal handler in a
+ * single-threaded program and takes no malloc lock then. Our background
+ * thread makes that program two threads, and may hold one lock while it
+ * waits for one the interrupted thread holds: waiting for it would
+ * deadlock, so the child gets the allocator as it finds it, as glibc's
+ * child gets an interrupted malloc's arena.
  */
+enum zp_fork_mode { ZP_FORK_WAIT, ZP_FORK_PROBE, ZP_FORK_TRY };
+extern __thread uint8_t zp_fork_mode;
+extern __thread bool zp_fork_interrupted;	/* PROBE found one of ours */
+
+/* Fork's prepare step: take l as zp_fork_mode says. A lock it does not
+ * take (ours already, or busy under TRY) is marked fork_held, so the
+ * parent's release leaves it alone. */
 static inline void
 zp_lock_prefork(struct zp_lock *l)
 {
-	if (zp_lock_is_mine(l)) {
+	bool mine = zp_lock_is_mine(l);
+
+	if (zp_fork_mode == ZP_FORK_PROBE) {
+		zp_fork_interrupted |= mine;
+		return;
+	}
+	if (mine || (zp_fork_mode == ZP_FORK_TRY && !zp_trylock(l))) {
 		l->fork_held = true;
 		return;
 	}
-	zp_lock(l);
+	if (zp_fork_mode == ZP_FORK_WAIT)
+		zp_lock(l);
 }
 
 /* Releases what zp_lock_prefork took, and only that. */

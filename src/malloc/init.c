@@ -69,16 +69,31 @@ stdio_list_boot(void)
 }
 
 static void
-fork_prepare(void)
+prefork_all(void)
 {
-	if (stdio_list.lock)
-		stdio_list.lock();
 	large_prefork();
 #if ZP_HAVE_ZERO
 	zero_prefork();
 #endif
 	slab_prefork();
 	zone_prefork();
+}
+
+/* Two walks over the locks: whether this thread interrupted itself inside
+ * the allocator decides how the second takes them (base/lock.h). */
+static void
+fork_prepare(void)
+{
+	uint8_t outer = zp_fork_mode;	/* a handler may fork mid-prepare */
+
+	if (stdio_list.lock)
+		stdio_list.lock();
+	zp_fork_interrupted = false;
+	zp_fork_mode = ZP_FORK_PROBE;
+	prefork_all();
+	zp_fork_mode = zp_fork_interrupted ? ZP_FORK_TRY : ZP_FORK_WAIT;
+	prefork_all();
+	zp_fork_mode = outer;
 }
 
 static void

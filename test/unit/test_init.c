@@ -1,6 +1,7 @@
 /*
  * test_init.c - boot, per-thread state and its retirement at thread exit,
- * allocation after the exit destructor, fork in a multi-threaded process.
+ * allocation after the exit destructor, fork in a multi-threaded process,
+ * fork from a signal handler that interrupted the allocator.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include "malloc/alloc.h"
 #include "malloc/init.h"
 #include "page/zone.h"
+#include "page/zone_priv.h"
 
 #define MiB ((size_t)1 << 20)
 
@@ -191,4 +193,53 @@ Test(init, fork_while_other_threads_allocate, .timeout = 60)
 	__atomic_store_n(&stop_churn, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < 3; i++)
 		pthread_join(t[i], NULL);
+}
+
+/* The background thread's purge: zone 0's purge_lock, then its lock. */
+static void *
+purge_all(void *arg)
+{
+	(void)arg;
+	zone_purge(/* all */ true);
+	return NULL;
+}
+
+/*
+ * What compat_forksig met one run in a few dozen: a signal handler forks
+ * while the thread it interrupted holds zone 0's lock, and the background
+ * thread holds zone 0's purge_lock while it waits for that lock. Taking
+ * every lock in fork's prepare step deadlocks here; the child must get
+ * the allocator as it is, the parent must go on, the purge must finish.
+ */
+Test(init, fork_from_a_thread_inside_the_allocator, .timeout = 30)
+{
+	struct zone *z = &zone_table[0];
+	pthread_t t;
+	int status;
+	pid_t pid;
+
+	cr_assert(init_boot());
+	zp_lock(&z->lock);
+	pthread_create(&t, NULL, purge_all, NULL);
+	/* Wait for the purge to hold purge_lock and sleep on the lock. */
+	while (!(__atomic_load_n(&z->lock.word, __ATOMIC_RELAXED) &
+		 ZP_LOCK_WAITERS))
+		usleep(1000);
+	cr_assert(!zp_trylock(&z->purge_lock));
+	pid = fork();
+	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL);
+		signal(SIGABRT, SIG_DFL);
+		alarm(20);
+		_exit(0);
+	}
+	cr_assert_neq(pid, -1);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	cr_assert(zp_lock_is_mine(&z->lock));
+	zp_unlock(&z->lock);
+	pthread_join(t, NULL);
+	zp_lock(&z->purge_lock);	/* released by the purge, not fork */
+	zp_unlock(&z->purge_lock);
+	cr_assert(zone_check_all());
 }
