@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "malloc/large.h"
 #include "os/os.h"
+#include "page/zone.h"
 #if ZP_HAVE_ZERO
 #include "zero/zero.h"
 #endif
@@ -317,6 +318,7 @@ large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 	}
 	if (node >= 0)
 		os_mbind_node(p, size, node); /* a preference: may fail */
+	zone_limit_note_map(size);
 
 	zp_lock(&large.lock);
 	err = insert_locked((uintptr_t)p, size | (flags & LARGE_FLAG_MASK));

@@ -179,6 +179,9 @@ void zone_print_limit(struct outbuf *o, bool json);
  * zone_limit_run_hook (one load when nothing is due). */
 void zone_limit_set_hook(void (*hook)(void));
 void zone_limit_run_hook(void);
+/* bytes were mapped outside the zones (no lock held): sampled and reacted
+ * to once per zone step's worth. */
+void zone_limit_note_map(size_t bytes);
 
 /* Fork: take every zone lock in prefork, release or reset after. */
 void zone_prefork(void);

@@ -9,6 +9,7 @@
  *        zone->lock when a zone grows). Reactions run with no lock held.
  * Path:  zone_boot -> zone_limit_boot -> os_memory_limit;
  *        grow_locked -> zone_limit_sample_locked -> os_memory_usage;
+ *        large_alloc -> zone_limit_note_map -> the same, then the react;
  *        zone_alloc_pages_slow -> zone_limit_react -> zone_purge(true);
  *        slow paths above, lock-free -> zone_limit_run_hook -> the hook
  *        (zero-page reclaim, parked regions)
@@ -49,6 +50,8 @@ static struct {
 	uint64_t limit_pages;		/* 0: no limit known */
 	uint64_t wmark_min, wmark_low, wmark_high;	/* pages */
 	uint64_t usage_pages;		/* last sample (lock) */
+	size_t unsampled;		/* atomic: mapped beside the zones
+					 * since the last sample */
 	int state;			/* PRESSURE_* (lock) */
 	uint64_t last_min_ns;		/* last direct reclaim (lock) */
 	bool react_low, react_min;	/* a reaction is due (lock) */
@@ -69,6 +72,7 @@ zone_limit_boot(size_t given)
 	zlimit.wmark_low = zlimit.limit_pages / WMARK_LOW_DIV;
 	zlimit.wmark_high = zlimit.limit_pages / WMARK_HIGH_DIV;
 	zlimit.usage_pages = 0;
+	zlimit.unsampled = 0;
 	zlimit.state = PRESSURE_NONE;
 	zlimit.react_low = zlimit.react_min = false;
 	zlimit.nr_low = zlimit.nr_min = 0;
@@ -138,6 +142,24 @@ zone_limit_sample_locked(void)
 		zlimit.state = PRESSURE_LOW;
 	}
 	zp_unlock(&zlimit.lock);
+}
+
+/*
+ * Memory mapped beside the zones (large blocks) counts against the limit
+ * too: a program whose growth is all large blocks never grows a zone.
+ * It is sampled once per step's worth mapped, as the zones are, and
+ * reacts at once; the caller holds no lock.
+ */
+void
+zone_limit_note_map(size_t bytes)
+{
+	if (!zlimit.limit_pages ||
+	    __atomic_add_fetch(&zlimit.unsampled, bytes, __ATOMIC_RELAXED) <
+		    ZP_COMMIT_STEP)
+		return;
+	__atomic_store_n(&zlimit.unsampled, 0, __ATOMIC_RELAXED);
+	zone_limit_sample_locked();
+	zone_limit_react();
 }
 
 /* What an allocation does about a due reaction: the zones' part (every
