@@ -8,9 +8,12 @@
  */
 #include "slab/sizeclass.h"
 
-/* Class sc: 16 * (sc + 1) below 8, else (9 + sc % 8) << (sc / 8 + 3). */
+/* Class sc: 16 * (sc + 1) below 8, (9 + sc % 8) << (sc / 8 + 3) below
+ * 32, then with j = sc - 32, (17 + j % 16) << (j / 16 + 6). */
 #define SC_SIZE(sc)							\
-	((sc) < 8 ? 16u * ((sc) + 1) : (9u + ((sc) & 7)) << (((sc) >> 3) + 3))
+	((sc) < 8 ? 16u * ((sc) + 1)					\
+	 : (sc) < 32 ? (9u + ((sc) & 7)) << (((sc) >> 3) + 3)		\
+	 : (17u + (((sc) - 32) & 15)) << ((((sc) - 32) >> 4) + 6))
 
 #define SC_8(b)								\
 	SC_SIZE(b), SC_SIZE(b + 1), SC_SIZE(b + 2), SC_SIZE(b + 3),	\
@@ -19,6 +22,7 @@
 const uint32_t sizeclass_sizes[SC_NR] = {
 	SC_8(0), SC_8(8), SC_8(16), SC_8(24),
 	SC_8(32), SC_8(40), SC_8(48), SC_8(56),
+	SC_8(64), SC_8(72), SC_8(80), SC_8(88),
 };
 
 _Static_assert(SC_SIZE(SC_NR - 1) == SC_MAX_SIZE, "last class is the max");

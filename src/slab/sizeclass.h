@@ -1,17 +1,20 @@
 /*
  * sizeclass.h - the small-object size classes.
  *
- * 16-byte steps up to 128 bytes, then eight classes per doubling up to
- * SC_MAX_SIZE (144, 160, ... 256, 288, ... 512, ... 16384). Every class is
- * a multiple of 16, so every object is 16-aligned as glibc's are; a request
- * just above 2^k gets a class at most 2^(k-3) larger, so internal waste
- * stays under 12.5% above 128 bytes. Each power of two is a class, and
+ * 16-byte steps up to 128 bytes, eight classes per doubling up to 1 KiB
+ * (144, 160, ... 256, 288, ... 512, ... 1024), then sixteen per doubling up
+ * to SC_MAX_SIZE (1088, 1152, ... 2048, 2176, ... 16384). Every class is a
+ * multiple of 16, so every object is 16-aligned as glibc's are; internal
+ * waste stays under 12.5% above 128 bytes and under 6.25% above 1 KiB,
+ * where one object wastes more bytes and programs put a small header on
+ * a power of two (sqlite's 1032-byte page buffers took 1152 bytes with
+ * eight per doubling, 1088 now). Each power of two is a class, and
  * slabs are naturally aligned buddy blocks with objects packed from the
  * start, so an object of a power-of-two class up to a page is aligned to
  * its size (memalign relies on this).
  *
  * The mapping is arithmetic on top of one small table: a size up to 1024
- * is one byte load, larger sizes one clz and two shifts.
+ * is one byte load, larger sizes one clz, a shift and two adds.
  */
 #ifndef ZP_SLAB_SIZECLASS_H
 #define ZP_SLAB_SIZECLASS_H
@@ -19,7 +22,7 @@
 #include "base/util.h"
 
 #define SC_MAX_SIZE	16384
-#define SC_NR		64
+#define SC_NR		96
 #define SC_SMALL_MAX	1024	/* sizes served by the byte table */
 
 /* Visible to the malloc layer's inline paths, hidden from the .so's ABI. */
@@ -35,11 +38,11 @@ sizeclass_of(size_t n)
 {
 	if (zp_likely(n <= SC_SMALL_MAX))
 		return sizeclass_small[(n + 15) >> 4];
-	/* n - 1 lies in [2^k, 2^(k+1)): the class is 8 per doubling past
-	 * 128 plus the top four bits of n - 1 (8..15). */
+	/* n - 1 lies in [2^k, 2^(k+1)), k >= 10: sixteen classes per
+	 * doubling from 32 on, picked by the top five bits of n - 1. */
 	unsigned k = zp_log2_floor(n - 1);
 
-	return ((k - 7) << 3) + (unsigned)((n - 1) >> (k - 3));
+	return 16 + ((k - 10) << 4) + (unsigned)((n - 1) >> (k - 4));
 }
 
 static inline size_t

@@ -315,14 +315,16 @@ rbatch_flush(struct tcache *tc, unsigned sc)
 	push_chain(k->rslab, k->rhead, k->rtail, k->nr_rfree);
 	k->rslab = NULL;
 	k->nr_rfree = 0;
-	tc->rbatch_mask &= ~((uint64_t)1 << sc);
+	tc->rbatch_mask[sc / 64] &= ~((uint64_t)1 << (sc % 64));
 }
 
 static void
 rbatch_flush_all(struct tcache *tc)
 {
-	while (tc->rbatch_mask != 0)
-		rbatch_flush(tc, (unsigned)__builtin_ctzll(tc->rbatch_mask));
+	for (unsigned w = 0; w < ZP_ARRAY_SIZE(tc->rbatch_mask); w++)
+		while (tc->rbatch_mask[w] != 0)
+			rbatch_flush(tc, w * 64 + (unsigned)__builtin_ctzll(
+						      tc->rbatch_mask[w]));
 }
 
 void
@@ -358,7 +360,7 @@ tcache_free_remote(struct tcache *tc, void *p, struct slab *s)
 	k->rslab = s;
 	k->rhead = k->rtail = a;
 	k->nr_rfree = 1;
-	tc->rbatch_mask |= (uint64_t)1 << sc;
+	tc->rbatch_mask[sc / 64] |= (uint64_t)1 << (sc % 64);
 }
 
 /* --- refill ------------------------------------------------------------- */
@@ -423,8 +425,7 @@ tcache_fill(struct tcache *tc, unsigned sc)
 
 	zp_stat_inc(tc->nr_refill);
 	/* Now and then is enough for chained remote frees to go home. */
-	if (tc->rbatch_mask != 0)
-		rbatch_flush_all(tc);
+	rbatch_flush_all(tc);
 	if (__atomic_load_n(&tc->mailbox, __ATOMIC_RELAXED) != 0)
 		mail_drain(tc);
 	while (got < want) {

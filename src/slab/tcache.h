@@ -80,7 +80,8 @@ struct tcache {
 	unsigned nr_slots_used;		/* slots handed to bins (lock) */
 	bool is_flushing;		/* tcache_flush is giving slabs up */
 	bool use_shared;		/* not the process's first thread */
-	uint64_t rbatch_mask;		/* classes with a remote chain */
+	uint64_t rbatch_mask[(SC_NR + 63) / 64];	/* classes with a
+							 * remote chain */
 	uint64_t nr_refill, nr_flush, nr_new, nr_mail, nr_adopt; /* stats */
 	struct tcache *reg_next, *reg_prev;	/* registry_lock */
 	struct tclass cls[SC_NR];

@@ -69,7 +69,7 @@ Test(alloc, small_sizes_route_to_slabs)
 Test(alloc, medium_sizes_route_to_exact_pages)
 {
 	size_t sizes[] = { SC_MAX_SIZE + 1, 20000, 5 * ZP_PAGE_SIZE,
-			   MiB, ZP_MAX_BLOCK };
+			   MiB / 2, MiB - 1 };
 
 	for (size_t i = 0; i < ZP_ARRAY_SIZE(sizes); i++) {
 		unsigned char *p = alloc_malloc(sizes[i]);
@@ -88,8 +88,13 @@ Test(alloc, medium_sizes_route_to_exact_pages)
 
 Test(alloc, large_sizes_get_their_own_mapping)
 {
-	unsigned char *p = alloc_malloc(ZP_MAX_BLOCK + 1);
+	unsigned char *p = alloc_malloc(MiB);
 
+	cr_assert_not_null(p);
+	cr_assert_null(page_lookup(p));
+	cr_assert_eq(large_usable_size(p), MiB);
+	alloc_free(p);
+	p = alloc_malloc(ZP_MAX_BLOCK + 1);
 	cr_assert_not_null(p);
 	cr_assert_null(page_lookup(p));
 	cr_assert_eq(large_usable_size(p),
@@ -403,12 +408,12 @@ Test(alloc, out_of_memory_is_enomem_and_recovers)
  * try again: here a freed medium block's pages, purged by the trim. */
 Test(alloc, refused_map_is_retried_after_giving_back_free_memory)
 {
-	void *p = alloc_malloc(ZP_MAX_BLOCK);
+	void *p = alloc_malloc(MiB / 2);
 
 	cr_assert_not_null(p);
 	/* Kept dirty at the free, so that only the trim gives it back. */
 	cr_assert_eq(zone_set_retain(0, 1 << 20, 1 << 20), 0);
-	memset(p, 1, ZP_MAX_BLOCK);
+	memset(p, 1, MiB / 2);
 	alloc_trim();
 	alloc_free(p);
 	os_fault_inject_nth(1);
