@@ -296,15 +296,16 @@ window_normal(size_t size, size_t align, void **out)
 	return window_fixed(size, align, out);
 }
 
-/* Below 4 GiB, from 2 GiB up: x86-64's MAP_32BIT hands out 1-2 GiB, and
- * nothing reserves the window against it. */
+/* Below 4 GiB, from 2 GiB up first: x86-64's MAP_32BIT hands out 1-2 GiB,
+ * and nothing reserves the window against it. Where 2-4 GiB is taken
+ * (AddressSanitizer's shadow starts at 2 GiB), from 1 GiB up. */
 static int
-window_low32(size_t size, size_t align, void **out)
+window_low32_from(uintptr_t from, size_t size, size_t align, void **out)
 {
 	const uintptr_t limit = (uintptr_t)4 << 30;
 	size_t stride = ZP_MAX(align, (size_t)256 << 20);
 
-	for (uintptr_t a = zp_align_up((uintptr_t)2 << 30, align);
+	for (uintptr_t a = zp_align_up(from, align);
 	     a + size <= limit && a + size > a; a += stride) {
 		if (window_is_free(a, size)) {
 			*out = (void *)a;
@@ -312,6 +313,14 @@ window_low32(size_t size, size_t align, void **out)
 		}
 	}
 	return ENOMEM;
+}
+
+static int
+window_low32(size_t size, size_t align, void **out)
+{
+	if (window_low32_from((uintptr_t)2 << 30, size, align, out) == 0)
+		return 0;
+	return window_low32_from((uintptr_t)1 << 30, size, align, out);
 }
 
 int
