@@ -349,46 +349,42 @@ map_pkey_mprotect(void *addr, size_t len, int prot, int pkey)
 	return r;
 }
 
-int
-map_mlock(const void *addr, size_t len)
+/* mlock, mlock2 and munlock: glibc's own, with the range held. */
+static int
+lock_range(enum libc_fn which, const void *addr, size_t len, unsigned flags)
 {
-	int (*f)(const void *, size_t) =
-		(int (*)(const void *, size_t))fn(FN_MLOCK);
+	void *f = fn(which);
 	map_hold h;
 	int r;
 
 	hold_range((void *)addr, len, &h);
-	r = f ? f(addr, len) : (int)missing();
+	if (!f)
+		r = (int)missing();
+	else if (which == FN_MLOCK2)
+		r = ((int (*)(const void *, size_t, unsigned))f)(addr, len,
+								 flags);
+	else
+		r = ((int (*)(const void *, size_t))f)(addr, len);
 	hold_release(&h);
 	return r;
+}
+
+int
+map_mlock(const void *addr, size_t len)
+{
+	return lock_range(FN_MLOCK, addr, len, 0);
 }
 
 int
 map_mlock2(const void *addr, size_t len, unsigned flags)
 {
-	int (*f)(const void *, size_t, unsigned) =
-		(int (*)(const void *, size_t, unsigned))fn(FN_MLOCK2);
-	map_hold h;
-	int r;
-
-	hold_range((void *)addr, len, &h);
-	r = f ? f(addr, len, flags) : (int)missing();
-	hold_release(&h);
-	return r;
+	return lock_range(FN_MLOCK2, addr, len, flags);
 }
 
 int
 map_munlock(const void *addr, size_t len)
 {
-	int (*f)(const void *, size_t) =
-		(int (*)(const void *, size_t))fn(FN_MUNLOCK);
-	map_hold h;
-	int r;
-
-	hold_range((void *)addr, len, &h);
-	r = f ? f(addr, len) : (int)missing();
-	hold_release(&h);
-	return r;
+	return lock_range(FN_MUNLOCK, addr, len, 0);
 }
 
 int

@@ -12,12 +12,14 @@
 #define ZP_TEST_STRESS_COMMON_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -202,6 +204,60 @@ rss_bytes(void)
 	if (sscanf(buf, "%ld %ld", &pages, &rss) != 2)
 		return 0;
 	return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* --- deadlock tests: a watchdog, and a tick that lands anywhere --------- */
+
+static inline const char **
+watchdog_name(void)
+{
+	static const char *name = "stress";
+
+	return &name;
+}
+
+/* Async-signal-safe: write(2) and _exit only. */
+static inline void
+watchdog_fire(int sig)
+{
+	static const char msg[] = ": deadlock (no progress before the "
+				  "watchdog)\n";
+	const char *name = *watchdog_name();
+
+	(void)sig;
+	if (write(2, name, strlen(name)) < 0 ||
+	    write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(3);
+	_exit(1);
+}
+
+/* A program that may hang sends SIGUSR2 to itself after `seconds` (a
+ * timer of its own, so that SIGALRM stays free) and dies there naming
+ * itself; with on_tick, SIGALRM also runs on_tick every tick_us (with
+ * SA_RESTART), so that it lands wherever the program happens to be. */
+static inline void
+start_watchdog(const char *name, double seconds, void (*on_tick)(int),
+	       long tick_us)
+{
+	struct itimerval tick = { { 0, tick_us }, { 0, tick_us } };
+	struct sigaction sa = { .sa_handler = on_tick };
+	struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL,
+			       .sigev_signo = SIGUSR2 };
+	struct itimerspec dog = { .it_value = { (time_t)seconds, 0 } };
+	timer_t t;
+
+	*watchdog_name() = name;
+	signal(SIGUSR2, watchdog_fire);
+	if (timer_create(CLOCK_MONOTONIC, &ev, &t) ||
+	    timer_settime(t, 0, &dog, NULL))
+		fail("timer_create: %s", strerror(errno));
+	if (!on_tick)
+		return;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGALRM, &sa, NULL);
+	if (setitimer(ITIMER_REAL, &tick, NULL))
+		fail("setitimer: %s", strerror(errno));
 }
 
 #endif /* ZP_TEST_STRESS_COMMON_H */

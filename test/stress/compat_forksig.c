@@ -49,18 +49,6 @@ on_tick(int sig)
 	errno = saved;
 }
 
-static void
-on_watchdog(int sig)
-{
-	static const char msg[] = "compat_forksig: deadlock (no progress "
-				  "before the watchdog)\n";
-
-	(void)sig;
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		_exit(3);
-	_exit(1);
-}
-
 static size_t
 pick_size(struct rng *r)
 {
@@ -73,27 +61,6 @@ pick_size(struct rng *r)
 	return (1 << 20) + rng_below(r, 8 << 20);
 }
 
-static void
-start_timers(double seconds)
-{
-	struct itimerval tick = { { 0, 1000 }, { 0, 1000 } };
-	struct sigaction sa = { .sa_handler = on_tick };
-	struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL,
-			       .sigev_signo = SIGUSR2 };
-	struct itimerspec dog = { .it_value = { (time_t)seconds + 60, 0 } };
-	timer_t t;
-
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	sigaction(SIGALRM, &sa, NULL);
-	signal(SIGUSR2, on_watchdog);
-	if (timer_create(CLOCK_MONOTONIC, &ev, &t) || timer_settime(t, 0, &dog,
-								     NULL))
-		fail("timer_create: %s", strerror(errno));
-	if (setitimer(ITIMER_REAL, &tick, NULL))
-		fail("setitimer: %s", strerror(errno));
-}
-
 int
 main(void)
 {
@@ -104,7 +71,7 @@ main(void)
 	uint64_t end;
 
 	rng_seed(&r, (uint64_t)env_long("STRESS_SEED", 1));
-	start_timers(seconds);
+	start_watchdog("compat_forksig", seconds + 60, on_tick, 1000);
 	end = now_ns() + (uint64_t)(seconds * 1e9);
 	while (now_ns() < end) {
 		unsigned i = (unsigned)rng_below(&r, SLOTS);

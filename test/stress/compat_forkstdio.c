@@ -11,7 +11,7 @@
  * list lock and waits for the stream, the reader holds the stream and
  * waits for the allocator.
  *
- * Passes when the run ends; a hang is caught by the alarm below (and by
+ * Passes when the run ends; a hang is caught by the watchdog below (and by
  * the test's timeout). Env: STRESS_SECONDS (default 3).
  */
 #include <pthread.h>
@@ -79,18 +79,6 @@ reader(void *arg)
 	return NULL;
 }
 
-static void
-on_alarm(int sig)
-{
-	static const char msg[] = "compat_forkstdio: deadlock (no progress "
-				  "before the alarm)\n";
-
-	(void)sig;
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		_exit(3);
-	_exit(1);
-}
-
 static FILE *
 make_input(void)
 {
@@ -119,8 +107,7 @@ main(void)
 	void *(*fn[3])(void *) = { forker, flusher, reader };
 
 	in = make_input();
-	signal(SIGALRM, on_alarm);
-	alarm((unsigned)seconds + 20);
+	start_watchdog("compat_forkstdio", seconds + 20, NULL, 0);
 	for (int i = 0; i < 3; i++)
 		if (pthread_create(&t[i], NULL, fn[i], NULL))
 			fail("pthread_create failed");

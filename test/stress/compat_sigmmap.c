@@ -109,39 +109,6 @@ on_tick(int sig)
 	errno = saved;
 }
 
-static void
-on_watchdog(int sig)
-{
-	static const char msg[] = "compat_sigmmap: deadlock (no progress "
-				  "before the watchdog)\n";
-
-	(void)sig;
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		_exit(3);
-	_exit(1);
-}
-
-static void
-start_timers(double seconds)
-{
-	struct itimerval tick = { { 0, 500 }, { 0, 500 } };
-	struct sigaction sa = { .sa_handler = on_tick };
-	struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL,
-			       .sigev_signo = SIGUSR2 };
-	struct itimerspec dog = { .it_value = { (time_t)seconds + 30, 0 } };
-	timer_t t;
-
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	sigaction(SIGALRM, &sa, NULL);
-	signal(SIGUSR2, on_watchdog);
-	if (timer_create(CLOCK_MONOTONIC, &ev, &t) || timer_settime(t, 0, &dog,
-								     NULL))
-		fail("timer_create: %s", strerror(errno));
-	if (setitimer(ITIMER_REAL, &tick, NULL))
-		fail("setitimer: %s", strerror(errno));
-}
-
 /* Mostly large blocks: their malloc and free are the engine's slow
  * paths, where the locks are. */
 static size_t
@@ -166,7 +133,7 @@ main(void)
 	uint64_t end, nr_ops = 0;
 
 	rng_seed(&r, (uint64_t)env_long("STRESS_SEED", 1));
-	start_timers(seconds);
+	start_watchdog("compat_sigmmap", seconds + 30, on_tick, 500);
 	end = now_ns() + (uint64_t)(seconds * 1e9);
 	while (now_ns() < end) {
 		unsigned i = (unsigned)rng_below(&r, SLOTS);
