@@ -16,7 +16,6 @@
 #define ZP_MALLOC_ALLOC_H
 
 #include <stddef.h>
-#include <string.h>
 
 #include "base/util.h"
 #include "page/page.h"
@@ -99,26 +98,6 @@ alloc_malloc(size_t n)
 	return alloc_malloc_slow(n);
 }
 
-/* calloc of a small size: an object from the bin is cleared for the bytes
- * asked for only (and its first word, which held the bin's self link);
- * an empty bin goes to tcache_alloc_zero, which takes untouched objects
- * of zero slabs without writing them. */
-static inline void *
-alloc_calloc_small(struct tcache *tc, size_t n)
-{
-	unsigned sc = sizeclass_of(n);
-	struct tbin *b = &tc->bins[sc];
-	void **cur = b->cur;
-
-	if (zp_likely(cur != b->base)) {
-		void *p = *--cur;
-
-		b->cur = cur;
-		return memset(p, 0, ZP_MAX(n, sizeof(uintptr_t)));
-	}
-	return tcache_alloc_zero(tc, sc, n);
-}
-
 static inline void *
 alloc_calloc(size_t nmemb, size_t size)
 {
@@ -128,7 +107,7 @@ alloc_calloc(size_t nmemb, size_t size)
 	if (zp_unlikely(__builtin_mul_overflow(nmemb, size, &n)))
 		return alloc_oom();
 	if (zp_likely(tc != NULL && n <= SC_MAX_SIZE)) {
-		void *p = alloc_calloc_small(tc, n);
+		void *p = tcache_calloc(tc, sizeclass_of(n), n);
 
 		if (zp_likely(p != NULL))
 			return p;

@@ -25,6 +25,8 @@
 #ifndef ZP_SLAB_TCACHE_H
 #define ZP_SLAB_TCACHE_H
 
+#include <string.h>
+
 #include "base/lock.h"
 #include "page/pcp.h"
 #include "slab/sizeclass.h"
@@ -125,21 +127,45 @@ void tcache_free_remote(struct tcache *tc, void *p, struct slab *s);
  * slab. NULL when the zone is out of memory. */
 void *tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n);
 
-static zp_always_inline void *
-tcache_alloc(struct tcache *tc, unsigned sc)
+/* Takes the bin's newest object into *p; false when the bin is empty. */
+static zp_always_inline bool
+tcache_pop(struct tcache *tc, unsigned sc, void **p)
 {
 	struct tbin *b = &tc->bins[sc];
 	void **cur = b->cur;
 
-	if (zp_likely(cur != b->base)) {
-		void *p = *--cur;
+	if (zp_unlikely(cur == b->base))
+		return false;
+	b->cur = --cur;
+	*p = *cur;
+	return true;
+}
 
-		b->cur = cur;
+static zp_always_inline void *
+tcache_alloc(struct tcache *tc, unsigned sc)
+{
+	void *p;
+
+	if (zp_likely(tcache_pop(tc, sc, &p))) {
 		/* A live object never shows a free object's self link. */
 		*(uintptr_t *)p = 0;
 		return p;
 	}
 	return tcache_alloc_slow(tc, sc);
+}
+
+/* calloc of n bytes of class sc: an object from the bin is cleared for
+ * the bytes asked for only (and its first word, which held the bin's
+ * self link); an empty bin goes to tcache_alloc_zero, which takes
+ * untouched objects of zero slabs without writing them. */
+static zp_always_inline void *
+tcache_calloc(struct tcache *tc, unsigned sc, size_t n)
+{
+	void *p;
+
+	if (zp_likely(tcache_pop(tc, sc, &p)))
+		return memset(p, 0, ZP_MAX(n, sizeof(uintptr_t)));
+	return tcache_alloc_zero(tc, sc, n);
 }
 
 /*
