@@ -543,31 +543,14 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 
 /* --- flush and local frees ---------------------------------------------- */
 
-/* Gives the n oldest objects of a bin back to their slabs (trim, exit). */
+/* Gives the n newest objects of a bin back to their slabs (all of them at
+ * trim and exit). A full bin gives half: freed within the last few dozen
+ * frees, their lines and their descriptors' are still in the cache, and
+ * one lock serves them all. (The oldest would have gone cold long ago: a
+ * program freeing a large structure in random order paid every miss
+ * twice.) */
 static void
 bin_flush(struct tcache *tc, unsigned sc, unsigned n)
-{
-	struct tbin *b = &tc->bins[sc];
-	unsigned have = (unsigned)(b->cur - b->base);
-
-	zp_stat_inc(tc->nr_flush);
-	for (unsigned i = 0; i < n; i++) {
-		uintptr_t a = (uintptr_t)b->base[i];
-
-		give_back(tc, (void *)a, slab_of_ptr(a));
-	}
-	memmove(b->base, b->base + n, (have - n) * sizeof(void *));
-	b->cur -= n;
-	zp_stat_add(tc->cls[sc].nr_flushed, n);
-}
-
-/* Gives the n newest objects of a full bin back to their slabs: freed
- * within the last few dozen frees, their lines and their descriptors'
- * are still in the cache, and one lock serves them all. (The oldest
- * would have gone cold long ago: a program freeing a large structure in
- * random order paid every miss twice.) */
-static void
-bin_flush_newest(struct tcache *tc, unsigned sc, unsigned n)
 {
 	struct tbin *b = &tc->bins[sc];
 
@@ -604,7 +587,7 @@ tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
 		slab_free_check_slow(slab_head(s), p);
 	}
 	if (b->cur == b->end)
-		bin_flush_newest(tc, sc, (unsigned)(b->end - b->base + 1) / 2);
+		bin_flush(tc, sc, (unsigned)(b->end - b->base + 1) / 2);
 	zp_unlock(&tc->lock);
 	*(uintptr_t *)p = slab_encode(a, a);
 	*b->cur++ = p;
