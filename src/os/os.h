@@ -35,18 +35,6 @@ enum os_reserve_flags {
  */
 int os_reserve(size_t size, size_t align, unsigned flags, void **out);
 /*
- * The soft RLIMIT_AS in bytes, or SIZE_MAX when there is none. PROT_NONE
- * reservations count against it (ulimit -v), so under a finite limit a
- * reservation is address space taken from everything else.
- */
-size_t os_address_space_limit(void);
-/*
- * Whether the system runs strict overcommit (vm.overcommit_memory = 2):
- * then every writable private mapping is charged against the commit limit
- * until it is unmapped, and MADV_DONTNEED gives none of the charge back.
- */
-bool os_strict_overcommit(void);
-/*
  * Picks a window [*out, *out + size), aligned to align, in which nothing
  * is mapped now and the kernel is unlikely to place mappings of its own
  * (far from both the heap and the mmap area), but maps none of it: the
@@ -62,9 +50,6 @@ int os_reserve_window(size_t size, size_t align, unsigned flags, void **out);
 int os_map_fixed(void *p, size_t size);
 /* Make reserved pages readable and writable. Fresh pages read as zero. */
 int os_commit(void *p, size_t size);
-/* Return committed pages to the reservation: contents and commit charge
- * are dropped, the range stays reserved. */
-int os_decommit(void *p, size_t size);
 /* Drop the contents of committed pages (MADV_DONTNEED): RSS goes, the
  * range stays usable and reads as zero afterwards. */
 int os_purge(void *p, size_t size);
@@ -85,7 +70,6 @@ void *os_mmap_raw(void *addr, size_t len, int prot, int flags, int fd,
 int os_munmap_raw(void *addr, size_t len);
 void *os_mremap_raw(void *old, size_t old_size, size_t new_size, int flags,
 		    void *new_addr, int *err);
-int os_mprotect(void *p, size_t size, int prot);
 
 /* Bind a range to a NUMA node (MPOL_PREFERRED); ENOSYS where the kernel
  * has no NUMA support. */

@@ -13,7 +13,6 @@
 #include <linux/mempolicy.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/uio.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -176,26 +175,6 @@ os_reserve(size_t size, size_t align, unsigned flags, void **out)
 	if (flags & OS_RESERVE_LOW32)
 		return reserve_low32(size, align, out);
 	return reserve_aligned(size, align, NULL, 0, out);
-}
-
-size_t
-os_address_space_limit(void)
-{
-	struct rlimit rl;
-
-	if (os_syscall(SYS_prlimit64, 0, RLIMIT_AS, NULL, &rl, 0, 0) != 0 ||
-	    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > SIZE_MAX)
-		return SIZE_MAX;
-	return (size_t)rl.rlim_cur;
-}
-
-bool
-os_strict_overcommit(void)
-{
-	char buf[8];
-
-	return os_read_file("/proc/sys/vm/overcommit_memory", buf,
-			    sizeof(buf)) > 0 && buf[0] == '2';
 }
 
 /* Maps [a, a + size) PROT_NONE only if nothing is there, and unmaps it
@@ -364,18 +343,6 @@ os_commit(void *p, size_t size)
 }
 
 int
-os_decommit(void *p, size_t size)
-{
-	/* Mapping PROT_NONE | NORESERVE over the range drops both the pages
-	 * and the commit charge in one call, unlike mprotect. */
-	long r = sys_mmap(p, size, PROT_NONE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-				  MAP_FIXED,
-			  -1, 0);
-	return is_err(r) ? (int)-r : 0;
-}
-
-int
 os_purge(void *p, size_t size)
 {
 	long r = os_syscall(SYS_madvise, p, size, MADV_DONTNEED, 0, 0, 0);
@@ -459,12 +426,6 @@ os_mremap_raw(void *old, size_t old_size, size_t new_size, int flags,
 		return MAP_FAILED;
 	}
 	return (void *)r;
-}
-
-int
-os_mprotect(void *p, size_t size, int prot)
-{
-	return (int)-os_syscall(SYS_mprotect, p, size, prot, 0, 0, 0);
 }
 
 int

@@ -169,14 +169,6 @@ os_uffd_copy(int fd, void *dst, const void *src, size_t len, bool wake)
 }
 
 int
-os_uffd_wake(int fd, void *p, size_t len)
-{
-	struct uffdio_range range = { .start = (uintptr_t)p, .len = len };
-
-	return sys_ioctl(fd, UFFDIO_WAKE, &range);
-}
-
-int
 os_uffd_read(int fd, struct os_uffd_fault *out)
 {
 	struct uffd_msg msg;

@@ -46,7 +46,6 @@ int os_uffd_move(int fd, void *dst, void *src, size_t len, bool wake,
 /* Map the shared zero page over [p, p + len) (missing ptes only); EEXIST
  * when something is already mapped there. */
 int os_uffd_zeropage(int fd, void *p, size_t len, bool wake);
-int os_uffd_wake(int fd, void *p, size_t len);
 /* UFFDIO_COPY: install a copy of src's len bytes at dst (missing ptes of
  * a registered range), whatever dst's protection or mlock state. EEXIST
  * when something is mapped there already, ENOENT when dst is gone. */

@@ -283,15 +283,6 @@ buddy_oldest_dirty(const struct buddy *b)
 	return best;
 }
 
-bool
-buddy_has_order(const struct buddy *b, unsigned order)
-{
-	for (unsigned k = order; k <= ZP_MAX_ORDER; k++)
-		if (buddy_nr_blocks(b, k) != 0)
-			return true;
-	return false;
-}
-
 struct list_sums {
 	uint64_t blocks, pages, zero, dirty;
 };

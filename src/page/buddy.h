@@ -117,9 +117,6 @@ void buddy_remove(struct buddy *b, struct page *pg);
  * each dirty list (NULL when nothing is dirty). */
 struct page *buddy_oldest_dirty(const struct buddy *b);
 
-/* Whether any free block of order >= order exists. */
-bool buddy_has_order(const struct buddy *b, unsigned order);
-
 /* Full walk; logs the first inconsistency under name and returns false. */
 bool buddy_check(const struct buddy *b, const char *name);
 

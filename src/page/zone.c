@@ -860,21 +860,6 @@ zone_resize_exact_try(struct page *head, size_t new_npages, bool *zero)
 /* --- tuning --------------------------------------------------------------- */
 
 int
-zone_set_watermarks(unsigned idx, uint64_t min, uint64_t low, uint64_t high)
-{
-	if (idx >= nr_zones)
-		return -1;
-	struct zone *z = &zone_table[idx];
-
-	zp_lock(&z->lock);
-	z->wmark_min = min;
-	z->wmark_low = low;
-	z->wmark_high = high;
-	zp_unlock(&z->lock);
-	return 0;
-}
-
-int
 zone_set_retain(unsigned idx, uint64_t min, uint64_t max)
 {
 	if (idx >= nr_zones || min > max)

@@ -141,18 +141,11 @@ size_t zone_purge(bool all);
 void zone_purge_pause(void);
 void zone_purge_resume(void);
 
-/*
- * Watermarks, in pages, of zone idx (min guards a node's last pages from
- * other nodes' fallback; low and high are reported, the process-wide ones
- * act: zone_limit.c) and the pages of zone idx that requests of zone type
- * `type` must leave alone.
- * Return 0, or -1 for a bad index. Boot sets sensible defaults.
- */
-int zone_set_watermarks(unsigned idx, uint64_t min, uint64_t low,
-			uint64_t high);
 /* The retained budget of zone idx (zone_purge.c), in pages: it starts at
  * min and may grow with refaults up to max. 0, or -1 for a bad index. */
 int zone_set_retain(unsigned idx, uint64_t min, uint64_t max);
+/* The pages of zone idx that requests whose preferred zone type is `type`
+ * must leave alone. 0, or -1 for a bad index. Boot sets the defaults. */
 int zone_set_lowmem_reserve(unsigned idx, enum zone_type type,
 			    uint64_t pages);
 
