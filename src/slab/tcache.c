@@ -476,11 +476,29 @@ alloc_shared(struct tcache *tc, unsigned sc)
 	return p;
 }
 
+/*
+ * A signal handler that allocates while the thread it interrupted is in
+ * one of the slow paths below finds the thread's lock held by the thread
+ * itself: waiting would never end (and would keep whatever zone lock the
+ * interrupted path holds from every other thread), and the state under
+ * the lock is mid-change. So a malloc fails there (ENOMEM, as a malloc
+ * may) and a free goes the lock-free remote way.
+ */
+static bool
+interrupted_self(struct tcache *tc)
+{
+	return zp_unlikely(zp_lock_is_mine(&tc->lock));
+}
+
 void *
 tcache_alloc_slow(struct tcache *tc, unsigned sc)
 {
 	unsigned got;
-	void *p = alloc_shared(tc, sc);
+	void *p;
+
+	if (interrupted_self(tc))
+		return NULL;
+	p = alloc_shared(tc, sc);
 
 	if (p != NULL) {
 		*(uintptr_t *)p = 0;
@@ -519,8 +537,11 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 {
 	struct tbin *b = &tc->bins[sc];
 	struct slab *s = NULL;
-	void *p = alloc_shared(tc, sc);
+	void *p;
 
+	if (interrupted_self(tc))
+		return NULL;
+	p = alloc_shared(tc, sc);
 	if (p != NULL)
 		return memset(p, 0, ZP_MAX(n, sizeof(uintptr_t)));
 	zp_lock(&tc->lock);
@@ -573,6 +594,10 @@ tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
 	struct tbin *b = &tc->bins[sc];
 	uintptr_t a = (uintptr_t)p;
 
+	if (interrupted_self(tc)) {
+		tcache_free_remote(NULL, p, s);
+		return;
+	}
 	zp_lock(&tc->lock);
 	bin_attach(tc, sc);
 	if (slab_looks_free(s, a)) {

@@ -541,3 +541,42 @@ Test(tcache, fork_with_threads_leaves_child_working)
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "child status %#x", status);
 }
+
+/* --- a signal handler that allocates in the thread it interrupted -------- */
+
+/*
+ * The handler finds the thread's own slow-path lock held (here: held by
+ * the test, as the interrupted slow path would hold it). A malloc there
+ * fails instead of waiting on itself, a free goes the remote way, and the
+ * cache works as before once the lock is released.
+ */
+Test(tcache, reentry_from_a_handler_fails_fast_and_frees_remotely,
+     .timeout = 20)
+{
+	struct tstate ts;
+	unsigned sc = sizeclass_of(100);
+	void *p, *q;
+	struct slab *s;
+
+	ts_init(&ts);
+	p = tcache_alloc(&ts.tc, sc);
+	cr_assert_not_null(p);
+	s = slab_head(slab_of(page_lookup(p)));
+	tcache_lock(&ts.tc);
+	cr_assert_null(tcache_alloc_slow(&ts.tc, sc));
+	cr_assert_null(tcache_alloc_zero(&ts.tc, sc, 100));
+	tcache_free_slow(&ts.tc, p, slab_of(page_lookup(p)));
+	/* Remote-freed: onto the slab's list, or (the refill emptied the
+	 * slab into the bin) posted to this thread's mailbox. */
+	cr_assert(__atomic_load_n(&s->remote, __ATOMIC_RELAXED) >>
+			  SLAB_COUNT_SHIFT == 1 ||
+		  __atomic_load_n(&ts.tc.mailbox, __ATOMIC_RELAXED) ==
+			  (uintptr_t)p,
+		  "the free went the remote way");
+	tcache_unlock(&ts.tc);
+	q = tcache_alloc_slow(&ts.tc, sc);
+	cr_assert_not_null(q);
+	xfree(&ts.tc, q);
+	ts_fini(&ts);
+	cr_assert(zone_check_all());
+}
