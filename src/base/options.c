@@ -126,6 +126,42 @@ read_special(void)
 		log_msg("ZPMALLOC_UFFD=%s ignored (expected auto or 0)", s);
 }
 
+/* Runs at load for every program: it reads environ itself, so that a
+ * program that never allocates faults in none of our read-only data
+ * (the names are in .data) and none of libc's text. A setuid program is
+ * not told apart here: it boots at load, then ignores the options. */
+static char report_vars[][18] = { "ZPMALLOC_VERBOSE=", "ZPMALLOC_STATS=" };
+
+static const char *
+env_value(char **env, const char *name)
+{
+	for (; *env; env++) {
+		const char *e = *env, *n = name;
+
+		while (*n && *e == *n)
+			e++, n++;
+		if (!*n)
+			return e;
+	}
+	return NULL;
+}
+
+zp_cold bool
+options_want_report(void)
+{
+	extern char **environ;
+
+	if (!environ)
+		return false;
+	for (size_t i = 0; i < ZP_ARRAY_SIZE(report_vars); i++) {
+		const char *v = env_value(environ, report_vars[i]);
+
+		if (v && !(v[0] == '0' && v[1] == '\0'))
+			return true;
+	}
+	return false;
+}
+
 /* Test hook: the parser alone. */
 bool
 options_parse_long(const char *s, long *out)

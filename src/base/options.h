@@ -38,6 +38,10 @@ extern struct options zp_opt;
  * our own parsing allocate nothing. Setuid programs keep the defaults. */
 void options_boot(void);
 
+/* Does the environment ask to hear from us even if the program never
+ * allocates (ZPMALLOC_VERBOSE or ZPMALLOC_STATS set, and not to 0)? */
+bool options_want_report(void);
+
 /* How option values are read: decimal with an optional k/m/g suffix;
  * false when s is not one or does not fit in a long. */
 bool options_parse_long(const char *s, long *out);

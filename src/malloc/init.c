@@ -343,12 +343,27 @@ init_mode(void)
 }
 
 /*
- * ZPMALLOC_STATS at exit. A destructor rather than atexit(), which may
- * allocate; it runs after the program's own exit handlers.
+ * Load and exit. Boot waits for the first call that needs it, so a
+ * program that never allocates (true, a shell's forked builtin) pays for
+ * none of our state, nor for the text and tables boot touches; asked to
+ * report (ZPMALLOC_VERBOSE, ZPMALLOC_STATS), we boot at load, so that even
+ * such a program hears from us. What runs here for a program that never
+ * allocates stays in the startup and exit text at the front of the
+ * library, one fault-around window with the loader's own entry points.
  */
+__attribute__((constructor)) static void
+init_load(void)
+{
+	if (options_want_report())
+		init_boot();
+}
+
+/* ZPMALLOC_STATS at exit. A destructor rather than atexit(), which may
+ * allocate; it runs after the program's own exit handlers. */
 __attribute__((destructor)) static void
 init_exit(void)
 {
-	if (init_is_booted() && zp_opt.stats != OPT_STATS_OFF)
+	if (__atomic_load_n(&boot_state, __ATOMIC_ACQUIRE) >= BOOT_CORE &&
+	    zp_opt.stats != OPT_STATS_OFF)
 		stats_at_exit();
 }

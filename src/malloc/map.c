@@ -22,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
+#include "malloc/init.h"
 #include "malloc/map.h"
 #include "os/os.h"
 #include "os/os_proc.h"
@@ -89,6 +90,10 @@ map_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off,
 	 int *err)
 {
 #if ZP_HAVE_ZERO
+	/* The engine's thresholds are options: a map before the first
+	 * malloc boots (a handler's map that interrupted boot passes). */
+	if (zp_unlikely(!init_boot()))
+		return os_mmap_raw(addr, len, prot, flags, fd, off, err);
 	return zero_mmap(addr, len, prot, flags, fd, off, err);
 #else
 	return os_mmap_raw(addr, len, prot, flags, fd, off, err);
@@ -110,6 +115,9 @@ map_mremap(void *old, size_t old_size, size_t new_size, int flags,
 	   void *new_addr, int *err)
 {
 #if ZP_HAVE_ZERO
+	if (zp_unlikely(!init_boot()))
+		return os_mremap_raw(old, old_size, new_size, flags, new_addr,
+				     err);
 	return zero_mremap(old, old_size, new_size, flags, new_addr, err);
 #else
 	return os_mremap_raw(old, old_size, new_size, flags, new_addr, err);

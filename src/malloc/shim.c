@@ -530,14 +530,6 @@ zp_zero_info(struct zp_zero_info *out)
 	return stats_zero_info(out);
 }
 
-/* Boot at load so that ZPMALLOC_VERBOSE reports even a program that never
- * allocates; an earlier malloc (from libc's own start-up) boots sooner. */
-__attribute__((constructor)) static void
-shim_load(void)
-{
-	init_boot();
-}
-
 /* --- calls a program could trip over the zero-page engine with ---------- */
 /*
  * The engine gets a word in before glibc's own function runs (map.c): a
