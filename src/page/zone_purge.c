@@ -138,6 +138,31 @@ unmap_block(struct zone *z, const struct page *pg, bool *all)
 	return gone;
 }
 
+/*
+ * A purged block that stays mapped gives back its descriptor pages too,
+ * all but the one holding its head (the free lists' links): a program
+ * that freed a lot and went idle would otherwise keep 1/64 of it resident
+ * as descriptors. The others read zero until used again, which is a
+ * descriptor of nothing in zone 0 (kind PAGE_UNUSED, zone_id 0); other
+ * zones keep theirs, since every descriptor there must name its zone.
+ * From order 7 on, the block's descriptors fill whole pages beyond the
+ * head's.
+ */
+#define DESC_DROP_ORDER	7
+_Static_assert((sizeof(struct page) << DESC_DROP_ORDER) > ZP_PAGE_SIZE &&
+	       (sizeof(struct page) << DESC_DROP_ORDER) % ZP_PAGE_SIZE == 0,
+	       "a block of DESC_DROP_ORDER has descriptor pages of its own");
+
+static void
+drop_block_descs(const struct zone *z, struct page *pg)
+{
+	uintptr_t s = (uintptr_t)pg + ZP_PAGE_SIZE;
+	uintptr_t e = (uintptr_t)pg + (sizeof(struct page) << pg->order);
+
+	if (z->id == 0 && pg->order >= DESC_DROP_ORDER)
+		(void)os_purge((void *)s, e - s);
+}
+
 /* Gives the chain's blocks back with z->lock dropped, then frees them
  * back into the lists; returns the dirty pages purged. */
 static uint64_t
@@ -154,8 +179,8 @@ purge_chain_locked(struct zone *z, struct page *chain, uint64_t now)
 
 		if (is_unmap_candidate(pg))
 			unmapped += unmap_block(z, pg, &ok);
-		else
-			ok = os_purge(block_address(z, pg), bytes) == 0;
+		else if ((ok = os_purge(block_address(z, pg), bytes) == 0))
+			drop_block_descs(z, pg);
 		if (ok && !(pg->flags & PG_ZERO))
 			pages += (uint64_t)1 << pg->order;
 		/* Read back when the block is freed below. */

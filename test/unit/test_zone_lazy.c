@@ -299,3 +299,54 @@ Test(zone_lazy, address_space_limit_is_left_to_the_program)
 	cr_assert(zone_check_all());
 	cr_assert_eq(setrlimit(RLIMIT_AS, &old), 0);
 }
+
+/* Is the page holding p resident? (The descriptor array is anonymous
+ * memory: a purged page is not, until it is touched again.) */
+static bool
+is_resident(const void *p)
+{
+	unsigned char v = 0;
+
+	cr_assert_eq(mincore((void *)((uintptr_t)p & ~(uintptr_t)4095), 4096,
+			     &v), 0);
+	return v & 1;
+}
+
+Test(zone_lazy, purged_blocks_that_stay_mapped_drop_their_descriptors)
+{
+	struct page *keep, *pg, *small;
+	bool zero = false;
+
+	boot_lazy(64 * MIB);
+	/* The first half of a step stays in use, so the purged second
+	 * half (order 8: four descriptor pages) cannot be unmapped. */
+	keep = zone_alloc_pages(NULL, 8, 0, PAGE_MEDIUM, NULL);
+	pg = zone_alloc_pages(NULL, 8, 0, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(keep);
+	cr_assert_not_null(pg);
+	cr_assert_eq((char *)page_address(pg) - (char *)page_address(keep),
+		     (ptrdiff_t)MIB, "both halves of one step");
+	zone_set_retain(0, 1 << 20, 1 << 20);	/* no auto purge */
+	memset(page_address(pg), 0x5a, MIB);
+	for (unsigned i = 0; i < 256; i++)	/* every descriptor page */
+		cr_assert_eq(pg[i].zone_id, 0);
+	zone_free_pages(NULL, pg);
+	cr_assert_eq(zone_purge(true), MIB);
+	cr_assert(is_mapped(page_address(pg)));
+	cr_assert(is_resident(pg), "the head's descriptor page stays");
+	for (unsigned i = 64; i < 256; i += 64)
+		cr_assert_not(is_resident(&pg[i]), "descriptor page %u kept",
+			      i / 64);
+	cr_assert(zone_check_all());
+	/* Split again from inside: the dropped descriptors serve as fresh
+	 * ones, and the pages come back zero. */
+	for (unsigned i = 0; i < 200; i++) {
+		small = zone_alloc_pages(NULL, 0, 0, PAGE_SLAB, &zero);
+		cr_assert_not_null(small);
+		cr_assert(zero);
+		cr_assert_eq(page_lookup(page_address(small)), small);
+		cr_assert_eq(*(char *)page_address(small), 0);
+	}
+	cr_assert(zone_check_all());
+	zone_free_pages(NULL, keep);
+}
