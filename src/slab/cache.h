@@ -8,7 +8,7 @@
  *            remote free. A thread that needs a slab adopts one with free
  *            objects; remote frees empty the others, and refills find them
  *            empty on their scan.
- *   empty    every object free; a small reserve, the rest go to the zone.
+ *   (empty   every object free: straight back to the zone, see cache.c)
  *   parked   full and on no list (see tcache.c); not the cache's concern
  *            until a remote free rescues it onto partial.
  *   shared   one slab a class hands out single objects from, under its
@@ -28,30 +28,28 @@
 struct slab_cache {
 	struct zp_lock lock;		/* leaf: nothing is taken inside */
 	struct slab *partial_head, *partial_tail;	/* lock */
-	struct slab *empty_head;			/* lock */
 	struct slab *shared;				/* lock */
-	uint32_t nr_partial, nr_empty;			/* lock */
+	uint32_t nr_partial;				/* lock */
 	uint64_t nr_slabs;		/* atomic: slabs of this class alive */
 	uint64_t nr_objs;		/* atomic: their objects (orders vary) */
 	/* Stats of exited threads and of remote frees without a tcache
 	 * (atomic adds). */
 	uint64_t nr_alloc_fast, nr_alloc_slow, nr_free_local, nr_free_remote;
-	uint64_t nr_rescue, nr_reuse, nr_orphan, nr_shared;	/* lock */
+	uint64_t nr_rescue, nr_orphan, nr_shared;	/* lock */
 } zp_cacheline_aligned;
 
 extern struct slab_cache slab_caches[SC_NR];
 
 void cache_boot(void);
 
-/* A slab for tc to own (tc->lock held): an orphan with free objects
- * (*adopted set), else an empty one from the reserve; NULL when the cache
- * has neither. */
-struct slab *cache_take(unsigned sc, struct tcache *tc, bool *adopted);
+/* An orphan with free objects for tc to own (tc->lock held); NULL when
+ * the cache has none. */
+struct slab *cache_take(unsigned sc, struct tcache *tc);
 /* Gives up held slabs of class sc, linked through ->next: orphans that
  * still have live objects, and empty ones (nr_inuse == 0). One lock. */
 void cache_put_list(unsigned sc, struct slab *orphans, struct slab *empties,
 		    struct pcp_set *pcp);
-/* Gives up a held slab with nr_inuse == 0: to the reserve or the zone. */
+/* Gives up a held slab with nr_inuse == 0: to the zone. */
 void cache_put_empty(struct slab *s, struct pcp_set *pcp);
 /* One object of class sc from the shared slab (see above); NULL when the
  * zone has no memory. Takes the cache lock, and the zone's. */

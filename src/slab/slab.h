@@ -93,7 +93,6 @@ enum slab_where {
 	SLAB_OWN_FULL,		/* owner's: nothing local; DELAYED or posting */
 	SLAB_OWN_SPARE,		/* owner's one empty slab of the class */
 	SLAB_CACHE_PARTIAL,	/* orphan with live objects (cache->lock) */
-	SLAB_CACHE_EMPTY,	/* in the class's empty reserve (cache->lock) */
 	SLAB_CACHE_SHARED,	/* the class's shared slab (cache->lock) */
 };
 

@@ -18,15 +18,12 @@ slab_info(unsigned sc, struct zp_slab_info *out)
 {
 	const struct slab_cache *c;
 	struct tcache_class_stats st;
-	uint64_t nr_slabs, nr_objs, nr_empty, allocs, frees;
+	uint64_t allocs, frees;
 
 	if (sc >= SC_NR)
 		return -1;
 	c = &slab_caches[sc];
 	tcache_class_stats(sc, &st);
-	nr_slabs = __atomic_load_n(&c->nr_slabs, __ATOMIC_RELAXED);
-	nr_objs = __atomic_load_n(&c->nr_objs, __ATOMIC_RELAXED);
-	nr_empty = __atomic_load_n(&c->nr_empty, __ATOMIC_RELAXED);
 	allocs = st.nr_alloc_fast + st.nr_alloc_slow;
 	frees = st.nr_free_local + st.nr_free_remote;
 	*out = (struct zp_slab_info){
@@ -35,9 +32,10 @@ slab_info(unsigned sc, struct zp_slab_info *out)
 		.pages_per_slab = 1u << slab_class[sc].order,
 		/* Exact in stats builds; counters are zero otherwise. */
 		.active_objects = allocs > frees ? allocs - frees : 0,
-		.total_objects = nr_objs,
-		.active_slabs = nr_slabs > nr_empty ? nr_slabs - nr_empty : 0,
-		.total_slabs = nr_slabs,
+		.total_objects = __atomic_load_n(&c->nr_objs, __ATOMIC_RELAXED),
+		/* Every slab is in use: empty ones go back to the zone. */
+		.active_slabs = __atomic_load_n(&c->nr_slabs, __ATOMIC_RELAXED),
+		.total_slabs = __atomic_load_n(&c->nr_slabs, __ATOMIC_RELAXED),
 		.nr_alloc_fast = st.nr_alloc_fast,
 		.nr_alloc_slow = st.nr_alloc_slow,
 		.nr_free_local = st.nr_free_local,
@@ -76,10 +74,10 @@ slab_print_slabinfo(struct outbuf *o)
 	}
 	tcache_path_stats(&ps);
 	out_printf(o, "# slab paths: threads %lu refill %lu flush %lu "
-		   "mail %lu new_slab %lu reuse %lu orphan %lu rescue %lu\n",
+		   "mail %lu new_slab %lu adopt %lu orphan %lu rescue %lu\n",
 		   (unsigned long)ps.nr_threads, (unsigned long)ps.nr_refill,
 		   (unsigned long)ps.nr_flush, (unsigned long)ps.nr_mail,
-		   (unsigned long)ps.nr_new, (unsigned long)ps.nr_reuse,
+		   (unsigned long)ps.nr_new, (unsigned long)ps.nr_adopt,
 		   (unsigned long)ps.nr_orphan, (unsigned long)ps.nr_rescue);
 }
 
@@ -100,7 +98,7 @@ slab_print_json(struct outbuf *o)
 			   "\"active_slabs\":%lu,\"num_slabs\":%lu,"
 			   "\"alloc_fast\":%lu,\"alloc_slow\":%lu,"
 			   "\"free_local\":%lu,\"free_remote\":%lu,"
-			   "\"reuse\":%lu,\"rescue\":%lu}",
+			   "\"rescue\":%lu}",
 			   sc ? "," : "", sc, si.object_size,
 			   si.objects_per_slab, si.pages_per_slab,
 			   (unsigned long)si.active_objects,
@@ -111,15 +109,14 @@ slab_print_json(struct outbuf *o)
 			   (unsigned long)si.nr_alloc_slow,
 			   (unsigned long)si.nr_free_local,
 			   (unsigned long)si.nr_free_remote,
-			   (unsigned long)c->nr_reuse,
 			   (unsigned long)c->nr_rescue);
 	}
 	tcache_path_stats(&ps);
 	out_printf(o, "],\"paths\":{\"threads\":%lu,\"refill\":%lu,"
 		   "\"flush\":%lu,\"mail\":%lu,\"new_slab\":%lu,"
-		   "\"reuse\":%lu,\"orphan\":%lu,\"rescue\":%lu}}",
+		   "\"adopt\":%lu,\"orphan\":%lu,\"rescue\":%lu}}",
 		   (unsigned long)ps.nr_threads, (unsigned long)ps.nr_refill,
 		   (unsigned long)ps.nr_flush, (unsigned long)ps.nr_mail,
-		   (unsigned long)ps.nr_new, (unsigned long)ps.nr_reuse,
+		   (unsigned long)ps.nr_new, (unsigned long)ps.nr_adopt,
 		   (unsigned long)ps.nr_orphan, (unsigned long)ps.nr_rescue);
 }

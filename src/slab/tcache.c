@@ -386,7 +386,7 @@ new_slab(struct tcache *tc, unsigned sc)
 }
 
 /* A slab to hold, put at the head of the partial list: the spare, an
- * orphan with free objects, an empty one from the reserve, or a new one. */
+ * orphan with free objects, or a new one. */
 static struct slab *
 get_slab(struct tcache *tc, unsigned sc)
 {
@@ -399,8 +399,9 @@ get_slab(struct tcache *tc, unsigned sc)
 	else if (k->nr_slabs == 0 && k->nr_shared != 0 &&
 		 (s = cache_take_shared(sc, tc)) != NULL)
 		adopted = true;
-	else if ((s = cache_take(sc, tc, &adopted)) == NULL &&
-		 (s = new_slab(tc, sc)) == NULL)
+	else if ((s = cache_take(sc, tc)) != NULL)
+		adopted = true;
+	else if ((s = new_slab(tc, sc)) == NULL)
 		return NULL;
 	if (adopted)
 		zp_stat_inc(tc->nr_adopt);
@@ -870,7 +871,6 @@ tcache_path_stats(struct tcache_path_stats *out)
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		const struct slab_cache *c = &slab_caches[sc];
 
-		out->nr_reuse += rd(&c->nr_reuse);
 		out->nr_orphan += rd(&c->nr_orphan);
 		out->nr_rescue += rd(&c->nr_rescue);
 	}

@@ -214,7 +214,7 @@ struct tcache_class_stats {
 void tcache_class_stats(unsigned sc, struct tcache_class_stats *out);
 struct tcache_path_stats {
 	uint64_t nr_threads, nr_refill, nr_flush, nr_new, nr_mail, nr_adopt;
-	uint64_t nr_reuse, nr_orphan, nr_rescue;
+	uint64_t nr_orphan, nr_rescue;
 };
 void tcache_path_stats(struct tcache_path_stats *out);
 
