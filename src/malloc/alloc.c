@@ -268,6 +268,15 @@ alloc_slow(size_t n, bool zero)
 
 	if (n > ALLOC_MAX_REQUEST)
 		return alloc_oom();
+	if (alloc_tls == NULL && n <= SC_MAX_SIZE && init_boot()) {
+		if (tcache_light_interrupted())
+			return alloc_oom();
+		p = tcache_alloc_light(sizeclass_of(n), n, zero);
+		if (p) {
+			errno = saved;
+			return p;
+		}
+	}
 	ts = init_tstate();
 	if (!ts)
 		return alloc_oom();

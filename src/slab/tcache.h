@@ -121,6 +121,15 @@ tcache_unlock(struct tcache *tc)
 }
 
 void *tcache_alloc_slow(struct tcache *tc, unsigned sc);
+/* For a thread with no cache (alloc_tls NULL) that is not the process's
+ * first: an object of class sc from the class's shared slab (cleared for
+ * n bytes when zero), while the thread has taken few; NULL when it is to
+ * make a cache of its own now (which also finds out about a zone out of
+ * memory). */
+void *tcache_alloc_light(unsigned sc, size_t n, bool zero);
+/* Is this thread inside tcache_alloc_light? Then a signal handler's
+ * malloc must fail rather than wait on the locks the thread holds. */
+bool tcache_light_interrupted(void);
 void tcache_free_slow(struct tcache *tc, void *p, struct slab *s);
 void tcache_free_remote(struct tcache *tc, void *p, struct slab *s);
 /* calloc: zeroed object; no memset when it comes untouched from a zero

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -658,4 +659,58 @@ Test(alloc, aligned_sized_free_with_a_wrong_alignment_aborts,
 Test(alloc, aligned_sized_free_of_a_wrong_size_aborts, .signal = SIGABRT)
 {
 	alloc_free_aligned_sized(alloc_aligned(64, 200), 64, 2000, "test");
+}
+
+/* --- threads without a cache ------------------------------------------- */
+
+struct light_run {
+	void *p[40];
+	bool tls_after_few, tls_after_many;
+	bool zeroed;
+};
+
+static void *
+light_thread(void *arg)
+{
+	struct light_run *r = arg;
+	unsigned char *c;
+
+	/* A few objects of a few classes: shared slabs, no cache. */
+	for (int i = 0; i < 12; i++)
+		r->p[i] = alloc_malloc(24 + 72 * (size_t)(i % 3));
+	c = alloc_calloc(1, 200);
+	r->zeroed = c != NULL;
+	for (size_t i = 0; c && i < 200; i++)
+		r->zeroed &= c[i] == 0;
+	r->p[12] = c;
+	r->tls_after_few = alloc_tls != NULL;
+	/* Frees without a cache go the remote way. */
+	for (int i = 0; i < 13; i++)
+		alloc_free(r->p[i]);
+	for (int i = 0; i < 40; i++)
+		r->p[i] = alloc_malloc(40);
+	r->tls_after_many = alloc_tls != NULL;
+	return NULL;
+}
+
+Test(alloc, a_thread_that_allocates_little_makes_no_cache)
+{
+	struct light_run r = { 0 };
+	pthread_t t;
+
+	/* The test's own thread has a cache (boot): it is the first. */
+	cr_assert_not_null(alloc_tls);
+	cr_assert_eq(pthread_create(&t, NULL, light_thread, &r), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_not(r.tls_after_few, "a cache for 13 objects");
+	cr_assert(r.zeroed, "calloc without a cache is not zero");
+	cr_assert(r.tls_after_many, "no cache after 53 objects");
+	for (int i = 0; i < 40; i++) {
+		cr_assert_not_null(r.p[i]);
+		for (int j = 0; j < i; j++)
+			cr_assert_neq(r.p[i], r.p[j]);
+		memset(r.p[i], i, 40);
+	}
+	for (int i = 0; i < 40; i++)
+		alloc_free(r.p[i]);
 }
