@@ -23,6 +23,8 @@ enum page_flags {
 	PG_ZERO = 1 << 0,	/* every byte of the block is known zero */
 	PG_DIRTY_FREE = 1 << 1,	/* free and resident: a purge candidate */
 	PG_EXACT = 1 << 2,	/* allocated by zone_alloc_exact: npages */
+	PG_HOLE = 1 << 3,	/* off the lists, every step unmapped: a hole
+				 * once the purge that did it is done */
 };
 
 /* Heads the slab and malloc layers hold; anything else given back to the

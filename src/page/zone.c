@@ -71,12 +71,13 @@ static struct zp_lock low32_lock = ZP_LOCK_INIT;
 
 void pcp_boot(unsigned high, unsigned batch);
 
-/* Free pages, and what the zone may still grow into: the rest of its
- * span, as far as the memory limit's headroom goes. */
+/* Free pages, and what the zone may still grow into: its holes and the
+ * rest of its span, as far as the memory limit's headroom goes. */
 static uint64_t
 avail_pages(const struct zone *z)
 {
-	uint64_t left = (z->span >> ZP_PAGE_SHIFT) - zone_committed_pages(z);
+	uint64_t left = (z->span >> ZP_PAGE_SHIFT) - zone_committed_pages(z) +
+			z->nr_hole_steps * STEP_PAGES;
 
 	return z->buddy.nr_free + ZP_MIN(left, zone_limit_headroom());
 }
@@ -174,14 +175,21 @@ region_table_bytes(size_t span)
 	return zp_align_up(span / ZP_MAX_BLOCK, sizeof(uint64_t));
 }
 
-/* The side tables: a byte per region for buddy.c and a bit per step.
- * Fresh mappings read as zero: REGION_FREE, unmapped; only the part a
- * zone uses ever becomes resident. */
+/* A bit per step, in words. */
+static size_t
+step_bitmap_bytes(size_t span)
+{
+	return (span / ZP_COMMIT_STEP + 63) / 64 * 8;
+}
+
+/* The side tables: a byte per region for buddy.c, and two bits per step
+ * (mapped, hole). Fresh mappings read as zero: REGION_FREE, unmapped, no
+ * hole; only the part a zone uses ever becomes resident. */
 static int
 map_tables(struct zone_place *pl)
 {
 	size_t bytes = region_table_bytes(pl->span) +
-		       (pl->span / ZP_COMMIT_STEP + 63) / 64 * 8;
+		       2 * step_bitmap_bytes(pl->span);
 
 	pl->tables_bytes = zp_align_up(bytes, ZP_PAGE_SIZE);
 	return os_map(pl->tables_bytes, NULL, &pl->tables);
@@ -206,6 +214,8 @@ zone_create(const struct zone_place *pl, enum zone_type type, unsigned node,
 			    .type = type };
 	z->step_map = (uint64_t *)((char *)pl->tables +
 				   region_table_bytes(pl->span));
+	z->hole_map = (uint64_t *)((char *)z->step_map +
+				   step_bitmap_bytes(pl->span));
 	zp_lock_init(&z->lock);
 	zp_lock_init(&z->purge_lock);
 	buddy_init(&z->buddy, pl->descs, pl->tables);
@@ -406,8 +416,63 @@ init_step_descs(struct zone *z, size_t first)
 	init_step_zone(z, first);
 }
 
+bool
+zone_hole_fill_locked(struct zone *z, size_t st)
+{
+	size_t first = st * STEP_PAGES;
+
+	zp_assert(zone_step_is_hole(z, st) && !zone_step_is_mapped(z, st));
+	if (map_range(z, (void *)(z->base + first * ZP_PAGE_SIZE),
+		      ZP_COMMIT_STEP) != 0) {
+		z->nr_grow_failed++;
+		return false;
+	}
+	/* Its descriptors were dropped: they read zero, as at growth. */
+	init_step_zone(z, first);
+	zone_step_set_hole(z, st, false);
+	zone_step_set_mapped(z, st, true);
+	z->nr_hole_steps--;
+	z->nr_unmapped_steps--;
+	/* Stamped with the hole's making, so that taking it back within a
+	 * purge delay counts as a refault (zone_note_reuse_locked). */
+	buddy_free_range(&z->buddy, first, first + STEP_PAGES, /* zero */ true,
+			 z->last_hole_ns);
+	return true;
+}
+
+/* The lowest hole, if any: growth reuses given-back address space before
+ * it maps new. */
+static bool
+fill_a_hole_locked(struct zone *z)
+{
+	size_t words = (zone_committed_pages(z) / STEP_PAGES + 63) / 64;
+
+	if (z->nr_hole_steps == 0)
+		return false;
+	for (size_t w = 0; w < words; w++)
+		if (z->hole_map[w])
+			return zone_hole_fill_locked(
+				z, w * 64 + (size_t)__builtin_ctzll(
+						    z->hole_map[w]));
+	return false;
+}
+
+/* Holes in the steps of pages [lo, hi) become free blocks again (an
+ * exact block growing in place into them). */
+static bool
+fill_holes_in_locked(struct zone *z, size_t lo, size_t hi)
+{
+	if (z->nr_hole_steps == 0 || lo >= hi)
+		return true;
+	for (size_t st = lo / STEP_PAGES; st <= (hi - 1) / STEP_PAGES; st++)
+		if (zone_step_is_hole(z, st) && !zone_hole_fill_locked(z, st))
+			return false;
+	return true;
+}
+
 /* Commits one more step (descriptors first), publishes it and frees it
- * into the buddy lists as known-zero. Nothing changes on failure. */
+ * into the buddy lists as known-zero; a hole, if there is one, instead.
+ * Nothing changes on failure. */
 static bool
 grow_locked(struct zone *z)
 {
@@ -415,6 +480,8 @@ grow_locked(struct zone *z)
 	size_t bytes = pages << ZP_PAGE_SHIFT;
 	size_t need = DESC_BYTES(pages + STEP_PAGES);
 
+	if (fill_a_hole_locked(z))
+		return true;
 	if (bytes + ZP_COMMIT_STEP > z->span)
 		return false;
 	if (need > z->descs_committed) {
@@ -840,7 +907,9 @@ zone_resize_exact_try(struct page *head, size_t new_npages, bool *zero)
 		free_range(z, idx + new_npages, idx + cur, false);
 	} else if (new_npages > cur) {
 		zp_lock(&z->lock);
-		ok = range_is_free_locked(z, idx + cur, idx + new_npages) &&
+		ok = idx + new_npages <= zone_committed_pages(z) &&
+		     fill_holes_in_locked(z, idx + cur, idx + new_npages) &&
+		     range_is_free_locked(z, idx + cur, idx + new_npages) &&
 		     map_pages_locked(z, idx + cur, idx + new_npages);
 		if (ok)
 			grown_zero = take_range_locked(z, head, idx + cur,

@@ -31,6 +31,11 @@ struct zone {
 	uint64_t last_refault_ns, nr_refault_pages;
 	uint64_t nr_unmapped_steps;	/* steps given back now (lock) */
 	uint64_t nr_unmapped_total;	/* steps ever given back */
+	/* Holes: given-back steps of whole blocks, off the free lists and
+	 * without a resident descriptor (zone_purge.c); growth fills them
+	 * first. Counted in nr_unmapped_steps too. */
+	uint64_t nr_hole_steps;		/* lock */
+	uint64_t last_hole_ns;		/* when the newest was made (lock) */
 	uint64_t nr_purge_taken[PURGE_NR_WHY];	/* dirty pages, by why */
 
 	/* Held by the one thread purging this zone, which drops lock for
@@ -45,6 +50,7 @@ struct zone {
 	void *tables;			/* region types, step map */
 	size_t tables_bytes;
 	uint64_t *step_map;		/* a bit per mapped step */
+	uint64_t *hole_map;		/* a bit per hole step (lock) */
 	bool is_bound;			/* mbind each mapping to node */
 	unsigned id;			/* index in zone_table and zone_spans */
 	unsigned node;
@@ -88,6 +94,30 @@ zone_step_set_mapped(struct zone *z, size_t step, bool mapped)
 		__atomic_fetch_and(&z->step_map[step / 64], ~bit,
 				   __ATOMIC_RELEASE);
 }
+
+static inline bool
+zone_step_is_hole(const struct zone *z, size_t step)
+{
+	return (z->hole_map[step / 64] >> (step % 64)) & 1;
+}
+
+static inline void
+zone_step_set_hole(struct zone *z, size_t step, bool hole)
+{
+	uint64_t bit = (uint64_t)1 << (step % 64);
+
+	if (hole)
+		z->hole_map[step / 64] |= bit;
+	else
+		z->hole_map[step / 64] &= ~bit;
+}
+
+/* Turns a free block of whole steps that were all unmapped, off the
+ * lists, into holes (zone_purge.c, under z->lock). */
+void zone_hole_add_locked(struct zone *z, struct page *pg, uint64_t now);
+/* Maps the hole step st again and frees it into the lists, known zero
+ * (zone.c, under z->lock). False when the system refuses the map. */
+bool zone_hole_fill_locked(struct zone *z, size_t st);
 
 /* Runs the purges due (zone_purge.c), under z->lock, which it may drop and
  * retake. */

@@ -139,6 +139,27 @@ unmap_block(struct zone *z, const struct page *pg, bool *all)
 }
 
 /*
+ * A block whose steps all went back leaves the free lists as holes: one
+ * bit a step, and none of its descriptors resident, the head's neither
+ * (the lists would need it; a hole per 2 MiB given back kept one page,
+ * 384 KiB after freeing 192 MiB). Growth fills holes before it maps new
+ * steps (zone.c). The block's descriptors read zero from here on, its
+ * own included: the caller has its next link already.
+ */
+void
+zone_hole_add_locked(struct zone *z, struct page *pg, uint64_t now)
+{
+	size_t head = buddy_index(&z->buddy, pg);
+	size_t n = (size_t)1 << pg->order;
+
+	for (size_t st = head / STEP_PAGES; st < (head + n) / STEP_PAGES; st++)
+		zone_step_set_hole(z, st, true);
+	z->nr_hole_steps += n / STEP_PAGES;
+	z->last_hole_ns = now;
+	(void)os_purge(pg, n * sizeof(struct page));
+}
+
+/*
  * A purged block that stays mapped gives back its descriptor pages too,
  * all but the one holding its head (the free lists' links): a program
  * that freed a lot and went idle would otherwise keep 1/64 of it resident
@@ -185,6 +206,8 @@ purge_chain_locked(struct zone *z, struct page *chain, uint64_t now)
 			pages += (uint64_t)1 << pg->order;
 		/* Read back when the block is freed below. */
 		pg->flags = ok ? PG_ZERO : 0;
+		if (ok && pg->order == ZP_MAX_ORDER)
+			pg->flags |= PG_HOLE;
 	}
 	zp_lock(&z->lock);
 	z->nr_unmapped_steps += unmapped;
@@ -197,9 +220,12 @@ purge_chain_locked(struct zone *z, struct page *chain, uint64_t now)
 
 		/* A block purged now is stamped now: taking it back soon is
 		 * a refault (zone_note_reuse_locked). */
-		buddy_free(&z->buddy, chain, chain->order, zero,
-			   zero && chain->lru.nr_dirty ? now :
-							 chain->lru.freed_ns);
+		if (chain->flags & PG_HOLE)
+			zone_hole_add_locked(z, chain, now);
+		else
+			buddy_free(&z->buddy, chain, chain->order, zero,
+				   zero && chain->lru.nr_dirty
+					   ? now : chain->lru.freed_ns);
 		chain = next;
 	}
 	return pages;

@@ -13,19 +13,28 @@
 
 /* --- consistency ---------------------------------------------------------- */
 
-/* The count of unmapped steps matches the map, and every
- * unmapped step lies inside a free block. */
+/* The counts of unmapped steps and holes match the maps, every hole is
+ * unmapped, and every other unmapped step lies inside a free block. */
 static bool
 check_steps(const struct zone *z, const char *name)
 {
-	uint64_t unmapped = 0;
+	uint64_t unmapped = 0, holes = 0;
 
 	for (size_t st = 0; st < zone_committed_pages(z) / STEP_PAGES; st++) {
 		const struct page *blk;
 
+		if (zone_step_is_hole(z, st)) {
+			holes++;
+			if (zone_step_is_mapped(z, st)) {
+				log_msg("%s: hole %zu is mapped", name, st);
+				return false;
+			}
+		}
 		if (zone_step_is_mapped(z, st))
 			continue;
 		unmapped++;
+		if (zone_step_is_hole(z, st))
+			continue;
 		blk = buddy_find_free(&z->buddy, st * STEP_PAGES);
 		if (!blk || blk->order < STEP_ORDER) {
 			log_msg("%s: step %zu is unmapped but not free", name,
@@ -33,10 +42,11 @@ check_steps(const struct zone *z, const char *name)
 			return false;
 		}
 	}
-	if (unmapped != z->nr_unmapped_steps) {
-		log_msg("%s: %lu steps unmapped, counted %lu", name,
-			(unsigned long)unmapped,
-			(unsigned long)z->nr_unmapped_steps);
+	if (unmapped != z->nr_unmapped_steps || holes != z->nr_hole_steps) {
+		log_msg("%s: %lu steps unmapped, %lu holes, counted %lu, %lu",
+			name, (unsigned long)unmapped, (unsigned long)holes,
+			(unsigned long)z->nr_unmapped_steps,
+			(unsigned long)z->nr_hole_steps);
 		return false;
 	}
 	return true;
@@ -102,6 +112,26 @@ zone_name(const struct zone *z)
 	return z->type == ZONE_LOW32 ? "Low32" : "Normal";
 }
 
+/* Holes are free blocks off the lists: counted as the blocks the lists
+ * would hold, buddy pairs of steps at the top order. */
+static void
+count_holes_locked(const struct zone *z, uint64_t *by_order)
+{
+	const size_t pair = (size_t)1 << (ZP_MAX_ORDER - STEP_ORDER);
+	size_t steps = zone_committed_pages(z) / STEP_PAGES;
+
+	_Static_assert(ZP_MAX_ORDER == STEP_ORDER + 1, "two steps a block");
+	for (size_t st = 0; z->nr_hole_steps && st < steps; st += pair) {
+		bool lo = zone_step_is_hole(z, st);
+		bool hi = st + 1 < steps && zone_step_is_hole(z, st + 1);
+
+		if (lo && hi)
+			by_order[ZP_MAX_ORDER]++;
+		else if (lo || hi)
+			by_order[STEP_ORDER]++;
+	}
+}
+
 int
 zone_info(unsigned idx, struct zp_zone_info *out)
 {
@@ -119,10 +149,12 @@ zone_info(unsigned idx, struct zp_zone_info *out)
 	out->committed_bytes = (zone_committed_pages(z) -
 				z->nr_unmapped_steps * STEP_PAGES)
 			       << ZP_PAGE_SHIFT;
-	out->nr_free_pages = z->buddy.nr_free;
-	out->nr_free_zero_pages = z->buddy.nr_free_zero;
+	out->nr_free_pages = z->buddy.nr_free + z->nr_hole_steps * STEP_PAGES;
+	out->nr_free_zero_pages = z->buddy.nr_free_zero +
+				  z->nr_hole_steps * STEP_PAGES;
 	for (unsigned k = 0; k <= ZP_MAX_ORDER; k++)
 		out->nr_free_by_order[k] = buddy_nr_blocks(&z->buddy, k);
+	count_holes_locked(z, out->nr_free_by_order);
 	out->wmark_min = z->wmark_min;
 	out->wmark_low = z->wmark_low;
 	out->wmark_high = z->wmark_high;
