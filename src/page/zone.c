@@ -416,8 +416,10 @@ init_step_descs(struct zone *z, size_t first)
 	init_step_zone(z, first);
 }
 
-bool
-zone_hole_fill_locked(struct zone *z, size_t st)
+/* Maps hole step st again and frees it into the lists, known zero.
+ * False when the system refuses the map. */
+static bool
+hole_fill_locked(struct zone *z, size_t st)
 {
 	size_t first = st * STEP_PAGES;
 
@@ -451,7 +453,7 @@ fill_a_hole_locked(struct zone *z)
 		return false;
 	for (size_t w = 0; w < words; w++)
 		if (z->hole_map[w])
-			return zone_hole_fill_locked(
+			return hole_fill_locked(
 				z, w * 64 + (size_t)__builtin_ctzll(
 						    z->hole_map[w]));
 	return false;
@@ -465,7 +467,7 @@ fill_holes_in_locked(struct zone *z, size_t lo, size_t hi)
 	if (z->nr_hole_steps == 0 || lo >= hi)
 		return true;
 	for (size_t st = lo / STEP_PAGES; st <= (hi - 1) / STEP_PAGES; st++)
-		if (zone_step_is_hole(z, st) && !zone_hole_fill_locked(z, st))
+		if (zone_step_is_hole(z, st) && !hole_fill_locked(z, st))
 			return false;
 	return true;
 }

@@ -112,13 +112,6 @@ zone_step_set_hole(struct zone *z, size_t step, bool hole)
 		z->hole_map[step / 64] &= ~bit;
 }
 
-/* Turns a free block of whole steps that were all unmapped, off the
- * lists, into holes (zone_purge.c, under z->lock). */
-void zone_hole_add_locked(struct zone *z, struct page *pg, uint64_t now);
-/* Maps the hole step st again and frees it into the lists, known zero
- * (zone.c, under z->lock). False when the system refuses the map. */
-bool zone_hole_fill_locked(struct zone *z, size_t st);
-
 /* Runs the purges due (zone_purge.c), under z->lock, which it may drop and
  * retake. */
 void zone_purge_run_locked(struct zone *z, uint64_t now);

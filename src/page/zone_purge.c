@@ -139,15 +139,16 @@ unmap_block(struct zone *z, const struct page *pg, bool *all)
 }
 
 /*
- * A block whose steps all went back leaves the free lists as holes: one
- * bit a step, and none of its descriptors resident, the head's neither
- * (the lists would need it; a hole per 2 MiB given back kept one page,
- * 384 KiB after freeing 192 MiB). Growth fills holes before it maps new
- * steps (zone.c). The block's descriptors read zero from here on, its
- * own included: the caller has its next link already.
+ * A top-order block whose steps all went back leaves the free lists as
+ * holes: a bit a step, and none of its descriptor pages resident, not
+ * even the head's, which the lists would need (on them, every block given
+ * back kept a page or two: 384 KiB after freeing 192 MiB). Growth fills
+ * holes before it maps new steps (zone.c). The block's descriptors read
+ * zero from here on, its own included: the caller has its next link
+ * already.
  */
-void
-zone_hole_add_locked(struct zone *z, struct page *pg, uint64_t now)
+static void
+hole_add_locked(struct zone *z, struct page *pg, uint64_t now)
 {
 	size_t head = buddy_index(&z->buddy, pg);
 	size_t n = (size_t)1 << pg->order;
@@ -157,6 +158,28 @@ zone_hole_add_locked(struct zone *z, struct page *pg, uint64_t now)
 	z->nr_hole_steps += n / STEP_PAGES;
 	z->last_hole_ns = now;
 	(void)os_purge(pg, n * sizeof(struct page));
+}
+
+/* A block of whole steps, all unmapped now, back to the zone: a hole if
+ * it is (or merges into) a top-order block of such steps, else onto the
+ * lists, to be a hole when its buddy goes too. */
+static void
+free_unmapped_locked(struct zone *z, struct page *pg, uint64_t now)
+{
+	size_t idx = buddy_index(&z->buddy, pg);
+	struct page *blk;
+
+	if (pg->order == ZP_MAX_ORDER) {
+		hole_add_locked(z, pg, now);
+		return;
+	}
+	buddy_free(&z->buddy, pg, pg->order, /* zero */ true, now);
+	blk = buddy_find_free(&z->buddy, idx);
+	if (blk && blk->order == ZP_MAX_ORDER &&
+	    !block_has_mapped_step(z, blk)) {
+		buddy_remove(&z->buddy, blk);
+		hole_add_locked(z, blk, now);
+	}
 }
 
 /*
@@ -206,7 +229,7 @@ purge_chain_locked(struct zone *z, struct page *chain, uint64_t now)
 			pages += (uint64_t)1 << pg->order;
 		/* Read back when the block is freed below. */
 		pg->flags = ok ? PG_ZERO : 0;
-		if (ok && pg->order == ZP_MAX_ORDER)
+		if (ok && is_unmap_candidate(pg))
 			pg->flags |= PG_HOLE;
 	}
 	zp_lock(&z->lock);
@@ -221,7 +244,7 @@ purge_chain_locked(struct zone *z, struct page *chain, uint64_t now)
 		/* A block purged now is stamped now: taking it back soon is
 		 * a refault (zone_note_reuse_locked). */
 		if (chain->flags & PG_HOLE)
-			zone_hole_add_locked(z, chain, now);
+			free_unmapped_locked(z, chain, now);
 		else
 			buddy_free(&z->buddy, chain, chain->order, zero,
 				   zero && chain->lru.nr_dirty

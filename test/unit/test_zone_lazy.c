@@ -392,3 +392,27 @@ Test(zone_lazy, whole_blocks_given_back_keep_no_descriptor)
 	zone_free_pages(NULL, head);
 	cr_assert(zone_check_all());
 }
+
+Test(zone_lazy, halves_given_back_one_by_one_become_a_hole)
+{
+	struct page *lo, *hi;
+
+	boot_lazy(64 * MIB);
+	lo = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0, PAGE_MEDIUM, NULL);
+	hi = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0, PAGE_MEDIUM, NULL);
+	cr_assert_eq(hi, lo + 512, "the two halves of one block");
+	zone_set_retain(0, 1 << 20, 1 << 20);	/* no auto purge */
+	touch_and_free(&lo, 1);
+	cr_assert_eq(zone_purge(true), 2 * MIB);
+	/* Its buddy is in use: on the lists, its head's descriptor kept. */
+	cr_assert(is_resident(lo));
+	cr_assert_eq(info(0).nr_free_by_order[ZP_MAX_ORDER - 1], 1);
+	/* It merges with its given-back buddy, and the block goes whole. */
+	touch_and_free(&hi, 1);
+	cr_assert_geq(zone_purge(true), 2 * MIB);
+	cr_assert_eq(info(0).nr_free_by_order[ZP_MAX_ORDER], 1);
+	cr_assert_eq(info(0).nr_free_by_order[ZP_MAX_ORDER - 1], 0);
+	cr_assert_not(is_resident(lo), "a hole's head descriptor stays");
+	cr_assert_not(is_resident(hi));
+	cr_assert(zone_check_all());
+}
