@@ -74,42 +74,49 @@ zone_committed_pages(const struct zone *z)
 	return z->buddy.nr_pages;
 }
 
+/* The per-step bitmaps (mapped, hole). Release: page_lookup may read the
+ * mapped bit without the lock; a step's bit is set only while it is
+ * mapped, and cleared before it is unmapped. */
 static inline bool
-zone_step_is_mapped(const struct zone *z, size_t step)
+step_bit(const uint64_t *map, size_t step)
 {
-	return (z->step_map[step / 64] >> (step % 64)) & 1;
+	return (__atomic_load_n(&map[step / 64], __ATOMIC_RELAXED) >>
+		(step % 64)) & 1;
 }
 
-/* Release: page_lookup may read the bit without the lock. A step's bit is
- * set only while it is mapped, and cleared before it is unmapped. */
 static inline void
-zone_step_set_mapped(struct zone *z, size_t step, bool mapped)
+step_bit_set(uint64_t *map, size_t step, bool on)
 {
 	uint64_t bit = (uint64_t)1 << (step % 64);
 
-	if (mapped)
-		__atomic_fetch_or(&z->step_map[step / 64], bit,
-				  __ATOMIC_RELEASE);
+	if (on)
+		__atomic_fetch_or(&map[step / 64], bit, __ATOMIC_RELEASE);
 	else
-		__atomic_fetch_and(&z->step_map[step / 64], ~bit,
-				   __ATOMIC_RELEASE);
+		__atomic_fetch_and(&map[step / 64], ~bit, __ATOMIC_RELEASE);
+}
+
+static inline bool
+zone_step_is_mapped(const struct zone *z, size_t step)
+{
+	return step_bit(z->step_map, step);
+}
+
+static inline void
+zone_step_set_mapped(struct zone *z, size_t step, bool mapped)
+{
+	step_bit_set(z->step_map, step, mapped);
 }
 
 static inline bool
 zone_step_is_hole(const struct zone *z, size_t step)
 {
-	return (z->hole_map[step / 64] >> (step % 64)) & 1;
+	return step_bit(z->hole_map, step);
 }
 
 static inline void
 zone_step_set_hole(struct zone *z, size_t step, bool hole)
 {
-	uint64_t bit = (uint64_t)1 << (step % 64);
-
-	if (hole)
-		z->hole_map[step / 64] |= bit;
-	else
-		z->hole_map[step / 64] &= ~bit;
+	step_bit_set(z->hole_map, step, hole);
 }
 
 /* Runs the purges due (zone_purge.c), under z->lock, which it may drop and
