@@ -259,30 +259,46 @@ alloc_idle_hook(void)
 	zone_purge(/* all */ false);
 }
 
+/* A small request of a thread with no cache yet: from the shared slabs
+ * while it has taken few (tcache_alloc_light); NULL when it is to get a
+ * cache of its own. *busy when a handler interrupted that very path. */
+static void *
+alloc_light(size_t n, bool zero, bool *busy)
+{
+	*busy = false;
+	if (alloc_tls != NULL || !init_boot())
+		return NULL;
+	/* Whatever the size: making a cache takes the zone's lock too. */
+	if (tcache_light_interrupted()) {
+		*busy = true;
+		return NULL;
+	}
+	if (n > SC_MAX_SIZE)
+		return NULL;
+	return tcache_alloc_light(sizeclass_of(n), n, zero);
+}
+
 static void *
 alloc_slow(size_t n, bool zero)
 {
 	int saved = errno;
 	struct tstate *ts;
+	bool busy;
 	void *p;
 
 	if (n > ALLOC_MAX_REQUEST)
 		return alloc_oom();
-	if (alloc_tls == NULL && n <= SC_MAX_SIZE && init_boot()) {
-		if (tcache_light_interrupted())
-			return alloc_oom();
-		p = tcache_alloc_light(sizeclass_of(n), n, zero);
-		if (p) {
-			errno = saved;
-			return p;
-		}
-	}
-	ts = init_tstate();
-	if (!ts)
+	p = alloc_light(n, zero, &busy);
+	if (busy)
 		return alloc_oom();
-	p = route_alloc(ts, n, zero);
-	if (!p && release_held())
+	if (!p) {
+		ts = init_tstate();
+		if (!ts)
+			return alloc_oom();
 		p = route_alloc(ts, n, zero);
+		if (!p && release_held())
+			p = route_alloc(ts, n, zero);
+	}
 	zone_limit_run_hook();
 #if ZP_HAVE_ZERO
 	/* Work an interposed call noted (it may not start a thread). */
