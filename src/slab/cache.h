@@ -2,18 +2,19 @@
  * cache.h - the central cache of one size class (kmem_cache-like): the
  * slabs no thread holds. Private to src/slab/.
  *
- * Slabs not held by a thread are in one of three places:
+ * Slabs not held by a thread are in one of three places (an empty one
+ * goes straight back to the zone: no class keeps a reserve, see cache.c):
  *   partial  orphans: slabs of exited (or trimmed) threads that still
  *            have live objects, and full slabs rescued by their first
  *            remote free. A thread that needs a slab adopts one with free
  *            objects; remote frees empty the others, and refills find them
  *            empty on their scan.
- *   (empty   every object free: straight back to the zone, see cache.c)
  *   parked   full and on no list (see tcache.c); not the cache's concern
  *            until a remote free rescues it onto partial.
  *   shared   one slab a class hands out single objects from, under its
  *            lock: a thread that is not the process's first takes its
- *            first few objects of a class from it (tcache.c), so that
+ *            first few objects from it, before it has a cache at all and
+ *            while it has no bin for the class (tcache.c), so that
  *            many threads using a class lightly share its pages, as
  *            glibc's arenas share a heap, instead of each holding a slab.
  *            Frees of its objects are remote frees (it has no owner).

@@ -75,7 +75,10 @@ static struct tcache_path_stats exited_paths;	/* registry_lock */
 #define LIGHT_MAX	16
 static __thread uint8_t light_used
 	__attribute__((tls_model("initial-exec")));
-static __thread bool light_busy __attribute__((tls_model("initial-exec")));
+/* Read by a signal handler of the same thread: volatile, so that the
+ * stores around cache_alloc_shared stay where they are. */
+static __thread volatile bool light_busy
+	__attribute__((tls_model("initial-exec")));
 
 void
 tcache_init(struct tcache *tc, struct pcp_set *pcp)
