@@ -423,7 +423,7 @@ hole_fill_locked(struct zone *z, size_t st)
 {
 	size_t first = st * STEP_PAGES;
 
-	zp_assert(zone_step_is_hole(z, st) && !zone_step_is_mapped(z, st));
+	zp_assert(step_bit(z->hole_map, st) && !zone_step_is_mapped(z, st));
 	if (map_range(z, (void *)(z->base + first * ZP_PAGE_SIZE),
 		      ZP_COMMIT_STEP) != 0) {
 		z->nr_grow_failed++;
@@ -431,7 +431,7 @@ hole_fill_locked(struct zone *z, size_t st)
 	}
 	/* Its descriptors were dropped: they read zero, as at growth. */
 	init_step_zone(z, first);
-	zone_step_set_hole(z, st, false);
+	step_bit_set(z->hole_map, st, false);
 	zone_step_set_mapped(z, st, true);
 	z->nr_hole_steps--;
 	z->nr_unmapped_steps--;
@@ -467,7 +467,7 @@ fill_holes_in_locked(struct zone *z, size_t lo, size_t hi)
 	if (z->nr_hole_steps == 0 || lo >= hi)
 		return true;
 	for (size_t st = lo / STEP_PAGES; st <= (hi - 1) / STEP_PAGES; st++)
-		if (zone_step_is_hole(z, st) && !hole_fill_locked(z, st))
+		if (step_bit(z->hole_map, st) && !hole_fill_locked(z, st))
 			return false;
 	return true;
 }

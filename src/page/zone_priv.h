@@ -107,18 +107,6 @@ zone_step_set_mapped(struct zone *z, size_t step, bool mapped)
 	step_bit_set(z->step_map, step, mapped);
 }
 
-static inline bool
-zone_step_is_hole(const struct zone *z, size_t step)
-{
-	return step_bit(z->hole_map, step);
-}
-
-static inline void
-zone_step_set_hole(struct zone *z, size_t step, bool hole)
-{
-	step_bit_set(z->hole_map, step, hole);
-}
-
 /* Runs the purges due (zone_purge.c), under z->lock, which it may drop and
  * retake. */
 void zone_purge_run_locked(struct zone *z, uint64_t now);

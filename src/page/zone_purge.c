@@ -88,31 +88,30 @@ is_unmap_candidate(const struct page *pg)
 	return pg->order >= STEP_ORDER;
 }
 
+/* Gives back the descriptor pages of pages [lo, lo + n) of a free block,
+ * all but the one holding the block's head (the free lists' links). */
+static void
+drop_descs(struct zone *z, size_t lo, size_t n, size_t head)
+{
+	uintptr_t s = (uintptr_t)&z->descs[lo];
+	uintptr_t e = (uintptr_t)&z->descs[lo + n];
+
+	if (zp_align_down((uintptr_t)&z->descs[head], ZP_PAGE_SIZE) == s)
+		s += ZP_PAGE_SIZE;
+	if (s < e)
+		(void)os_purge((void *)s, e - s);
+}
+
 /*
  * Unmaps the mapped steps of a block that is off the lists; returns how
  * many went, and whether all are gone in *all. No lock needed: nothing
  * else touches the steps of a block no list holds. Each bit is cleared
  * before its step is unmapped, so page_lookup never finds a descriptor
- * for memory that some other mapping may hold.
+ * for memory that some other mapping may hold. The step's descriptors
+ * are tails of the block, which nothing reads until the step is mapped
+ * again (map_pages_locked then restores their zone): their pages go too
+ * (32 KiB a step, 1/64 of what was given back).
  */
-/*
- * The descriptors of an unmapped step are tails of one free block, which
- * nothing reads until the step is mapped again (map_pages_locked then
- * restores their zone): their pages go too (32 KiB a step, 1/64 of what
- * was given back), all but the one holding the block's head.
- */
-static void
-drop_step_descs(struct zone *z, size_t st, size_t head)
-{
-	uintptr_t s = (uintptr_t)&z->descs[st * STEP_PAGES];
-	uintptr_t e = s + STEP_PAGES * sizeof(struct page);
-	uintptr_t h = zp_align_down((uintptr_t)&z->descs[head], ZP_PAGE_SIZE);
-
-	if (h == s)
-		s += ZP_PAGE_SIZE;
-	os_purge((void *)s, e - s);
-}
-
 static uint64_t
 unmap_block(struct zone *z, const struct page *pg, bool *all)
 {
@@ -128,7 +127,7 @@ unmap_block(struct zone *z, const struct page *pg, bool *all)
 		zone_step_set_mapped(z, st, false);
 		if (os_unmap((void *)(z->base + st * ZP_COMMIT_STEP),
 			     ZP_COMMIT_STEP) == 0) {
-			drop_step_descs(z, st, head);
+			drop_descs(z, st * STEP_PAGES, STEP_PAGES, head);
 			gone++;
 		} else {
 			zone_step_set_mapped(z, st, true);
@@ -154,7 +153,7 @@ hole_add_locked(struct zone *z, struct page *pg, uint64_t now)
 	size_t n = (size_t)1 << pg->order;
 
 	for (size_t st = head / STEP_PAGES; st < (head + n) / STEP_PAGES; st++)
-		zone_step_set_hole(z, st, true);
+		step_bit_set(z->hole_map, st, true);
 	z->nr_hole_steps += n / STEP_PAGES;
 	z->last_hole_ns = now;
 	(void)os_purge(pg, n * sizeof(struct page));
@@ -198,13 +197,12 @@ _Static_assert((sizeof(struct page) << DESC_DROP_ORDER) > ZP_PAGE_SIZE &&
 	       "a block of DESC_DROP_ORDER has descriptor pages of its own");
 
 static void
-drop_block_descs(const struct zone *z, struct page *pg)
+drop_block_descs(struct zone *z, struct page *pg)
 {
-	uintptr_t s = (uintptr_t)pg + ZP_PAGE_SIZE;
-	uintptr_t e = (uintptr_t)pg + (sizeof(struct page) << pg->order);
+	size_t head = buddy_index(&z->buddy, pg);
 
 	if (z->id == 0 && pg->order >= DESC_DROP_ORDER)
-		(void)os_purge((void *)s, e - s);
+		drop_descs(z, head, (size_t)1 << pg->order, head);
 }
 
 /* Gives the chain's blocks back with z->lock dropped, then frees them

@@ -23,7 +23,7 @@ check_steps(const struct zone *z, const char *name)
 	for (size_t st = 0; st < zone_committed_pages(z) / STEP_PAGES; st++) {
 		const struct page *blk;
 
-		if (zone_step_is_hole(z, st)) {
+		if (step_bit(z->hole_map, st)) {
 			holes++;
 			if (zone_step_is_mapped(z, st)) {
 				log_msg("%s: hole %zu is mapped", name, st);
@@ -33,7 +33,7 @@ check_steps(const struct zone *z, const char *name)
 		if (zone_step_is_mapped(z, st))
 			continue;
 		unmapped++;
-		if (zone_step_is_hole(z, st))
+		if (step_bit(z->hole_map, st))
 			continue;
 		blk = buddy_find_free(&z->buddy, st * STEP_PAGES);
 		if (!blk || blk->order < STEP_ORDER) {
@@ -122,8 +122,8 @@ count_holes_locked(const struct zone *z, uint64_t *by_order)
 
 	_Static_assert(ZP_MAX_ORDER == STEP_ORDER + 1, "two steps a block");
 	for (size_t st = 0; z->nr_hole_steps && st < steps; st += pair) {
-		bool lo = zone_step_is_hole(z, st);
-		bool hi = st + 1 < steps && zone_step_is_hole(z, st + 1);
+		bool lo = step_bit(z->hole_map, st);
+		bool hi = st + 1 < steps && step_bit(z->hole_map, st + 1);
 
 		if (lo && hi)
 			by_order[ZP_MAX_ORDER]++;

@@ -493,6 +493,17 @@ alloc_shared(struct tcache *tc, unsigned sc)
 	return p;
 }
 
+/* An object from a shared slab, handed out as from any bin: never with a
+ * free object's self link; for calloc, cleared for the bytes asked for. */
+static void *
+hand_out(void *p, size_t n, bool zero)
+{
+	if (zero)
+		return memset(p, 0, ZP_MAX(n, sizeof(uintptr_t)));
+	*(uintptr_t *)p = 0;
+	return p;
+}
+
 void *
 tcache_alloc_light(unsigned sc, size_t n, bool zero)
 {
@@ -510,12 +521,7 @@ tcache_alloc_light(unsigned sc, size_t n, bool zero)
 	if (ZP_IS_STATS)
 		__atomic_add_fetch(&slab_caches[sc].nr_alloc_slow, 1,
 				   __ATOMIC_RELAXED);
-	/* As from any bin: never a free object's self link; calloc clears
-	 * what it asked for. */
-	if (zero)
-		return memset(p, 0, ZP_MAX(n, sizeof(uintptr_t)));
-	*(uintptr_t *)p = 0;
-	return p;
+	return hand_out(p, n, zero);
 }
 
 bool
@@ -547,11 +553,8 @@ tcache_alloc_slow(struct tcache *tc, unsigned sc)
 	if (interrupted_self(tc))
 		return NULL;
 	p = alloc_shared(tc, sc);
-
-	if (p != NULL) {
-		*(uintptr_t *)p = 0;
-		return p;
-	}
+	if (p != NULL)
+		return hand_out(p, 0, false);
 	zp_lock(&tc->lock);
 	bin_attach(tc, sc);
 	got = tcache_fill(tc, sc);
@@ -591,7 +594,7 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 		return NULL;
 	p = alloc_shared(tc, sc);
 	if (p != NULL)
-		return memset(p, 0, ZP_MAX(n, sizeof(uintptr_t)));
+		return hand_out(p, n, true);
 	zp_lock(&tc->lock);
 	bin_attach(tc, sc);
 	if (b->cur == b->base)
