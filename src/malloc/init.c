@@ -49,23 +49,36 @@ static char mode_line[128];
  * run before glibc takes it, so they take it first themselves (it is
  * recursive: glibc's own take nests inside ours). The child's copy is
  * reset, as glibc resets it in a multi-threaded parent.
+ *
+ * The three entry points are looked up at the first fork, not at boot:
+ * the lookup reads libc's and our own symbol tables, 50 KiB of pages a
+ * process that never forks would keep resident for nothing. Two threads
+ * forking at once both look up and store the same pointers.
  */
 static struct {
 	void (*lock)(void), (*unlock)(void), (*reset)(void);
+	bool looked;
 } stdio_list;
 
 static void
-stdio_list_boot(void)
+stdio_list_find(void)
 {
-	void *lock = os_libc_symbol("_IO_list_lock");
-	void *unlock = os_libc_symbol("_IO_list_unlock");
-	void *reset = os_libc_symbol("_IO_list_resetlock");
+	void *lock, *unlock, *reset;
 
-	if (!lock || !unlock || !reset)
+	if (__atomic_load_n(&stdio_list.looked, __ATOMIC_ACQUIRE))
 		return;
-	stdio_list.lock = (void (*)(void))lock;
-	stdio_list.unlock = (void (*)(void))unlock;
-	stdio_list.reset = (void (*)(void))reset;
+	lock = os_libc_symbol("_IO_list_lock");
+	unlock = os_libc_symbol("_IO_list_unlock");
+	reset = os_libc_symbol("_IO_list_resetlock");
+	if (lock && unlock && reset) {
+		__atomic_store_n(&stdio_list.lock, (void (*)(void))lock,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&stdio_list.unlock, (void (*)(void))unlock,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&stdio_list.reset, (void (*)(void))reset,
+				 __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&stdio_list.looked, true, __ATOMIC_RELEASE);
 }
 
 static void
@@ -85,9 +98,12 @@ static void
 fork_prepare(void)
 {
 	uint8_t outer = zp_fork_mode;	/* a handler may fork mid-prepare */
+	void (*lock)(void);
 
-	if (stdio_list.lock)
-		stdio_list.lock();
+	stdio_list_find();
+	lock = __atomic_load_n(&stdio_list.lock, __ATOMIC_RELAXED);
+	if (lock)
+		lock();
 	zp_fork_interrupted = false;
 	zp_fork_mode = ZP_FORK_PROBE;
 	prefork_all();
@@ -99,14 +115,17 @@ fork_prepare(void)
 static void
 fork_parent(void)
 {
+	void (*unlock)(void) = __atomic_load_n(&stdio_list.unlock,
+					       __ATOMIC_RELAXED);
+
 	zone_postfork_parent();
 	slab_postfork_parent();
 #if ZP_HAVE_ZERO
 	zero_postfork_parent();
 #endif
 	large_postfork_parent();
-	if (stdio_list.unlock)
-		stdio_list.unlock();
+	if (unlock)
+		unlock();
 }
 
 /* The child has one thread, this one; the others' states stay allocated
@@ -122,7 +141,7 @@ fork_child(void)
 	zero_postfork_child();
 #endif
 	large_postfork_child();
-	if (stdio_list.reset)
+	if (stdio_list.reset)	/* the only thread now */
 		stdio_list.reset();
 }
 
@@ -278,7 +297,6 @@ boot_finish(void)
 	 * its destructor. */
 	if (key_ready && alloc_tls)
 		pthread_setspecific(tstate_key, tstate_of(alloc_tls));
-	stdio_list_boot();
 	map_boot();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	if (zp_opt.verbose)

@@ -1,0 +1,73 @@
+#!/bin/sh
+# text_layout.sh LIB LDSCRIPT: the library's code that every process runs
+# (src/hot_text.ld) lies in one 64 KiB window, where the kernel's
+# fault-around maps it with one fault, apart from the rest of the text:
+#   - the text segment starts on a 64 KiB boundary and asks ld.so for that
+#     alignment (p_align), so the window is the same in memory;
+#   - .text.zp_hot, which holds the listed functions and _fini (run at
+#     every exit), ends inside that first window;
+#   - every function the script names is still a function of LIB, so a
+#     rename or a new boot step shows up here (rerun bench/hot_text).
+set -u
+lib=$1
+ld=$2
+fail=0
+win=65536
+
+for t in readelf nm awk; do
+	command -v $t >/dev/null || { echo "SKIP: no $t" >&2; exit 77; }
+done
+
+seg=$(readelf -lW "$lib" | awk '$1 == "LOAD" && $7 == "E" { print $3, $8; exit }
+	$1 == "LOAD" && $8 == "E" { print $3, $9; exit }')
+set -- $seg
+[ $# -eq 2 ] || { echo "FAIL: no executable LOAD segment in $lib" >&2; exit 1; }
+seg_start=$(($1))
+seg_align=$(($2))
+if [ $((seg_start % win)) -ne 0 ] || [ "$seg_align" -lt $win ]; then
+	printf 'FAIL: text segment at 0x%x, p_align 0x%x (want 64 KiB)\n' \
+		"$seg_start" "$seg_align" >&2
+	fail=1
+fi
+
+hot=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//' |
+	awk '$1 == ".text.zp_hot" { print "0x" $3, "0x" $5 }')
+set -- $hot
+[ $# -eq 2 ] || { echo "FAIL: no .text.zp_hot section in $lib" >&2; exit 1; }
+hot_start=$(($1))
+hot_end=$(($1 + $2))
+if [ "$hot_start" -lt "$seg_start" ] ||
+   [ "$hot_end" -gt $((seg_start + win)) ]; then
+	printf 'FAIL: .text.zp_hot [0x%x, 0x%x) leaves the window at 0x%x\n' \
+		"$hot_start" "$hot_end" "$seg_start" >&2
+	fail=1
+fi
+
+fini=$(nm "$lib" | awk '$3 == "_fini" { print "0x" $1 }')
+if [ -z "$fini" ] || [ $((fini)) -lt "$hot_start" ] ||
+   [ $((fini)) -ge "$hot_end" ]; then
+	echo "FAIL: _fini ($fini) is not in .text.zp_hot" >&2
+	fail=1
+fi
+
+# Functions of LIB, with GCC's clone suffixes taken off.
+funcs=$(nm "$lib" | awk '$2 ~ /^[tT]$/ { print $3 }' |
+	sed -E 's/\.(part|isra|constprop|cold)(\.[0-9]+)?$//; s/\.(part|isra|constprop)(\.[0-9]+)?$//' |
+	sort -u)
+names=$(sed -n 's/^[[:space:]]*\*(\.text\.\([A-Za-z0-9_]*\) .*/\1/p' "$ld")
+n=0
+for f in $names; do
+	n=$((n + 1))
+	if ! printf '%s\n' "$funcs" | grep -qx "$f"; then
+		echo "FAIL: $ld names $f, which $lib does not have" >&2
+		fail=1
+	fi
+done
+if [ $n -lt 50 ]; then
+	echo "FAIL: $ld lists only $n functions" >&2
+	fail=1
+fi
+
+[ $fail -eq 0 ] && printf '%d functions and _fini in [0x%x, 0x%x), the text segment'"'"'s first 64 KiB\n' \
+	"$n" "$hot_start" "$hot_end"
+exit $fail
