@@ -21,6 +21,7 @@
 #include "malloc/map.h"
 #include "malloc/stats.h"
 #include "os/os.h"
+#include "os/os_proc.h"
 #include "page/zone.h"
 #if ZP_HAVE_ZERO
 #include "zero/zero.h"
@@ -50,35 +51,27 @@ static char mode_line[128];
  * recursive: glibc's own take nests inside ours). The child's copy is
  * reset, as glibc resets it in a multi-threaded parent.
  *
- * The three entry points are looked up at the first fork, not at boot:
- * the lookup reads libc's and our own symbol tables, 50 KiB of pages a
- * process that never forks would keep resident for nothing. Two threads
- * forking at once both look up and store the same pointers.
+ * The three entry points are looked up at the first fork, not at boot
+ * (os_libc_fn caches them): the lookup reads libc's and our own symbol
+ * tables, 50 KiB of pages a process that never forks would keep resident
+ * for nothing.
  */
-static struct {
-	void (*lock)(void), (*unlock)(void), (*reset)(void);
-	bool looked;
-} stdio_list;
+enum { STDIO_LOCK, STDIO_UNLOCK, STDIO_RESET, STDIO_NR };
 
-static void
-stdio_list_find(void)
+static const char *const stdio_names[STDIO_NR] = {
+	"_IO_list_lock", "_IO_list_unlock", "_IO_list_resetlock",
+};
+static void *stdio_list[STDIO_NR];
+
+/* One of the three, or NULL unless glibc has all of them. */
+static void (*stdio_list_fn(int which))(void)
 {
-	void *lock, *unlock, *reset;
+	void *fn[STDIO_NR];
 
-	if (__atomic_load_n(&stdio_list.looked, __ATOMIC_ACQUIRE))
-		return;
-	lock = os_libc_symbol("_IO_list_lock");
-	unlock = os_libc_symbol("_IO_list_unlock");
-	reset = os_libc_symbol("_IO_list_resetlock");
-	if (lock && unlock && reset) {
-		__atomic_store_n(&stdio_list.lock, (void (*)(void))lock,
-				 __ATOMIC_RELAXED);
-		__atomic_store_n(&stdio_list.unlock, (void (*)(void))unlock,
-				 __ATOMIC_RELAXED);
-		__atomic_store_n(&stdio_list.reset, (void (*)(void))reset,
-				 __ATOMIC_RELAXED);
-	}
-	__atomic_store_n(&stdio_list.looked, true, __ATOMIC_RELEASE);
+	for (int i = 0; i < STDIO_NR; i++)
+		if (!(fn[i] = os_libc_fn(&stdio_list[i], stdio_names[i])))
+			return NULL;
+	return (void (*)(void))fn[which];
 }
 
 static void
@@ -98,10 +91,8 @@ static void
 fork_prepare(void)
 {
 	uint8_t outer = zp_fork_mode;	/* a handler may fork mid-prepare */
-	void (*lock)(void);
+	void (*lock)(void) = stdio_list_fn(STDIO_LOCK);
 
-	stdio_list_find();
-	lock = __atomic_load_n(&stdio_list.lock, __ATOMIC_RELAXED);
 	if (lock)
 		lock();
 	zp_fork_interrupted = false;
@@ -115,8 +106,7 @@ fork_prepare(void)
 static void
 fork_parent(void)
 {
-	void (*unlock)(void) = __atomic_load_n(&stdio_list.unlock,
-					       __ATOMIC_RELAXED);
+	void (*unlock)(void) = stdio_list_fn(STDIO_UNLOCK);
 
 	zone_postfork_parent();
 	slab_postfork_parent();
@@ -133,6 +123,8 @@ fork_parent(void)
 static void
 fork_child(void)
 {
+	void (*reset)(void) = stdio_list_fn(STDIO_RESET);
+
 	zone_postfork_child();
 	slab_postfork_child();
 	if (alloc_tls)
@@ -141,8 +133,8 @@ fork_child(void)
 	zero_postfork_child();
 #endif
 	large_postfork_child();
-	if (stdio_list.reset)	/* the only thread now */
-		stdio_list.reset();
+	if (reset)
+		reset();
 }
 
 /* --- thread state ------------------------------------------------------ */

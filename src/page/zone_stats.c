@@ -21,19 +21,19 @@ check_steps(const struct zone *z, const char *name)
 	uint64_t unmapped = 0, holes = 0;
 
 	for (size_t st = 0; st < zone_committed_pages(z) / STEP_PAGES; st++) {
+		bool hole = step_bit(z->hole_map, st);
+		bool mapped = zone_step_is_mapped(z, st);
 		const struct page *blk;
 
-		if (step_bit(z->hole_map, st)) {
-			holes++;
-			if (zone_step_is_mapped(z, st)) {
-				log_msg("%s: hole %zu is mapped", name, st);
-				return false;
-			}
+		if (hole && mapped) {
+			log_msg("%s: hole %zu is mapped", name, st);
+			return false;
 		}
-		if (zone_step_is_mapped(z, st))
+		holes += hole;
+		if (mapped)
 			continue;
 		unmapped++;
-		if (step_bit(z->hole_map, st))
+		if (hole)
 			continue;
 		blk = buddy_find_free(&z->buddy, st * STEP_PAGES);
 		if (!blk || blk->order < STEP_ORDER) {
