@@ -250,6 +250,8 @@ cache_alloc_shared(unsigned sc)
 	if (p != NULL)
 		zp_stat_inc(c->nr_shared);
 	zp_unlock(&c->lock);
+	/* Handed out at once: no bin entry. */
+	p = (void *)((uintptr_t)p & ~SLAB_FRESH);
 	spill_to_zone(spill, NULL);
 	return p;
 }

@@ -208,6 +208,13 @@ slab_double_free(void *p)
 	log_fatal("free(): double free detected %p", p);
 }
 
+void
+slab_double_free_in(const char *call, void *p)
+{
+	log_fatal("%s(): double free detected %p (freed twice earlier)", call,
+		  p);
+}
+
 /* Checks a decoded link of slot: an object start of the same slab (the
  * slot itself ends a list). */
 static void
@@ -230,6 +237,7 @@ slab_take(struct slab *s, void **dst, unsigned want)
 		uintptr_t next = slab_decode(a);
 
 		slab_check_link(s, a, next);
+		slab_bin_enter(a);
 		dst[n++] = (void *)a;
 		a = next == a ? 0 : next;
 	}
@@ -240,7 +248,7 @@ slab_take(struct slab *s, void **dst, unsigned want)
 		uintptr_t p = base + (uintptr_t)s->nr_carved * c->size;
 
 		for (unsigned i = 0; i < k; i++, p += c->size)
-			dst[n++] = (void *)p;
+			dst[n++] = (void *)(p | SLAB_FRESH);
 		s->nr_carved = (uint16_t)(s->nr_carved + k);
 	}
 	s->nr_inuse = (uint16_t)(s->nr_inuse + n);

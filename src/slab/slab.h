@@ -23,9 +23,18 @@
  * arbitrary address, and a decoded link that leaves the slab is caught.
  * The byte swap keeps the small difference between neighbouring addresses
  * from exposing the key's high bits. A list ends with a link to the slot
- * itself, and an object cached in a bin carries the same self link, so
- * the first word of every free object decodes to an address inside its
- * own slab: that is the whole double-free filter of free()'s fast path.
+ * itself.
+ *
+ * An object in a tcache bin carries that self link in its second word
+ * (its mark) and no link in its first. free() writes the mark and reads
+ * nothing: a read of an object the cache has not seen stalls the free,
+ * a store does not. So a double free is found where the object leaves
+ * the bin - malloc() or a flush finds no mark (the other copy was handed
+ * out or flushed first) or a first word that is a link (the object was
+ * already on one of its slab's lists) - always before the object could
+ * be handed out twice or its slab emptied under it; and at once when the
+ * object is one of the last two freed to its bin. Objects never handed
+ * out enter a bin unwritten, as SLAB_FRESH entries.
  *
  * Lists of a slab:
  *   free    the holder's local list (no atomics; holder only),
@@ -203,19 +212,56 @@ slab_decode(uintptr_t slot)
 }
 
 /* Does the decoded word w of slot a point into a's slab (mask: slab
- * bytes - 1)? True for every free object (links stay in their slab; ends
- * and bin entries link to themselves) and, short of a 2^-45 accident, for
- * no live one. */
+ * bytes - 1)? True for every link of a list (they stay in their slab;
+ * ends link to themselves) and, short of a 2^-45 accident, for no live
+ * object's first word. */
 static inline bool
 slab_word_is_link(uintptr_t w, uintptr_t a, uintptr_t mask)
 {
 	return (w ^ a) <= mask;
 }
 
+/* A bin entry of an object never handed out (slab_take): its words are
+ * not written (untouched memory stays so) and there is nothing to check. */
+#define SLAB_FRESH	((uintptr_t)1)
+
+/* The mark of an object in a bin: its own self link, in its second word. */
+static inline uintptr_t
+slab_mark(uintptr_t a)
+{
+	return slab_encode(a, a);
+}
+
+/*
+ * Is the object at a, taken from a bin, as a bin leaves it: marked, and
+ * with a first word that is no link (w0 ^ mark is decode(w0) ^ a; no slab
+ * spans more than SLAB_MAX_BYTES, so the test needs no descriptor)? Both
+ * words share the object's first line.
+ */
+static inline bool
+slab_binned_ok(uintptr_t a)
+{
+	const uintptr_t *w = (const uintptr_t *)a;
+	uintptr_t m = slab_mark(a);
+
+	return (w[1] == m) & ((w[0] ^ m) >= SLAB_MAX_BYTES);
+}
+
+/* The words of an object entering a bin, and leaving it for a list. */
+static inline void
+slab_bin_enter(uintptr_t a)
+{
+	((uintptr_t *)a)[0] = 0;
+	((uintptr_t *)a)[1] = slab_mark(a);
+}
+
+/* Is the object at a free as far as its own words tell: on a list, in a
+ * bin or posted? Remote frees and realloc check this. */
 static inline bool
 slab_looks_free(const struct slab *s, uintptr_t a)
 {
-	return slab_word_is_link(slab_decode(a), a, s->mask);
+	return slab_word_is_link(slab_decode(a), a, s->mask) ||
+	       ((const uintptr_t *)a)[1] == slab_mark(a);
 }
 
 /*
@@ -242,14 +288,15 @@ slab_index_of(const struct slab *s, uintptr_t a)
 	return (long)(((uint64_t)(a & s->mask) * s->recip) >> 32);
 }
 
-/* Puts p on the holder's local list. */
+/* Puts p on the holder's local list; it is no bin's any more. */
 static inline void
 slab_push(struct slab *s, void *p)
 {
 	uintptr_t a = (uintptr_t)p;
 	uintptr_t next = s->free ? (uintptr_t)s->free : a;
 
-	*(uintptr_t *)p = slab_encode(next, a);
+	((uintptr_t *)p)[0] = slab_encode(next, a);
+	((uintptr_t *)p)[1] = 0;
 	s->free = p;
 	s->nr_inuse--;
 }
@@ -272,7 +319,8 @@ void slab_fini(struct slab *s);
 /* Forgets the objects of a slab with nr_inuse == 0 (dirty from now on). */
 void slab_reset(struct slab *s);
 /* Moves up to want objects (local list first, then never-used ones) to
- * dst; returns how many. Carved objects are not written. */
+ * dst, a bin: marked as binned, never-used ones as SLAB_FRESH entries
+ * instead; returns how many. */
 unsigned slab_take(struct slab *s, void **dst, unsigned want);
 /* Takes one never-used object (calloc from a zero slab: no write). */
 void *slab_bump(struct slab *s);
@@ -301,7 +349,7 @@ void slab_undelay(struct slab *s);
 /* Owner side, before giving s up: no DELAYED left, no freer posting. */
 void slab_settle(struct slab *s);
 
-/* The slow half of a local free whose first word looks like a link:
+/* An object leaving a bin with a first word that looks like a link:
  * aborts when p really is on one of the slab's lists, returns otherwise. */
 void slab_free_check_slow(struct slab *s, void *p);
 /* A free by a thread that does not hold the slab cannot walk its lists:
@@ -311,6 +359,9 @@ void slab_remote_check(struct slab *s, void *p);
 void slab_realloc_check(const struct page *slab_page, void *p);
 void slab_invalid_free(void *p) zp_cold __attribute__((noreturn));
 void slab_double_free(void *p) zp_cold __attribute__((noreturn));
+/* A double free found where the object left its bin: by call. */
+void slab_double_free_in(const char *call, void *p)
+	zp_cold __attribute__((noreturn));
 void slab_corrupt_fatal(struct slab *s, void *slot, uintptr_t next)
 	zp_cold __attribute__((noreturn));
 

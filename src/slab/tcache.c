@@ -101,8 +101,11 @@ bin_attach(struct tcache *tc, unsigned sc)
 
 	if (zp_likely(b->base != NULL))
 		return;
-	b->base = b->cur = tc->slots + tc->nr_slots_used;
-	tc->nr_slots_used += slab_class[sc].bin_cap;
+	b->base = b->cur = tc->slots + tc->nr_slots_used + TBIN_GUARD;
+	tc->nr_slots_used += TBIN_GUARD + slab_class[sc].bin_cap;
+	/* Slots are not cleared with the rest of a reused state. */
+	for (unsigned i = 1; i <= TBIN_GUARD; i++)
+		b->base[-(int)i] = NULL;
 	zp_assert(tc->nr_slots_used <= TCACHE_SLOTS);
 	b->end = b->base + slab_class[sc].bin_cap;
 }
@@ -175,6 +178,7 @@ static void
 give_back(struct tcache *tc, void *p, struct slab *s)
 {
 	if (zp_unlikely(slab_owner(s) != tc)) {
+		((uintptr_t *)p)[1] = 0;
 		push_chain(s, (uintptr_t)p, (uintptr_t)p, 1);
 		return;
 	}
@@ -220,6 +224,10 @@ mail_drain(struct tcache *tc)
 		uintptr_t next = mail_next(a);
 		struct slab *s = slab_of_ptr(a);
 
+		/* A post links to itself only when its owner freed it
+		 * again, which wrote the bin's mark over the link. */
+		if (next == a)
+			slab_double_free((void *)a);
 		if (s == NULL || slab_owner(s) != tc ||
 		    slab_index_of(s, a) < 0 || (next & 15) != 0)
 			log_fatal("free(): corrupted remote free list at %p",
@@ -235,9 +243,13 @@ mail_holds(struct tcache *tc, uintptr_t a)
 {
 	uintptr_t q = __atomic_load_n(&tc->mailbox, __ATOMIC_ACQUIRE);
 
-	for (; q != 0 && (q & 15) == 0; q = mail_next(q))
+	for (uintptr_t next; q != 0 && (q & 15) == 0; q = next) {
+		next = mail_next(q);
 		if (q == a)
 			return true;
+		if (next == q)		/* see mail_drain */
+			slab_double_free((void *)q);
+	}
 	return false;
 }
 
@@ -499,8 +511,8 @@ static void *
 hand_out(void *p, size_t n, bool zero)
 {
 	if (zero)
-		return memset(p, 0, ZP_MAX(n, sizeof(uintptr_t)));
-	*(uintptr_t *)p = 0;
+		return memset(p, 0, ZP_MAX(n, 2 * sizeof(uintptr_t)));
+	((uintptr_t *)p)[0] = ((uintptr_t *)p)[1] = 0;
 	return p;
 }
 
@@ -615,35 +627,74 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 
 /* --- flush and local frees ---------------------------------------------- */
 
+/*
+ * An object out of a bin whose first word looks like a link (tc->lock
+ * held): aborts, naming call, when it is on a list of its slab or in the
+ * mailbox - freed again after it had left the bin - and returns when the
+ * word is a live object's unlucky bytes.
+ */
+static void
+unbin_check_locked(struct tcache *tc, void *p, const char *call)
+{
+	struct slab *s = slab_of_ptr((uintptr_t)p);
+
+	/* Its lists are ours to walk only while it is ours. */
+	if (s == NULL || slab_owner(s) != tc || mail_holds(tc, (uintptr_t)p))
+		slab_double_free_in(call, p);
+	slab_free_check_slow(s, p);
+}
+
+void *
+tcache_unbin_slow(struct tcache *tc, void *p, const char *call)
+{
+	if (((uintptr_t *)p)[1] != slab_mark((uintptr_t)p))
+		slab_double_free_in(call, p);
+	/* A signal handler's malloc cannot take the lock its thread holds:
+	 * the bytes pass unverified (a 2^-47 chance that they are a link). */
+	if (!interrupted_self(tc)) {
+		zp_lock(&tc->lock);
+		unbin_check_locked(tc, p, call);
+		zp_unlock(&tc->lock);
+	}
+	((uintptr_t *)p)[1] = 0;
+	return p;
+}
+
 /* Gives the n newest objects of a bin back to their slabs (all of them at
  * trim and exit). A full bin gives half: freed within the last few dozen
  * frees, their lines and their descriptors' are still in the cache, and
  * one lock serves them all. (The oldest would have gone cold long ago: a
  * program freeing a large structure in random order paid every miss
- * twice.) */
+ * twice.) Each leaves the bin as a malloc would take it: marked, and
+ * with no link in its first word. */
 static void
 bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 {
 	struct tbin *b = &tc->bins[sc];
 
 	zp_stat_inc(tc->nr_flush);
-	for (void **q = b->cur - n; q < b->cur; q++)
-		give_back(tc, *q, slab_of_ptr((uintptr_t)*q));
+	for (void **q = b->cur - n; q < b->cur; q++) {
+		uintptr_t a = (uintptr_t)*q & ~SLAB_FRESH;
+
+		if (!((uintptr_t)*q & SLAB_FRESH) &&
+		    zp_unlikely(!slab_binned_ok(a))) {
+			if (((uintptr_t *)a)[1] != slab_mark(a))
+				slab_double_free((void *)a);
+			unbin_check_locked(tc, (void *)a, "free");
+		}
+		give_back(tc, (void *)a, slab_of_ptr(a));
+	}
 	b->cur -= n;
 	zp_stat_add(tc->cls[sc].nr_flushed, n);
 }
 
-/*
- * A local free the fast path could not take: the first word looked like a
- * free object's (a double free, or a live object's unlucky bytes), or the
- * bin was full, when its newest half goes back to the slabs.
- */
+/* A local free into a full bin (or one the thread has not used yet):
+ * the bin's newest half goes back to the slabs first. */
 void
 tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
 {
 	unsigned sc = s->sc;
 	struct tbin *b = &tc->bins[sc];
-	uintptr_t a = (uintptr_t)p;
 
 	if (interrupted_self(tc)) {
 		tcache_free_remote(NULL, p, s);
@@ -651,21 +702,12 @@ tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
 	}
 	zp_lock(&tc->lock);
 	bin_attach(tc, sc);
-	if (slab_looks_free(s, a)) {
-		for (void **q = b->base; q < b->cur; q++)
-			if (*q == p)
-				slab_double_free(p);
-		if (mail_holds(tc, a))
-			slab_double_free(p);
-		/* Its lists are ours to walk only while it is ours. */
-		if (slab_owner(s) != tc)
-			slab_double_free(p);
-		slab_free_check_slow(slab_head(s), p);
-	}
 	if (b->cur == b->end)
 		bin_flush(tc, sc, (unsigned)(b->end - b->base + 1) / 2);
 	zp_unlock(&tc->lock);
-	*(uintptr_t *)p = slab_encode(a, a);
+	if (b->cur[-1] == p || b->cur[-2] == p)
+		slab_double_free(p);
+	((uintptr_t *)p)[1] = slab_mark((uintptr_t)p);
 	*b->cur++ = p;
 	zp_stat_inc(b->nr_free_local);
 }

@@ -15,12 +15,15 @@
  *
  * Fast paths (x86-64), no calls and no register saves:
  *   alloc: load the bin's top and bottom, compare, load the pointer,
- *          store the top, clear the object's first word.
+ *          store the top, test the object's two first words for the
+ *          bin's mark (slab.h), clear the mark.
  *   free:  one descriptor (the page's: class, owner, geometry), index
- *          check (mask, multiply, compare), compare the owner, decode the
- *          first word and test it for a free object's self link, compare
- *          the top with the end, store the self link, store the pointer
- *          and the top, count the free (in the bin's own line).
+ *          check (mask, multiply, compare), compare the owner, compare
+ *          the top with the end and the two newest entries with the
+ *          object, store the mark, the pointer and the top, count the
+ *          free (in the bin's own line). Nothing of the object is read:
+ *          a free in an order the cache has not seen does not wait for
+ *          the object's line.
  */
 #ifndef ZP_SLAB_TCACHE_H
 #define ZP_SLAB_TCACHE_H
@@ -32,8 +35,12 @@
 #include "slab/sizeclass.h"
 #include "slab/slab.h"
 
-/* Room for every class's bin_cap (slab_boot checks the sum). */
+/* Room for every class's bin_cap and its guards (slab_boot checks the
+ * sum). */
 #define TCACHE_SLOTS	4096
+/* Empty slots below each bin's base: free compares the two newest
+ * entries with the object without testing for an emptier bin. */
+#define TBIN_GUARD	2
 
 /*
  * A bin's stack. All three pointers are NULL until the thread first uses
@@ -121,6 +128,10 @@ tcache_unlock(struct tcache *tc)
 }
 
 void *tcache_alloc_slow(struct tcache *tc, unsigned sc);
+/* An object out of a bin that does not look as a bin leaves it: a
+ * double free (aborts, naming call) or a live object's first word that
+ * looks like a link. Returns p, unmarked. */
+void *tcache_unbin_slow(struct tcache *tc, void *p, const char *call);
 /* For a thread with no cache (alloc_tls NULL) that is not the process's
  * first: an object of class sc from the class's shared slab (cleared for
  * n bytes when zero), while the thread has taken few; NULL when it is to
@@ -150,30 +161,47 @@ tcache_pop(struct tcache *tc, unsigned sc, void **p)
 	return true;
 }
 
+/* The object of bin entry e, checked and unmarked: a live object never
+ * shows the mark, nor a link (a never-used object of a reused slab may
+ * hold a stale one). */
+static zp_always_inline void *
+tcache_unbin(struct tcache *tc, void *e, const char *call)
+{
+	uintptr_t a = (uintptr_t)e;
+
+	if (a & SLAB_FRESH) {
+		a ^= SLAB_FRESH;
+		((uintptr_t *)a)[0] = ((uintptr_t *)a)[1] = 0;
+		return (void *)a;
+	}
+	if (zp_unlikely(!slab_binned_ok(a)))
+		return tcache_unbin_slow(tc, e, call);
+	((uintptr_t *)a)[1] = 0;
+	return e;
+}
+
 static zp_always_inline void *
 tcache_alloc(struct tcache *tc, unsigned sc)
 {
 	void *p;
 
-	if (zp_likely(tcache_pop(tc, sc, &p))) {
-		/* A live object never shows a free object's self link. */
-		*(uintptr_t *)p = 0;
-		return p;
-	}
+	if (zp_likely(tcache_pop(tc, sc, &p)))
+		return tcache_unbin(tc, p, "malloc");
 	return tcache_alloc_slow(tc, sc);
 }
 
 /* calloc of n bytes of class sc: an object from the bin is cleared for
- * the bytes asked for only (and its first word, which held the bin's
- * self link); an empty bin goes to tcache_alloc_zero, which takes
- * untouched objects of zero slabs without writing them. */
+ * the bytes asked for only (and its mark); an empty bin goes to
+ * tcache_alloc_zero, which takes untouched objects of zero slabs without
+ * writing them. */
 static zp_always_inline void *
 tcache_calloc(struct tcache *tc, unsigned sc, size_t n)
 {
 	void *p;
 
 	if (zp_likely(tcache_pop(tc, sc, &p)))
-		return memset(p, 0, ZP_MAX(n, sizeof(uintptr_t)));
+		return memset(tcache_unbin(tc, p, "calloc"), 0,
+			      ZP_MAX(n, 2 * sizeof(uintptr_t)));
 	return tcache_alloc_zero(tc, sc, n);
 }
 
@@ -192,7 +220,6 @@ tcache_free(struct tcache *tc, void *p, struct page *pg)
 	uintptr_t a = (uintptr_t)p;
 	/* Read before the owner: the compiler does not move plain loads
 	 * across an atomic one. */
-	uint32_t mask = s->mask;
 	size_t sc = s->sc;
 
 	if (zp_unlikely(!slab_is_start(s, a)))
@@ -200,14 +227,14 @@ tcache_free(struct tcache *tc, void *p, struct page *pg)
 	if (zp_likely(slab_owner(s) == tc)) {
 		struct tbin *b = &tc->bins[sc];
 		void **cur = b->cur;
-		uintptr_t k = slab_key ^ __builtin_bswap64(a);
 
 		/* Tail calls, so the fast path saves no registers. */
-		if (zp_unlikely(slab_word_is_link(*(uintptr_t *)p ^ k, a,
-						  mask) |
-				(cur == b->end)))
+		if (zp_unlikely(cur == b->end))
 			return tcache_free_slow(tc, p, s);
-		*(uintptr_t *)p = a ^ k;
+		/* free(a); free(b); free(a) is caught here, by free(). */
+		if (zp_unlikely((cur[-1] == p) | (cur[-2] == p)))
+			slab_double_free(p);
+		((uintptr_t *)p)[1] = slab_mark(a);
 		*cur = p;
 		b->cur = cur + 1;
 		zp_stat_inc(b->nr_free_local);

@@ -68,6 +68,21 @@ static void c_df_small_immediate(void)
 	free(opaque(p));
 	free(opaque(p));
 }
+/* Not among the last two frees: found where the object leaves the bin,
+ * before it can be handed out twice. */
+static void c_df_small_late(void)
+{
+	void *p = malloc(32), *q[3];
+
+	for (int i = 0; i < 3; i++)
+		q[i] = malloc(32);
+	free(opaque(p));
+	for (int i = 0; i < 3; i++)
+		free(opaque(q[i]));
+	free(opaque(p));
+	for (int i = 0; i < 5; i++)
+		sink = malloc(32);
+}
 static void c_df_medium(void) { double_free(100 << 10); }
 static void c_df_large(void) { double_free(8 << 20); }
 static void c_interior_small(void) { free_interior(64, 16); }
@@ -171,6 +186,7 @@ static const struct {
 } cases[] = {
 	{ "double_free_small", "free", c_df_small },
 	{ "double_free_small_immediate", "free", c_df_small_immediate },
+	{ "double_free_small_late", "malloc", c_df_small_late },
 	{ "double_free_medium", "free", c_df_medium },
 	{ "double_free_large", "free", c_df_large },
 	{ "free_interior_small", "free", c_interior_small },

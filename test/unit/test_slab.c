@@ -283,6 +283,58 @@ Test(slab, double_free_of_list_head_aborts, .signal = SIGABRT)
 	xfree(&tc, p);
 }
 
+/* Neither of the last two frees: free() does not look at the object, and
+ * the copy that leaves the bin second finds its mark gone. */
+Test(slab, double_free_found_by_malloc, .signal = SIGABRT)
+{
+	void *p = tcache_alloc(&tc, 3);
+	void *v[3];
+
+	for (int i = 0; i < 3; i++)
+		v[i] = tcache_alloc(&tc, 3);
+	xfree(&tc, p);
+	for (int i = 0; i < 3; i++)
+		xfree(&tc, v[i]);
+	xfree(&tc, p);
+	for (int i = 0; i < 5; i++)
+		tcache_alloc(&tc, 3);
+}
+
+/* The same found when the bin gives both copies back (malloc_trim). */
+Test(slab, double_free_found_by_flush, .signal = SIGABRT)
+{
+	void *p = tcache_alloc(&tc, 3);
+	void *v[3];
+
+	for (int i = 0; i < 3; i++)
+		v[i] = tcache_alloc(&tc, 3);
+	xfree(&tc, p);
+	for (int i = 0; i < 3; i++)
+		xfree(&tc, v[i]);
+	xfree(&tc, p);
+	tcache_flush(&tc);
+}
+
+/* Freed again after the bin gave it back to its slab: the copy in the
+ * bin still has its first word, the slab list's link. */
+Test(slab, double_free_of_flushed_object_aborts, .signal = SIGABRT)
+{
+	unsigned sc = 3, n = slab_class[sc].bin_cap;
+	void **v = calloc(n, sizeof(*v));
+	void *p = tcache_alloc(&tc, sc);
+
+	for (unsigned i = 0; i < n; i++)
+		v[i] = tcache_alloc(&tc, sc);
+	xfree(&tc, p);
+	/* A full bin gives its newest half back: p with them. */
+	for (unsigned i = 0; i < n; i++)
+		xfree(&tc, v[i]);
+	CHECK(slab_looks_free(slab_of(head_of(p)), (uintptr_t)p),
+	      "p is on no list");
+	xfree(&tc, p);
+	tcache_alloc(&tc, sc);
+}
+
 Test(slab, double_free_without_tcache_aborts, .signal = SIGABRT)
 {
 	void *p = tcache_alloc(&tc, 4);
@@ -349,6 +401,11 @@ Test(slab, no_abort_on_valid_frees_with_plausible_garbage)
 	*a = slab_encode((uintptr_t)b, (uintptr_t)a);
 	xfree(&tc, a);
 	xfree(&tc, b);
+	/* a leaves the bin with its link-like word: walked, then handed
+	 * out again. */
+	CHECK_OP((void *)tcache_alloc(&tc, 1), ==, (void *)b);
+	CHECK_OP((void *)tcache_alloc(&tc, 1), ==, (void *)a);
+	CHECK_OP(*a, ==, slab_encode((uintptr_t)b, (uintptr_t)a));
 }
 
 /* A random mix of classes checked against a shadow copy of every live
