@@ -341,7 +341,7 @@ alloc_free_slow(void *p)
 			return;
 		}
 		if (head->kind == PAGE_SLAB) {
-			tcache_free(alloc_tls, p, pg);
+			tcache_free_page(alloc_tls, p, pg);
 			return;
 		}
 		bad_zone_pointer("free()", p, head);
@@ -718,7 +718,7 @@ alloc_free_aligned_sized(void *p, size_t align, size_t n, const char *call)
 	if (n > SC_MAX_SIZE || align > ZP_PAGE_SIZE ||
 	    slab_of(pg)->sc != aligned_class(align, n))
 		bad_size(call, n, p);
-	tcache_free(alloc_tls, p, pg);
+	tcache_free_page(alloc_tls, p, pg);
 }
 
 /* --- placement flags (zp_malloc_flags) ----------------------------------- */

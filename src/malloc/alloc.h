@@ -119,32 +119,32 @@ alloc_calloc(size_t nmemb, size_t size)
 static inline void
 alloc_free(void *p)
 {
-	struct page *pg = page_lookup_fast(p);
+	uint64_t f = page_facts_fast(p);
 
-	/* Every page of a slab describes it: no hop to a head page. */
-	if (zp_likely(pg != NULL && pg->kind == PAGE_SLAB)) {
-		tcache_free(alloc_tls, p, pg);
+	/* Every page of a slab has its facts: no hop to a head page. */
+	if (zp_likely(f != 0)) {
+		tcache_free(alloc_tls, p, f);
 		return;
 	}
 	alloc_free_slow(p);
 }
 
 /*
- * free_sized and sized delete: n is what was asked for. The descriptor
+ * free_sized and sized delete: n is what was asked for. The facts word
  * read anyway for the owner check has the slab's class, so the size saves
  * no lookup; it costs a class compare off the critical path (the class of
- * n does not wait for the descriptor), and a size of another class, or a
+ * n does not wait for the word), and a size of another class, or a
  * medium or large block of another size (slow path), is fatal rather than
  * a free into the wrong bin. call names the caller in that message.
  */
 static inline void
 alloc_free_sized(void *p, size_t n, const char *call)
 {
-	struct page *pg = page_lookup_fast(p);
+	uint64_t f = page_facts_fast(p);
 
-	if (zp_likely(pg != NULL && pg->kind == PAGE_SLAB && n <= SC_MAX_SIZE &&
-		      slab_of(pg)->sc == sizeclass_of(n))) {
-		tcache_free(alloc_tls, p, pg);
+	if (zp_likely(f != 0 && n <= SC_MAX_SIZE &&
+		      slab_facts_sc(f) == sizeclass_of(n))) {
+		tcache_free(alloc_tls, p, f);
 		return;
 	}
 	alloc_free_sized_slow(p, n, call);

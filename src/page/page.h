@@ -95,6 +95,7 @@ extern unsigned nr_zone_spans;
 struct zp_arena {
 	uintptr_t base;		/* zone 0's first byte; 0 before boot */
 	struct page *descs;	/* descriptor of the page at base */
+	uint64_t *facts;	/* facts word of the page at base */
 	unsigned zone_shift;	/* log2 of each zone's span */
 	unsigned nr_zones;	/* zone ids 0 .. nr_zones - 1 */
 };
@@ -129,6 +130,54 @@ page_lookup_fast(const void *p)
 		      in < __atomic_load_n(&zone_spans[z].committed,
 					   __ATOMIC_ACQUIRE)))
 		return &zp_arena.descs[off >> ZP_PAGE_SHIFT];
+	return NULL;
+}
+
+/*
+ * Beside the descriptors, every arena page has one facts word, 0 until
+ * its owner layer writes one (the slab layer: what free() needs, in 8
+ * bytes where the descriptor takes a line of 64). A program that frees in
+ * an order the cache has not seen then reaches 512 pages' facts through
+ * one line, and a heap of 100 MiB keeps all of them in 200 KiB, within
+ * a core's L2, where its descriptors (1.6 MiB) are not.
+ */
+static inline uint64_t
+page_facts_fast(const void *p)
+{
+	uintptr_t off = (uintptr_t)p - zp_arena.base;
+	uintptr_t z = off >> zp_arena.zone_shift;
+	uintptr_t in = off & (((uintptr_t)1 << zp_arena.zone_shift) - 1);
+
+	if (zp_likely(z < zp_arena.nr_zones &&
+		      in < __atomic_load_n(&zone_spans[z].committed,
+					   __ATOMIC_ACQUIRE)))
+		return __atomic_load_n(&zp_arena.facts[off >> ZP_PAGE_SHIFT],
+				       __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Starts loading the descriptor of p's page, if p lies in the arena: a
+ * loop over many pointers overlaps the misses that a lookup per pointer
+ * would take one after another. */
+static inline void
+page_prefetch(const void *p)
+{
+	uintptr_t off = (uintptr_t)p - zp_arena.base;
+
+	if ((off >> zp_arena.zone_shift) < zp_arena.nr_zones)
+		__builtin_prefetch(&zp_arena.descs[off >> ZP_PAGE_SHIFT], 1);
+}
+
+/* The facts word of the page pg describes; NULL outside the arena (the
+ * LOW32 zone has none: its frees take the descriptor's way). */
+static inline uint64_t *
+page_facts(const struct page *pg)
+{
+	uintptr_t i = (uintptr_t)(pg - zp_arena.descs);
+
+	if (i < ((uintptr_t)zp_arena.nr_zones
+		 << (zp_arena.zone_shift - ZP_PAGE_SHIFT)))
+		return &zp_arena.facts[i];
 	return NULL;
 }
 

@@ -43,13 +43,15 @@
 #define ZONE_MIN_SPAN		((size_t)8 << 20)
 #define ZONE_DEFAULT_SPAN	((size_t)64 << 30)
 #define DESC_BYTES(pages)	((size_t)(pages) * sizeof(struct page))
+#define FACT_BYTES(pages)	((size_t)(pages) * sizeof(uint64_t))
 /* The retained budget starts at 128 KiB, glibc's trim threshold
  * (zone_purge.c). */
 #define RETAIN_MIN		((uint64_t)32)
 
 _Static_assert(ZP_COMMIT_STEP % ZP_PAGE_SIZE == 0, "step is whole pages");
-_Static_assert(DESC_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0,
-	       "descriptors of one step are whole pages");
+_Static_assert(DESC_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0 &&
+	       FACT_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0,
+	       "descriptors and facts of one step are whole pages");
 _Static_assert(ZP_MAX_BLOCK % ZP_COMMIT_STEP == 0, "steps tile blocks");
 
 struct zone zone_table[ZP_MAX_ZONES];
@@ -165,6 +167,7 @@ struct zone_place {
 	uintptr_t base;
 	size_t span;
 	struct page *descs;
+	uint64_t *facts;		/* NULL: none (LOW32) */
 	void *tables;			/* region types, then the step map */
 	size_t tables_bytes;
 };
@@ -208,7 +211,8 @@ zone_create(const struct zone_place *pl, enum zone_type type, unsigned node,
 	struct zone *z = &zone_table[nr_zones];
 
 	*z = (struct zone){ .base = pl->base, .span = pl->span,
-			    .descs = pl->descs, .tables = pl->tables,
+			    .descs = pl->descs, .facts = pl->facts,
+			    .tables = pl->tables,
 			    .tables_bytes = pl->tables_bytes,
 			    .is_bound = bind, .id = nr_zones, .node = node,
 			    .type = type };
@@ -246,6 +250,8 @@ zones_teardown(void)
 					 ZP_COMMIT_STEP);
 		if (z->descs_committed)
 			os_unmap(z->descs, z->descs_committed);
+		if (z->facts_committed)
+			os_unmap(z->facts, z->facts_committed);
 		os_unmap(z->tables, z->tables_bytes);
 	}
 	zp_arena = (struct zp_arena){ 0 };
@@ -254,23 +260,27 @@ zones_teardown(void)
 }
 
 /*
- * The arena's window: descriptors of every zone first (a zone's pages and
- * their descriptors stay in the same order, so one subtraction and one
- * shift find either), then the zones, each span bytes and aligned to the
- * largest buddy block.
+ * The arena's window: facts words and descriptors of every zone first (a
+ * zone's pages, their descriptors and facts stay in the same order, so
+ * one subtraction and one shift find any of them), then the zones, each
+ * span bytes and aligned to the largest buddy block.
  */
 static int
 arena_place(size_t span, unsigned nodes)
 {
 	size_t total = span * nodes;
+	size_t fbytes = zp_align_up(FACT_BYTES(total >> ZP_PAGE_SHIFT),
+				    ZP_MAX_BLOCK);
 	size_t dbytes = zp_align_up(descs_bytes(total), ZP_MAX_BLOCK);
 	void *w;
-	int r = os_reserve_window(dbytes + total, ZP_MAX_BLOCK, 0, &w);
+	int r = os_reserve_window(fbytes + dbytes + total, ZP_MAX_BLOCK, 0,
+				  &w);
 
 	if (r != 0)
 		return r;
-	zp_arena.descs = w;
-	zp_arena.base = (uintptr_t)w + dbytes;
+	zp_arena.facts = w;
+	zp_arena.descs = (struct page *)((char *)w + fbytes);
+	zp_arena.base = (uintptr_t)w + fbytes + dbytes;
 	zp_arena.zone_shift = zp_log2_floor(span);
 	return 0;
 }
@@ -308,6 +318,8 @@ zone_boot(const struct zone_config *cfg)
 			.base = zp_arena.base + n * normal,
 			.span = normal,
 			.descs = zp_arena.descs + ((n * normal) >>
+						   ZP_PAGE_SHIFT),
+			.facts = zp_arena.facts + ((n * normal) >>
 						   ZP_PAGE_SHIFT),
 		};
 
@@ -491,6 +503,13 @@ grow_locked(struct zone *z)
 			      need - z->descs_committed) != 0)
 			goto fail;
 		z->descs_committed = need;
+	}
+	need = FACT_BYTES(pages + STEP_PAGES);
+	if (z->facts && need > z->facts_committed) {
+		if (map_range(z, (char *)z->facts + z->facts_committed,
+			      need - z->facts_committed) != 0)
+			goto fail;
+		z->facts_committed = need;
 	}
 	if (map_range(z, (void *)(z->base + bytes), ZP_COMMIT_STEP) != 0)
 		goto fail;

@@ -124,6 +124,35 @@ slab_set_geometry(struct slab *s, unsigned sc, unsigned order)
 		((uint64_t)c->size * c->recip - ((uint64_t)1 << 32)));
 }
 
+static uint32_t
+owner_id(const struct tcache *owner)
+{
+	if (owner == NULL || owner == SLAB_UNOWNED ||
+	    owner->id == TCACHE_NO_ID)
+		return 0;
+	return owner->id;
+}
+
+uint64_t
+slab_facts(const struct slab *s)
+{
+	return slab_facts_make(s->sc, s->order, s->start_below,
+			       owner_id(slab_owner(s)));
+}
+
+/* Every page's facts word says what its descriptor says (relaxed: a free
+ * reads the owner racily either way, see tcache_free). */
+static void
+slab_publish(struct slab *s)
+{
+	size_t n = (size_t)1 << s->order;
+	uint64_t *f = page_facts(slab_page(s));
+	uint64_t w = slab_facts(s);
+
+	for (size_t i = 0; f != NULL && i < n; i++)
+		__atomic_store_n(&f[i], w, __ATOMIC_RELAXED);
+}
+
 struct slab *
 slab_init(struct page *head, unsigned sc, unsigned order,
 	  struct tcache *owner, bool zero)
@@ -154,6 +183,7 @@ slab_init(struct page *head, unsigned sc, unsigned order,
 		if (i)
 			t->head_off = (uint32_t)i;
 	}
+	slab_publish(s);
 	return s;
 }
 
@@ -164,6 +194,7 @@ slab_set_owner(struct slab *s, struct tcache *owner)
 
 	for (size_t i = 0; i < n; i++)
 		__atomic_store_n(&s[i].owner, owner, __ATOMIC_RELAXED);
+	slab_publish(s);
 }
 
 void
@@ -171,7 +202,10 @@ slab_fini(struct slab *s)
 {
 	size_t n = (size_t)1 << s->order;
 	struct page *head = slab_page(s);
+	uint64_t *f = page_facts(head);
 
+	for (size_t i = 0; f != NULL && i < n; i++)
+		__atomic_store_n(&f[i], 0, __ATOMIC_RELAXED);
 	for (size_t i = 1; i < n; i++) {
 		head[i].kind = PAGE_TAIL;
 		head[i].head_off = (uint32_t)i;

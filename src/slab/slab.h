@@ -301,7 +301,57 @@ slab_push(struct slab *s, void *p)
 	s->nr_inuse--;
 }
 
+/*
+ * The facts word of every page of a slab (page.h), what the free fast
+ * path reads instead of the descriptor: bits 0-6 the class, bit 7 set,
+ * bits 8-10 the order, bits 11-28 start_below, bits 32-63 the owner's id
+ * (struct tcache, 0 when no thread holds the slab). Written with the
+ * descriptors: at init, at each change of owner, cleared at fini.
+ */
+#define SLAB_FACTS_SLAB		((uint64_t)1 << 7)
+#define SLAB_FACTS_OWNER_SHIFT	32
+_Static_assert(SC_NR <= 128 && SLAB_MAX_ORDER < 8 &&
+	       SLAB_MAX_BYTES < (1 << 18),
+	       "class, order and start_below fit their bits");
+
+static inline uint64_t
+slab_facts_make(unsigned sc, unsigned order, uint32_t start_below,
+		uint32_t owner_id)
+{
+	return sc | SLAB_FACTS_SLAB | (uint64_t)order << 8 |
+	       (uint64_t)start_below << 11 |
+	       (uint64_t)owner_id << SLAB_FACTS_OWNER_SHIFT;
+}
+
+static inline unsigned
+slab_facts_sc(uint64_t f)
+{
+	return (unsigned)(f & 0x7f);
+}
+
+static inline uint32_t
+slab_facts_owner(uint64_t f)
+{
+	return (uint32_t)(f >> SLAB_FACTS_OWNER_SHIFT);
+}
+
+/* slab_is_start from the facts word; the class's reciprocal comes from
+ * the class table, which every free reads and so stays in L1. */
+static inline bool
+slab_facts_is_start(uint64_t f, uintptr_t a)
+{
+	uint32_t mask = ((uint32_t)ZP_PAGE_SIZE << ((f >> 8) & 7)) - 1;
+	uint32_t below = (uint32_t)(f >> 11) & 0x3ffff;
+
+	return (uint32_t)((a & mask) * slab_class[slab_facts_sc(f)].recip) <
+	       below;
+}
+
 /* --- slab.c ------------------------------------------------------------ */
+
+/* The facts word of s's pages, from its descriptor (for slabs of a zone
+ * without facts words, and callers that hold a descriptor anyway). */
+uint64_t slab_facts(const struct slab *s);
 
 /* Turns a fresh zone block of 1 << order pages into an empty slab of
  * class sc held by owner (every page's descriptor). */

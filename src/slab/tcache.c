@@ -55,6 +55,10 @@
 static struct zp_lock registry_lock = ZP_LOCK_INIT;
 static struct tcache *registry_head;		/* registry_lock */
 static unsigned long nr_tcaches;		/* ever created (lock) */
+/* Owner ids in use: bit i for id i + 1 (0 is no thread's), under
+ * registry_lock. In .bss, so a page of it becomes resident only per
+ * 32768 threads alive at once. */
+static uint64_t id_map[TCACHE_IDS / 64];
 
 /* A thread that is not the process's first takes up to this many
  * objects of a class from the class's shared slab before it holds slabs
@@ -80,11 +84,35 @@ static __thread uint8_t light_used
 static __thread volatile bool light_busy
 	__attribute__((tls_model("initial-exec")));
 
+/* The lowest free id (registry_lock held). Without one the thread's own
+ * slabs carry id 0 like an unowned slab's, and its frees into them take
+ * the remote path, which is right for any thread, only slower. */
+static uint32_t
+id_take(void)
+{
+	for (size_t w = 0; w < ZP_ARRAY_SIZE(id_map); w++)
+		if (~id_map[w] != 0) {
+			unsigned b = (unsigned)__builtin_ctzll(~id_map[w]);
+
+			id_map[w] |= (uint64_t)1 << b;
+			return (uint32_t)(w * 64 + b + 1);
+		}
+	return TCACHE_NO_ID;
+}
+
+static void
+id_release(uint32_t id)
+{
+	if (id != TCACHE_NO_ID)
+		id_map[(id - 1) / 64] &= ~((uint64_t)1 << ((id - 1) % 64));
+}
+
 void
 tcache_init(struct tcache *tc, struct pcp_set *pcp)
 {
 	tc->pcp = pcp;
 	zp_lock(&registry_lock);
+	tc->id = id_take();
 	tc->use_shared = nr_tcaches++ != 0;
 	tc->reg_next = registry_head;
 	if (registry_head)
@@ -356,13 +384,13 @@ rbatch_flush_all(struct tcache *tc)
 }
 
 void
-tcache_free_remote(struct tcache *tc, void *p, struct slab *s)
+tcache_free_remote(struct tcache *tc, void *p)
 {
-	unsigned sc = s->sc;
 	uintptr_t a = (uintptr_t)p;
+	struct slab *s = slab_of_ptr(a);
+	unsigned sc = s->sc;
 	struct tclass *k;
 
-	s = slab_head(s);
 	if (zp_unlikely(slab_looks_free(s, a)))
 		slab_remote_check(s, p);
 	if (tc == NULL) {
@@ -673,6 +701,8 @@ bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 	struct tbin *b = &tc->bins[sc];
 
 	zp_stat_inc(tc->nr_flush);
+	for (void **q = b->cur - n; q < b->cur; q++)
+		page_prefetch(*q);
 	for (void **q = b->cur - n; q < b->cur; q++) {
 		uintptr_t a = (uintptr_t)*q & ~SLAB_FRESH;
 
@@ -691,13 +721,12 @@ bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 /* A local free into a full bin (or one the thread has not used yet):
  * the bin's newest half goes back to the slabs first. */
 void
-tcache_free_slow(struct tcache *tc, void *p, struct slab *s)
+tcache_free_slow(struct tcache *tc, void *p, unsigned sc)
 {
-	unsigned sc = s->sc;
 	struct tbin *b = &tc->bins[sc];
 
 	if (interrupted_self(tc)) {
-		tcache_free_remote(NULL, p, s);
+		tcache_free_remote(NULL, p);
 		return;
 	}
 	zp_lock(&tc->lock);
@@ -920,6 +949,9 @@ tcache_fini(struct tcache *tc)
 		tc->reg_next->reg_prev = tc->reg_prev;
 	tc->reg_next = tc->reg_prev = NULL;
 	fold_stats_locked(tc);
+	/* No slab names it any more: tcache_flush gave them all up. */
+	id_release(tc->id);
+	tc->id = TCACHE_NO_ID;
 	zp_unlock(&registry_lock);
 }
 

@@ -35,6 +35,11 @@
 #include "slab/sizeclass.h"
 #include "slab/slab.h"
 
+/* Owner ids a cache may have (slab.h's facts word): the most threads
+ * that run at once with a fast free path each. */
+#define TCACHE_IDS	65536
+#define TCACHE_NO_ID	UINT32_MAX
+
 /* Room for every class's bin_cap and its guards (slab_boot checks the
  * sum). */
 #define TCACHE_SLOTS	4096
@@ -83,6 +88,10 @@ struct tclass {
  * takes to give the owner's memory back (malloc_trim) without its help.
  */
 struct tcache {
+	/* Names the thread in its slabs' facts words (slab.h): unique
+	 * among live caches, never 0; TCACHE_NO_ID when all are taken,
+	 * which only costs this thread's frees the fast path. */
+	uint32_t id;
 	struct tbin bins[SC_NR];
 	struct pcp_set *pcp;		/* the thread's page cache (lock) */
 	struct zp_lock lock;		/* the slow paths; see above */
@@ -141,8 +150,9 @@ void *tcache_alloc_light(unsigned sc, size_t n, bool zero);
 /* Is this thread inside tcache_alloc_light? Then a signal handler's
  * malloc must fail rather than wait on the locks the thread holds. */
 bool tcache_light_interrupted(void);
-void tcache_free_slow(struct tcache *tc, void *p, struct slab *s);
-void tcache_free_remote(struct tcache *tc, void *p, struct slab *s);
+void tcache_free_slow(struct tcache *tc, void *p, unsigned sc);
+/* A free into a slab tc (maybe NULL) does not hold. */
+void tcache_free_remote(struct tcache *tc, void *p);
 /* calloc: zeroed object; no memset when it comes untouched from a zero
  * slab. NULL when the zone is out of memory. */
 void *tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n);
@@ -206,31 +216,28 @@ tcache_calloc(struct tcache *tc, unsigned sc, size_t n)
 }
 
 /*
- * Free of a slab object, given the descriptor of the page p lies in (any
- * page of the slab: each carries the facts read here); tc may be NULL (no
- * thread state): remote path. The owner is read racily: a free that sees
- * its own thread in a slab another thread is just taking away still only
+ * Free of a slab object, given the facts word of the page p lies in (any
+ * page of the slab: each carries the same); tc may be NULL (no thread
+ * state): remote path. The owner is read racily: a free that sees its
+ * own thread in a slab another thread is just taking away still only
  * pushes the object into its own bin, and the bin's objects go back to
  * their slabs under tc->lock, which checks the owner again.
  */
 static zp_always_inline void
-tcache_free(struct tcache *tc, void *p, struct page *pg)
+tcache_free(struct tcache *tc, void *p, uint64_t f)
 {
-	struct slab *s = slab_of(pg);
 	uintptr_t a = (uintptr_t)p;
-	/* Read before the owner: the compiler does not move plain loads
-	 * across an atomic one. */
-	size_t sc = s->sc;
+	unsigned sc = slab_facts_sc(f);
 
-	if (zp_unlikely(!slab_is_start(s, a)))
+	if (zp_unlikely(!slab_facts_is_start(f, a)))
 		slab_invalid_free(p);
-	if (zp_likely(slab_owner(s) == tc)) {
+	if (zp_likely(tc != NULL && slab_facts_owner(f) == tc->id)) {
 		struct tbin *b = &tc->bins[sc];
 		void **cur = b->cur;
 
 		/* Tail calls, so the fast path saves no registers. */
 		if (zp_unlikely(cur == b->end))
-			return tcache_free_slow(tc, p, s);
+			return tcache_free_slow(tc, p, sc);
 		/* free(a); free(b); free(a) is caught here, by free(). */
 		if (zp_unlikely((cur[-1] == p) | (cur[-2] == p)))
 			slab_double_free(p);
@@ -240,7 +247,14 @@ tcache_free(struct tcache *tc, void *p, struct page *pg)
 		zp_stat_inc(b->nr_free_local);
 		return;
 	}
-	tcache_free_remote(tc, p, s);
+	tcache_free_remote(tc, p);
+}
+
+/* The same for a caller that holds the page's descriptor (slow paths). */
+static inline void
+tcache_free_page(struct tcache *tc, void *p, struct page *pg)
+{
+	tcache_free(tc, p, slab_facts(slab_of(pg)));
 }
 
 /* Per-class statistics summed over live threads and exited ones. */

@@ -64,10 +64,16 @@ head_of(void *p)
 	return pg;
 }
 
+/* Frees as free() does, through the page's facts word, which must say
+ * what the slab's descriptor says. */
 static void
 xfree(struct tcache *t, void *p)
 {
-	tcache_free(t, p, head_of(p));
+	struct page *head = head_of(p);
+	uint64_t f = page_facts_fast(p);
+
+	CHECK_OP(f, ==, slab_facts(slab_of(head)));
+	tcache_free(t, p, f);
 }
 
 /* Everything back: the thread's slabs, its page cache, the reserves. */

@@ -68,13 +68,18 @@ used_pages(void)
 	return used;
 }
 
+/* Frees as free() does, through the page's facts word, which must say
+ * what the slab's descriptor says (the owner may change under us). */
 static void
 xfree(struct tcache *tc, void *p)
 {
 	struct page *pg = page_lookup(p);
+	uint64_t f = page_facts_fast(p);
 
 	CHECK((pg) != NULL, "pg is NULL");
-	tcache_free(tc, p, page_head(pg));
+	CHECK_OP((uint32_t)f, ==,
+		 (uint32_t)slab_facts(slab_head(slab_of(pg))));
+	tcache_free(tc, p, f);
 }
 
 /* --- producer / consumer ---------------------------------------------- */
@@ -365,6 +370,83 @@ Test(tcache, threads_never_share_a_cache_line)
 	free(lines);
 }
 
+/* --- facts words and owner ids ---------------------------------------- */
+
+Test(tcache, facts_words_follow_their_slab)
+{
+	struct tstate a, b;
+	unsigned sc = sizeclass_of(3000);	/* a slab of several pages */
+	unsigned n = 2u * slab_class[sc].nr_objs;
+	void **v = calloc(n, sizeof(*v));
+	char *p;
+	struct slab *s;
+	size_t bytes;
+
+	ts_init(&a);
+	ts_init(&b);
+	CHECK_OP(a.tc.id, !=, 0);
+	CHECK_OP(b.tc.id, !=, 0);
+	CHECK_OP(a.tc.id, !=, b.tc.id);
+	/* Past the first (small) slab: one of slab_class's own order. */
+	for (unsigned i = 0; i < n; i++)
+		v[i] = tcache_alloc(&a.tc, sc);
+	p = v[n - 1];
+	s = slab_head(slab_of(page_lookup(p)));
+	bytes = ZP_PAGE_SIZE << s->order;
+	CHECK_OP(s->order, >, 0);
+	for (size_t off = 0; off < bytes; off += ZP_PAGE_SIZE) {
+		uint64_t f = page_facts_fast(
+			(char *)page_address(slab_page(s)) + off);
+
+		CHECK_OP(slab_facts_sc(f), ==, sc);
+		CHECK_OP(slab_facts_owner(f), ==, a.tc.id);
+		CHECK(slab_facts_is_start(f, (uintptr_t)p), "p is no start");
+		CHECK(!slab_facts_is_start(f, (uintptr_t)p + 16),
+		      "an interior pointer is a start");
+	}
+	/* Given up (as at exit): no thread's id any more. */
+	tcache_flush(&a.tc);
+	CHECK_OP(slab_facts_owner(page_facts_fast(p)), ==, 0);
+	for (unsigned i = 0; i < n; i++)
+		xfree(&b.tc, v[i]);
+	free(v);
+	ts_fini(&a);
+	ts_fini(&b);
+	slab_trim();
+	/* Back in the zone: no slab's facts. */
+	CHECK_OP(page_facts_fast(p), ==, 0);
+}
+
+/* A cache without an id (every one taken) frees into its own slabs by
+ * the remote path: slower, just as right. */
+Test(tcache, cache_without_id_still_frees)
+{
+	struct tstate ts;
+	unsigned sc = sizeclass_of(64);
+	uint64_t before = used_pages();
+	void *v[3000];
+
+	ts_init(&ts);
+	tcache_lock(&ts.tc);
+	ts.tc.id = TCACHE_NO_ID;
+	tcache_unlock(&ts.tc);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 3000; i++) {
+			v[i] = tcache_alloc(&ts.tc, sc);
+			memset(v[i], round, 64);
+			CHECK_OP(slab_facts_owner(page_facts_fast(v[i])), ==,
+				 0);
+		}
+		for (int i = 0; i < 3000; i++)
+			xfree(&ts.tc, v[i]);
+	}
+	/* The frees came back for reuse: three rounds took one round's
+	 * pages. */
+	CHECK_OP(used_pages() - before, <=,
+		 (uint64_t)(3000 * 64 / ZP_PAGE_SIZE + 16));
+	ts_fini(&ts);
+}
+
 /* --- double free across threads ---------------------------------------- */
 
 static void *victim;
@@ -565,7 +647,7 @@ Test(tcache, reentry_from_a_handler_fails_fast_and_frees_remotely,
 	tcache_lock(&ts.tc);
 	cr_assert_null(tcache_alloc_slow(&ts.tc, sc));
 	cr_assert_null(tcache_alloc_zero(&ts.tc, sc, 100));
-	tcache_free_slow(&ts.tc, p, slab_of(page_lookup(p)));
+	tcache_free_slow(&ts.tc, p, sc);
 	/* Remote-freed: onto the slab's list, or (the refill emptied the
 	 * slab into the bin) posted to this thread's mailbox. */
 	cr_assert(__atomic_load_n(&s->remote, __ATOMIC_RELAXED) >>
