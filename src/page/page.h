@@ -156,16 +156,15 @@ page_facts_fast(const void *p)
 	return 0;
 }
 
-/* Starts loading the descriptor of p's page, if p lies in the arena: a
- * loop over many pointers overlaps the misses that a lookup per pointer
- * would take one after another. */
-static inline void
-page_prefetch(const void *p)
+/* The descriptor of the first page of the 1 << order pages block,
+ * aligned to its size, that holds p: p must lie in an arena zone (its
+ * facts word is not 0). No descriptor on the way is read. */
+static inline struct page *
+page_block_head(const void *p, unsigned order)
 {
-	uintptr_t off = (uintptr_t)p - zp_arena.base;
+	uintptr_t i = ((uintptr_t)p - zp_arena.base) >> ZP_PAGE_SHIFT;
 
-	if ((off >> zp_arena.zone_shift) < zp_arena.nr_zones)
-		__builtin_prefetch(&zp_arena.descs[off >> ZP_PAGE_SHIFT], 1);
+	return &zp_arena.descs[i & ~(((uintptr_t)1 << order) - 1)];
 }
 
 /* The facts word of the page pg describes; NULL outside the arena (the

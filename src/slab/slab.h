@@ -329,6 +329,12 @@ slab_facts_sc(uint64_t f)
 	return (unsigned)(f & 0x7f);
 }
 
+static inline unsigned
+slab_facts_order(uint64_t f)
+{
+	return (unsigned)(f >> 8) & 7;
+}
+
 static inline uint32_t
 slab_facts_owner(uint64_t f)
 {

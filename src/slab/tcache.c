@@ -655,6 +655,20 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 
 /* --- flush and local frees ---------------------------------------------- */
 
+/* The first page of the slab holding bin entry e, from its facts word
+ * where it has one: the head's descriptor is the only one a flush
+ * needs, and a slab of many pages costs no other. */
+static struct slab *
+flush_slab_of(uintptr_t e)
+{
+	uintptr_t a = e & ~SLAB_FRESH;
+	uint64_t f = page_facts_fast((void *)a);
+
+	if (f == 0)
+		return slab_of_ptr(a);
+	return slab_of(page_block_head((void *)a, slab_facts_order(f)));
+}
+
 /*
  * An object out of a bin whose first word looks like a link (tc->lock
  * held): aborts, naming call, when it is on a list of its slab or in the
@@ -702,7 +716,7 @@ bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 
 	zp_stat_inc(tc->nr_flush);
 	for (void **q = b->cur - n; q < b->cur; q++)
-		page_prefetch(*q);
+		__builtin_prefetch(flush_slab_of((uintptr_t)*q), 1);
 	for (void **q = b->cur - n; q < b->cur; q++) {
 		uintptr_t a = (uintptr_t)*q & ~SLAB_FRESH;
 
@@ -712,7 +726,7 @@ bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 				slab_double_free((void *)a);
 			unbin_check_locked(tc, (void *)a, "free");
 		}
-		give_back(tc, (void *)a, slab_of_ptr(a));
+		give_back(tc, (void *)a, flush_slab_of(a));
 	}
 	b->cur -= n;
 	zp_stat_add(tc->cls[sc].nr_flushed, n);
