@@ -112,47 +112,53 @@ span_step_is_mapped(const struct zone_span *s, uintptr_t off)
 	return (w >> (step % 64)) & 1;
 }
 
+/* Is p in the part of an arena zone that has descriptors and facts
+ * words? Then *idx is its page's index into both. */
+static inline bool
+page_arena_index(const void *p, uintptr_t *idx)
+{
+	uintptr_t off = (uintptr_t)p - zp_arena.base;
+	uintptr_t z = off >> zp_arena.zone_shift;
+	uintptr_t in = off & (((uintptr_t)1 << zp_arena.zone_shift) - 1);
+
+	*idx = off >> ZP_PAGE_SHIFT;
+	return z < zp_arena.nr_zones &&
+	       in < __atomic_load_n(&zone_spans[z].committed,
+				    __ATOMIC_ACQUIRE);
+}
+
 /*
- * The free path's lookup: the descriptor of p when p lies in the part of
- * an arena zone that has descriptors, else NULL. The step p lies in may
- * have been given back (its free block's descriptors stay): only a
- * descriptor of an allocated kind proves p is ours, which is all the
- * fast paths act on; everything else goes through page_lookup.
+ * The descriptor of p when p lies in the part of an arena zone that has
+ * descriptors, else NULL. The step p lies in may have been given back
+ * (its free block's descriptors stay): only a descriptor of an allocated
+ * kind proves p is ours, which is all the fast paths act on; everything
+ * else goes through page_lookup.
  */
 static inline struct page *
 page_lookup_fast(const void *p)
 {
-	uintptr_t off = (uintptr_t)p - zp_arena.base;
-	uintptr_t z = off >> zp_arena.zone_shift;
-	uintptr_t in = off & (((uintptr_t)1 << zp_arena.zone_shift) - 1);
+	uintptr_t i;
 
-	if (zp_likely(z < zp_arena.nr_zones &&
-		      in < __atomic_load_n(&zone_spans[z].committed,
-					   __ATOMIC_ACQUIRE)))
-		return &zp_arena.descs[off >> ZP_PAGE_SHIFT];
+	if (zp_likely(page_arena_index(p, &i)))
+		return &zp_arena.descs[i];
 	return NULL;
 }
 
 /*
- * Beside the descriptors, every arena page has one facts word, 0 until
- * its owner layer writes one (the slab layer: what free() needs, in 8
- * bytes where the descriptor takes a line of 64). A program that frees in
- * an order the cache has not seen then reaches 512 pages' facts through
- * one line, and a heap of 100 MiB keeps all of them in 200 KiB, within
- * a core's L2, where its descriptors (1.6 MiB) are not.
+ * The free path's lookup. Beside the descriptors, every arena page has
+ * one facts word, 0 until its owner layer writes one (the slab layer:
+ * what free() needs, in 8 bytes where the descriptor takes a line of 64).
+ * A heap of 100 MiB keeps all its facts in 200 KiB, within a core's L2,
+ * where its descriptors (1.6 MiB) are not: a program that frees in an
+ * order the cache has not seen finds them there.
  */
 static inline uint64_t
 page_facts_fast(const void *p)
 {
-	uintptr_t off = (uintptr_t)p - zp_arena.base;
-	uintptr_t z = off >> zp_arena.zone_shift;
-	uintptr_t in = off & (((uintptr_t)1 << zp_arena.zone_shift) - 1);
+	uintptr_t i;
 
-	if (zp_likely(z < zp_arena.nr_zones &&
-		      in < __atomic_load_n(&zone_spans[z].committed,
-					   __ATOMIC_ACQUIRE)))
-		return __atomic_load_n(&zp_arena.facts[off >> ZP_PAGE_SHIFT],
-				       __ATOMIC_RELAXED);
+	if (zp_likely(page_arena_index(p, &i)))
+		return __atomic_load_n(&zp_arena.facts[i], __ATOMIC_RELAXED);
 	return 0;
 }
 

@@ -247,7 +247,7 @@ slab_binned_ok(uintptr_t a)
 	return (w[1] == m) & ((w[0] ^ m) >= SLAB_MAX_BYTES);
 }
 
-/* The words of an object entering a bin, and leaving it for a list. */
+/* The words of an object entering a bin from one of its slab's lists. */
 static inline void
 slab_bin_enter(uintptr_t a)
 {

@@ -17,10 +17,10 @@
  *   alloc: load the bin's top and bottom, compare, load the pointer,
  *          store the top, test the object's two first words for the
  *          bin's mark (slab.h), clear the mark.
- *   free:  one descriptor (the page's: class, owner, geometry), index
- *          check (mask, multiply, compare), compare the owner, compare
- *          the top with the end and the two newest entries with the
- *          object, store the mark, the pointer and the top, count the
+ *   free:  one facts word (the page's: class, owner, geometry), index
+ *          check (shift, mask, multiply, compare), compare the owner,
+ *          compare the top with the end and the two newest entries with
+ *          the object, store the mark, the pointer and the top, count the
  *          free (in the bin's own line). Nothing of the object is read:
  *          a free in an order the cache has not seen does not wait for
  *          the object's line.

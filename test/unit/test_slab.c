@@ -289,19 +289,26 @@ Test(slab, double_free_of_list_head_aborts, .signal = SIGABRT)
 	xfree(&tc, p);
 }
 
-/* Neither of the last two frees: free() does not look at the object, and
- * the copy that leaves the bin second finds its mark gone. */
-Test(slab, double_free_found_by_malloc, .signal = SIGABRT)
+/* Frees an object of class sc twice, with three other frees between:
+ * neither of the last two frees, so free() does not catch it. */
+static void
+free_twice_apart(unsigned sc)
 {
-	void *p = tcache_alloc(&tc, 3);
+	void *p = tcache_alloc(&tc, sc);
 	void *v[3];
 
 	for (int i = 0; i < 3; i++)
-		v[i] = tcache_alloc(&tc, 3);
+		v[i] = tcache_alloc(&tc, sc);
 	xfree(&tc, p);
 	for (int i = 0; i < 3; i++)
 		xfree(&tc, v[i]);
 	xfree(&tc, p);
+}
+
+/* The copy that leaves the bin second finds its mark gone. */
+Test(slab, double_free_found_by_malloc, .signal = SIGABRT)
+{
+	free_twice_apart(3);
 	for (int i = 0; i < 5; i++)
 		tcache_alloc(&tc, 3);
 }
@@ -309,15 +316,7 @@ Test(slab, double_free_found_by_malloc, .signal = SIGABRT)
 /* The same found when the bin gives both copies back (malloc_trim). */
 Test(slab, double_free_found_by_flush, .signal = SIGABRT)
 {
-	void *p = tcache_alloc(&tc, 3);
-	void *v[3];
-
-	for (int i = 0; i < 3; i++)
-		v[i] = tcache_alloc(&tc, 3);
-	xfree(&tc, p);
-	for (int i = 0; i < 3; i++)
-		xfree(&tc, v[i]);
-	xfree(&tc, p);
+	free_twice_apart(3);
 	tcache_flush(&tc);
 }
 

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zpmalloc.h>
@@ -415,6 +416,50 @@ Test(tcache, facts_words_follow_their_slab)
 	slab_trim();
 	/* Back in the zone: no slab's facts. */
 	CHECK_OP(page_facts_fast(p), ==, 0);
+}
+
+/* Is any of the facts pages of [lo, hi) resident? */
+static bool
+facts_resident(uintptr_t lo, uintptr_t hi)
+{
+	uintptr_t s = zp_align_up((uintptr_t)&zp_arena.facts[
+		(lo - zp_arena.base) >> ZP_PAGE_SHIFT], ZP_PAGE_SIZE);
+	uintptr_t e = zp_align_down((uintptr_t)&zp_arena.facts[
+		(hi - zp_arena.base) >> ZP_PAGE_SHIFT], ZP_PAGE_SIZE);
+	unsigned char vec[64];
+
+	CHECK_OP(e - s, <=, sizeof(vec) * ZP_PAGE_SIZE);
+	CHECK_OP(mincore((void *)s, e - s, vec), ==, 0);
+	for (size_t i = 0; i < (e - s) / ZP_PAGE_SIZE; i++)
+		if (vec[i] & 1)
+			return true;
+	return false;
+}
+
+/* Memory given back takes its facts pages with it (they would be 1/512
+ * of it, resident for nothing). */
+Test(tcache, purged_memory_takes_its_facts_pages)
+{
+	enum { N = (24 << 20) / 64 };
+	struct tstate ts;
+	unsigned sc = sizeclass_of(64);
+	void **v = calloc(N, sizeof(*v));
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+
+	ts_init(&ts);
+	for (unsigned i = 0; i < N; i++) {
+		v[i] = tcache_alloc(&ts.tc, sc);
+		lo = ZP_MIN(lo, (uintptr_t)v[i]);
+		hi = ZP_MAX(hi, (uintptr_t)v[i]);
+	}
+	CHECK(facts_resident(lo, hi), "no facts page was written");
+	for (unsigned i = 0; i < N; i++)
+		xfree(&ts.tc, v[i]);
+	ts_fini(&ts);
+	slab_trim();
+	zone_purge(true);
+	CHECK(!facts_resident(lo, hi), "facts pages stay resident");
+	free(v);
 }
 
 /* A cache without an id (every one taken) frees into its own slabs by
