@@ -88,11 +88,11 @@ struct tclass {
  * takes to give the owner's memory back (malloc_trim) without its help.
  */
 struct tcache {
+	struct tbin bins[SC_NR];	/* a bin never straddles two lines */
 	/* Names the thread in its slabs' facts words (slab.h): unique
 	 * among live caches, never 0; TCACHE_NO_ID when all are taken,
 	 * which only costs this thread's frees the fast path. */
 	uint32_t id;
-	struct tbin bins[SC_NR];
 	struct pcp_set *pcp;		/* the thread's page cache (lock) */
 	struct zp_lock lock;		/* the slow paths; see above */
 	unsigned nr_slots_used;		/* slots handed to bins (lock) */
@@ -109,6 +109,11 @@ struct tcache {
 	uintptr_t mailbox zp_cacheline_aligned;
 	void *slots[TCACHE_SLOTS] zp_cacheline_aligned;
 };
+
+_Static_assert(sizeof(struct tbin) == 32 &&
+	       offsetof(struct tcache, bins) == 0 &&
+	       _Alignof(struct tcache) >= 64,
+	       "each bin lies in one cache line");
 
 /* tc's memory must read as zero (fresh pages, or cleared by the
  * caller): nothing in it is written until the thread uses it. A cache
