@@ -670,16 +670,23 @@ flush_slab_of(uintptr_t e)
 }
 
 /*
- * An object out of a bin whose first word looks like a link (tc->lock
- * held): aborts, naming call, when it is on a list of its slab or in the
- * mailbox - freed again after it had left the bin - and returns when the
- * word is a live object's unlucky bytes.
+ * An object out of a bin that does not look as a bin leaves it
+ * (slab_binned_ok): aborts, naming call, when its mark is gone (another
+ * copy left the bin first) or it is on a list of its slab or in the
+ * mailbox (freed again after it had left the bin); returns when its first
+ * word is a live object's unlucky bytes. The lists are walked only with
+ * tc->lock held (walk).
  */
 static void
-unbin_check_locked(struct tcache *tc, void *p, const char *call)
+unbin_check(struct tcache *tc, void *p, const char *call, bool walk)
 {
-	struct slab *s = slab_of_ptr((uintptr_t)p);
+	struct slab *s;
 
+	if (((uintptr_t *)p)[1] != slab_mark((uintptr_t)p))
+		slab_double_free_in(call, p);
+	if (!walk)
+		return;
+	s = slab_of_ptr((uintptr_t)p);
 	/* Its lists are ours to walk only while it is ours. */
 	if (s == NULL || slab_owner(s) != tc || mail_holds(tc, (uintptr_t)p))
 		slab_double_free_in(call, p);
@@ -689,15 +696,16 @@ unbin_check_locked(struct tcache *tc, void *p, const char *call)
 void *
 tcache_unbin_slow(struct tcache *tc, void *p, const char *call)
 {
-	if (((uintptr_t *)p)[1] != slab_mark((uintptr_t)p))
-		slab_double_free_in(call, p);
 	/* A signal handler's malloc cannot take the lock its thread holds:
-	 * the bytes pass unverified (a 2^-47 chance that they are a link). */
-	if (!interrupted_self(tc)) {
+	 * a link-like first word passes unverified (a 2^-47 chance that it
+	 * is a link). */
+	bool walk = !interrupted_self(tc);
+
+	if (walk)
 		zp_lock(&tc->lock);
-		unbin_check_locked(tc, p, call);
+	unbin_check(tc, p, call, walk);
+	if (walk)
 		zp_unlock(&tc->lock);
-	}
 	((uintptr_t *)p)[1] = 0;
 	return p;
 }
@@ -721,11 +729,8 @@ bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 		uintptr_t a = (uintptr_t)*q & ~SLAB_FRESH;
 
 		if (!((uintptr_t)*q & SLAB_FRESH) &&
-		    zp_unlikely(!slab_binned_ok(a))) {
-			if (((uintptr_t *)a)[1] != slab_mark(a))
-				slab_double_free((void *)a);
-			unbin_check_locked(tc, (void *)a, "free");
-		}
+		    zp_unlikely(!slab_binned_ok(a)))
+			unbin_check(tc, (void *)a, "free", /* walk */ true);
 		give_back(tc, (void *)a, flush_slab_of(a));
 	}
 	b->cur -= n;
@@ -748,11 +753,7 @@ tcache_free_slow(struct tcache *tc, void *p, unsigned sc)
 	if (b->cur == b->end)
 		bin_flush(tc, sc, (unsigned)(b->end - b->base + 1) / 2);
 	zp_unlock(&tc->lock);
-	if (b->cur[-1] == p || b->cur[-2] == p)
-		slab_double_free(p);
-	((uintptr_t *)p)[1] = slab_mark((uintptr_t)p);
-	*b->cur++ = p;
-	zp_stat_inc(b->nr_free_local);
+	tbin_push(b, p);
 }
 
 /* --- giving slabs up ----------------------------------------------------- */

@@ -220,6 +220,22 @@ tcache_calloc(struct tcache *tc, unsigned sc, size_t n)
 	return tcache_alloc_zero(tc, sc, n);
 }
 
+/* Pushes freed object p onto a bin with room: marked, after the two
+ * newest entries were compared with it (free(a); free(b); free(a) is
+ * caught here, by free()). The guards below base make those two valid. */
+static zp_always_inline void
+tbin_push(struct tbin *b, void *p)
+{
+	void **cur = b->cur;
+
+	if (zp_unlikely((cur[-1] == p) | (cur[-2] == p)))
+		slab_double_free(p);
+	((uintptr_t *)p)[1] = slab_mark((uintptr_t)p);
+	*cur = p;
+	b->cur = cur + 1;
+	zp_stat_inc(b->nr_free_local);
+}
+
 /*
  * Free of a slab object, given the facts word of the page p lies in (any
  * page of the slab: each carries the same); tc may be NULL (no thread
@@ -238,18 +254,11 @@ tcache_free(struct tcache *tc, void *p, uint64_t f)
 		slab_invalid_free(p);
 	if (zp_likely(tc != NULL && slab_facts_owner(f) == tc->id)) {
 		struct tbin *b = &tc->bins[sc];
-		void **cur = b->cur;
 
 		/* Tail calls, so the fast path saves no registers. */
-		if (zp_unlikely(cur == b->end))
+		if (zp_unlikely(b->cur == b->end))
 			return tcache_free_slow(tc, p, sc);
-		/* free(a); free(b); free(a) is caught here, by free(). */
-		if (zp_unlikely((cur[-1] == p) | (cur[-2] == p)))
-			slab_double_free(p);
-		((uintptr_t *)p)[1] = slab_mark(a);
-		*cur = p;
-		b->cur = cur + 1;
-		zp_stat_inc(b->nr_free_local);
+		tbin_push(b, p);
 		return;
 	}
 	tcache_free_remote(tc, p);
