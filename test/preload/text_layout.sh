@@ -6,6 +6,9 @@
 #     alignment (p_align), so the window is the same in memory;
 #   - .text.zp_hot, which holds the listed functions and _fini (run at
 #     every exit), ends inside that first window;
+#   - .rodata lies in the first segment's 64 KiB window, beside the ELF
+#     headers ld.so reads anyway, and not in a segment with the unwind
+#     tables (src/rodata_first.ld);
 #   - every function the script names is still a function of LIB (built by
 #     GCC, as the list was), so a rename shows up here (rerun
 #     bench/hot_text).
@@ -48,6 +51,16 @@ fini=$(nm "$lib" | awk '$3 == "_fini" { print "0x" $1 }')
 if [ -z "$fini" ] || [ $((fini)) -lt "$hot_start" ] ||
    [ $((fini)) -ge "$hot_end" ]; then
 	echo "FAIL: _fini ($fini) is not in .text.zp_hot" >&2
+	fail=1
+fi
+
+first=$(readelf -lW "$lib" | awk '$1 == "LOAD" { print $3, $6; exit }')
+ro=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//' |
+	awk '$1 == ".rodata" { print "0x" $3, "0x" $5 }')
+set -- $first $ro
+if [ $# -ne 4 ] || [ $(($1)) -ne 0 ] || [ $(($3 + $4)) -gt $(($2)) ] ||
+   [ $(($3 + $4)) -gt $win ]; then
+	echo "FAIL: .rodata ($ro) is not in the first segment's window ($first)" >&2
 	fail=1
 fi
 
