@@ -57,10 +57,15 @@ fi
 first=$(readelf -lW "$lib" | awk '$1 == "LOAD" { print $3, $6; exit }')
 ro=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//' |
 	awk '$1 == ".rodata" { print "0x" $3, "0x" $5 }')
+eh=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//' |
+	awk '$1 == ".eh_frame" { print "0x" $3 }')
 set -- $first $ro
 if [ $# -ne 4 ] || [ $(($1)) -ne 0 ] || [ $(($3 + $4)) -gt $(($2)) ] ||
    [ $(($3 + $4)) -gt $win ]; then
 	echo "FAIL: .rodata ($ro) is not in the first segment's window ($first)" >&2
+	fail=1
+elif [ -n "$eh" ] && [ $((eh)) -lt $(($2)) ]; then
+	echo "FAIL: .eh_frame ($eh) shares the first segment with .rodata" >&2
 	fail=1
 fi
 
