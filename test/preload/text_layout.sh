@@ -4,8 +4,9 @@
 # fault-around maps it with one fault, apart from the rest of the text:
 #   - the text segment starts on a 64 KiB boundary and asks ld.so for that
 #     alignment (p_align), so the window is the same in memory;
-#   - .text.zp_hot, which holds the listed functions and _fini (run at
-#     every exit), ends inside that first window;
+#   - .text.zp_hot, which holds the listed functions, _fini (run at
+#     every exit) and operator new and delete, ends inside that first
+#     window;
 #   - .rodata lies in the first segment's 64 KiB window, beside the ELF
 #     headers ld.so reads anyway, and not in a segment with the unwind
 #     tables (src/rodata_first.ld);
@@ -47,12 +48,16 @@ if [ "$hot_start" -lt "$seg_start" ] ||
 	fail=1
 fi
 
-fini=$(nm "$lib" | awk '$3 == "_fini" { print "0x" $1 }')
-if [ -z "$fini" ] || [ $((fini)) -lt "$hot_start" ] ||
-   [ $((fini)) -ge "$hot_end" ]; then
-	echo "FAIL: _fini ($fini) is not in .text.zp_hot" >&2
-	fail=1
-fi
+# _fini runs at every exit; operator new and delete in every C++ program
+# (bench/hot_text must read callgrind's names mangled, as nm gives them).
+for sym in _fini _Znwm _ZdlPv; do
+	at=$(nm "$lib" | awk -v s=$sym '$3 == s { print "0x" $1 }')
+	if [ -z "$at" ] || [ $((at)) -lt "$hot_start" ] ||
+	   [ $((at)) -ge "$hot_end" ]; then
+		echo "FAIL: $sym ($at) is not in .text.zp_hot" >&2
+		fail=1
+	fi
+done
 
 first=$(readelf -lW "$lib" | awk '$1 == "LOAD" { print $3, $6; exit }')
 ro=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//' |
