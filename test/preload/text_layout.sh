@@ -35,8 +35,13 @@ if [ $((seg_start % win)) -ne 0 ] || [ "$seg_align" -lt $win ]; then
 	fail=1
 fi
 
-hot=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//' |
-	awk '$1 == ".text.zp_hot" { print "0x" $3, "0x" $5 }')
+# section NAME: its address and size, or nothing.
+sections=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//')
+section() {
+	printf '%s\n' "$sections" | awk -v n="$1" '$1 == n { print "0x" $3, "0x" $5 }'
+}
+
+hot=$(section .text.zp_hot)
 set -- $hot
 [ $# -eq 2 ] || { echo "FAIL: no .text.zp_hot section in $lib" >&2; exit 1; }
 hot_start=$(($1))
@@ -60,10 +65,9 @@ for sym in _fini _Znwm _ZdlPv; do
 done
 
 first=$(readelf -lW "$lib" | awk '$1 == "LOAD" { print $3, $6; exit }')
-ro=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//' |
-	awk '$1 == ".rodata" { print "0x" $3, "0x" $5 }')
-eh=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//' |
-	awk '$1 == ".eh_frame" { print "0x" $3 }')
+ro=$(section .rodata)
+eh=$(section .eh_frame)
+eh=${eh%% *}
 set -- $first $ro
 if [ $# -ne 4 ] || [ $(($1)) -ne 0 ] || [ $(($3 + $4)) -gt $(($2)) ] ||
    [ $(($3 + $4)) -gt $win ]; then
