@@ -658,7 +658,9 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 /* The first page of the slab holding bin entry e, from its facts word
  * where it has one: the head's descriptor is the only one a flush
  * needs, and a slab of many pages costs no other. */
-static struct slab *
+#define FLUSH_BATCH	64
+
+static zp_always_inline struct slab *
 flush_slab_of(uintptr_t e)
 {
 	uintptr_t a = e & ~SLAB_FRESH;
@@ -721,17 +723,31 @@ static void
 bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 {
 	struct tbin *b = &tc->bins[sc];
+	void **q = b->cur - n;
+	struct slab *sl[FLUSH_BATCH];
 
 	zp_stat_inc(tc->nr_flush);
-	for (void **q = b->cur - n; q < b->cur; q++)
-		__builtin_prefetch(flush_slab_of((uintptr_t)*q), 1);
-	for (void **q = b->cur - n; q < b->cur; q++) {
-		uintptr_t a = (uintptr_t)*q & ~SLAB_FRESH;
+	while (q < b->cur) {
+		unsigned m = (unsigned)ZP_MIN((size_t)(b->cur - q),
+					      (size_t)FLUSH_BATCH);
 
-		if (!((uintptr_t)*q & SLAB_FRESH) &&
-		    zp_unlikely(!slab_binned_ok(a)))
-			unbin_check(tc, (void *)a, "free", /* walk */ true);
-		give_back(tc, (void *)a, flush_slab_of(a));
+		/* Every descriptor's miss in flight before the first is
+		 * needed: in random order each object has a slab of its
+		 * own. */
+		for (unsigned i = 0; i < m; i++) {
+			sl[i] = flush_slab_of((uintptr_t)q[i]);
+			__builtin_prefetch(sl[i], 1);
+		}
+		for (unsigned i = 0; i < m; i++) {
+			uintptr_t a = (uintptr_t)q[i] & ~SLAB_FRESH;
+
+			if (!((uintptr_t)q[i] & SLAB_FRESH) &&
+			    zp_unlikely(!slab_binned_ok(a)))
+				unbin_check(tc, (void *)a, "free",
+					    /* walk */ true);
+			give_back(tc, (void *)a, sl[i]);
+		}
+		q += m;
 	}
 	b->cur -= n;
 	zp_stat_add(tc->cls[sc].nr_flushed, n);
