@@ -596,6 +596,66 @@ Test(tcache, reallocation_after_remote_frees_does_not_grow)
 	free(v);
 }
 
+/*
+ * A flush gives a bin back in batches (tcache.c, bin_flush). Objects of
+ * many slabs in shuffled order, more than a batch of them: every one must
+ * reach its slab, so that every slab empties.
+ */
+Test(tcache, flush_gives_back_every_object_of_a_full_bin)
+{
+	struct tstate me;
+	unsigned sc = 0;
+	unsigned cap = slab_class[sc].bin_cap;
+	unsigned n = slab_class[sc].nr_objs * 8;
+	void **v = calloc(n, sizeof(*v));
+	uint64_t before = used_pages(), seed = 12345;
+
+	CHECK_OP(cap, >, 64u, "a full bin must span two batches");
+	ts_init(&me);
+	for (unsigned i = 0; i < n; i++)
+		v[i] = tcache_alloc(&me.tc, sc);
+	for (unsigned i = n - 1; i > 0; i--) {
+		unsigned k;
+		void *t;
+
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		k = (unsigned)((seed >> 33) % (i + 1));
+		t = v[i];
+		v[i] = v[k];
+		v[k] = t;
+	}
+	/* Fills the bin (a flush each time it is full), then gives the
+	 * whole bin back at once. */
+	for (unsigned i = 0; i < n; i++)
+		xfree(&me.tc, v[i]);
+	CHECK_OP((unsigned)(me.tc.bins[sc].cur - me.tc.bins[sc].base), >, 64u);
+	tcache_flush(&me.tc);
+	CHECK_OP(me.tc.bins[sc].cur, ==, me.tc.bins[sc].base);
+	ts_fini(&me);
+	slab_trim();
+	CHECK_OP(used_pages(), ==, before, "an object stayed out");
+	free(v);
+}
+
+/* An object freed twice, its two copies in different batches of one
+ * flush: the second finds the first's link and aborts. */
+Test(tcache, double_free_across_flush_batches_aborts, .signal = SIGABRT)
+{
+	struct tstate me;
+	unsigned sc = 0;
+	void *v[100];
+
+	ts_init(&me);
+	for (unsigned i = 0; i < 100; i++)
+		v[i] = tcache_alloc(&me.tc, sc);
+	for (unsigned i = 0; i < 100; i++)
+		xfree(&me.tc, v[i]);
+	/* Entry 10 again at entry 100: not one of the two newest, so the
+	 * push cannot see it; the flush's second batch must. */
+	xfree(&me.tc, v[10]);
+	tcache_flush(&me.tc);
+}
+
 Test(tcache, flush_keeps_the_cache_usable)
 {
 	struct tstate me;
