@@ -15,15 +15,17 @@
  *
  * Fast paths (x86-64), no calls and no register saves:
  *   alloc: load the bin's top and bottom, compare, load the pointer,
- *          store the top, test the object's two first words for the
- *          bin's mark (slab.h), clear the mark.
+ *          store the top, count the allocation (in the bin's own line),
+ *          test the object's two first words for the bin's mark
+ *          (slab.h), clear the mark.
  *   free:  one facts word (the page's: class, owner, geometry), index
  *          check (shift, mask, multiply, compare), compare the owner,
  *          compare the top with the end and the two newest entries with
- *          the object, store the mark, the pointer and the top, count the
- *          free (in the bin's own line). Nothing of the object is read:
- *          a free in an order the cache has not seen does not wait for
- *          the object's line.
+ *          the object, store the mark, the pointer and the top. Nothing
+ *          of the object is read: a free in an order the cache has not
+ *          seen does not wait for the object's line. The statistics'
+ *          counter is malloc's (in the bin's own line): a free whose
+ *          object line misses already fills the store buffer.
  */
 #ifndef ZP_SLAB_TCACHE_H
 #define ZP_SLAB_TCACHE_H
@@ -58,7 +60,7 @@ struct tbin {
 	void **cur;			/* top of the stack: next free slot */
 	void **base;			/* cur == base: empty */
 	void **end;			/* cur == end: full */
-	uint64_t nr_free_local;		/* stats: frees pushed here */
+	uint64_t nr_alloc;		/* stats: objects malloc popped */
 };
 
 /* The thread's slabs of one class and its cold counters (owner, under
@@ -173,6 +175,7 @@ tcache_pop(struct tcache *tc, unsigned sc, void **p)
 		return false;
 	b->cur = --cur;
 	*p = *cur;
+	zp_stat_inc(b->nr_alloc);
 	return true;
 }
 
@@ -233,7 +236,6 @@ tbin_push(struct tbin *b, void *p)
 	((uintptr_t *)p)[1] = slab_mark((uintptr_t)p);
 	*cur = p;
 	b->cur = cur + 1;
-	zp_stat_inc(b->nr_free_local);
 }
 
 /*
