@@ -66,7 +66,9 @@ struct zp_slab_info {
 	uint32_t object_size;		/* the class size */
 	uint32_t objects_per_slab;
 	uint32_t pages_per_slab;
-	uint64_t active_objects;	/* handed out and not freed */
+	uint64_t active_objects;	/* handed out and not freed (built
+					 * with -Dstats=false: every object
+					 * of the class's slabs) */
 	uint64_t total_objects;		/* capacity of all slabs */
 	uint64_t active_slabs, total_slabs;
 	uint64_t nr_alloc_fast, nr_alloc_slow, nr_free_local, nr_free_remote;

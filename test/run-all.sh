@@ -8,6 +8,8 @@
 #   3. the same again as an ordinary user (created here), where only
 #      user-mode-only userfaultfd is allowed, so the engine must fall back
 #      to the plain kernel zero page.
+# Then the unit and conformance suites of a build without statistics, and
+# the sanitizers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -21,14 +23,14 @@ if [ ! -f "$BUILD/build.ninja" ]; then
 fi
 ninja -C "$BUILD"
 
-echo "=== 1/4 all suites, root, userfaultfd available ==="
+echo "=== 1/5 all suites, root, userfaultfd available ==="
 meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2
 
-echo "=== 2/4 userfaultfd forced off (ZPMALLOC_UFFD=0) ==="
+echo "=== 2/5 userfaultfd forced off (ZPMALLOC_UFFD=0) ==="
 ZPMALLOC_UFFD=0 meson test -C "$BUILD" --no-rebuild --print-errorlogs \
 	--num-processes 2 --logbase uffd-off "${LEVEL_SUITES[@]}"
 
-echo "=== 3/4 as an unprivileged user ==="
+echo "=== 3/5 as an unprivileged user ==="
 if [ "$(id -u)" -ne 0 ]; then
 	echo "already unprivileged: run 1 covered it"
 else
@@ -57,5 +59,17 @@ else
 	rm -rf "$home"
 fi
 
-echo "=== 4/4 sanitizers and fuzzing ==="
+echo "=== 4/5 built without statistics (-Dstats=false) ==="
+# A configuration the README offers: nothing may depend on the counters
+# it drops (mallinfo2, slabinfo and the tests that read them).
+nostats=$BUILD-nostats
+if [ ! -f "$nostats/build.ninja" ]; then
+	meson setup "$nostats" --buildtype=debugoptimized \
+		-Ddebug_asserts=true -Dstats=false >/dev/null
+fi
+ninja -C "$nostats" >/dev/null
+meson test -C "$nostats" --no-rebuild --print-errorlogs --num-processes 2 \
+	--logbase nostats --suite unit --suite conformance
+
+echo "=== 5/5 sanitizers and fuzzing ==="
 bash test/sanitize.sh

@@ -18,7 +18,7 @@ slab_info(unsigned sc, struct zp_slab_info *out)
 {
 	const struct slab_cache *c;
 	struct tcache_class_stats st;
-	uint64_t allocs, frees;
+	uint64_t allocs, frees, total;
 
 	if (sc >= SC_NR)
 		return -1;
@@ -26,13 +26,17 @@ slab_info(unsigned sc, struct zp_slab_info *out)
 	tcache_class_stats(sc, &st);
 	allocs = st.nr_alloc_fast + st.nr_alloc_slow;
 	frees = st.nr_free_local + st.nr_free_remote;
+	total = __atomic_load_n(&c->nr_objs, __ATOMIC_RELAXED);
 	*out = (struct zp_slab_info){
 		.object_size = slab_class[sc].size,
 		.objects_per_slab = slab_class[sc].nr_objs,
 		.pages_per_slab = 1u << slab_class[sc].order,
-		/* Exact in stats builds; counters are zero otherwise. */
-		.active_objects = allocs > frees ? allocs - frees : 0,
-		.total_objects = __atomic_load_n(&c->nr_objs, __ATOMIC_RELAXED),
+		/* Exact in stats builds. Without the counters every
+		 * object of a slab counts (mallinfo2's in-use bytes then
+		 * include the free objects of slabs still held). */
+		.active_objects = !ZP_IS_STATS ? total
+				: allocs > frees ? allocs - frees : 0,
+		.total_objects = total,
 		/* Every slab is in use: empty ones go back to the zone. */
 		.active_slabs = __atomic_load_n(&c->nr_slabs, __ATOMIC_RELAXED),
 		.total_slabs = __atomic_load_n(&c->nr_slabs, __ATOMIC_RELAXED),

@@ -67,7 +67,8 @@ Test(pcp, hits_do_not_touch_the_zone)
 	cr_assert_eq(pcp.lists[0].count, 7);
 	/* LIFO: the block just freed is the next one handed out. */
 	cr_assert_eq(zone_alloc_pages(&pcp, 0, 0, PAGE_SLAB, NULL), b);
-	cr_assert_eq(pcp.nr_refill, 1);
+	if (ZP_IS_STATS)
+		cr_assert_eq(pcp.nr_refill, 1);
 	cr_assert_eq(info(0).nr_free_calls, 0);
 }
 
@@ -103,7 +104,8 @@ Test(pcp, going_over_high_drains_a_batch)
 		zone_free_pages(&pcp, pgs[i]);
 		cr_assert_leq(pcp.lists[0].count, pcp.lists[0].high);
 	}
-	cr_assert_gt(pcp.nr_drain, 0);
+	if (ZP_IS_STATS)
+		cr_assert_gt(pcp.nr_drain, 0);
 	cr_assert_gt(info(0).nr_free_calls, 0);
 	cr_assert(zone_check_all());
 	pcp_drain(&pcp);
