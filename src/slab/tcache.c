@@ -657,11 +657,13 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 
 /* --- flush and local frees ---------------------------------------------- */
 
+/* Entries a flush finds the slabs of before it gives any back: half the
+ * largest bin, so that the flush of a full bin is one batch. */
+#define FLUSH_BATCH	64
+
 /* The first page of the slab holding bin entry e, from its facts word
  * where it has one: the head's descriptor is the only one a flush
  * needs, and a slab of many pages costs no other. */
-#define FLUSH_BATCH	64
-
 static zp_always_inline struct slab *
 flush_slab_of(uintptr_t e)
 {
