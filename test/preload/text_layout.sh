@@ -4,9 +4,9 @@
 # fault-around maps it with one fault, apart from the rest of the text:
 #   - the text segment starts on a 64 KiB boundary and asks ld.so for that
 #     alignment (p_align), so the window is the same in memory;
-#   - .text.zp_hot, which holds the listed functions, _fini (run at
-#     every exit) and operator new and delete, ends inside that first
-#     window;
+#   - .text.zp_hot, which holds the listed functions, _fini and GCC's
+#     frame_dummy and __do_global_dtors_aux (run at every load and exit)
+#     and operator new and delete, ends inside that first window;
 #   - .rodata lies in the first segment's 64 KiB window, beside the ELF
 #     headers ld.so reads anyway, and not in a segment with the unwind
 #     tables (src/rodata_first.ld);
@@ -57,8 +57,9 @@ fi
 # every load (outside, they cost every process a second 64 KiB of text:
 # 3caef25 pushed them out); operator new and delete in every C++ program
 # (bench/hot_text must read callgrind's names mangled, as nm gives them).
+syms=$(nm "$lib")
 for sym in _fini __do_global_dtors_aux frame_dummy _Znwm _ZdlPv; do
-	at=$(nm "$lib" | awk -v s=$sym '$3 == s { print "0x" $1 }')
+	at=$(printf '%s\n' "$syms" | awk -v s=$sym '$3 == s { print "0x" $1 }')
 	if [ -z "$at" ] || [ $((at)) -lt "$hot_start" ] ||
 	   [ $((at)) -ge "$hot_end" ]; then
 		echo "FAIL: $sym ($at) is not in .text.zp_hot" >&2
@@ -88,7 +89,7 @@ if readelf -p .comment "$lib" 2>/dev/null | grep -qi clang; then
 fi
 
 # Functions of LIB, with GCC's clone suffixes taken off.
-funcs=$(nm "$lib" | awk '$2 ~ /^[tT]$/ { print $3 }' |
+funcs=$(printf '%s\n' "$syms" | awk '$2 ~ /^[tT]$/ { print $3 }' |
 	sed -E 's/\.(part|isra|constprop|cold)(\.[0-9]+)?$//; s/\.(part|isra|constprop)(\.[0-9]+)?$//' |
 	sort -u)
 names=$(sed -n 's/^[[:space:]]*\*(\.text\.\([A-Za-z0-9_]*\) .*/\1/p' "$ld")
