@@ -323,8 +323,8 @@ alloc_calloc_slow(size_t n)
 }
 
 /*
- * Everything but a slab object of an arena zone: medium blocks, objects of
- * slabs in LOW32, large blocks, foreign pointers, misuse. The fast path's
+ * Everything but a slab object (slabs are all in the arena's zones):
+ * medium blocks, large blocks, foreign pointers, misuse. The fast path's
  * descriptor is not trusted here: it may describe a step the zone gave
  * back, where some other mapping may now live.
  */

@@ -92,10 +92,27 @@ extern unsigned nr_zone_spans;
  * free path's only dependent load is the descriptor itself. (LOW32 is a
  * zone of its own below 4 GiB, reached through zone_spans.)
  */
+/*
+ * Beside its facts word, every arena page has a line of bits for the same
+ * owner layer, 0 until that layer writes them: the slab layer's record of
+ * which 16-byte granules of the page start a live object and which a free
+ * one (slab.h), in pairs of words per KiB, so that a free and the flush
+ * after it find both in one line.
+ */
+struct page_bits {
+	uint64_t w[8];
+};
+
+_Static_assert(sizeof(struct page_bits) == 64, "one line per page");
+
 struct zp_arena {
 	uintptr_t base;		/* zone 0's first byte; 0 before boot */
 	struct page *descs;	/* descriptor of the page at base */
 	uint64_t *facts;	/* facts word of the page at base */
+	struct page_bits *bits;	/* bits of the page at base */
+	/* bits - base / 64: the bits of the KiB at a are at bits_bias +
+	 * a / 64 (16-byte aligned), one shift and one add. */
+	uintptr_t bits_bias;
 	unsigned zone_shift;	/* log2 of each zone's span */
 	unsigned nr_zones;	/* zone ids 0 .. nr_zones - 1 */
 };

@@ -44,14 +44,16 @@
 #define ZONE_DEFAULT_SPAN	((size_t)64 << 30)
 #define DESC_BYTES(pages)	((size_t)(pages) * sizeof(struct page))
 #define FACT_BYTES(pages)	((size_t)(pages) * sizeof(uint64_t))
+#define BITS_BYTES(pages)	((size_t)(pages) * sizeof(struct page_bits))
 /* The retained budget starts at 128 KiB, glibc's trim threshold
  * (zone_purge.c). */
 #define RETAIN_MIN		((uint64_t)32)
 
 _Static_assert(ZP_COMMIT_STEP % ZP_PAGE_SIZE == 0, "step is whole pages");
 _Static_assert(DESC_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0 &&
-	       FACT_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0,
-	       "descriptors and facts of one step are whole pages");
+	       FACT_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0 &&
+	       BITS_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0,
+	       "descriptors, facts and bits of one step are whole pages");
 _Static_assert(ZP_MAX_BLOCK % ZP_COMMIT_STEP == 0, "steps tile blocks");
 
 struct zone zone_table[ZP_MAX_ZONES];
@@ -168,6 +170,7 @@ struct zone_place {
 	size_t span;
 	struct page *descs;
 	uint64_t *facts;		/* NULL: none (LOW32) */
+	struct page_bits *bits;		/* NULL: none (LOW32) */
 	void *tables;			/* region types, then the step map */
 	size_t tables_bytes;
 };
@@ -212,6 +215,7 @@ zone_create(const struct zone_place *pl, enum zone_type type, unsigned node,
 
 	*z = (struct zone){ .base = pl->base, .span = pl->span,
 			    .descs = pl->descs, .facts = pl->facts,
+			    .bits = pl->bits,
 			    .tables = pl->tables,
 			    .tables_bytes = pl->tables_bytes,
 			    .is_bound = bind, .id = nr_zones, .node = node,
@@ -252,6 +256,8 @@ zones_teardown(void)
 			os_unmap(z->descs, z->descs_committed);
 		if (z->facts_committed)
 			os_unmap(z->facts, z->facts_committed);
+		if (z->bits_committed)
+			os_unmap(z->bits, z->bits_committed);
 		os_unmap(z->tables, z->tables_bytes);
 	}
 	zp_arena = (struct zp_arena){ 0 };
@@ -260,8 +266,9 @@ zones_teardown(void)
 }
 
 /*
- * The arena's window: facts words and descriptors of every zone first (a
- * zone's pages, their descriptors and facts stay in the same order, so
+ * The arena's window: facts words, descriptors and bits of every zone
+ * first (a zone's pages, their descriptors, facts and bits stay in the
+ * same order, so
  * one subtraction and one shift find any of them), then the zones, each
  * span bytes and aligned to the largest buddy block.
  */
@@ -272,15 +279,19 @@ arena_place(size_t span, unsigned nodes)
 	size_t fbytes = zp_align_up(FACT_BYTES(total >> ZP_PAGE_SHIFT),
 				    ZP_MAX_BLOCK);
 	size_t dbytes = zp_align_up(descs_bytes(total), ZP_MAX_BLOCK);
+	size_t bbytes = zp_align_up(BITS_BYTES(total >> ZP_PAGE_SHIFT),
+				    ZP_MAX_BLOCK);
 	void *w;
-	int r = os_reserve_window(fbytes + dbytes + total, ZP_MAX_BLOCK, 0,
-				  &w);
+	int r = os_reserve_window(fbytes + dbytes + bbytes + total,
+				  ZP_MAX_BLOCK, 0, &w);
 
 	if (r != 0)
 		return r;
 	zp_arena.facts = w;
 	zp_arena.descs = (struct page *)((char *)w + fbytes);
-	zp_arena.base = (uintptr_t)w + fbytes + dbytes;
+	zp_arena.bits = (struct page_bits *)((char *)w + fbytes + dbytes);
+	zp_arena.base = (uintptr_t)w + fbytes + dbytes + bbytes;
+	zp_arena.bits_bias = (uintptr_t)zp_arena.bits - zp_arena.base / 64;
 	zp_arena.zone_shift = zp_log2_floor(span);
 	return 0;
 }
@@ -321,6 +332,8 @@ zone_boot(const struct zone_config *cfg)
 						   ZP_PAGE_SHIFT),
 			.facts = zp_arena.facts + ((n * normal) >>
 						   ZP_PAGE_SHIFT),
+			.bits = zp_arena.bits + ((n * normal) >>
+						 ZP_PAGE_SHIFT),
 		};
 
 		/* A node whose tables cannot be had borrows node 0's zone;
@@ -484,6 +497,19 @@ fill_holes_in_locked(struct zone *z, size_t lo, size_t hi)
 	return true;
 }
 
+/* Makes the first need bytes of a per-page table read-write (none for a
+ * NULL table: LOW32 has no facts or bits). */
+static int
+commit_table(struct zone *z, void *table, size_t *committed, size_t need)
+{
+	if (table == NULL || need <= *committed)
+		return 0;
+	if (map_range(z, (char *)table + *committed, need - *committed) != 0)
+		return -1;
+	*committed = need;
+	return 0;
+}
+
 /* Commits one more step (descriptors first), publishes it and frees it
  * into the buddy lists as known-zero; a hole, if there is one, instead.
  * Nothing changes on failure. */
@@ -498,19 +524,12 @@ grow_locked(struct zone *z)
 		return true;
 	if (bytes + ZP_COMMIT_STEP > z->span)
 		return false;
-	if (need > z->descs_committed) {
-		if (map_range(z, (char *)z->descs + z->descs_committed,
-			      need - z->descs_committed) != 0)
-			goto fail;
-		z->descs_committed = need;
-	}
-	need = FACT_BYTES(pages + STEP_PAGES);
-	if (z->facts && need > z->facts_committed) {
-		if (map_range(z, (char *)z->facts + z->facts_committed,
-			      need - z->facts_committed) != 0)
-			goto fail;
-		z->facts_committed = need;
-	}
+	if (commit_table(z, z->descs, &z->descs_committed, need) != 0 ||
+	    commit_table(z, z->facts, &z->facts_committed,
+			 FACT_BYTES(pages + STEP_PAGES)) != 0 ||
+	    commit_table(z, z->bits, &z->bits_committed,
+			 BITS_BYTES(pages + STEP_PAGES)) != 0)
+		goto fail;
 	if (map_range(z, (void *)(z->base + bytes), ZP_COMMIT_STEP) != 0)
 		goto fail;
 	zone_step_set_mapped(z, pages / STEP_PAGES, true);
@@ -619,7 +638,8 @@ zonelist_build(unsigned node, unsigned gfp, struct zone **out)
 		if (!dup)
 			out[n++] = z;
 	}
-	struct zone *low = low32_get(/* create */ false);
+	struct zone *low = gfp & GFP_ARENA ? NULL
+					   : low32_get(/* create */ false);
 
 	if (low && (!(gfp & GFP_NODE_EXACT) || low->node == node))
 		out[n++] = low;

@@ -23,6 +23,9 @@ enum gfp_flags {
 	 * so that a small program splits one region, not two (each split
 	 * chain dirties a few pages of descriptors). */
 	GFP_SMALL = 1 << 2,
+	/* Only zones with facts words and bits (the arena's, page.h): a
+	 * slab's, whose frees find both by arithmetic. */
+	GFP_ARENA = 1 << 3,
 	/* The node to prefer is (gfp >> GFP_NODE_SHIFT) - 1; 0 = local. */
 	GFP_NODE_SHIFT = 8,
 };
@@ -85,7 +88,9 @@ zone_alloc_pages(struct pcp_set *pcp, unsigned order, unsigned gfp,
 {
 	struct page *pg;
 
-	if (zp_likely(pcp != NULL && gfp == 0 && order <= PCP_MAX_ORDER &&
+	/* A page cache holds pages of its node's NORMAL zone: an arena's. */
+	if (zp_likely(pcp != NULL && (gfp & ~(unsigned)GFP_ARENA) == 0 &&
+		      order <= PCP_MAX_ORDER &&
 		      (pg = pcp_take(pcp, order)) != NULL)) {
 		if (zero)
 			*zero = pg->flags & PG_ZERO;

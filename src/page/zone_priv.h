@@ -49,6 +49,8 @@ struct zone {
 	size_t descs_committed;		/* bytes of descs read-write (lock) */
 	uint64_t *facts;		/* span / 512 bytes; NULL: LOW32 */
 	size_t facts_committed;		/* bytes of facts read-write (lock) */
+	struct page_bits *bits;		/* span / 64 bytes; NULL: LOW32 */
+	size_t bits_committed;		/* bytes of bits read-write (lock) */
 	void *tables;			/* region types, step map */
 	size_t tables_bytes;
 	uint64_t *step_map;		/* a bit per mapped step */

@@ -88,19 +88,31 @@ is_unmap_candidate(const struct page *pg)
 	return pg->order >= STEP_ORDER;
 }
 
-/* Gives back the facts pages that only pages [lo, lo + n) of a free
- * block use: the block's words are 0 (the slab layer clears them before
- * it frees a block), which is what a dropped page reads. 192 MiB freed
- * and trimmed would otherwise keep 384 KiB of them. */
+/* Gives back the whole pages of [s, e): 0 bytes that a dropped page
+ * reads as it is. */
+static void
+drop_zeroed(uintptr_t s, uintptr_t e)
+{
+	s = zp_align_up(s, ZP_PAGE_SIZE);
+	e = zp_align_down(e, ZP_PAGE_SIZE);
+	if (s < e)
+		(void)os_purge((void *)s, e - s);
+}
+
+/* Gives back the facts and bits pages that only pages [lo, lo + n) of a
+ * free block use: the block's words are 0 (the slab layer clears them
+ * before it frees a block), which is what a dropped page reads. 192 MiB
+ * freed and trimmed would otherwise keep 384 KiB of facts and 3 MiB of
+ * bits. */
 static void
 drop_facts(struct zone *z, size_t lo, size_t n)
 {
-	uintptr_t s = zp_align_up((uintptr_t)&z->facts[lo], ZP_PAGE_SIZE);
-	uintptr_t e = zp_align_down((uintptr_t)&z->facts[lo + n],
-				    ZP_PAGE_SIZE);
-
-	if (z->facts && s < e)
-		(void)os_purge((void *)s, e - s);
+	if (z->facts)
+		drop_zeroed((uintptr_t)&z->facts[lo],
+			    (uintptr_t)&z->facts[lo + n]);
+	if (z->bits)
+		drop_zeroed((uintptr_t)&z->bits[lo],
+			    (uintptr_t)&z->bits[lo + n]);
 }
 
 /* Gives back the descriptor pages of pages [lo, lo + n) of a free block,

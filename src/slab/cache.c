@@ -205,7 +205,7 @@ shared_refill(struct slab_cache *c, unsigned sc)
 	if (s != NULL)
 		return s;
 	zp_unlock(&c->lock);
-	head = zone_alloc_pages(NULL, k->first_order, /* gfp */ 0, PAGE_SLAB,
+	head = zone_alloc_pages(NULL, k->first_order, GFP_ARENA, PAGE_SLAB,
 				&zero);
 	if (head != NULL) {
 		s = slab_init(head, sc, k->first_order, SLAB_UNOWNED, zero);
@@ -247,11 +247,12 @@ cache_alloc_shared(unsigned sc)
 		slab_set_owner(s, SLAB_UNOWNED);
 		c->shared = s;
 	}
-	if (p != NULL)
+	if (p != NULL) {
+		/* Handed out at once, by the slab's holder (this lock). */
+		slab_set_live((uintptr_t)p);
 		zp_stat_inc(c->nr_shared);
+	}
 	zp_unlock(&c->lock);
-	/* Handed out at once: no bin entry. */
-	p = (void *)((uintptr_t)p & ~SLAB_FRESH);
 	spill_to_zone(spill, NULL);
 	return p;
 }

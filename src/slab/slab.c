@@ -6,7 +6,7 @@
  * Owns:  slab_class[], slab_key.
  * Locks: none; callers hold the slab (as owner, or under cache->lock).
  * Path:  tcache_refill -> slab_take | slab_collect | slab_delay;
- *        tcache_free_slow -> slab_free_check_slow (rare) -> log_fatal.
+ *        tcache_free -> slab_bad_free (rare) -> log_fatal.
  */
 #include "slab/slab.h"
 
@@ -198,6 +198,21 @@ slab_set_owner(struct slab *s, struct tcache *owner)
 	slab_publish(s);
 }
 
+/* Forgets every live and avail bit of s: what its pages read as once
+ * given back, and what a slab made of them must start from. A slab that
+ * never carved an object since its reset wrote none. */
+static void
+slab_clear_bits(struct slab *s)
+{
+	uintptr_t a = (uintptr_t)page_address(slab_page(s));
+
+	s->avail_from = 0;
+	if (s->nr_carved == 0)
+		return;
+	memset(&zp_arena.bits[(a - zp_arena.base) >> ZP_PAGE_SHIFT], 0,
+	       sizeof(struct page_bits) << s->order);
+}
+
 void
 slab_fini(struct slab *s)
 {
@@ -207,6 +222,7 @@ slab_fini(struct slab *s)
 
 	for (size_t i = 0; f != NULL && i < n; i++)
 		__atomic_store_n(&f[i], 0, __ATOMIC_RELAXED);
+	slab_clear_bits(s);
 	for (size_t i = 1; i < n; i++) {
 		head[i].kind = PAGE_TAIL;
 		head[i].head_off = (uint32_t)i;
@@ -219,7 +235,7 @@ slab_reset(struct slab *s)
 	zp_assert(s->nr_inuse == 0);
 	zp_assert((__atomic_load_n(&s->remote, __ATOMIC_RELAXED) &
 		   SLAB_LIST) == 0);
-	s->free = NULL;
+	slab_clear_bits(s);
 	s->nr_carved = 0;
 	s->flags &= (uint8_t)~SLAB_ZERO;
 }
@@ -227,7 +243,7 @@ slab_reset(struct slab *s)
 void
 slab_corrupt_fatal(struct slab *s, void *slot, uintptr_t next)
 {
-	log_fatal("malloc(): corrupted free list: object %p of size %u "
+	log_fatal("malloc(): corrupted remote free list: object %p of size %u "
 		  "links to %p", slot, slab_class[s->sc].size, (void *)next);
 }
 
@@ -244,10 +260,18 @@ slab_double_free(void *p)
 }
 
 void
-slab_double_free_in(const char *call, void *p)
+slab_bad_free(void *p)
 {
-	log_fatal("%s(): double free detected %p (freed twice earlier)", call,
-		  p);
+	struct page *pg = page_lookup(p);
+	struct slab *s;
+
+	if (pg == NULL || pg->kind != PAGE_SLAB)
+		slab_invalid_free(p);
+	s = slab_head(slab_of(pg));
+	/* Never handed out is no double free. */
+	if ((unsigned long)slab_index_of(s, (uintptr_t)p) >= s->nr_carved)
+		slab_invalid_free(p);
+	slab_double_free(p);
 }
 
 /* Checks a decoded link of slot: an object start of the same slab (the
@@ -260,30 +284,46 @@ slab_check_link(struct slab *s, uintptr_t slot, uintptr_t next)
 		slab_corrupt_fatal(s, (void *)slot, next);
 }
 
+/* Takes up to want avail objects of the slab at base into dst, lowest
+ * address first. */
+static unsigned
+take_avail(struct slab *s, uintptr_t base, void **dst, unsigned want)
+{
+	unsigned nr_words = (s->mask + 1) >> 10;
+	unsigned i = s->avail_from, n = 0;
+
+	for (; i < nr_words; i++) {
+		uintptr_t at = base + ((uintptr_t)i << 10);
+		uint64_t *w = slab_avail_word(at);
+		uint64_t x = *w;
+
+		for (; x != 0 && n < want; x &= x - 1)
+			dst[n++] = (void *)(at + ((uintptr_t)
+					__builtin_ctzll(x) << 4));
+		*w = x;
+		if (n == want)
+			break;
+	}
+	s->avail_from = (uint16_t)i;
+	return n;
+}
+
 unsigned
 slab_take(struct slab *s, void **dst, unsigned want)
 {
 	const struct slab_class *c = &slab_class[s->sc];
 	unsigned nr_objs = slab_nr_objs(s);
-	uintptr_t a = (uintptr_t)s->free;
+	uintptr_t base = (uintptr_t)page_address(slab_page(s));
 	unsigned n = 0;
 
-	while (a != 0 && n < want) {
-		uintptr_t next = slab_decode(a);
-
-		slab_check_link(s, a, next);
-		slab_bin_enter(a);
-		dst[n++] = (void *)a;
-		a = next == a ? 0 : next;
-	}
-	s->free = (void *)a;
+	if (s->nr_inuse < s->nr_carved)
+		n = take_avail(s, base, dst, want);
 	if (n < want && s->nr_carved < nr_objs) {
-		uintptr_t base = (uintptr_t)page_address(slab_page(s));
 		unsigned k = ZP_MIN(want - n, nr_objs - s->nr_carved);
 		uintptr_t p = base + (uintptr_t)s->nr_carved * c->size;
 
 		for (unsigned i = 0; i < k; i++, p += c->size)
-			dst[n++] = (void *)(p | SLAB_FRESH);
+			dst[n++] = (void *)p;
 		s->nr_carved = (uint16_t)(s->nr_carved + k);
 	}
 	s->nr_inuse = (uint16_t)(s->nr_inuse + n);
@@ -300,6 +340,7 @@ slab_bump(struct slab *s)
 	zp_assert(s->nr_carved < slab_nr_objs(s));
 	s->nr_carved++;
 	s->nr_inuse++;
+	slab_set_live((uintptr_t)p);
 	return p;
 }
 
@@ -308,7 +349,7 @@ slab_collect(struct slab *s)
 {
 	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
 	uintptr_t head, a, next;
-	unsigned n;
+	unsigned n, left;
 
 	do {
 		if ((old & SLAB_LIST) == 0)
@@ -323,16 +364,18 @@ slab_collect(struct slab *s)
 	if (n == 0 || n > s->nr_inuse)
 		slab_double_free((void *)head);
 	s->nr_inuse = (uint16_t)(s->nr_inuse - n);
-	/* The usual case, a refill that used up the local list, takes the
-	 * chain as it is: slab_take checks each link as it pops it. */
-	if (s->free == NULL) {
-		s->free = (void *)head;
-		return n;
-	}
-	for (a = head; (next = slab_decode(a)) != a; a = next)
+	/* Exactly n objects, the last linked to itself: anything else is
+	 * a list that a write after free broke. */
+	left = n;
+	for (a = head;; a = next) {
+		next = slab_decode(a);
 		slab_check_link(s, a, next);
-	*(uintptr_t *)a = slab_encode((uintptr_t)s->free, a);
-	s->free = (void *)head;
+		slab_avail_put(s, a);
+		if (--left == 0 || next == a)
+			break;
+	}
+	if (next != a || left != 0)
+		slab_corrupt_fatal(s, (void *)a, next);
 	return n;
 }
 
@@ -400,49 +443,11 @@ slab_settle(struct slab *s)
 	}
 }
 
-/* Is a on the chain starting at head? Walks at most nr_objs links. */
-static bool
-slab_chain_holds(struct slab *s, uintptr_t head, uintptr_t a)
-{
-	unsigned left = slab_nr_objs(s);
-
-	for (uintptr_t q = head; q != 0 && left != 0; left--) {
-		uintptr_t next = slab_decode(q);
-
-		if (q == a)
-			return true;
-		slab_check_link(s, q, next);
-		q = next == q ? 0 : next;
-	}
-	return false;
-}
-
-void
-slab_free_check_slow(struct slab *s, void *p)
-{
-	uintptr_t a = (uintptr_t)p;
-	uintptr_t remote = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
-
-	if ((unsigned long)slab_index_of(s, a) >= s->nr_carved)
-		slab_invalid_free(p);
-	if (slab_chain_holds(s, (uintptr_t)s->free, a) ||
-	    slab_chain_holds(s, remote & SLAB_LIST, a))
-		slab_double_free(p);
-}
-
-void
-slab_remote_check(struct slab *s, void *p)
-{
-	if (slab_looks_free(s, (uintptr_t)p))
-		slab_double_free(p);
-}
-
 void
 slab_realloc_check(const struct page *pg, void *p)
 {
-	const struct slab *s = (const struct slab *)(const void *)pg;
-
-	if (slab_looks_free(s, (uintptr_t)p))
+	(void)pg;
+	if (!slab_is_live((uintptr_t)p))
 		log_fatal("realloc(): invalid pointer %p (already freed)", p);
 }
 

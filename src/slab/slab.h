@@ -8,7 +8,7 @@
  * Every page of a slab carries what free() needs - kind, class, owner and
  * the slab's geometry - in its own descriptor, so free() reaches all of it
  * with one dependent load, whichever page the object lies in. The holder's
- * state (free lists, counts, list links) lives in the first page's
+ * state (counts, the remote list, list links) lives in the first page's
  * descriptor only; other pages point back to it (SLAB_TAIL, head_off).
  *
  * A slab is held by one thread (its owner), which moves its objects in
@@ -17,29 +17,34 @@
  * full). A thread that needs a slab adopts an orphan that has free
  * objects before it carves a new one.
  *
- * Free lists are singly linked through each free object's first word,
- * stored encoded as next ^ key ^ bswap(slot address), after Linux's
- * CONFIG_SLAB_FREELIST_HARDENED: a use-after-free write cannot name an
- * arbitrary address, and a decoded link that leaves the slab is caught.
- * The byte swap keeps the small difference between neighbouring addresses
- * from exposing the key's high bits. A list ends with a link to the slot
- * itself.
+ * Neither malloc, free, a flush nor a refill reads or writes an object:
+ * what they know of it is in the bits of its page (page.h), two bits per
+ * 16-byte granule, found by arithmetic from its address:
+ *   live    set by malloc, tested and cleared by free: a free of anything
+ *           but a live object's first byte (a double free, an interior
+ *           pointer) is caught at the free itself;
+ *   avail   the object is free in its slab (not in a bin, not on the
+ *           remote list): set by a flush, taken by a refill, in address
+ *           order.
+ * The slab's holder writes both without atomics; so that no other thread
+ * ever does, a slab leaves a live thread only by that thread's own
+ * trim, or by another thread's trim when it is empty (tcache.c), and
+ * unowned slabs change hands under their cache's lock. Remote frees
+ * clear live with an atomic AND: a holder's plain write may undo that
+ * clear, which can let a later double free of the object pass (it is
+ * caught when both copies reach the slab) but never reports a live one.
  *
- * An object in a tcache bin carries that self link in its second word
- * (its mark) and no link in its first. free() writes the mark and reads
- * nothing: a read of an object the cache has not seen stalls the free,
- * a store does not. So a double free is found where the object leaves
- * the bin - malloc() or a flush finds no mark (the other copy was handed
- * out or flushed first) or a first word that is a link (the object was
- * already on one of its slab's lists) - always before the object could
- * be handed out twice or its slab emptied under it; and at once when the
- * object is one of the last two freed to its bin. Objects never handed
- * out enter a bin unwritten, as SLAB_FRESH entries.
- *
- * Lists of a slab:
- *   free    the holder's local list (no atomics; holder only),
- *   remote  other threads' frees, pushed with a CAS and taken whole by the
- *           holder; the same word counts them and holds the slab's remote
+ * Sets of a slab's objects:
+ *   avail   the holder's (bits; holder only),
+ *   remote  other threads' frees, linked through each object's first word
+ *           (encoded as next ^ key ^ bswap(slot address), after Linux's
+ *           CONFIG_SLAB_FREELIST_HARDENED: a use-after-free write cannot
+ *           name an arbitrary address, and a decoded link that leaves the
+ *           slab is caught; the byte swap keeps the small difference
+ *           between neighbouring addresses from exposing the key's high
+ *           bits; a list ends with a link to the slot itself), pushed with
+ *           a CAS and taken whole by the holder, which moves them to
+ *           avail; the same word counts them and holds the slab's remote
  *           state (below),
  *   carve   objects [nr_carved, nr_objs) never handed out: bins take them
  *           by address, so untouched memory of a slab is never written
@@ -122,14 +127,16 @@ struct slab {
 	uint32_t start_below;		/* see slab_is_start */
 	union {
 		struct {		/* first page */
-			uint16_t nr_inuse;	/* carved and not on ->free */
+			uint16_t nr_inuse;	/* carved and not avail */
 			uint16_t nr_carved;	/* [0, nr_carved) ever carved */
 		};
 		uint32_t head_off;	/* SLAB_TAIL: pages back to the first */
 	};
 	/* The holder's state (owner, or cache->lock when unowned); first
 	 * page only. */
-	void *free;			/* local free list, encoded links */
+	uint16_t avail_from;		/* no avail bit in words below */
+	uint16_t unused16;
+	uint32_t unused32;
 	uintptr_t remote;		/* atomic: remote list | state */
 	struct slab *next, *prev;	/* the list `where` names */
 };
@@ -211,57 +218,42 @@ slab_decode(uintptr_t slot)
 	return *(const uintptr_t *)slot ^ slab_key ^ __builtin_bswap64(slot);
 }
 
-/* Does the decoded word w of slot a point into a's slab (mask: slab
- * bytes - 1)? True for every link of a list (they stay in their slab;
- * ends link to themselves) and, short of a 2^-45 accident, for no live
- * object's first word. */
-static inline bool
-slab_word_is_link(uintptr_t w, uintptr_t a, uintptr_t mask)
-{
-	return (w ^ a) <= mask;
-}
-
-/* A bin entry of an object never handed out (slab_take): its words are
- * not written (untouched memory stays so) and there is nothing to check. */
-#define SLAB_FRESH	((uintptr_t)1)
-
-/* The mark of an object in a bin: its own self link, in its second word. */
-static inline uintptr_t
-slab_mark(uintptr_t a)
-{
-	return slab_encode(a, a);
-}
-
 /*
- * Is the object at a, taken from a bin, as a bin leaves it: marked, and
- * with a first word that is no link (w0 ^ mark is decode(w0) ^ a; no slab
- * spans more than SLAB_MAX_BYTES, so the test needs no descriptor)? Both
- * words share the object's first line.
+ * The bits of the KiB holding a, an arena address (slabs come only from
+ * the arena's zones): its live word, then its avail word, a bit per 16
+ * bytes; a page's four pairs fill its line of bits.
  */
-static inline bool
-slab_binned_ok(uintptr_t a)
+static inline uint64_t *
+slab_live_word(uintptr_t a)
 {
-	const uintptr_t *w = (const uintptr_t *)a;
-	uintptr_t m = slab_mark(a);
-
-	return (w[1] == m) & ((w[0] ^ m) >= SLAB_MAX_BYTES);
+	return (uint64_t *)(zp_arena.bits_bias + ((a >> 6) & ~(uintptr_t)15));
 }
 
-/* The words of an object entering a bin from one of its slab's lists. */
+static inline uint64_t *
+slab_avail_word(uintptr_t a)
+{
+	return slab_live_word(a) + 1;
+}
+
+static inline uint64_t
+slab_bit(uintptr_t a)
+{
+	return (uint64_t)1 << ((a >> 4) & 63);
+}
+
+/* Is the object at a live, as far as a racy read tells? */
+static inline bool
+slab_is_live(uintptr_t a)
+{
+	return __atomic_load_n(slab_live_word(a), __ATOMIC_RELAXED) &
+	       slab_bit(a);
+}
+
+/* The holder marks the object at a handed out. */
 static inline void
-slab_bin_enter(uintptr_t a)
+slab_set_live(uintptr_t a)
 {
-	((uintptr_t *)a)[0] = 0;
-	((uintptr_t *)a)[1] = slab_mark(a);
-}
-
-/* Is the object at a free as far as its own words tell: on a list, in a
- * bin or posted? Remote frees and realloc check this. */
-static inline bool
-slab_looks_free(const struct slab *s, uintptr_t a)
-{
-	return slab_word_is_link(slab_decode(a), a, s->mask) ||
-	       ((const uintptr_t *)a)[1] == slab_mark(a);
+	*slab_live_word(a) |= slab_bit(a);
 }
 
 /*
@@ -286,19 +278,6 @@ slab_index_of(const struct slab *s, uintptr_t a)
 	if (zp_unlikely(!slab_is_start(s, a)))
 		return -1;
 	return (long)(((uint64_t)(a & s->mask) * s->recip) >> 32);
-}
-
-/* Puts p on the holder's local list; it is no bin's any more. */
-static inline void
-slab_push(struct slab *s, void *p)
-{
-	uintptr_t a = (uintptr_t)p;
-	uintptr_t next = s->free ? (uintptr_t)s->free : a;
-
-	((uintptr_t *)p)[0] = slab_encode(next, a);
-	((uintptr_t *)p)[1] = 0;
-	s->free = p;
-	s->nr_inuse--;
 }
 
 /*
@@ -341,8 +320,8 @@ slab_facts_owner(uint64_t f)
 	return (uint32_t)(f >> SLAB_FACTS_OWNER_SHIFT);
 }
 
-/* slab_is_start from the facts word; the class's reciprocal comes from
- * the class table, which every free reads and so stays in L1. */
+/* slab_is_start from the facts word alone (free tests the live bit
+ * instead, which says the same of every live object's first byte). */
 static inline bool
 slab_facts_is_start(uint64_t f, uintptr_t a)
 {
@@ -374,15 +353,15 @@ void slab_set_owner(struct slab *s, struct tcache *owner);
 void slab_fini(struct slab *s);
 /* Forgets the objects of a slab with nr_inuse == 0 (dirty from now on). */
 void slab_reset(struct slab *s);
-/* Moves up to want objects (local list first, then never-used ones) to
- * dst, a bin: marked as binned, never-used ones as SLAB_FRESH entries
- * instead; returns how many. */
+/* Moves up to want objects (avail ones in address order, then never-used
+ * ones) to dst, a bin; returns how many. Nothing of them is written. */
 unsigned slab_take(struct slab *s, void **dst, unsigned want);
-/* Takes one never-used object (calloc from a zero slab: no write). */
+/* Takes one never-used object, live (calloc from a zero slab: no
+ * write). */
 void *slab_bump(struct slab *s);
-/* Moves the remote list onto ->free; returns how many objects. The caller
- * holds the slab (owner, or cache->lock for an unowned one). The state
- * bits stay as they are. */
+/* Makes the objects of the remote list avail; returns how many. The
+ * caller holds the slab (owner, or cache->lock for an unowned one). The
+ * state bits stay as they are. */
 unsigned slab_collect(struct slab *s);
 /* Holder side: are all objects out back on the remote list? Then takes
  * the list without walking it and leaves nr_inuse 0 (the caller resets
@@ -392,7 +371,7 @@ bool slab_collect_if_empty(struct slab *s);
 static inline bool
 slab_has_local(const struct slab *s)
 {
-	return s->free != NULL || s->nr_carved < slab_nr_objs(s);
+	return s->nr_inuse < s->nr_carved || s->nr_carved < slab_nr_objs(s);
 }
 
 /* Sets DELAYED on a held slab with nothing local. False when remote frees
@@ -405,19 +384,15 @@ void slab_undelay(struct slab *s);
 /* Owner side, before giving s up: no DELAYED left, no freer posting. */
 void slab_settle(struct slab *s);
 
-/* An object leaving a bin with a first word that looks like a link:
- * aborts when p really is on one of the slab's lists, returns otherwise. */
-void slab_free_check_slow(struct slab *s, void *p);
-/* A free by a thread that does not hold the slab cannot walk its lists:
- * a first word that decodes into the slab is taken as proof. */
-void slab_remote_check(struct slab *s, void *p);
 /* realloc of an object that was freed: aborts naming realloc(). */
 void slab_realloc_check(const struct page *slab_page, void *p);
 void slab_invalid_free(void *p) zp_cold __attribute__((noreturn));
 void slab_double_free(void *p) zp_cold __attribute__((noreturn));
-/* A double free found where the object left its bin: by call. */
-void slab_double_free_in(const char *call, void *p)
-	zp_cold __attribute__((noreturn));
+/* A free of p, an address in a slab, that is no live object's first
+ * byte: aborts, naming a double free or an invalid pointer. Not declared
+ * noreturn, so that the fast path reaches it with a jump and keeps no
+ * frame of its own. */
+void slab_bad_free(void *p) zp_cold;
 void slab_corrupt_fatal(struct slab *s, void *slot, uintptr_t next)
 	zp_cold __attribute__((noreturn));
 
@@ -425,6 +400,29 @@ void slab_corrupt_fatal(struct slab *s, void *slot, uintptr_t next)
 size_t slab_usable_size(const struct page *slab_page);
 /* Is p the first byte of an object of this slab? Any page. */
 bool slab_is_object_start(const struct page *slab_page, const void *p);
+
+/* Gives p, out of a bin, back to its slab: avail again. A bit already
+ * set is an object freed twice whose live bit a remote free's lost clear
+ * kept (see above). */
+static inline void
+slab_avail_put(struct slab *s, uintptr_t a)
+{
+	uint64_t *w = slab_avail_word(a);
+	unsigned i = (unsigned)((a & s->mask) >> 10);
+
+	if (zp_unlikely(*w & slab_bit(a)))
+		slab_double_free((void *)a);
+	*w |= slab_bit(a);
+	if (i < s->avail_from)
+		s->avail_from = (uint16_t)i;
+}
+
+static inline void
+slab_push(struct slab *s, void *p)
+{
+	slab_avail_put(s, (uintptr_t)p);
+	s->nr_inuse--;
+}
 
 /* Per-process setup: class geometry, central caches, freelist key. */
 void slab_boot(uint64_t key_seed);

@@ -12,7 +12,7 @@
  *        tcache_free (inline) -> tcache_free_slow -> bin_flush ->
  *          give_back; -> tcache_free_remote -> chain [-> push_chain ->
  *          CAS [-> post | cache_rescue]];
- *        malloc_trim -> tcache_trim_others -> give_up (each thread).
+ *        malloc_trim -> tcache_trim_others -> trim_other (each thread).
  *
  * A thread holds slabs of each class on three lists: partial (a refill
  * can take from them), full (nothing local left) and one spare empty
@@ -26,12 +26,12 @@
  * lands in a cache that is gone.
  *
  * Slabs change hands only under the giving thread's lock: at exit, at
- * trim (from any thread), and when a thread adopts an orphan - a slab of
- * an exited thread that still has live objects - instead of carving a new
- * slab, so that objects which outlive their threads do not each pin a
- * slab. Objects sitting in a thread's bin keep counting as in use by
- * their slab, wherever the slab went; when the bin gives them back, an
- * object whose slab is no longer the thread's is a remote free.
+ * trim, and when a thread adopts an orphan - a slab of an exited thread
+ * that still has live objects - instead of carving a new slab, so that
+ * objects which outlive their threads do not each pin a slab. Another
+ * thread's trim takes only slabs with no object out (none live, none in
+ * a bin): a live thread's malloc and free write the bits of its slabs'
+ * objects without a lock (slab.h).
  *
  * Remote frees into the same slab are chained in the freeing thread's
  * class (up to RBATCH_MAX) and pushed with one CAS; a chain goes out when
@@ -41,9 +41,7 @@
  * Statistics cost the fast paths one counter, on malloc, in the bin's own
  * line: objects enter a bin by refill or local free and leave it by malloc
  * or flush, so the number of local frees is popped + flushed + cached -
- * refilled. (On free, the counter made frees in random order 5 to 8%
- * slower: behind the mark's store to a line not in cache, every further
- * store of a free waits in the store buffer. malloc's line is hot.)
+ * refilled.
  */
 #include "slab/tcache.h"
 
@@ -131,11 +129,8 @@ bin_attach(struct tcache *tc, unsigned sc)
 
 	if (zp_likely(b->base != NULL))
 		return;
-	b->base = b->cur = tc->slots + tc->nr_slots_used + TBIN_GUARD;
-	tc->nr_slots_used += TBIN_GUARD + slab_class[sc].bin_cap;
-	/* Slots are not cleared with the rest of a reused state. */
-	for (unsigned i = 1; i <= TBIN_GUARD; i++)
-		b->base[-(int)i] = NULL;
+	b->base = b->cur = tc->slots + tc->nr_slots_used;
+	tc->nr_slots_used += slab_class[sc].bin_cap;
 	zp_assert(tc->nr_slots_used <= TCACHE_SLOTS);
 	b->end = b->base + slab_class[sc].bin_cap;
 }
@@ -201,14 +196,12 @@ own_emptied(struct tcache *tc, struct slab *s)
 static void push_chain(struct slab *s, uintptr_t head, uintptr_t tail,
 		       unsigned n);
 
-/* Object p, out of tc's bin or mailbox, goes back onto its slab's free
- * list; a slab another thread's trim took away meanwhile gets it as a
- * remote free. */
-static void
+/* Object p, out of tc's bin or mailbox, goes back to its slab: avail; a
+ * slab that is no longer tc's gets it as a remote free. */
+static zp_always_inline void
 give_back(struct tcache *tc, void *p, struct slab *s)
 {
 	if (zp_unlikely(slab_owner(s) != tc)) {
-		((uintptr_t *)p)[1] = 0;
 		push_chain(s, (uintptr_t)p, (uintptr_t)p, 1);
 		return;
 	}
@@ -254,10 +247,6 @@ mail_drain(struct tcache *tc)
 		uintptr_t next = mail_next(a);
 		struct slab *s = slab_of_ptr(a);
 
-		/* A post links to itself only when its owner freed it
-		 * again, which wrote the bin's mark over the link. */
-		if (next == a)
-			slab_double_free((void *)a);
 		if (s == NULL || slab_owner(s) != tc ||
 		    slab_index_of(s, a) < 0 || (next & 15) != 0)
 			log_fatal("free(): corrupted remote free list at %p",
@@ -266,21 +255,6 @@ mail_drain(struct tcache *tc)
 		zp_stat_inc(tc->nr_mail);
 		a = next;
 	}
-}
-
-static bool
-mail_holds(struct tcache *tc, uintptr_t a)
-{
-	uintptr_t q = __atomic_load_n(&tc->mailbox, __ATOMIC_ACQUIRE);
-
-	for (uintptr_t next; q != 0 && (q & 15) == 0; q = next) {
-		next = mail_next(q);
-		if (q == a)
-			return true;
-		if (next == q)		/* see mail_drain */
-			slab_double_free((void *)q);
-	}
-	return false;
 }
 
 /* Remote free into a DELAYED slab, which this freer moved to FREEING:
@@ -376,7 +350,8 @@ rbatch_flush(struct tcache *tc, unsigned sc)
 	tc->rbatch_mask[sc / 64] &= ~((uint64_t)1 << (sc % 64));
 }
 
-static void
+/* Out of line in every build: the code window (hot_text.ld) names it. */
+static zp_noinline void
 rbatch_flush_all(struct tcache *tc)
 {
 	for (unsigned w = 0; w < ZP_ARRAY_SIZE(tc->rbatch_mask); w++)
@@ -385,16 +360,15 @@ rbatch_flush_all(struct tcache *tc)
 						      tc->rbatch_mask[w]));
 }
 
-void
-tcache_free_remote(struct tcache *tc, void *p)
+/* A remote free whose live bit is already clear. */
+static void
+remote_free(struct tcache *tc, void *p)
 {
 	uintptr_t a = (uintptr_t)p;
 	struct slab *s = slab_of_ptr(a);
 	unsigned sc = s->sc;
 	struct tclass *k;
 
-	if (zp_unlikely(slab_looks_free(s, a)))
-		slab_remote_check(s, p);
 	if (tc == NULL) {
 		push_chain(s, a, a, 1);
 		if (ZP_IS_STATS)
@@ -421,6 +395,19 @@ tcache_free_remote(struct tcache *tc, void *p)
 	tc->rbatch_mask[sc / 64] |= (uint64_t)1 << (sc % 64);
 }
 
+void
+tcache_free_remote(struct tcache *tc, void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	uint64_t bit = slab_bit(a);
+
+	if (zp_unlikely(!(__atomic_fetch_and(slab_live_word(a), ~bit,
+					     __ATOMIC_RELAXED) & bit) ||
+			(a & 15) != 0))
+		slab_bad_free(p);
+	remote_free(tc, p);
+}
+
 /* --- refill ------------------------------------------------------------- */
 
 /* A fresh slab from the zone: the class's first one in this thread is
@@ -432,7 +419,7 @@ new_slab(struct tcache *tc, unsigned sc)
 	unsigned order = tc->cls[sc].nr_slabs ? c->order : c->first_order;
 	struct slab *s;
 	bool zero = false;
-	struct page *head = zone_alloc_pages(tc->pcp, order, /* gfp */ 0,
+	struct page *head = zone_alloc_pages(tc->pcp, order, GFP_ARENA,
 					     PAGE_SLAB, &zero);
 
 	if (head == NULL)
@@ -470,7 +457,7 @@ get_slab(struct tcache *tc, unsigned sc)
 
 /*
  * Fills an empty bin with up to half its capacity: posted objects first,
- * then the partial slabs (free list, never-used objects, remote frees),
+ * then the partial slabs (free objects, never-used objects, remote frees),
  * and another slab only when those gave nothing. Returns how many.
  */
 static unsigned
@@ -535,15 +522,12 @@ alloc_shared(struct tcache *tc, unsigned sc)
 	return p;
 }
 
-/* An object from a shared slab, handed out as from any bin: never with a
- * free object's self link; for calloc, cleared for the bytes asked for. */
+/* An object from a shared slab (live already); for calloc, cleared for
+ * the bytes asked for. */
 static void *
 hand_out(void *p, size_t n, bool zero)
 {
-	if (zero)
-		return memset(p, 0, ZP_MAX(n, 2 * sizeof(uintptr_t)));
-	((uintptr_t *)p)[0] = ((uintptr_t *)p)[1] = 0;
-	return p;
+	return zero ? memset(p, 0, n) : p;
 }
 
 void *
@@ -665,9 +649,8 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
  * where it has one: the head's descriptor is the only one a flush
  * needs, and a slab of many pages costs no other. */
 static zp_always_inline struct slab *
-flush_slab_of(uintptr_t e)
+flush_slab_of(uintptr_t a)
 {
-	uintptr_t a = e & ~SLAB_FRESH;
 	uint64_t f = page_facts_fast((void *)a);
 
 	if (f == 0)
@@ -675,54 +658,12 @@ flush_slab_of(uintptr_t e)
 	return slab_of(page_block_head((void *)a, slab_facts_order(f)));
 }
 
-/*
- * An object out of a bin that does not look as a bin leaves it
- * (slab_binned_ok): aborts, naming call, when its mark is gone (another
- * copy left the bin first) or it is on a list of its slab or in the
- * mailbox (freed again after it had left the bin); returns when its first
- * word is a live object's unlucky bytes. The lists are walked only with
- * tc->lock held (walk).
- */
-static void
-unbin_check(struct tcache *tc, void *p, const char *call, bool walk)
-{
-	struct slab *s;
-
-	if (((uintptr_t *)p)[1] != slab_mark((uintptr_t)p))
-		slab_double_free_in(call, p);
-	if (!walk)
-		return;
-	s = slab_of_ptr((uintptr_t)p);
-	/* Its lists are ours to walk only while it is ours. */
-	if (s == NULL || slab_owner(s) != tc || mail_holds(tc, (uintptr_t)p))
-		slab_double_free_in(call, p);
-	slab_free_check_slow(s, p);
-}
-
-void *
-tcache_unbin_slow(struct tcache *tc, void *p, const char *call)
-{
-	/* A signal handler's malloc cannot take the lock its thread holds:
-	 * a link-like first word passes unverified (a 2^-47 chance that it
-	 * is a link). */
-	bool walk = !interrupted_self(tc);
-
-	if (walk)
-		zp_lock(&tc->lock);
-	unbin_check(tc, p, call, walk);
-	if (walk)
-		zp_unlock(&tc->lock);
-	((uintptr_t *)p)[1] = 0;
-	return p;
-}
-
 /* Gives the n newest objects of a bin back to their slabs (all of them at
  * trim and exit). A full bin gives half: freed within the last few dozen
  * frees, their lines and their descriptors' are still in the cache, and
  * one lock serves them all. (The oldest would have gone cold long ago: a
  * program freeing a large structure in random order paid every miss
- * twice.) Each leaves the bin as a malloc would take it: marked, and
- * with no link in its first word. */
+ * twice.) */
 static void
 bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 {
@@ -742,15 +683,8 @@ bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 			sl[i] = flush_slab_of((uintptr_t)q[i]);
 			__builtin_prefetch(sl[i], 1);
 		}
-		for (unsigned i = 0; i < m; i++) {
-			uintptr_t a = (uintptr_t)q[i] & ~SLAB_FRESH;
-
-			if (!((uintptr_t)q[i] & SLAB_FRESH) &&
-			    zp_unlikely(!slab_binned_ok(a)))
-				unbin_check(tc, (void *)a, "free",
-					    /* walk */ true);
-			give_back(tc, (void *)a, sl[i]);
-		}
+		for (unsigned i = 0; i < m; i++)
+			give_back(tc, q[i], sl[i]);
 		q += m;
 	}
 	b->cur -= n;
@@ -765,7 +699,7 @@ tcache_free_slow(struct tcache *tc, void *p, unsigned sc)
 	struct tbin *b = &tc->bins[sc];
 
 	if (interrupted_self(tc)) {
-		tcache_free_remote(NULL, p);
+		remote_free(NULL, p);
 		return;
 	}
 	zp_lock(&tc->lock);
@@ -827,23 +761,25 @@ settle_list(struct slab *s)
 		slab_settle(s);
 }
 
-/*
- * Gives up every slab tc holds (tc->lock held). The bins are the owner's
- * alone: with_bins only when the owner itself calls, and then the remote
- * chains go out too. Another thread's bins keep their objects; their
- * slabs count them as in use until the owner gives them back.
- */
+/* Before tc's slabs are sorted for giving up: no post in flight and none
+ * to come, so the mailbox is final once drained. */
 static void
-give_up(struct tcache *tc, bool with_bins)
+settle_all(struct tcache *tc)
 {
-	if (with_bins)
-		rbatch_flush_all(tc);
-	/* No post in flight and none to come: then the mailbox is final. */
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		settle_list(tc->cls[sc].partial);
 		settle_list(tc->cls[sc].full);
 	}
 	mail_drain(tc);
+}
+
+/* Gives up every slab tc holds, its bins emptied first (tc->lock held,
+ * by the owner itself: at its exit or trim). */
+static void
+give_up(struct tcache *tc)
+{
+	rbatch_flush_all(tc);
+	settle_all(tc);
 	/* Slabs that empty now stay where they are, for one lock a class. */
 	tc->is_flushing = true;
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
@@ -851,7 +787,7 @@ give_up(struct tcache *tc, bool with_bins)
 		struct tclass *k = &tc->cls[sc];
 		struct slab *orphans = NULL, *empties = NULL;
 
-		if (with_bins && b->cur != b->base)
+		if (b->cur != b->base)
 			bin_flush(tc, sc, (unsigned)(b->cur - b->base));
 		while (k->partial != NULL)
 			release(tc, k->partial, &orphans, &empties);
@@ -869,8 +805,61 @@ void
 tcache_flush(struct tcache *tc)
 {
 	zp_lock(&tc->lock);
-	give_up(tc, /* with_bins */ true);
+	give_up(tc);
 	zp_unlock(&tc->lock);
+}
+
+/* Sorts one of another thread's settled slabs (trim): emptied by the
+ * frees collected now, onto *empties; else it stays, a full one delayed
+ * again or partial if frees came in meanwhile. */
+static void
+trim_keep_or_take(struct tcache *tc, struct slab *s, struct slab **empties)
+{
+	slab_collect(s);
+	if (s->nr_inuse == 0) {
+		own_del(tc, s);
+		s->next = *empties;
+		*empties = s;
+		return;
+	}
+	if (s->where == SLAB_OWN_FULL &&
+	    (slab_has_local(s) || !slab_delay(s))) {
+		own_del(tc, s);
+		own_add(tc, s, SLAB_OWN_PARTIAL);
+	}
+}
+
+/*
+ * malloc_trim from another thread (tc->lock held): every slab of tc's
+ * that remote frees emptied, and its spare, go back; one with an object
+ * out (live, or in tc's bins) stays tc's, whose malloc and free write its
+ * bits without a lock.
+ */
+static void
+trim_other(struct tcache *tc)
+{
+	settle_all(tc);
+	tc->is_flushing = true;
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		struct tclass *k = &tc->cls[sc];
+		struct slab *empties = NULL, *s, *next;
+		struct slab *lists[2] = { k->partial, k->full };
+
+		for (unsigned i = 0; i < 2; i++)
+			for (s = lists[i]; s != NULL; s = next) {
+				next = s->next;
+				trim_keep_or_take(tc, s, &empties);
+			}
+		if (k->spare != NULL) {
+			s = k->spare;
+			own_del(tc, s);
+			s->next = empties;
+			empties = s;
+		}
+		if (empties != NULL)
+			cache_put_list(sc, NULL, empties, tc->pcp);
+	}
+	tc->is_flushing = false;
 }
 
 void
@@ -881,7 +870,7 @@ tcache_trim_others(struct tcache *self)
 		if (tc == self)
 			continue;
 		zp_lock(&tc->lock);
-		give_up(tc, /* with_bins */ false);
+		trim_other(tc);
 		if (tc->pcp)
 			pcp_drain(tc->pcp);
 		zp_unlock(&tc->lock);

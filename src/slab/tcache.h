@@ -6,9 +6,9 @@
  * the thread holds (jemalloc's cache_bin). malloc pops the stack, free of
  * an object of a slab the thread holds pushes it; both are LIFO, so the
  * object handed out is the one most recently freed, still in cache.
- * Refills take a batch from the thread's own slabs (their free lists,
- * never-used objects, remote frees) and flushes give the oldest half back
- * to them; neither takes a lock unless a slab changes hands. A free of any
+ * Refills take a batch from the thread's own slabs (their free objects in
+ * address order, never-used objects, remote frees) and flushes give the
+ * newest half back to them; both take only the thread's own lock. A free of any
  * other slab's object is a remote free: chained with the thread's other
  * frees into the same slab and pushed onto that slab's remote list with
  * one CAS (see slab.h and tcache.c).
@@ -16,16 +16,15 @@
  * Fast paths (x86-64), no calls and no register saves:
  *   alloc: load the bin's top and bottom, compare, load the pointer,
  *          store the top, count the allocation (in the bin's own line),
- *          test the object's two first words for the bin's mark
- *          (slab.h), clear the mark.
- *   free:  one facts word (the page's: class, owner, geometry), index
- *          check (shift, mask, multiply, compare), compare the owner,
- *          compare the top with the end and the two newest entries with
- *          the object, store the mark, the pointer and the top. Nothing
- *          of the object is read: a free in an order the cache has not
- *          seen does not wait for the object's line. The statistics'
- *          counter is malloc's (in the bin's own line): a free whose
- *          object line misses already fills the store buffer.
+ *          set the object's live bit (slab.h).
+ *   free:  one facts word (the page's: class, owner), the live bit
+ *          (tested: set, and the address 16-aligned; then cleared),
+ *          compare the owner, compare the top with the end, store the
+ *          pointer and the top. Nothing of the object is read or
+ *          written, here or when a flush gives it back: a free in an
+ *          order the cache has not seen waits for no object's line, and
+ *          the bits of a heap are 1/64 of it. The statistics' counter is
+ *          malloc's (in the bin's own line).
  */
 #ifndef ZP_SLAB_TCACHE_H
 #define ZP_SLAB_TCACHE_H
@@ -42,12 +41,8 @@
 #define TCACHE_IDS	65536
 #define TCACHE_NO_ID	UINT32_MAX
 
-/* Room for every class's bin_cap and its guards (slab_boot checks the
- * sum). */
+/* Room for every class's bin_cap (slab_boot checks the sum). */
 #define TCACHE_SLOTS	4096
-/* Empty slots below each bin's base: free compares the two newest
- * entries with the object without testing for an emptier bin. */
-#define TBIN_GUARD	2
 
 /*
  * A bin's stack. All three pointers are NULL until the thread first uses
@@ -128,7 +123,8 @@ void tcache_fini(struct tcache *tc);
 /* Gives up every held slab but keeps tc usable (malloc_trim). */
 void tcache_flush(struct tcache *tc);
 /* malloc_trim from another thread: every live thread but the caller
- * gives up its slabs and drains its page cache, its bins untouched. */
+ * gives up its slabs with no object out and drains its page cache, its
+ * bins untouched. */
 void tcache_trim_others(struct tcache *self);
 /* The owner's slow-path lock, for the malloc layer's page-cache calls. */
 static inline void
@@ -144,10 +140,6 @@ tcache_unlock(struct tcache *tc)
 }
 
 void *tcache_alloc_slow(struct tcache *tc, unsigned sc);
-/* An object out of a bin that does not look as a bin leaves it: a
- * double free (aborts, naming call) or a live object's first word that
- * looks like a link. Returns p, unmarked. */
-void *tcache_unbin_slow(struct tcache *tc, void *p, const char *call);
 /* For a thread with no cache (alloc_tls NULL) that is not the process's
  * first: an object of class sc from the class's shared slab (cleared for
  * n bytes when zero), while the thread has taken few; NULL when it is to
@@ -157,8 +149,10 @@ void *tcache_alloc_light(unsigned sc, size_t n, bool zero);
 /* Is this thread inside tcache_alloc_light? Then a signal handler's
  * malloc must fail rather than wait on the locks the thread holds. */
 bool tcache_light_interrupted(void);
+/* A local free into a full bin; p's live bit is already clear. */
 void tcache_free_slow(struct tcache *tc, void *p, unsigned sc);
-/* A free into a slab tc (maybe NULL) does not hold. */
+/* A free into a slab tc (maybe NULL) does not hold: clears p's live bit
+ * atomically, aborting when it was not set. */
 void tcache_free_remote(struct tcache *tc, void *p);
 /* calloc: zeroed object; no memset when it comes untouched from a zero
  * slab. NULL when the zone is out of memory. */
@@ -179,23 +173,13 @@ tcache_pop(struct tcache *tc, unsigned sc, void **p)
 	return true;
 }
 
-/* The object of bin entry e, checked and unmarked: a live object never
- * shows the mark, nor a link (a never-used object of a reused slab may
- * hold a stale one). */
+/* The object of a bin entry, handed out: live. Every object in a bin is
+ * of a slab this thread holds, so the bit is this thread's to write. */
 static zp_always_inline void *
-tcache_unbin(struct tcache *tc, void *e, const char *call)
+tcache_unbin(void *p)
 {
-	uintptr_t a = (uintptr_t)e;
-
-	if (a & SLAB_FRESH) {
-		a ^= SLAB_FRESH;
-		((uintptr_t *)a)[0] = ((uintptr_t *)a)[1] = 0;
-		return (void *)a;
-	}
-	if (zp_unlikely(!slab_binned_ok(a)))
-		return tcache_unbin_slow(tc, e, call);
-	((uintptr_t *)a)[1] = 0;
-	return e;
+	slab_set_live((uintptr_t)p);
+	return p;
 }
 
 static zp_always_inline void *
@@ -204,12 +188,12 @@ tcache_alloc(struct tcache *tc, unsigned sc)
 	void *p;
 
 	if (zp_likely(tcache_pop(tc, sc, &p)))
-		return tcache_unbin(tc, p, "malloc");
+		return tcache_unbin(p);
 	return tcache_alloc_slow(tc, sc);
 }
 
 /* calloc of n bytes of class sc: an object from the bin is cleared for
- * the bytes asked for only (and its mark); an empty bin goes to
+ * the bytes asked for only; an empty bin goes to
  * tcache_alloc_zero, which takes untouched objects of zero slabs without
  * writing them. */
 static zp_always_inline void *
@@ -218,22 +202,16 @@ tcache_calloc(struct tcache *tc, unsigned sc, size_t n)
 	void *p;
 
 	if (zp_likely(tcache_pop(tc, sc, &p)))
-		return memset(tcache_unbin(tc, p, "calloc"), 0,
-			      ZP_MAX(n, 2 * sizeof(uintptr_t)));
+		return memset(tcache_unbin(p), 0, n);
 	return tcache_alloc_zero(tc, sc, n);
 }
 
-/* Pushes freed object p onto a bin with room: marked, after the two
- * newest entries were compared with it (free(a); free(b); free(a) is
- * caught here, by free()). The guards below base make those two valid. */
+/* Pushes freed object p onto a bin with room. */
 static zp_always_inline void
 tbin_push(struct tbin *b, void *p)
 {
 	void **cur = b->cur;
 
-	if (zp_unlikely((cur[-1] == p) | (cur[-2] == p)))
-		slab_double_free(p);
-	((uintptr_t *)p)[1] = slab_mark((uintptr_t)p);
 	*cur = p;
 	b->cur = cur + 1;
 }
@@ -241,23 +219,26 @@ tbin_push(struct tbin *b, void *p)
 /*
  * Free of a slab object, given the facts word of the page p lies in (any
  * page of the slab: each carries the same); tc may be NULL (no thread
- * state): remote path. The owner is read racily: a free that sees its
- * own thread in a slab another thread is just taking away still only
- * pushes the object into its own bin, and the bin's objects go back to
- * their slabs under tc->lock, which checks the owner again.
+ * state): remote path. The owner is read racily, but a slab with an
+ * object out changes hands only at its owner's own exit or trim (slab.h),
+ * so a free that sees its own thread as the owner is right: the object's
+ * bits are this thread's, and so is the bin it goes to.
  */
 static zp_always_inline void
 tcache_free(struct tcache *tc, void *p, uint64_t f)
 {
 	uintptr_t a = (uintptr_t)p;
 	unsigned sc = slab_facts_sc(f);
+	uint64_t *live = slab_live_word(a);
+	uint64_t bit = slab_bit(a);
 
-	if (zp_unlikely(!slab_facts_is_start(f, a)))
-		slab_invalid_free(p);
+	/* Tail calls, so the fast path saves no registers. */
+	if (zp_unlikely(!(*live & bit) | ((a & 15) != 0)))
+		return slab_bad_free(p);
 	if (zp_likely(tc != NULL && slab_facts_owner(f) == tc->id)) {
 		struct tbin *b = &tc->bins[sc];
 
-		/* Tail calls, so the fast path saves no registers. */
+		*live &= ~bit;
 		if (zp_unlikely(b->cur == b->end))
 			return tcache_free_slow(tc, p, sc);
 		tbin_push(b, p);

@@ -68,8 +68,8 @@ static void c_df_small_immediate(void)
 	free(opaque(p));
 	free(opaque(p));
 }
-/* Not among the last two frees: found where the object leaves the bin,
- * before it can be handed out twice. */
+/* However many frees lie between: the second free finds the object's
+ * live bit clear. */
 static void c_df_small_late(void)
 {
 	void *p = malloc(32), *q[3];
@@ -186,7 +186,7 @@ static const struct {
 } cases[] = {
 	{ "double_free_small", "free", c_df_small },
 	{ "double_free_small_immediate", "free", c_df_small_immediate },
-	{ "double_free_small_late", "malloc", c_df_small_late },
+	{ "double_free_small_late", "free", c_df_small_late },
 	{ "double_free_medium", "free", c_df_medium },
 	{ "double_free_large", "free", c_df_large },
 	{ "free_interior_small", "free", c_interior_small },

@@ -6,6 +6,7 @@
 
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <stdint.h>
 
 /* Plain checks: with --full-stats Criterion reports every passing
  * cr_assert to its runner, which millions of loop checks cannot afford. */
@@ -21,5 +22,22 @@
 			cr_assert_fail(" " __VA_ARGS__);		\
 		}							\
 	} while (0)
+
+/* Puts v[0..n) in a random order fixed by seed (Fisher-Yates with an
+ * LCG): frees in an order the allocator's caches have not seen. */
+static inline void
+shuffle(void **v, unsigned n, uint64_t seed)
+{
+	for (unsigned i = n; i > 1; i--) {
+		unsigned j;
+		void *t;
+
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		j = (unsigned)((seed >> 33) % i);
+		t = v[i - 1];
+		v[i - 1] = v[j];
+		v[j] = t;
+	}
+}
 
 #endif /* ZP_TEST_CHECK_H */

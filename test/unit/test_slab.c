@@ -268,7 +268,8 @@ Test(slab, fresh_zero_slab_serves_calloc_without_writes)
 	for (size_t j = 0; j < size; j++)
 		CHECK_OP(p[j], ==, 0);
 	if (s->flags & SLAB_ZERO)
-		CHECK((s->free) == NULL, "calloc carved a zero slab");
+		CHECK_OP(s->nr_inuse, ==, s->nr_carved,
+			 "calloc took a free object of a zero slab");
 }
 
 Test(slab, double_free_aborts, .signal = SIGABRT)
@@ -290,7 +291,7 @@ Test(slab, double_free_of_list_head_aborts, .signal = SIGABRT)
 }
 
 /* Frees an object of class sc twice, with three other frees between:
- * neither of the last two frees, so free() does not catch it. */
+ * the second free finds the live bit already clear. */
 static void
 free_twice_apart(unsigned sc)
 {
@@ -305,7 +306,7 @@ free_twice_apart(unsigned sc)
 	xfree(&tc, p);
 }
 
-/* The copy that leaves the bin second finds its mark gone. */
+/* Caught at the second free: malloc never gets to hand it out twice. */
 Test(slab, double_free_found_by_malloc, .signal = SIGABRT)
 {
 	free_twice_apart(3);
@@ -313,15 +314,14 @@ Test(slab, double_free_found_by_malloc, .signal = SIGABRT)
 		tcache_alloc(&tc, 3);
 }
 
-/* The same found when the bin gives both copies back (malloc_trim). */
+/* The same before a flush could give two copies back (malloc_trim). */
 Test(slab, double_free_found_by_flush, .signal = SIGABRT)
 {
 	free_twice_apart(3);
 	tcache_flush(&tc);
 }
 
-/* Freed again after the bin gave it back to its slab: the copy in the
- * bin still has its first word, the slab list's link. */
+/* Freed again after the bin gave it back to its slab: avail, not live. */
 Test(slab, double_free_of_flushed_object_aborts, .signal = SIGABRT)
 {
 	unsigned sc = 3, n = slab_class[sc].bin_cap;
@@ -330,12 +330,18 @@ Test(slab, double_free_of_flushed_object_aborts, .signal = SIGABRT)
 
 	for (unsigned i = 0; i < n; i++)
 		v[i] = tcache_alloc(&tc, sc);
+	unsigned i = 0;
+	struct tbin *b = &tc.bins[sc];
+
+	/* p fills the bin last; the next free finds it full, and the
+	 * newest half goes back to the slabs: p with them. */
+	while (b->cur + 1 < b->end)
+		xfree(&tc, v[i++]);
 	xfree(&tc, p);
-	/* A full bin gives its newest half back: p with them. */
-	for (unsigned i = 0; i < n; i++)
-		xfree(&tc, v[i]);
-	CHECK(slab_looks_free(slab_of(head_of(p)), (uintptr_t)p),
-	      "p is on no list");
+	xfree(&tc, v[i]);
+	CHECK(!slab_is_live((uintptr_t)p) &&
+	      (*slab_avail_word((uintptr_t)p) & slab_bit((uintptr_t)p)),
+	      "p is not free in its slab");
 	xfree(&tc, p);
 	tcache_alloc(&tc, sc);
 }
@@ -362,23 +368,57 @@ Test(slab, misaligned_pointer_aborts, .signal = SIGABRT)
 	xfree(&tc, p + 1);
 }
 
-Test(slab, corrupted_free_link_aborts, .signal = SIGABRT)
+Test(slab, corrupted_remote_link_aborts, .signal = SIGABRT)
 {
 	unsigned sc = 1, n = slab_class[sc].bin_cap * 2u;
 	void **v = calloc(n, sizeof(*v));
 
 	for (unsigned i = 0; i < n; i++)
 		v[i] = tcache_alloc(&tc, sc);
-	/* The bin fills up, then gives its newest half back to the slab's
-	 * encoded free list: v[n / 2 - 1], freed just before that, among
-	 * them. */
+	/* Freed by a thread without a cache: onto their slabs' remote
+	 * lists, linked through the objects' encoded first words. */
 	for (unsigned i = 0; i < n; i++)
-		xfree(&tc, v[i]);
-	/* A use-after-free write over its link; the refill that takes it
-	 * from the slab must not follow it. */
-	*(uintptr_t *)v[n / 2 - 1] = (uintptr_t)&tc;
+		tcache_free_remote(NULL, v[i]);
+	/* A use-after-free write over a link; the refill that collects the
+	 * list must not follow it. */
+	*(uintptr_t *)v[n / 2] = (uintptr_t)&tc;
 	for (unsigned i = 0; i < 2 * n; i++)
 		tcache_alloc(&tc, sc);
+}
+
+/* Neither free nor a flush writes an object, and a slab hands its free
+ * objects out in address order whatever order they were freed in. */
+Test(slab, frees_leave_objects_untouched_and_refills_go_in_address_order)
+{
+	unsigned sc = 2, n = 3u * slab_class[sc].bin_cap;
+	uintptr_t **v = calloc(n, sizeof(*v));
+	void *dst[64];
+	struct slab *s;
+	unsigned got;
+
+	for (unsigned i = 0; i < n; i++) {
+		v[i] = tcache_alloc(&tc, sc);
+		v[i][0] = v[i][1] = ~(uintptr_t)v[i];
+	}
+	shuffle((void **)v, n, 12345);
+	/* The bin fills up and gives its newest half back, again and
+	 * again: most objects go back to their slabs in random order. */
+	for (unsigned i = 0; i < n; i++)
+		xfree(&tc, v[i]);
+	for (unsigned i = 0; i < n; i++)
+		CHECK(v[i][0] == ~(uintptr_t)v[i] &&
+		      v[i][1] == ~(uintptr_t)v[i], "object %u was written", i);
+	s = slab_of(head_of(v[0]));
+	tcache_lock(&tc);
+	got = slab_take(s, dst, 64);
+	CHECK_OP(got, >, 1u);
+	for (unsigned i = 1; i < got; i++)
+		CHECK_OP((uintptr_t)dst[i], >, (uintptr_t)dst[i - 1],
+			 "entry %u", i);
+	for (unsigned i = 0; i < got; i++)
+		slab_push(s, dst[i]);
+	tcache_unlock(&tc);
+	free(v);
 }
 
 Test(slab, bins_hand_out_the_last_freed_first)
@@ -395,9 +435,9 @@ Test(slab, bins_hand_out_the_last_freed_first)
 
 Test(slab, no_abort_on_valid_frees_with_plausible_garbage)
 {
-	/* An object whose first word is a valid encoded link of its own
-	 * slab (copied from a freed neighbour) is only suspect: the walk
-	 * must clear it. */
+	/* An object's own words mean nothing to the allocator: one whose
+	 * first word is a valid encoded link of its own slab (copied from a
+	 * freed neighbour) is freed and handed out like any other. */
 	uintptr_t *a = tcache_alloc(&tc, 1);
 	uintptr_t *b = tcache_alloc(&tc, 1);
 	uintptr_t *c = tcache_alloc(&tc, 1);
@@ -406,8 +446,7 @@ Test(slab, no_abort_on_valid_frees_with_plausible_garbage)
 	*a = slab_encode((uintptr_t)b, (uintptr_t)a);
 	xfree(&tc, a);
 	xfree(&tc, b);
-	/* a leaves the bin with its link-like word: walked, then handed
-	 * out again. */
+	/* a leaves the bin with its link-like word untouched. */
 	CHECK_OP((void *)tcache_alloc(&tc, 1), ==, (void *)b);
 	CHECK_OP((void *)tcache_alloc(&tc, 1), ==, (void *)a);
 	CHECK_OP(*a, ==, slab_encode((uintptr_t)b, (uintptr_t)a));

@@ -418,16 +418,14 @@ Test(tcache, facts_words_follow_their_slab)
 	CHECK_OP(page_facts_fast(p), ==, 0);
 }
 
-/* Is any of the facts pages of [lo, hi) resident? */
+/* Is any whole page of [s, e) resident? */
 static bool
-facts_resident(uintptr_t lo, uintptr_t hi)
+range_resident(uintptr_t s, uintptr_t e)
 {
-	uintptr_t s = zp_align_up((uintptr_t)&zp_arena.facts[
-		(lo - zp_arena.base) >> ZP_PAGE_SHIFT], ZP_PAGE_SIZE);
-	uintptr_t e = zp_align_down((uintptr_t)&zp_arena.facts[
-		(hi - zp_arena.base) >> ZP_PAGE_SHIFT], ZP_PAGE_SIZE);
-	unsigned char vec[64];
+	unsigned char vec[512];
 
+	s = zp_align_up(s, ZP_PAGE_SIZE);
+	e = zp_align_down(e, ZP_PAGE_SIZE);
 	CHECK_OP(e - s, <=, sizeof(vec) * ZP_PAGE_SIZE);
 	CHECK_OP(mincore((void *)s, e - s, vec), ==, 0);
 	for (size_t i = 0; i < (e - s) / ZP_PAGE_SIZE; i++)
@@ -436,8 +434,27 @@ facts_resident(uintptr_t lo, uintptr_t hi)
 	return false;
 }
 
-/* Memory given back takes its facts pages with it (they would be 1/512
- * of it, resident for nothing). */
+/* Is any of the facts pages of [lo, hi) resident? */
+static bool
+facts_resident(uintptr_t lo, uintptr_t hi)
+{
+	return range_resident(
+		(uintptr_t)&zp_arena.facts[(lo - zp_arena.base) >>
+					   ZP_PAGE_SHIFT],
+		(uintptr_t)&zp_arena.facts[(hi - zp_arena.base) >>
+					   ZP_PAGE_SHIFT]);
+}
+
+/* Is any of the pages of bits of [lo, hi) resident? */
+static bool
+bits_resident(uintptr_t lo, uintptr_t hi)
+{
+	return range_resident((uintptr_t)slab_live_word(lo),
+			      (uintptr_t)slab_live_word(hi));
+}
+
+/* Memory given back takes its facts pages and its pages of bits with it
+ * (they would be 1/512 and 1/64 of it, resident for nothing). */
 Test(tcache, purged_memory_takes_its_facts_pages)
 {
 	enum { N = (24 << 20) / 64 };
@@ -453,12 +470,14 @@ Test(tcache, purged_memory_takes_its_facts_pages)
 		hi = ZP_MAX(hi, (uintptr_t)v[i]);
 	}
 	CHECK(facts_resident(lo, hi), "no facts page was written");
+	CHECK(bits_resident(lo, hi), "no page of bits was written");
 	for (unsigned i = 0; i < N; i++)
 		xfree(&ts.tc, v[i]);
 	ts_fini(&ts);
 	slab_trim();
 	zone_purge(true);
 	CHECK(!facts_resident(lo, hi), "facts pages stay resident");
+	CHECK(!bits_resident(lo, hi), "pages of bits stay resident");
 	free(v);
 }
 
@@ -608,22 +627,13 @@ Test(tcache, flush_gives_back_every_object_of_a_full_bin)
 	unsigned cap = slab_class[sc].bin_cap;
 	unsigned n = slab_class[sc].nr_objs * 8;
 	void **v = calloc(n, sizeof(*v));
-	uint64_t before = used_pages(), seed = 12345;
+	uint64_t before = used_pages();
 
 	CHECK_OP(cap, >, 64u, "a full bin must span two batches");
 	ts_init(&me);
 	for (unsigned i = 0; i < n; i++)
 		v[i] = tcache_alloc(&me.tc, sc);
-	for (unsigned i = n - 1; i > 0; i--) {
-		unsigned k;
-		void *t;
-
-		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-		k = (unsigned)((seed >> 33) % (i + 1));
-		t = v[i];
-		v[i] = v[k];
-		v[k] = t;
-	}
+	shuffle(v, n, 12345);
 	/* Fills the bin (a flush each time it is full), then gives the
 	 * whole bin back at once. */
 	for (unsigned i = 0; i < n; i++)
@@ -654,6 +664,67 @@ Test(tcache, double_free_across_flush_batches_aborts, .signal = SIGABRT)
 	 * push cannot see it; the flush's second batch must. */
 	xfree(&me.tc, v[10]);
 	tcache_flush(&me.tc);
+}
+
+/* --- malloc_trim from another thread -------------------------------------- */
+
+enum { TRIM_OBJS = 2000, TRIM_SC = 3 };
+static void *trim_obj[TRIM_OBJS];
+static struct tstate trim_ts;
+static pthread_barrier_t trim_bar;
+
+/* Allocates, waits while main frees and trims, then frees its last
+ * object and allocates again: its slab kept its bits for it. */
+static void *
+trim_owner(void *arg)
+{
+	(void)arg;
+	ts_init(&trim_ts);
+	for (unsigned i = 0; i < TRIM_OBJS; i++)
+		trim_obj[i] = tcache_alloc(&trim_ts.tc, TRIM_SC);
+	pthread_barrier_wait(&trim_bar);	/* main frees, trims */
+	pthread_barrier_wait(&trim_bar);
+	xfree(&trim_ts.tc, trim_obj[TRIM_OBJS - 1]);
+	for (unsigned i = 0; i < TRIM_OBJS; i++)
+		trim_obj[i] = tcache_alloc(&trim_ts.tc, TRIM_SC);
+	for (unsigned i = 0; i < TRIM_OBJS; i++)
+		xfree(&trim_ts.tc, trim_obj[i]);
+	ts_fini(&trim_ts);
+	return NULL;
+}
+
+/* Another thread's trim gives back the slabs that remote frees emptied
+ * and leaves the one with an object out to its owner, whose frees and
+ * mallocs go on without a lock (and without a false double free). */
+Test(tcache, trim_from_another_thread_takes_only_emptied_slabs)
+{
+	uint64_t before = used_pages(), held;
+	struct slab *last;
+	struct tstate self;
+	pthread_t t;
+
+	pthread_barrier_init(&trim_bar, NULL, 2);
+	pthread_create(&t, NULL, trim_owner, NULL);
+	pthread_barrier_wait(&trim_bar);
+	last = slab_of(page_head(page_lookup(trim_obj[TRIM_OBJS - 1])));
+	for (unsigned i = 0; i + 1 < TRIM_OBJS; i++)
+		tcache_free_remote(NULL, trim_obj[i]);
+	held = used_pages() - before;
+	ts_init(&self);
+	tcache_trim_others(&self.tc);
+	CHECK_OP(slab_owner(last), ==, &trim_ts.tc,
+		 "the slab of a live object changed hands");
+	CHECK_OP(used_pages() - before, <, held / 2,
+		 "emptied slabs were not given back (%llu of %llu pages)",
+		 (unsigned long long)(used_pages() - before),
+		 (unsigned long long)held);
+	pthread_barrier_wait(&trim_bar);
+	pthread_join(t, NULL);
+	ts_fini(&self);
+	slab_trim();
+	CHECK_OP(used_pages(), ==, before, "pages leaked");
+	CHECK(zone_check_all(), "zone_check_all()");
+	pthread_barrier_destroy(&trim_bar);
 }
 
 Test(tcache, flush_keeps_the_cache_usable)
