@@ -85,14 +85,6 @@ extern struct zone_span zone_spans[ZP_MAX_ZONES];
 extern unsigned nr_zone_spans;
 
 /*
- * The arena: every NORMAL zone side by side in one window, zone i at
- * base + (i << zone_shift), and before them their descriptors, laid out
- * the same way. So the descriptor of a pointer into any NORMAL zone is
- * found by arithmetic and one bounds check, with no table to search: the
- * free path's only dependent load is the descriptor itself. (LOW32 is a
- * zone of its own below 4 GiB, reached through zone_spans.)
- */
-/*
  * Beside its facts word, every arena page has a line of bits for the same
  * owner layer, 0 until that layer writes them: the slab layer's record of
  * which 16-byte granules of the page start a live object and which a free
@@ -105,6 +97,14 @@ struct page_bits {
 
 _Static_assert(sizeof(struct page_bits) == 64, "one line per page");
 
+/*
+ * The arena: every NORMAL zone side by side in one window, zone i at
+ * base + (i << zone_shift), and before them their descriptors, laid out
+ * the same way. So the descriptor of a pointer into any NORMAL zone is
+ * found by arithmetic and one bounds check, with no table to search: the
+ * free path's only dependent load is the descriptor itself. (LOW32 is a
+ * zone of its own below 4 GiB, reached through zone_spans.)
+ */
 struct zp_arena {
 	uintptr_t base;		/* zone 0's first byte; 0 before boot */
 	struct page *descs;	/* descriptor of the page at base */

@@ -268,9 +268,8 @@ zones_teardown(void)
 /*
  * The arena's window: facts words, descriptors and bits of every zone
  * first (a zone's pages, their descriptors, facts and bits stay in the
- * same order, so
- * one subtraction and one shift find any of them), then the zones, each
- * span bytes and aligned to the largest buddy block.
+ * same order, so one subtraction and one shift find any of them), then
+ * the zones, each span bytes and aligned to the largest buddy block.
  */
 static int
 arena_place(size_t span, unsigned nodes)

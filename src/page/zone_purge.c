@@ -105,7 +105,7 @@ drop_zeroed(uintptr_t s, uintptr_t e)
  * freed and trimmed would otherwise keep 384 KiB of facts and 3 MiB of
  * bits. */
 static void
-drop_facts(struct zone *z, size_t lo, size_t n)
+drop_facts_and_bits(struct zone *z, size_t lo, size_t n)
 {
 	if (z->facts)
 		drop_zeroed((uintptr_t)&z->facts[lo],
@@ -117,7 +117,7 @@ drop_facts(struct zone *z, size_t lo, size_t n)
 
 /* Gives back the descriptor pages of pages [lo, lo + n) of a free block,
  * all but the one holding the block's head (the free lists' links), and
- * its facts pages. */
+ * its facts and bits pages. */
 static void
 drop_descs(struct zone *z, size_t lo, size_t n, size_t head)
 {
@@ -128,7 +128,7 @@ drop_descs(struct zone *z, size_t lo, size_t n, size_t head)
 		s += ZP_PAGE_SIZE;
 	if (s < e)
 		(void)os_purge((void *)s, e - s);
-	drop_facts(z, lo, n);
+	drop_facts_and_bits(z, lo, n);
 }
 
 /*
@@ -186,7 +186,7 @@ hole_add_locked(struct zone *z, struct page *pg, uint64_t now)
 	z->nr_hole_steps += n / STEP_PAGES;
 	z->last_hole_ns = now;
 	(void)os_purge(pg, n * sizeof(struct page));
-	drop_facts(z, head, n);
+	drop_facts_and_bits(z, head, n);
 }
 
 /* A block of whole steps, all unmapped now, back to the zone: a hole if
@@ -234,7 +234,7 @@ drop_block_descs(struct zone *z, struct page *pg)
 	if (z->id == 0 && pg->order >= DESC_DROP_ORDER)
 		drop_descs(z, head, (size_t)1 << pg->order, head);
 	else
-		drop_facts(z, head, (size_t)1 << pg->order);
+		drop_facts_and_bits(z, head, (size_t)1 << pg->order);
 }
 
 /* Gives the chain's blocks back with z->lock dropped, then frees them

@@ -204,12 +204,11 @@ slab_set_owner(struct slab *s, struct tcache *owner)
 static void
 slab_clear_bits(struct slab *s)
 {
-	uintptr_t a = (uintptr_t)page_address(slab_page(s));
-
 	s->avail_from = 0;
 	if (s->nr_carved == 0)
 		return;
-	memset(&zp_arena.bits[(a - zp_arena.base) >> ZP_PAGE_SHIFT], 0,
+	/* A page's line starts with the live word of its first KiB. */
+	memset(slab_live_word((uintptr_t)page_address(slab_page(s))), 0,
 	       sizeof(struct page_bits) << s->order);
 }
 

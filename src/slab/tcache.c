@@ -810,8 +810,8 @@ tcache_flush(struct tcache *tc)
 }
 
 /* Sorts one of another thread's settled slabs (trim): emptied by the
- * frees collected now, onto *empties; else it stays, a full one delayed
- * again or partial if frees came in meanwhile. */
+ * frees collected now (or its spare), onto *empties; else it stays, a
+ * full one delayed again or partial if frees came in meanwhile. */
 static void
 trim_keep_or_take(struct tcache *tc, struct slab *s, struct slab **empties)
 {
@@ -839,7 +839,6 @@ static void
 trim_other(struct tcache *tc)
 {
 	settle_all(tc);
-	tc->is_flushing = true;
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		struct tclass *k = &tc->cls[sc];
 		struct slab *empties = NULL, *s, *next;
@@ -850,16 +849,11 @@ trim_other(struct tcache *tc)
 				next = s->next;
 				trim_keep_or_take(tc, s, &empties);
 			}
-		if (k->spare != NULL) {
-			s = k->spare;
-			own_del(tc, s);
-			s->next = empties;
-			empties = s;
-		}
+		if (k->spare != NULL)
+			trim_keep_or_take(tc, k->spare, &empties);
 		if (empties != NULL)
 			cache_put_list(sc, NULL, empties, tc->pcp);
 	}
-	tc->is_flushing = false;
 }
 
 void
