@@ -267,11 +267,11 @@ buddy_find_free(const struct buddy *b, size_t idx)
 }
 
 struct page *
-buddy_oldest_dirty(const struct buddy *b)
+buddy_oldest_dirty(const struct buddy *b, unsigned min_order)
 {
 	struct page *best = NULL;
 
-	for (unsigned k = 0; k <= ZP_MAX_ORDER; k++) {
+	for (unsigned k = min_order; k <= ZP_MAX_ORDER; k++) {
 		for (unsigned t = 0; t < REGION_NR; t++) {
 			struct page *pg = b->free_area[k][t].dirty.tail;
 

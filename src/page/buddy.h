@@ -113,9 +113,9 @@ struct page *buddy_find_free(const struct buddy *b, size_t idx);
  * again. */
 void buddy_remove(struct buddy *b, struct page *pg);
 
-/* The dirty block that became free longest ago, judged by the tail of
- * each dirty list (NULL when nothing is dirty). */
-struct page *buddy_oldest_dirty(const struct buddy *b);
+/* The dirty block of min_order or more that became free longest ago,
+ * judged by the tail of each dirty list (NULL when there is none). */
+struct page *buddy_oldest_dirty(const struct buddy *b, unsigned min_order);
 
 /* Full walk; logs the first inconsistency under name and returns false. */
 bool buddy_check(const struct buddy *b, const char *name);

@@ -190,6 +190,15 @@ page_block_head(const void *p, unsigned order)
 	return &zp_arena.descs[i & ~(((uintptr_t)1 << order) - 1)];
 }
 
+/* The facts word of the first page of that block (p as above). */
+static inline uint64_t *
+page_block_facts(const void *p, unsigned order)
+{
+	uintptr_t i = ((uintptr_t)p - zp_arena.base) >> ZP_PAGE_SHIFT;
+
+	return &zp_arena.facts[i & ~(((uintptr_t)1 << order) - 1)];
+}
+
 /* The facts word of the page pg describes; NULL outside the arena (the
  * LOW32 zone has none: its frees take the descriptor's way). */
 static inline uint64_t *

@@ -28,6 +28,9 @@ struct zone {
 	uint64_t purge_delay_ns;	/* idle this long: purged (boot) */
 	/* The retained budget (zone_purge.c), pages. */
 	uint64_t retain, retain_min, retain_max;
+	/* Dirty pages a purge left over the budget in small blocks, which
+	 * the free path's check adds to it (zone_purge.c). */
+	uint64_t small_held;
 	uint64_t last_refault_ns, nr_refault_pages;
 	uint64_t nr_unmapped_steps;	/* steps given back now (lock) */
 	uint64_t nr_unmapped_total;	/* steps ever given back */
@@ -116,13 +119,14 @@ zone_step_set_mapped(struct zone *z, size_t step, bool mapped)
 void zone_purge_run_locked(struct zone *z, uint64_t now);
 
 /* The free path's purge check: dirty pages over the retained budget (an
- * eighth of slack, so that frees purge in batches), or an idle scan due. */
+ * eighth of slack, so that frees purge in batches) and what small blocks
+ * hold over it, or an idle scan due. */
 static inline void
 zone_purge_check_locked(struct zone *z, uint64_t now)
 {
 	uint64_t dirty = z->buddy.nr_free_dirty;
 
-	if (zp_unlikely(dirty > z->retain + z->retain / 8 ||
+	if (zp_unlikely(dirty > z->retain + z->retain / 8 + z->small_held ||
 			now >= z->next_decay_ns))
 		zone_purge_run_locked(z, now);
 }

@@ -137,20 +137,21 @@ owner_id(const struct tcache *owner)
 uint64_t
 slab_facts(const struct slab *s)
 {
-	return slab_facts_make(s->sc, s->order, s->start_below,
-			       owner_id(slab_owner(s)));
+	return slab_facts_make(s->sc, s->order, owner_id(slab_owner(s)));
 }
 
 /* Every page's facts word says what its descriptor says (relaxed: a free
- * reads the owner racily either way, see tcache_free). */
+ * reads the owner racily either way, see tcache_free); the first keeps
+ * its hold bits, hold. */
 static void
-slab_publish(struct slab *s)
+slab_publish(struct slab *s, uint64_t hold)
 {
 	size_t n = (size_t)1 << s->order;
-	uint64_t *f = page_facts(slab_page(s));
+	uint64_t *f = slab_hold_word(s);
 	uint64_t w = slab_facts(s);
 
-	for (size_t i = 0; f != NULL && i < n; i++)
+	__atomic_store_n(&f[0], w | hold, __ATOMIC_RELAXED);
+	for (size_t i = 1; i < n; i++)
 		__atomic_store_n(&f[i], w, __ATOMIC_RELAXED);
 }
 
@@ -166,9 +167,10 @@ slab_init(struct page *head, unsigned sc, unsigned order,
 	 * the remote word on every object address fitting SLAB_LIST. */
 	if (zp_unlikely((base & ((ZP_PAGE_SIZE << order) - 1)) ||
 			base + (ZP_PAGE_SIZE << order) > SLAB_LIST ||
-			order > SLAB_MAX_ORDER))
-		log_fatal("slab: zone block %p is not aligned to order %u "
-			  "or ends above 2^48", (void *)base, order);
+			order > SLAB_MAX_ORDER || page_facts(head) == NULL))
+		log_fatal("slab: zone block %p is not aligned to order %u, "
+			  "ends above 2^48 or lies outside the arena",
+			  (void *)base, order);
 	for (size_t i = 0; i < n; i++) {
 		struct slab *t = s + i;
 		uint8_t zone_id = t->zone_id;
@@ -184,7 +186,7 @@ slab_init(struct page *head, unsigned sc, unsigned order,
 		if (i)
 			t->head_off = (uint32_t)i;
 	}
-	slab_publish(s);
+	slab_publish(s, 0);
 	return s;
 }
 
@@ -195,7 +197,7 @@ slab_set_owner(struct slab *s, struct tcache *owner)
 
 	for (size_t i = 0; i < n; i++)
 		__atomic_store_n(&s[i].owner, owner, __ATOMIC_RELAXED);
-	slab_publish(s);
+	slab_publish(s, *slab_hold_word(s) & SLAB_HOLD_BITS);
 }
 
 /* Forgets every live and avail bit of s: what its pages read as once
@@ -204,7 +206,7 @@ slab_set_owner(struct slab *s, struct tcache *owner)
 static void
 slab_clear_bits(struct slab *s)
 {
-	s->avail_from = 0;
+	slab_set_avail_from(s, 0);
 	if (s->nr_carved == 0)
 		return;
 	/* A page's line starts with the live word of its first KiB. */
@@ -217,11 +219,11 @@ slab_fini(struct slab *s)
 {
 	size_t n = (size_t)1 << s->order;
 	struct page *head = slab_page(s);
-	uint64_t *f = page_facts(head);
+	uint64_t *f = slab_hold_word(s);
 
-	for (size_t i = 0; f != NULL && i < n; i++)
-		__atomic_store_n(&f[i], 0, __ATOMIC_RELAXED);
 	slab_clear_bits(s);
+	for (size_t i = 0; i < n; i++)
+		__atomic_store_n(&f[i], 0, __ATOMIC_RELAXED);
 	for (size_t i = 1; i < n; i++) {
 		head[i].kind = PAGE_TAIL;
 		head[i].head_off = (uint32_t)i;
@@ -231,7 +233,7 @@ slab_fini(struct slab *s)
 void
 slab_reset(struct slab *s)
 {
-	zp_assert(s->nr_inuse == 0);
+	zp_assert(slab_inuse(s) == 0);
 	zp_assert((__atomic_load_n(&s->remote, __ATOMIC_RELAXED) &
 		   SLAB_LIST) == 0);
 	slab_clear_bits(s);
@@ -289,7 +291,7 @@ static unsigned
 take_avail(struct slab *s, uintptr_t base, void **dst, unsigned want)
 {
 	unsigned nr_words = (s->mask + 1) >> 10;
-	unsigned i = s->avail_from, n = 0;
+	unsigned i = slab_avail_from(s), n = 0;
 
 	for (; i < nr_words; i++) {
 		uintptr_t at = base + ((uintptr_t)i << 10);
@@ -303,7 +305,7 @@ take_avail(struct slab *s, uintptr_t base, void **dst, unsigned want)
 		if (n == want)
 			break;
 	}
-	s->avail_from = (uint16_t)i;
+	slab_set_avail_from(s, i);
 	return n;
 }
 
@@ -315,7 +317,7 @@ slab_take(struct slab *s, void **dst, unsigned want)
 	uintptr_t base = (uintptr_t)page_address(slab_page(s));
 	unsigned n = 0;
 
-	if (s->nr_inuse < s->nr_carved)
+	if (slab_inuse(s) < s->nr_carved)
 		n = take_avail(s, base, dst, want);
 	if (n < want && s->nr_carved < nr_objs) {
 		unsigned k = ZP_MIN(want - n, nr_objs - s->nr_carved);
@@ -323,9 +325,9 @@ slab_take(struct slab *s, void **dst, unsigned want)
 
 		for (unsigned i = 0; i < k; i++, p += c->size)
 			dst[n++] = (void *)p;
-		s->nr_carved = (uint16_t)(s->nr_carved + k);
+		s->nr_carved += k;
 	}
-	s->nr_inuse = (uint16_t)(s->nr_inuse + n);
+	slab_inuse_add(s, n);
 	return n;
 }
 
@@ -338,7 +340,7 @@ slab_bump(struct slab *s)
 
 	zp_assert(s->nr_carved < slab_nr_objs(s));
 	s->nr_carved++;
-	s->nr_inuse++;
+	slab_inuse_add(s, 1);
 	slab_set_live((uintptr_t)p);
 	return p;
 }
@@ -349,6 +351,7 @@ slab_collect(struct slab *s)
 	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
 	uintptr_t head, a, next;
 	unsigned n, left;
+	uint64_t h;
 
 	do {
 		if ((old & SLAB_LIST) == 0)
@@ -359,22 +362,24 @@ slab_collect(struct slab *s)
 					      __ATOMIC_RELAXED));
 	head = old & SLAB_LIST;
 	n = (unsigned)(old >> SLAB_COUNT_SHIFT);
+	h = *slab_hold_word(s);
 	/* More objects back than are out: one was freed twice. */
-	if (n == 0 || n > s->nr_inuse)
+	if (n == 0 || n > slab_hold_inuse(h))
 		slab_double_free((void *)head);
-	s->nr_inuse = (uint16_t)(s->nr_inuse - n);
+	h -= n * SLAB_HOLD_ONE;
 	/* Exactly n objects, the last linked to itself: anything else is
 	 * a list that a write after free broke. */
 	left = n;
 	for (a = head;; a = next) {
 		next = slab_decode(a);
 		slab_check_link(s, a, next);
-		slab_avail_put(s, a);
+		h = slab_hold_put(h, a, s->mask);
 		if (--left == 0 || next == a)
 			break;
 	}
 	if (next != a || left != 0)
 		slab_corrupt_fatal(s, (void *)a, next);
+	slab_hold_store(s, h);
 	return n;
 }
 
@@ -386,16 +391,16 @@ slab_collect_if_empty(struct slab *s)
 	for (;;) {
 		unsigned n = (unsigned)(old >> SLAB_COUNT_SHIFT);
 
-		if (n > s->nr_inuse)
+		if (n > slab_inuse(s))
 			slab_double_free((void *)(old & SLAB_LIST));
-		if (n != s->nr_inuse)
+		if (n != slab_inuse(s))
 			return false;
 		if (n == 0 || __atomic_compare_exchange_n(
 				      &s->remote, &old, old & SLAB_STATE, true,
 				      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
 			break;
 	}
-	s->nr_inuse = 0;
+	slab_hold_store(s, *slab_hold_word(s) & ~SLAB_HOLD_INUSE);
 	return true;
 }
 

@@ -8,8 +8,13 @@
  * Every page of a slab carries what free() needs - kind, class, owner and
  * the slab's geometry - in its own descriptor, so free() reaches all of it
  * with one dependent load, whichever page the object lies in. The holder's
- * state (counts, the remote list, list links) lives in the first page's
- * descriptor only; other pages point back to it (SLAB_TAIL, head_off).
+ * state (the remote list, list links, what was carved) lives in the first
+ * page's descriptor only; other pages point back to it (SLAB_TAIL,
+ * head_off). What a flush changes - how many objects are out, the first
+ * KiB with an avail object, whether the slab is on its holder's full
+ * list - is in the first page's facts word instead (its hold word, below),
+ * beside the facts word the flush reads anyway: an object given back costs
+ * no descriptor's line.
  *
  * A slab is held by one thread (its owner), which moves its objects in
  * batches between the slab and the thread's tcache bins, or by no thread
@@ -126,17 +131,11 @@ struct slab {
 	uint32_t recip;			/* 2^32 / size + 1: index by multiply */
 	uint32_t start_below;		/* see slab_is_start */
 	union {
-		struct {		/* first page */
-			uint16_t nr_inuse;	/* carved and not avail */
-			uint16_t nr_carved;	/* [0, nr_carved) ever carved */
-		};
+		/* First page: [0, nr_carved) ever carved (holder). */
+		uint32_t nr_carved;
 		uint32_t head_off;	/* SLAB_TAIL: pages back to the first */
 	};
-	/* The holder's state (owner, or cache->lock when unowned); first
-	 * page only. */
-	uint16_t avail_from;		/* no avail bit in words below */
-	uint16_t unused16;
-	uint32_t unused32;
+	uint64_t unused64;
 	uintptr_t remote;		/* atomic: remote list | state */
 	struct slab *next, *prev;	/* the list `where` names */
 };
@@ -283,22 +282,37 @@ slab_index_of(const struct slab *s, uintptr_t a)
 /*
  * The facts word of every page of a slab (page.h), what the free fast
  * path reads instead of the descriptor: bits 0-6 the class, bit 7 set,
- * bits 8-10 the order, bits 11-28 start_below, bits 32-63 the owner's id
- * (struct tcache, 0 when no thread holds the slab). Written with the
- * descriptors: at init, at each change of owner, cleared at fini.
+ * bits 8-10 the order, bits 40-63 the owner's id (struct tcache, 0 when
+ * no thread holds the slab). Written with the descriptors: at init, at
+ * each change of owner, cleared at fini.
+ *
+ * The first page's word is also the slab's hold word: bits 11-35 are the
+ * holder's (0 on other pages), written by the holder alone (the owner
+ * under its lock, or whoever holds an unowned slab's cache lock), with
+ * relaxed stores, while other threads' frees read the class and owner:
+ *   bit 11      on its holder's full list (slab_where SLAB_OWN_FULL),
+ *   bits 12-19  avail_from: no avail bit in the KiBs below,
+ *   bits 20-35  nr_inuse: objects carved and not avail.
  */
 #define SLAB_FACTS_SLAB		((uint64_t)1 << 7)
-#define SLAB_FACTS_OWNER_SHIFT	32
+#define SLAB_HOLD_FULL		((uint64_t)1 << 11)
+#define SLAB_HOLD_FROM_SHIFT	12
+#define SLAB_HOLD_FROM		((uint64_t)0xff << SLAB_HOLD_FROM_SHIFT)
+#define SLAB_HOLD_INUSE_SHIFT	20
+#define SLAB_HOLD_INUSE		((uint64_t)0xffff << SLAB_HOLD_INUSE_SHIFT)
+#define SLAB_HOLD_ONE		((uint64_t)1 << SLAB_HOLD_INUSE_SHIFT)
+#define SLAB_HOLD_BITS		(SLAB_HOLD_FULL | SLAB_HOLD_FROM | \
+				 SLAB_HOLD_INUSE)
+#define SLAB_FACTS_OWNER_SHIFT	40
 _Static_assert(SC_NR <= 128 && SLAB_MAX_ORDER < 8 &&
-	       SLAB_MAX_BYTES < (1 << 18),
-	       "class, order and start_below fit their bits");
+	       (SLAB_MAX_BYTES >> 10) < 256 &&
+	       SLAB_MAX_BYTES / 16 < 65536,
+	       "class, order and hold state fit their bits");
 
 static inline uint64_t
-slab_facts_make(unsigned sc, unsigned order, uint32_t start_below,
-		uint32_t owner_id)
+slab_facts_make(unsigned sc, unsigned order, uint32_t owner_id)
 {
 	return sc | SLAB_FACTS_SLAB | (uint64_t)order << 8 |
-	       (uint64_t)start_below << 11 |
 	       (uint64_t)owner_id << SLAB_FACTS_OWNER_SHIFT;
 }
 
@@ -320,16 +334,65 @@ slab_facts_owner(uint64_t f)
 	return (uint32_t)(f >> SLAB_FACTS_OWNER_SHIFT);
 }
 
-/* slab_is_start from the facts word alone (free tests the live bit
- * instead, which says the same of every live object's first byte). */
-static inline bool
-slab_facts_is_start(uint64_t f, uintptr_t a)
+/* The slab's hold word (see above): its first page's facts word. */
+static inline uint64_t *
+slab_hold_word(const struct slab *s)
 {
-	uint32_t mask = ((uint32_t)ZP_PAGE_SIZE << ((f >> 8) & 7)) - 1;
-	uint32_t below = (uint32_t)(f >> 11) & 0x3ffff;
+	return &zp_arena.facts[(const struct page *)(const void *)s -
+			       zp_arena.descs];
+}
 
-	return (uint32_t)((a & mask) * slab_class[slab_facts_sc(f)].recip) <
-	       below;
+static inline unsigned
+slab_hold_inuse(uint64_t h)
+{
+	return (unsigned)((h & SLAB_HOLD_INUSE) >> SLAB_HOLD_INUSE_SHIFT);
+}
+
+static inline unsigned
+slab_inuse(const struct slab *s)
+{
+	return slab_hold_inuse(*slab_hold_word(s));
+}
+
+static inline void
+slab_hold_store(struct slab *s, uint64_t h)
+{
+	__atomic_store_n(slab_hold_word(s), h, __ATOMIC_RELAXED);
+}
+
+static inline void
+slab_inuse_add(struct slab *s, unsigned n)
+{
+	slab_hold_store(s, *slab_hold_word(s) + n * SLAB_HOLD_ONE);
+}
+
+static inline void
+slab_inuse_sub(struct slab *s, unsigned n)
+{
+	slab_hold_store(s, *slab_hold_word(s) - n * SLAB_HOLD_ONE);
+}
+
+static inline unsigned
+slab_avail_from(const struct slab *s)
+{
+	return (unsigned)((*slab_hold_word(s) & SLAB_HOLD_FROM) >>
+			  SLAB_HOLD_FROM_SHIFT);
+}
+
+static inline void
+slab_set_avail_from(struct slab *s, unsigned i)
+{
+	slab_hold_store(s, (*slab_hold_word(s) & ~SLAB_HOLD_FROM) |
+			(uint64_t)i << SLAB_HOLD_FROM_SHIFT);
+}
+
+/* Mirrors where == SLAB_OWN_FULL, for a flush that reads no descriptor. */
+static inline void
+slab_set_full(struct slab *s, bool full)
+{
+	uint64_t h = *slab_hold_word(s) & ~SLAB_HOLD_FULL;
+
+	slab_hold_store(s, full ? h | SLAB_HOLD_FULL : h);
 }
 
 /* --- slab.c ------------------------------------------------------------ */
@@ -371,7 +434,7 @@ bool slab_collect_if_empty(struct slab *s);
 static inline bool
 slab_has_local(const struct slab *s)
 {
-	return s->nr_inuse < s->nr_carved || s->nr_carved < slab_nr_objs(s);
+	return slab_inuse(s) < s->nr_carved || s->nr_carved < slab_nr_objs(s);
 }
 
 /* Sets DELAYED on a held slab with nothing local. False when remote frees
@@ -401,27 +464,31 @@ size_t slab_usable_size(const struct page *slab_page);
 /* Is p the first byte of an object of this slab? Any page. */
 bool slab_is_object_start(const struct page *slab_page, const void *p);
 
-/* Gives p, out of a bin, back to its slab: avail again. A bit already
- * set is an object freed twice whose live bit a remote free's lost clear
- * kept (see above). */
-static inline void
-slab_avail_put(struct slab *s, uintptr_t a)
+/* The object at a, of a slab of mask + 1 bytes whose hold word is h,
+ * is avail again; returns the new hold word, for the caller to store. A
+ * bit already set is an object freed twice whose live bit a remote
+ * free's lost clear kept (see above). */
+static zp_always_inline uint64_t
+slab_hold_put(uint64_t h, uintptr_t a, uintptr_t mask)
 {
 	uint64_t *w = slab_avail_word(a);
-	unsigned i = (unsigned)((a & s->mask) >> 10);
+	uint64_t i = (a & mask) >> 10;
 
 	if (zp_unlikely(*w & slab_bit(a)))
 		slab_double_free((void *)a);
 	*w |= slab_bit(a);
-	if (i < s->avail_from)
-		s->avail_from = (uint16_t)i;
+	if (i < (h & SLAB_HOLD_FROM) >> SLAB_HOLD_FROM_SHIFT)
+		h = (h & ~SLAB_HOLD_FROM) | i << SLAB_HOLD_FROM_SHIFT;
+	return h;
 }
 
+/* Gives p, out of a bin, back to its slab. */
 static inline void
 slab_push(struct slab *s, void *p)
 {
-	slab_avail_put(s, (uintptr_t)p);
-	s->nr_inuse--;
+	uint64_t h = slab_hold_put(*slab_hold_word(s), (uintptr_t)p, s->mask);
+
+	slab_hold_store(s, h - SLAB_HOLD_ONE);
 }
 
 /* Per-process setup: class geometry, central caches, freelist key. */

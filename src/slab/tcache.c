@@ -151,6 +151,8 @@ own_add(struct tcache *tc, struct slab *s, enum slab_where where)
 	struct slab **head;
 
 	s->where = (uint8_t)where;
+	if (where == SLAB_OWN_FULL)
+		slab_set_full(s, true);
 	head = own_head(tc, s);
 	s->prev = NULL;
 	s->next = *head;
@@ -165,6 +167,8 @@ own_del(struct tcache *tc, struct slab *s)
 	if (s->where == SLAB_OWN_SPARE) {
 		tc->cls[s->sc].spare = NULL;
 	} else {
+		if (s->where == SLAB_OWN_FULL)
+			slab_set_full(s, false);
 		if (s->prev)
 			s->prev->next = s->next;
 		else
@@ -196,9 +200,23 @@ own_emptied(struct tcache *tc, struct slab *s)
 static void push_chain(struct slab *s, uintptr_t head, uintptr_t tail,
 		       unsigned n);
 
+/* A slab of tc's that an object just went back to, if it was full or is
+ * empty now. */
+static void
+gave_back_to(struct tcache *tc, struct slab *s)
+{
+	if (s->where == SLAB_OWN_FULL) {
+		slab_undelay(s);
+		own_del(tc, s);
+		own_add(tc, s, SLAB_OWN_PARTIAL);
+	}
+	if (slab_inuse(s) == 0)
+		own_emptied(tc, s);
+}
+
 /* Object p, out of tc's bin or mailbox, goes back to its slab: avail; a
  * slab that is no longer tc's gets it as a remote free. */
-static zp_always_inline void
+static void
 give_back(struct tcache *tc, void *p, struct slab *s)
 {
 	if (zp_unlikely(slab_owner(s) != tc)) {
@@ -206,13 +224,7 @@ give_back(struct tcache *tc, void *p, struct slab *s)
 		return;
 	}
 	slab_push(s, p);
-	if (s->where == SLAB_OWN_FULL) {
-		slab_undelay(s);
-		own_del(tc, s);
-		own_add(tc, s, SLAB_OWN_PARTIAL);
-	}
-	if (s->nr_inuse == 0)
-		own_emptied(tc, s);
+	gave_back_to(tc, s);
 }
 
 /* The first page of the slab holding object a, or NULL. */
@@ -641,52 +653,45 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 
 /* --- flush and local frees ---------------------------------------------- */
 
-/* Entries a flush finds the slabs of before it gives any back: half the
- * largest bin, so that the flush of a full bin is one batch. */
-#define FLUSH_BATCH	64
-
-/* The first page of the slab holding bin entry e, from its facts word
- * where it has one: the head's descriptor is the only one a flush
- * needs, and a slab of many pages costs no other. */
-static zp_always_inline struct slab *
-flush_slab_of(uintptr_t a)
+/*
+ * Bin entry a goes back to its slab. The facts word of a's page names
+ * the holder; for a slab of tc's, the object's avail bit (in the line its
+ * free touched a moment ago) and the slab's hold word (in the same line
+ * of facts, for a slab of up to 8 pages) are all it writes. Only a slab
+ * that leaves the full list or empties needs its descriptor.
+ */
+static zp_always_inline void
+flush_one(struct tcache *tc, uintptr_t a)
 {
-	uint64_t f = page_facts_fast((void *)a);
+	uint64_t f = page_facts_fast((void *)a), h, *hw;
+	unsigned order = slab_facts_order(f);
 
-	if (f == 0)
-		return slab_of_ptr(a);
-	return slab_of(page_block_head((void *)a, slab_facts_order(f)));
+	if (zp_unlikely(f == 0 || slab_facts_owner(f) != tc->id)) {
+		give_back(tc, (void *)a, slab_of_ptr(a));
+		return;
+	}
+	hw = page_block_facts((void *)a, order);
+	h = slab_hold_put(*hw, a, (ZP_PAGE_SIZE << order) - 1) -
+	    SLAB_HOLD_ONE;
+	__atomic_store_n(hw, h, __ATOMIC_RELAXED);
+	if (zp_unlikely((h & SLAB_HOLD_FULL) || !(h & SLAB_HOLD_INUSE)))
+		gave_back_to(tc, slab_of(page_block_head((void *)a, order)));
 }
 
 /* Gives the n newest objects of a bin back to their slabs (all of them at
  * trim and exit). A full bin gives half: freed within the last few dozen
- * frees, their lines and their descriptors' are still in the cache, and
- * one lock serves them all. (The oldest would have gone cold long ago: a
+ * frees, their lines and their facts are still in the cache, and one
+ * lock serves them all. (The oldest would have gone cold long ago: a
  * program freeing a large structure in random order paid every miss
  * twice.) */
 static void
 bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 {
 	struct tbin *b = &tc->bins[sc];
-	void **q = b->cur - n;
-	struct slab *sl[FLUSH_BATCH];
 
 	zp_stat_inc(tc->nr_flush);
-	while (q < b->cur) {
-		unsigned m = (unsigned)ZP_MIN((size_t)(b->cur - q),
-					      (size_t)FLUSH_BATCH);
-
-		/* Every descriptor's miss in flight before the first is
-		 * needed: in random order each object has a slab of its
-		 * own. */
-		for (unsigned i = 0; i < m; i++) {
-			sl[i] = flush_slab_of((uintptr_t)q[i]);
-			__builtin_prefetch(sl[i], 1);
-		}
-		for (unsigned i = 0; i < m; i++)
-			give_back(tc, q[i], sl[i]);
-		q += m;
-	}
+	for (void **q = b->cur - n; q < b->cur; q++)
+		flush_one(tc, (uintptr_t)*q);
 	b->cur -= n;
 	zp_stat_add(tc->cls[sc].nr_flushed, n);
 }
@@ -739,7 +744,7 @@ release(struct tcache *tc, struct slab *s, struct slab **orphans,
 	own_del(tc, s);
 	for (;;) {
 		slab_collect(s);
-		if (s->nr_inuse == 0) {
+		if (slab_inuse(s) == 0) {
 			s->next = *empties;
 			*empties = s;
 			return;
@@ -816,7 +821,7 @@ static void
 trim_keep_or_take(struct tcache *tc, struct slab *s, struct slab **empties)
 {
 	slab_collect(s);
-	if (s->nr_inuse == 0) {
+	if (slab_inuse(s) == 0) {
 		own_del(tc, s);
 		s->next = *empties;
 		*empties = s;

@@ -39,6 +39,8 @@
 /* Owner ids a cache may have (slab.h's facts word): the most threads
  * that run at once with a fast free path each. */
 #define TCACHE_IDS	65536
+_Static_assert(TCACHE_IDS < (1 << (64 - SLAB_FACTS_OWNER_SHIFT)),
+	       "every id fits the facts word");
 #define TCACHE_NO_ID	UINT32_MAX
 
 /* Room for every class's bin_cap (slab_boot checks the sum). */

@@ -78,8 +78,8 @@ xfree(struct tcache *tc, void *p)
 	uint64_t f = page_facts_fast(p);
 
 	CHECK((pg) != NULL, "pg is NULL");
-	CHECK_OP((uint32_t)f, ==,
-		 (uint32_t)slab_facts(slab_head(slab_of(pg))));
+	CHECK_OP(f & ~SLAB_HOLD_BITS, ==,
+		 slab_facts(slab_head(slab_of(pg))));
 	tcache_free(tc, p, f);
 }
 
@@ -400,10 +400,11 @@ Test(tcache, facts_words_follow_their_slab)
 			(char *)page_address(slab_page(s)) + off);
 
 		CHECK_OP(slab_facts_sc(f), ==, sc);
+		CHECK_OP(slab_facts_order(f), ==, s->order);
 		CHECK_OP(slab_facts_owner(f), ==, a.tc.id);
-		CHECK(slab_facts_is_start(f, (uintptr_t)p), "p is no start");
-		CHECK(!slab_facts_is_start(f, (uintptr_t)p + 16),
-		      "an interior pointer is a start");
+		/* The holder's count (nothing freed yet: all it carved)
+		 * is the first page's alone. */
+		CHECK_OP(slab_hold_inuse(f), ==, off ? 0 : s->nr_carved);
 	}
 	/* Given up (as at exit): no thread's id any more. */
 	tcache_flush(&a.tc);
@@ -629,7 +630,7 @@ Test(tcache, flush_gives_back_every_object_of_a_full_bin)
 	void **v = calloc(n, sizeof(*v));
 	uint64_t before = used_pages();
 
-	CHECK_OP(cap, >, 64u, "a full bin must span two batches");
+	CHECK_OP(cap, >, 64u, "a full bin must give back more than 64");
 	ts_init(&me);
 	for (unsigned i = 0; i < n; i++)
 		v[i] = tcache_alloc(&me.tc, sc);
@@ -647,8 +648,8 @@ Test(tcache, flush_gives_back_every_object_of_a_full_bin)
 	free(v);
 }
 
-/* An object freed twice, its two copies in different batches of one
- * flush: the second finds the first's link and aborts. */
+/* An object freed twice with a hundred frees between: its live bit is
+ * clear by then, so the second free aborts. */
 Test(tcache, double_free_across_flush_batches_aborts, .signal = SIGABRT)
 {
 	struct tstate me;
@@ -660,8 +661,6 @@ Test(tcache, double_free_across_flush_batches_aborts, .signal = SIGABRT)
 		v[i] = tcache_alloc(&me.tc, sc);
 	for (unsigned i = 0; i < 100; i++)
 		xfree(&me.tc, v[i]);
-	/* Entry 10 again at entry 100: not one of the two newest, so the
-	 * push cannot see it; the flush's second batch must. */
 	xfree(&me.tc, v[10]);
 	tcache_flush(&me.tc);
 }
@@ -725,6 +724,77 @@ Test(tcache, trim_from_another_thread_takes_only_emptied_slabs)
 	CHECK_OP(used_pages(), ==, before, "pages leaked");
 	CHECK(zone_check_all(), "zone_check_all()");
 	pthread_barrier_destroy(&trim_bar);
+}
+
+/* Objects of slab s in v[0, n) and in the bins of me. */
+static unsigned
+count_in(const struct slab *s, void **v, unsigned n, struct tstate *me,
+	 unsigned sc)
+{
+	uintptr_t base = (uintptr_t)page_address(slab_page(
+		(struct slab *)s));
+	unsigned c = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		c += v[i] && slab_base(s, (uintptr_t)v[i]) == base;
+	for (void **q = me->tc.bins[sc].base; q < me->tc.bins[sc].cur; q++)
+		c += slab_base(s, (uintptr_t)*q) == base;
+	return c;
+}
+
+static void
+check_hold_words(struct slab *list, void **v, unsigned n, struct tstate *me,
+		 unsigned sc)
+{
+	for (struct slab *s = list; s != NULL; s = s->next) {
+		uint64_t *f = slab_hold_word(s);
+
+		CHECK_OP(slab_inuse(s), ==, count_in(s, v, n, me, sc));
+		CHECK_OP(!!(f[0] & SLAB_HOLD_FULL), ==,
+			 s->where == SLAB_OWN_FULL);
+		for (size_t i = 1; i < ((size_t)1 << s->order); i++)
+			CHECK_OP(f[i] & SLAB_HOLD_BITS, ==, 0);
+	}
+}
+
+/* What a flush changes lives in each slab's hold word (the first page's
+ * facts word), not its descriptor: after rounds of mallocs and frees in
+ * random order (flushes among them) each held slab's count is what it
+ * has out (live or in the bin), and its full bit says whether it is on
+ * the full list. */
+Test(tcache, hold_words_count_what_is_out)
+{
+	unsigned classes[2] = { 0, sizeclass_of(3000) };
+
+	for (unsigned c = 0; c < 2; c++) {
+		unsigned sc = classes[c], n = 4 * slab_class[sc].nr_objs;
+		void **v = calloc(n, sizeof(*v));
+		struct tstate me;
+
+		ts_init(&me);
+		for (unsigned round = 0; round < 4; round++) {
+			for (unsigned i = 0; i < n; i++)
+				if (v[i] == NULL)
+					v[i] = tcache_alloc(&me.tc, sc);
+			shuffle(v, n, round + 1);
+			for (unsigned i = 0; i < n / 2 + round; i++) {
+				xfree(&me.tc, v[i]);
+				v[i] = NULL;
+			}
+			check_hold_words(me.tc.cls[sc].partial, v, n, &me, sc);
+			check_hold_words(me.tc.cls[sc].full, v, n, &me, sc);
+		}
+		/* Full slabs happen: the allocations refill past them. */
+		for (unsigned i = 0; i < n; i++)
+			if (v[i] == NULL)
+				v[i] = tcache_alloc(&me.tc, sc);
+		CHECK_OP(me.tc.cls[sc].full, !=, NULL);
+		check_hold_words(me.tc.cls[sc].full, v, n, &me, sc);
+		for (unsigned i = 0; i < n; i++)
+			xfree(&me.tc, v[i]);
+		ts_fini(&me);
+		free(v);
+	}
 }
 
 Test(tcache, flush_keeps_the_cache_usable)

@@ -433,6 +433,51 @@ Test(zone, purging_over_budget_takes_the_longest_idle_first)
 	cr_assert(zone_check_all());
 }
 
+/* Single pages just freed among live neighbours (slabs emptied in a
+ * teardown) wait to merge while a large block can be purged instead;
+ * once older than the merge window they go oldest first again; and
+ * young ones beyond the budget's ceiling go too. */
+Test(zone, young_small_blocks_wait_to_merge_and_old_ones_go)
+{
+	struct timespec ts = { 0, (long)ZONE_MERGE_WINDOW_NS + 50000000 };
+	struct page *one[256], *big[2];
+	struct zp_zone_info zi;
+
+	boot_cfg(64 * MIB, 0, 0, NEVER);
+	cr_assert_eq(zone_set_retain(0, 64, 64), 0);
+	for (unsigned i = 0; i < 256; i++)
+		one[i] = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
+	big[0] = zone_alloc_pages(NULL, 6, 0, PAGE_MEDIUM, NULL);
+	big[1] = zone_alloc_pages(NULL, 5, 0, PAGE_MEDIUM, NULL);
+	/* 40 single pages, no two of them buddies: within the budget. */
+	for (unsigned i = 1; i < 80; i += 2)
+		touch_and_free(&one[i], 1);
+	/* + 64 = 104 > 64 + 8: the young singles stay, the large block
+	 * goes. */
+	touch_and_free(&big[0], 1);
+	zi = info(0);
+	cr_assert_eq(zi.nr_purged_pages, 64);
+	for (unsigned i = 1; i < 80; i += 2)
+		cr_assert_not(one[i]->flags & PG_ZERO, "page %u purged", i);
+	/* Older than the window: 40 + 32 + 1 = 73 goes down to 56 by the
+	 * oldest, the singles. */
+	nanosleep(&ts, NULL);
+	touch_and_free(&big[1], 1);
+	touch_and_free(&one[81], 1);
+	zi = info(0);
+	cr_assert_eq(zi.nr_purged_pages, 64 + 17);
+	cr_assert_not(big[1]->flags & PG_ZERO, "the newest stay");
+	cr_assert_not(one[81]->flags & PG_ZERO, "the newest stay");
+	/* Young singles past the budget plus its ceiling go too: at most
+	 * 64 + 8 + 64 dirty before a purge takes them to 56 + 64. */
+	for (unsigned i = 83; i < 256; i += 2)
+		touch_and_free(&one[i], 1);
+	zi = info(0);
+	cr_assert_leq(zi.nr_free_pages - zi.nr_free_zero_pages, 136);
+	cr_assert_gt(zi.nr_purged_pages, 64 + 17);
+	cr_assert(zone_check_all());
+}
+
 /* A program that takes back soon what was purged (a refault) makes the
  * zone keep that much more dirty: the next wave costs no faults. A purge
  * delay without refaults halves the budget again, and idle blocks go. */
