@@ -10,7 +10,8 @@
  *          mail_drain | slab_take | slab_collect | slab_delay |
  *          spare | cache_take (orphan or reserve) | zone;
  *        tcache_free (inline) -> tcache_free_slow -> bin_flush ->
- *          give_back; -> tcache_free_remote -> chain [-> push_chain ->
+ *          flush_one [-> gave_back_to | give_back];
+ *        tcache_free_remote -> chain [-> push_chain ->
  *          CAS [-> post | cache_rescue]];
  *        malloc_trim -> tcache_trim_others -> trim_other (each thread).
  *
