@@ -978,6 +978,7 @@ zone_set_retain(unsigned idx, uint64_t min, uint64_t max)
 	zp_lock(&z->lock);
 	z->retain_min = z->retain = min;
 	z->retain_max = max;
+	z->small_held = 0;
 	zp_unlock(&z->lock);
 	return 0;
 }

@@ -146,12 +146,13 @@ size_t zone_purge(bool all);
 void zone_purge_pause(void);
 void zone_purge_resume(void);
 
-/* The retained budget of zone idx (zone_purge.c), in pages: it starts at
- * min and may grow with refaults up to max. 0, or -1 for a bad index. */
 /* Free blocks below this order freed within the window wait beyond the
- * budget, up to max pages, for their buddies (zone_purge.c). */
+ * retained budget, up to its ceiling, for their buddies (zone_purge.c). */
 #define ZONE_PURGE_SMALL_ORDER	4
 #define ZONE_MERGE_WINDOW_NS	((uint64_t)100 * 1000 * 1000)
+
+/* The retained budget of zone idx (zone_purge.c), in pages: it starts at
+ * min and may grow with refaults up to max. 0, or -1 for a bad index. */
 int zone_set_retain(unsigned idx, uint64_t min, uint64_t max);
 /* The pages of zone idx that requests whose preferred zone type is `type`
  * must leave alone. 0, or -1 for a bad index. Boot sets the defaults. */

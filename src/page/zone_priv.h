@@ -28,9 +28,11 @@ struct zone {
 	uint64_t purge_delay_ns;	/* idle this long: purged (boot) */
 	/* The retained budget (zone_purge.c), pages. */
 	uint64_t retain, retain_min, retain_max;
-	/* Dirty pages a purge left over the budget in small blocks, which
-	 * the free path's check adds to it (zone_purge.c). */
-	uint64_t small_held;
+	/* Dirty pages a purge left above what it purges down to, all in
+	 * young small blocks: the free path's check adds them to the
+	 * budget until small_held_until, when they are young no more
+	 * (zone_purge.c). */
+	uint64_t small_held, small_held_until;
 	uint64_t last_refault_ns, nr_refault_pages;
 	uint64_t nr_unmapped_steps;	/* steps given back now (lock) */
 	uint64_t nr_unmapped_total;	/* steps ever given back */
@@ -125,8 +127,9 @@ static inline void
 zone_purge_check_locked(struct zone *z, uint64_t now)
 {
 	uint64_t dirty = z->buddy.nr_free_dirty;
+	uint64_t held = now < z->small_held_until ? z->small_held : 0;
 
-	if (zp_unlikely(dirty > z->retain + z->retain / 8 + z->small_held ||
+	if (zp_unlikely(dirty > z->retain + z->retain / 8 + held ||
 			now >= z->next_decay_ns))
 		zone_purge_run_locked(z, now);
 }

@@ -13,7 +13,8 @@
  *
  * A zone keeps at most `retain` dirty free pages; the free that takes it
  * past the budget purges the longest idle blocks, in a batch, as glibc's
- * trim threshold gives the top of its heap back at the free. The budget
+ * trim threshold gives the top of its heap back at the free (small blocks
+ * freed a moment ago wait a little: see take_excess_locked). The budget
  * starts small (retain_min) and follows what the program shows: taking
  * back, within a purge delay, pages the zone purged (a refault: a program
  * that frees and reallocates the same memory in waves) raises it by what
@@ -303,8 +304,10 @@ purge_chain_locked(struct zone *z, struct page *chain, uint64_t now)
 static bool
 is_young_small(const struct page *pg, uint64_t now)
 {
-	return pg->order < ZONE_PURGE_SMALL_ORDER && pg->lru.freed_ns <= now &&
-	       now - pg->lru.freed_ns < ZONE_MERGE_WINDOW_NS;
+	/* Stamped after now: freed by another thread since now was read. */
+	return pg->order < ZONE_PURGE_SMALL_ORDER &&
+	       (pg->lru.freed_ns > now ||
+		now - pg->lru.freed_ns < ZONE_MERGE_WINDOW_NS);
 }
 
 static void
@@ -323,8 +326,10 @@ take_excess_locked(struct zone *z, uint64_t now, struct page **chain)
 	while (dirty_pages(z) > keep + z->retain_max &&
 	       (pg = buddy_oldest_dirty(&z->buddy, 0)) != NULL)
 		purge_take_locked(z, pg, PURGE_EXCESS, chain);
-	/* The next look: when frees have added another eighth. */
+	/* What young small blocks hold above keep is not looked at again
+	 * before they age or frees add a quarter of the budget more. */
 	z->small_held = dirty_pages(z) > keep ? dirty_pages(z) - keep : 0;
+	z->small_held_until = now + ZONE_MERGE_WINDOW_NS;
 }
 
 /* Every dirty block idle for delay or longer. */

@@ -47,10 +47,10 @@ void cache_boot(void);
  * the cache has none. */
 struct slab *cache_take(unsigned sc, struct tcache *tc);
 /* Gives up held slabs of class sc, linked through ->next: orphans that
- * still have live objects, and empty ones (nr_inuse == 0). One lock. */
+ * still have live objects, and empty ones (slab_inuse 0). One lock. */
 void cache_put_list(unsigned sc, struct slab *orphans, struct slab *empties,
 		    struct pcp_set *pcp);
-/* Gives up a held slab with nr_inuse == 0: to the zone. */
+/* Gives up a held slab with slab_inuse 0: to the zone. */
 void cache_put_empty(struct slab *s, struct pcp_set *pcp);
 /* One object of class sc from the shared slab (see above); NULL when the
  * zone has no memory. Takes the cache lock, and the zone's. */

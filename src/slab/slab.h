@@ -5,9 +5,10 @@
  * memory and objects start at the block's first byte; the block's
  * alignment gives memalign its power-of-two alignment).
  *
- * Every page of a slab carries what free() needs - kind, class, owner and
- * the slab's geometry - in its own descriptor, so free() reaches all of it
- * with one dependent load, whichever page the object lies in. The holder's
+ * Every page of a slab carries its kind, class, owner and geometry in its
+ * own descriptor, and what free() needs of them - class and owner - in
+ * its facts word (page.h, below), so free() reaches all of it with one
+ * dependent load of 8 bytes, whichever page the object lies in. The holder's
  * state (the remote list, list links, what was carved) lives in the first
  * page's descriptor only; other pages point back to it (SLAB_TAIL,
  * head_off). What a flush changes - how many objects are out, the first
@@ -121,7 +122,8 @@ struct slab {
 	uint8_t order;			/* buddy order of the whole slab */
 	uint8_t pflags;			/* struct page's flags: 0 */
 	uint8_t zone_id;
-	/* What free() reads, on every page; owner changes rewrite all. */
+	/* On every page (free() reads their copy in the facts word);
+	 * owner changes rewrite all. */
 	uint8_t sc;			/* size class */
 	uint8_t flags;			/* enum slab_flags */
 	uint8_t where;			/* enum slab_where (first page) */
@@ -366,12 +368,6 @@ slab_inuse_add(struct slab *s, unsigned n)
 	slab_hold_store(s, *slab_hold_word(s) + n * SLAB_HOLD_ONE);
 }
 
-static inline void
-slab_inuse_sub(struct slab *s, unsigned n)
-{
-	slab_hold_store(s, *slab_hold_word(s) - n * SLAB_HOLD_ONE);
-}
-
 static inline unsigned
 slab_avail_from(const struct slab *s)
 {
@@ -414,7 +410,7 @@ void slab_set_owner(struct slab *s, struct tcache *owner);
  * plain tails again, so no stale pointer into them looks like an object
  * of a slab. */
 void slab_fini(struct slab *s);
-/* Forgets the objects of a slab with nr_inuse == 0 (dirty from now on). */
+/* Forgets the objects of a slab with none out (dirty from now on). */
 void slab_reset(struct slab *s);
 /* Moves up to want objects (avail ones in address order, then never-used
  * ones) to dst, a bin; returns how many. Nothing of them is written. */
@@ -427,7 +423,7 @@ void *slab_bump(struct slab *s);
  * state bits stay as they are. */
 unsigned slab_collect(struct slab *s);
 /* Holder side: are all objects out back on the remote list? Then takes
- * the list without walking it and leaves nr_inuse 0 (the caller resets
+ * the list without walking it and leaves none out (the caller resets
  * or frees the slab). */
 bool slab_collect_if_empty(struct slab *s);
 /* Does s have anything the holder could hand out without a collect? */
@@ -482,13 +478,24 @@ slab_hold_put(uint64_t h, uintptr_t a, uintptr_t mask)
 	return h;
 }
 
+/* One object fewer out, the object at a: none out already is a double
+ * free that got past the bits (see above), and a count taken below 0
+ * would borrow from the owner's id. */
+static zp_always_inline uint64_t
+slab_hold_drop(uint64_t h, uintptr_t a)
+{
+	if (zp_unlikely(!(h & SLAB_HOLD_INUSE)))
+		slab_double_free((void *)a);
+	return h - SLAB_HOLD_ONE;
+}
+
 /* Gives p, out of a bin, back to its slab. */
 static inline void
 slab_push(struct slab *s, void *p)
 {
 	uint64_t h = slab_hold_put(*slab_hold_word(s), (uintptr_t)p, s->mask);
 
-	slab_hold_store(s, h - SLAB_HOLD_ONE);
+	slab_hold_store(s, slab_hold_drop(h, (uintptr_t)p));
 }
 
 /* Per-process setup: class geometry, central caches, freelist key. */

@@ -672,8 +672,8 @@ flush_one(struct tcache *tc, uintptr_t a)
 		return;
 	}
 	hw = page_block_facts((void *)a, order);
-	h = slab_hold_put(*hw, a, (ZP_PAGE_SIZE << order) - 1) -
-	    SLAB_HOLD_ONE;
+	h = slab_hold_drop(slab_hold_put(*hw, a, (ZP_PAGE_SIZE << order) - 1),
+			   a);
 	__atomic_store_n(hw, h, __ATOMIC_RELAXED);
 	if (zp_unlikely((h & SLAB_HOLD_FULL) || !(h & SLAB_HOLD_INUSE)))
 		gave_back_to(tc, slab_of(page_block_head((void *)a, order)));
