@@ -182,21 +182,25 @@ page_facts_fast(const void *p)
 /* The descriptor of the first page of the 1 << order pages block,
  * aligned to its size, that holds p: p must lie in an arena zone (its
  * facts word is not 0). No descriptor on the way is read. */
-static inline struct page *
-page_block_head(const void *p, unsigned order)
+static inline uintptr_t
+page_block_index(const void *p, unsigned order)
 {
 	uintptr_t i = ((uintptr_t)p - zp_arena.base) >> ZP_PAGE_SHIFT;
 
-	return &zp_arena.descs[i & ~(((uintptr_t)1 << order) - 1)];
+	return i & ~(((uintptr_t)1 << order) - 1);
+}
+
+static inline struct page *
+page_block_head(const void *p, unsigned order)
+{
+	return &zp_arena.descs[page_block_index(p, order)];
 }
 
 /* The facts word of the first page of that block (p as above). */
 static inline uint64_t *
 page_block_facts(const void *p, unsigned order)
 {
-	uintptr_t i = ((uintptr_t)p - zp_arena.base) >> ZP_PAGE_SHIFT;
-
-	return &zp_arena.facts[i & ~(((uintptr_t)1 << order) - 1)];
+	return &zp_arena.facts[page_block_index(p, order)];
 }
 
 /* The facts word of the page pg describes; NULL outside the arena (the

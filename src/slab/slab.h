@@ -369,10 +369,15 @@ slab_inuse_add(struct slab *s, unsigned n)
 }
 
 static inline unsigned
+slab_hold_from(uint64_t h)
+{
+	return (unsigned)((h & SLAB_HOLD_FROM) >> SLAB_HOLD_FROM_SHIFT);
+}
+
+static inline unsigned
 slab_avail_from(const struct slab *s)
 {
-	return (unsigned)((*slab_hold_word(s) & SLAB_HOLD_FROM) >>
-			  SLAB_HOLD_FROM_SHIFT);
+	return slab_hold_from(*slab_hold_word(s));
 }
 
 static inline void
@@ -473,29 +478,33 @@ slab_hold_put(uint64_t h, uintptr_t a, uintptr_t mask)
 	if (zp_unlikely(*w & slab_bit(a)))
 		slab_double_free((void *)a);
 	*w |= slab_bit(a);
-	if (i < (h & SLAB_HOLD_FROM) >> SLAB_HOLD_FROM_SHIFT)
+	if (i < slab_hold_from(h))
 		h = (h & ~SLAB_HOLD_FROM) | i << SLAB_HOLD_FROM_SHIFT;
 	return h;
 }
 
-/* One object fewer out, the object at a: none out already is a double
- * free that got past the bits (see above), and a count taken below 0
- * would borrow from the owner's id. */
+/* Gives the object at a, out of a bin, back to the slab of mask + 1
+ * bytes whose hold word is *hw: avail, one fewer out. Returns the hold
+ * word stored. None out already is a double free that got past the bits
+ * (see above), and a count taken below 0 would borrow from the owner's
+ * id. */
 static zp_always_inline uint64_t
-slab_hold_drop(uint64_t h, uintptr_t a)
+slab_hold_give(uint64_t *hw, uintptr_t a, uintptr_t mask)
 {
+	uint64_t h = slab_hold_put(*hw, a, mask);
+
 	if (zp_unlikely(!(h & SLAB_HOLD_INUSE)))
 		slab_double_free((void *)a);
-	return h - SLAB_HOLD_ONE;
+	h -= SLAB_HOLD_ONE;
+	__atomic_store_n(hw, h, __ATOMIC_RELAXED);
+	return h;
 }
 
 /* Gives p, out of a bin, back to its slab. */
 static inline void
 slab_push(struct slab *s, void *p)
 {
-	uint64_t h = slab_hold_put(*slab_hold_word(s), (uintptr_t)p, s->mask);
-
-	slab_hold_store(s, slab_hold_drop(h, (uintptr_t)p));
+	(void)slab_hold_give(slab_hold_word(s), (uintptr_t)p, s->mask);
 }
 
 /* Per-process setup: class geometry, central caches, freelist key. */

@@ -664,17 +664,15 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 static zp_always_inline void
 flush_one(struct tcache *tc, uintptr_t a)
 {
-	uint64_t f = page_facts_fast((void *)a), h, *hw;
+	uint64_t f = page_facts_fast((void *)a), h;
 	unsigned order = slab_facts_order(f);
 
 	if (zp_unlikely(f == 0 || slab_facts_owner(f) != tc->id)) {
 		give_back(tc, (void *)a, slab_of_ptr(a));
 		return;
 	}
-	hw = page_block_facts((void *)a, order);
-	h = slab_hold_drop(slab_hold_put(*hw, a, (ZP_PAGE_SIZE << order) - 1),
-			   a);
-	__atomic_store_n(hw, h, __ATOMIC_RELAXED);
+	h = slab_hold_give(page_block_facts((void *)a, order), a,
+			   (ZP_PAGE_SIZE << order) - 1);
 	if (zp_unlikely((h & SLAB_HOLD_FULL) || !(h & SLAB_HOLD_INUSE)))
 		gave_back_to(tc, slab_of(page_block_head((void *)a, order)));
 }
