@@ -71,6 +71,8 @@ used_pages(void)
 
 /* Frees as free() does, through the page's facts word, which must say
  * what the slab's descriptor says (the owner may change under us). */
+#define FACTS_NOT_OWNER	(((uint64_t)1 << SLAB_FACTS_OWNER_SHIFT) - 1)
+
 static void
 xfree(struct tcache *tc, void *p)
 {
@@ -78,8 +80,8 @@ xfree(struct tcache *tc, void *p)
 	uint64_t f = page_facts_fast(p);
 
 	CHECK((pg) != NULL, "pg is NULL");
-	CHECK_OP(f & ~SLAB_HOLD_BITS, ==,
-		 slab_facts(slab_head(slab_of(pg))));
+	CHECK_OP(f & ~SLAB_HOLD_BITS & FACTS_NOT_OWNER, ==,
+		 slab_facts(slab_head(slab_of(pg))) & FACTS_NOT_OWNER);
 	tcache_free(tc, p, f);
 }
 
