@@ -18,6 +18,7 @@
  * usually beats the two system calls of a sleep and a wake. */
 #define LOCK_SPINS	200
 
+__thread unsigned zp_lock_depth __attribute__((tls_model("initial-exec")));
 __thread uint8_t zp_fork_mode;
 __thread bool zp_fork_interrupted;
 

@@ -24,9 +24,33 @@ struct zp_lock {
 	/* Set by zp_lock_prefork when the forking thread already held the
 	 * lock; written only by that holder. */
 	bool fork_held;
+	/* Set by zp_lock_prefork when it took the lock: the child, which
+	 * frees it without an unlock, takes it off the forker's count. */
+	bool fork_taken;
 };
 
-#define ZP_LOCK_INIT { 0, false }
+#define ZP_LOCK_INIT { 0, false, false }
+
+/* Locks of ours the calling thread holds, or is about to take. */
+extern __thread unsigned zp_lock_depth
+	__attribute__((tls_model("initial-exec")));
+
+/* Does the calling thread hold (or is it taking) any lock of ours? */
+static inline bool
+zp_lock_held_any(void)
+{
+	return zp_unlikely(zp_lock_depth != 0);
+}
+
+/* The count and the lock word must change in program order as far as a
+ * signal handler of this thread can tell. */
+static inline void
+zp_lock_depth_add(int d)
+{
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	zp_lock_depth += (unsigned)d;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
 
 /* Out of line (lock.c): spin, then sleep on the futex; wake a sleeper. */
 void zp_lock_slow(struct zp_lock *l);
@@ -45,10 +69,11 @@ zp_lock_init(struct zp_lock *l)
 {
 	__atomic_store_n(&l->word, 0, __ATOMIC_RELAXED);
 	l->fork_held = false;
+	l->fork_taken = false;
 }
 
 static inline bool
-zp_trylock(struct zp_lock *l)
+zp_lock_take_free(struct zp_lock *l)
 {
 	uintptr_t free_word = 0;
 
@@ -57,10 +82,21 @@ zp_trylock(struct zp_lock *l)
 					   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
+static inline bool
+zp_trylock(struct zp_lock *l)
+{
+	zp_lock_depth_add(1);
+	if (zp_lock_take_free(l))
+		return true;
+	zp_lock_depth_add(-1);
+	return false;
+}
+
 static inline void
 zp_lock(struct zp_lock *l)
 {
-	if (zp_unlikely(!zp_trylock(l)))
+	zp_lock_depth_add(1);
+	if (zp_unlikely(!zp_lock_take_free(l)))
 		zp_lock_slow(l);
 }
 
@@ -70,6 +106,7 @@ zp_unlock(struct zp_lock *l)
 	if (zp_unlikely(__atomic_exchange_n(&l->word, 0, __ATOMIC_RELEASE) &
 			ZP_LOCK_WAITERS))
 		zp_unlock_wake(l);
+	zp_lock_depth_add(-1);
 }
 
 /* Does the calling thread hold l? Exact: only the holder can change the
@@ -115,6 +152,7 @@ zp_lock_prefork(struct zp_lock *l)
 	}
 	if (zp_fork_mode == ZP_FORK_WAIT)
 		zp_lock(l);
+	l->fork_taken = true;
 }
 
 /* Releases what zp_lock_prefork took, and only that. */
@@ -125,14 +163,19 @@ zp_lock_postfork_parent(struct zp_lock *l)
 		l->fork_held = false;
 		return;
 	}
+	l->fork_taken = false;
 	zp_unlock(l);
 }
 
 /* After fork the child is single-threaded and owns every lock the parent
- * took in prefork; a fresh lock is the cheapest correct reset. */
+ * took in prefork; a fresh lock is the cheapest correct reset. One the
+ * forker held before (an interrupted slow path) stays on its count: that
+ * path's unlock will take it off. */
 static inline void
 zp_lock_postfork_child(struct zp_lock *l)
 {
+	if (l->fork_taken)
+		zp_lock_depth_add(-1);
 	zp_lock_init(l);
 }
 

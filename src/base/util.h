@@ -19,6 +19,7 @@
 #define zp_cold		__attribute__((cold, noinline))
 #define zp_always_inline inline __attribute__((always_inline))
 #define zp_unused	__attribute__((unused))
+#define zp_must_check	__attribute__((warn_unused_result))
 #define zp_cacheline_aligned __attribute__((aligned(ZP_CACHELINE)))
 
 #define ZP_CACHELINE	64

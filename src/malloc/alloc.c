@@ -208,6 +208,65 @@ bad_zone_pointer(const char *call, void *p, struct page *head)
 	log_fatal("%s: invalid pointer %p", call, p);
 }
 
+/* --- a signal handler inside the allocator ------------------------------- */
+
+/*
+ * A signal handler that calls into the allocator while the code it
+ * interrupted holds one of our locks must not wait for a lock (it may be
+ * the one its own thread holds: base/lock.h). Its allocations that need
+ * more than a bin fail with ENOMEM; its frees of anything but a slab
+ * object, which all take locks, wait on this thread's list, linked
+ * through their first word, until its next slow path or its exit.
+ */
+static __thread uintptr_t deferred_frees
+	__attribute__((tls_model("initial-exec")));
+
+static bool
+interrupted(void)
+{
+	return zp_lock_held_any();
+}
+
+static void
+defer_free(void *p)
+{
+	uintptr_t head = __atomic_load_n(&deferred_frees, __ATOMIC_RELAXED);
+
+	do
+		*(uintptr_t *)p = head;
+	while (!__atomic_compare_exchange_n(&deferred_frees, &head,
+					    (uintptr_t)p, true,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+}
+
+static zp_noinline void
+free_deferred_all(void)
+{
+	uintptr_t p = __atomic_exchange_n(&deferred_frees, 0,
+					  __ATOMIC_RELAXED);
+
+	while (p != 0) {
+		uintptr_t next = *(uintptr_t *)p;
+
+		alloc_free((void *)p);
+		p = next;
+	}
+}
+
+/* Called with no lock held. */
+static inline void
+free_deferred(void)
+{
+	if (zp_unlikely(deferred_frees != 0))
+		free_deferred_all();
+}
+
+void
+alloc_free_deferred(void)
+{
+	free_deferred();
+}
+
 /* --- malloc, calloc, free ------------------------------------------------ */
 
 /*
@@ -261,19 +320,11 @@ alloc_idle_hook(void)
 
 /* A small request of a thread with no cache yet: from the shared slabs
  * while it has taken few (tcache_alloc_light); NULL when it is to get a
- * cache of its own. *busy when a handler interrupted that very path. */
+ * cache of its own. */
 static void *
-alloc_light(size_t n, bool zero, bool *busy)
+alloc_light(size_t n, bool zero)
 {
-	*busy = false;
-	if (alloc_tls != NULL || !init_boot())
-		return NULL;
-	/* Whatever the size: making a cache takes the zone's lock too. */
-	if (tcache_light_interrupted()) {
-		*busy = true;
-		return NULL;
-	}
-	if (n > SC_MAX_SIZE)
+	if (alloc_tls != NULL || !init_boot() || n > SC_MAX_SIZE)
 		return NULL;
 	return tcache_alloc_light(sizeclass_of(n), n, zero);
 }
@@ -283,14 +334,12 @@ alloc_slow(size_t n, bool zero)
 {
 	int saved = errno;
 	struct tstate *ts;
-	bool busy;
 	void *p;
 
-	if (n > ALLOC_MAX_REQUEST)
+	if (n > ALLOC_MAX_REQUEST || interrupted())
 		return alloc_oom();
-	p = alloc_light(n, zero, &busy);
-	if (busy)
-		return alloc_oom();
+	free_deferred();
+	p = alloc_light(n, zero);
 	if (!p) {
 		ts = init_tstate();
 		if (!ts)
@@ -331,8 +380,15 @@ alloc_calloc_slow(size_t n)
 zp_noinline void
 alloc_free_slow(void *p)
 {
-	struct page *pg = page_lookup(p);
+	struct page *pg;
 
+	if (zp_unlikely(interrupted())) {
+		if (p)
+			defer_free(p);
+		return;
+	}
+	free_deferred();
+	pg = page_lookup(p);
 	if (pg) {
 		struct page *head = page_head(pg);
 
@@ -388,6 +444,12 @@ alloc_free_sized_slow(void *p, size_t n, const char *call)
 	}
 	if (!p)
 		return;
+	if (interrupted()) {
+		/* Deferred, unchecked: the size check takes the large
+		 * blocks' lock. */
+		alloc_free_slow(p);
+		return;
+	}
 	have = large_usable_size(p);
 	if (have && have != zp_align_up(n, ZP_PAGE_SIZE))
 		bad_size(call, n, p);
@@ -569,7 +631,7 @@ alloc_realloc(void *p, size_t n)
 		alloc_free(p);
 		return NULL;
 	}
-	if (zp_unlikely(n > ALLOC_MAX_REQUEST))
+	if (zp_unlikely(n > ALLOC_MAX_REQUEST || interrupted()))
 		return alloc_oom();
 	pg = page_lookup(p);
 	if (zp_likely(pg != NULL)) {
@@ -682,7 +744,8 @@ alloc_aligned(size_t align, size_t n)
 
 	if (align <= 16)
 		return alloc_malloc(n);
-	if (align > ALLOC_MAX_REQUEST || n > ALLOC_MAX_REQUEST - align)
+	if (align > ALLOC_MAX_REQUEST || n > ALLOC_MAX_REQUEST - align ||
+	    interrupted())
 		return alloc_oom();
 	ts = init_tstate();
 	if (!ts)
@@ -764,7 +827,7 @@ alloc_flags(size_t n, unsigned zp_flags)
 
 	if (!gfp)
 		return zero ? alloc_calloc(1, n) : alloc_malloc(n);
-	if (n > ALLOC_MAX_REQUEST)
+	if (n > ALLOC_MAX_REQUEST || interrupted())
 		return alloc_oom();
 	ts = init_tstate();
 	if (!ts)
@@ -786,8 +849,9 @@ alloc_trim(void)
 	struct tcache *tc = alloc_tls;
 	size_t released;
 
-	if (!init_is_booted())
+	if (!init_is_booted() || interrupted())
 		return 0;
+	free_deferred();
 	if (tc) {
 		/* Held slabs go back to their caches, so that empty ones
 		 * can go back to the zone, and cached pages with them. */

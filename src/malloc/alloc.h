@@ -65,6 +65,8 @@ void *alloc_calloc_slow(size_t n);
 void alloc_free_slow(void *p);
 void alloc_free_sized_slow(void *p, size_t n, const char *call);
 void *alloc_oom(void);
+/* Frees a signal handler left for later (alloc.c); thread exit. */
+void alloc_free_deferred(void);
 
 /* The remaining entry points of the shim (alloc.c). */
 void *alloc_realloc(void *p, size_t n);

@@ -157,6 +157,7 @@ tstate_destroy(void *arg)
 	struct tstate *ts = arg;
 	struct page *self = ts->self;
 
+	alloc_free_deferred();
 	if (alloc_tls == &ts->tc)
 		alloc_tls = NULL;
 	tcache_fini(&ts->tc);

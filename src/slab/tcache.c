@@ -80,10 +80,6 @@ static struct tcache_path_stats exited_paths;	/* registry_lock */
 #define LIGHT_MAX	16
 static __thread uint8_t light_used
 	__attribute__((tls_model("initial-exec")));
-/* Read by a signal handler of the same thread: volatile, so that the
- * stores around cache_alloc_shared stay where they are. */
-static __thread volatile bool light_busy
-	__attribute__((tls_model("initial-exec")));
 
 /* The lowest free id (registry_lock held). Without one the thread's own
  * slabs carry id 0 like an unowned slab's, and its frees into them take
@@ -198,8 +194,8 @@ own_emptied(struct tcache *tc, struct slab *s)
 	cache_put_empty(s, tc->pcp);
 }
 
-static void push_chain(struct slab *s, uintptr_t head, uintptr_t tail,
-		       unsigned n);
+static zp_must_check bool push_chain(struct slab *s, uintptr_t head,
+				    uintptr_t tail, unsigned n);
 
 /* A slab of tc's that an object just went back to, if it was full or is
  * empty now. */
@@ -221,7 +217,8 @@ static void
 give_back(struct tcache *tc, void *p, struct slab *s)
 {
 	if (zp_unlikely(slab_owner(s) != tc)) {
-		push_chain(s, (uintptr_t)p, (uintptr_t)p, 1);
+		if (push_chain(s, (uintptr_t)p, (uintptr_t)p, 1))
+			cache_rescue(s);
 		return;
 	}
 	slab_push(s, p);
@@ -295,13 +292,69 @@ post(struct slab *s, void *p)
 
 /* --- remote frees --------------------------------------------------------- */
 
+/*
+ * A signal handler that allocates while the thread it interrupted holds a
+ * lock of ours (its own cache's, a class's, a zone's) may want that very
+ * lock: waiting would never end, and would keep a shared lock from every
+ * other thread; the state under the lock is mid-change too. So a malloc
+ * fails there (ENOMEM, as a malloc may) and a free goes the lock-free
+ * remote way, one object at a time (the thread's remote chains may be
+ * what the interrupted path is pushing).
+ */
+static bool
+interrupted(void)
+{
+	return zp_lock_held_any();
+}
+
+/* Parked slabs a signal handler's remote free woke while its thread held
+ * a lock (cache_rescue takes the class's): handed to their caches at the
+ * thread's next slow path. Each is this thread's alone to link. */
+static __thread struct slab *rescue_list
+	__attribute__((tls_model("initial-exec")));
+
+static void
+rescue_later(struct slab *s)
+{
+	struct slab *head = __atomic_load_n(&rescue_list, __ATOMIC_RELAXED);
+
+	do
+		s->next = head;
+	while (!__atomic_compare_exchange_n(&rescue_list, &head, s, true,
+					    __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED));
+}
+
+static zp_noinline void
+rescue_all(void)
+{
+	struct slab *s = __atomic_exchange_n(&rescue_list, NULL,
+					     __ATOMIC_RELAXED);
+
+	while (s != NULL) {
+		struct slab *next = s->next;
+
+		cache_rescue(s);
+		s = next;
+	}
+}
+
+/* Called with no lock held. */
+static inline void
+rescue_pending(void)
+{
+	if (zp_unlikely(rescue_list != NULL))
+		rescue_all();
+}
+
 /* Remote frees in one slab's chain before it is pushed: a batch of a
  * producer's messages is one CAS, and an object waits little. */
 #define RBATCH_MAX	32
 
 /* Pushes the chain head..tail (n objects of s, linked, tail's link not
- * yet set) onto s's remote list, by the rules of its state. */
-static void
+ * yet set) onto s's remote list, by the rules of its state. True when
+ * the caller woke s from PARKED and is to hand it to its cache. */
+static zp_must_check bool
 push_chain(struct slab *s, uintptr_t head, uintptr_t tail, unsigned n)
 {
 	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
@@ -320,7 +373,7 @@ push_chain(struct slab *s, uintptr_t head, uintptr_t tail, unsigned n)
 				 * follow onto the list. */
 				post(s, (void *)head);
 				if (--n == 0)
-					return;
+					return false;
 				head = next;
 				old = __atomic_load_n(&s->remote,
 						      __ATOMIC_RELAXED);
@@ -333,10 +386,8 @@ push_chain(struct slab *s, uintptr_t head, uintptr_t tail, unsigned n)
 			if (__atomic_compare_exchange_n(
 				    &s->remote, &old,
 				    head + n * SLAB_COUNT_ONE, true,
-				    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-				cache_rescue(s);
-				return;
-			}
+				    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+				return true;
 			continue;
 		default:
 			list = old & SLAB_LIST;
@@ -347,7 +398,7 @@ push_chain(struct slab *s, uintptr_t head, uintptr_t tail, unsigned n)
 				    (old & ~SLAB_LIST) + n * SLAB_COUNT_ONE +
 					    head,
 				    true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-				return;
+				return false;
 		}
 	}
 }
@@ -357,7 +408,8 @@ rbatch_flush(struct tcache *tc, unsigned sc)
 {
 	struct tclass *k = &tc->cls[sc];
 
-	push_chain(k->rslab, k->rhead, k->rtail, k->nr_rfree);
+	if (push_chain(k->rslab, k->rhead, k->rtail, k->nr_rfree))
+		cache_rescue(k->rslab);
 	k->rslab = NULL;
 	k->nr_rfree = 0;
 	tc->rbatch_mask[sc / 64] &= ~((uint64_t)1 << (sc % 64));
@@ -373,23 +425,37 @@ rbatch_flush_all(struct tcache *tc)
 						      tc->rbatch_mask[w]));
 }
 
-/* A remote free whose live bit is already clear. */
+/* A remote free of p (its live bit already clear) with no chain: by a
+ * thread with no cache, or by a signal handler, which leaves a slab it
+ * woke to rescue_pending when (later) its thread holds a lock. */
+static zp_noinline void
+free_alone(void *p, bool later)
+{
+	uintptr_t a = (uintptr_t)p;
+	struct slab *s = slab_of_ptr(a);
+	unsigned sc = s->sc;
+
+	if (push_chain(s, a, a, 1)) {
+		if (later)
+			rescue_later(s);
+		else
+			cache_rescue(s);
+	}
+	if (ZP_IS_STATS)
+		__atomic_add_fetch(&slab_caches[sc].nr_free_remote, 1,
+				   __ATOMIC_RELAXED);
+}
+
+/* A remote free whose live bit is already clear, chained in tc's class
+ * (tc->chaining set: a handler that interrupts this frees alone). */
 static void
 remote_free(struct tcache *tc, void *p)
 {
 	uintptr_t a = (uintptr_t)p;
 	struct slab *s = slab_of_ptr(a);
 	unsigned sc = s->sc;
-	struct tclass *k;
+	struct tclass *k = &tc->cls[sc];
 
-	if (tc == NULL) {
-		push_chain(s, a, a, 1);
-		if (ZP_IS_STATS)
-			__atomic_add_fetch(&slab_caches[sc].nr_free_remote, 1,
-					   __ATOMIC_RELAXED);
-		return;
-	}
-	k = &tc->cls[sc];
 	zp_stat_inc(k->nr_free_remote);
 	if (k->rslab == s) {
 		/* A chained object reads as free, like every other. */
@@ -418,7 +484,20 @@ tcache_free_remote(struct tcache *tc, void *p)
 					     __ATOMIC_RELAXED) & bit) ||
 			(a & 15) != 0))
 		slab_bad_free(p);
+	if (zp_unlikely(interrupted())) {
+		free_alone(p, true);
+		return;
+	}
+	rescue_pending();
+	if (tc == NULL || zp_unlikely(tc->chaining)) {
+		free_alone(p, false);
+		return;
+	}
+	tc->chaining = true;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	remote_free(tc, p);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	tc->chaining = false;
 }
 
 /* --- refill ------------------------------------------------------------- */
@@ -551,9 +630,7 @@ tcache_alloc_light(unsigned sc, size_t n, bool zero)
 	if (light_used >= LIGHT_MAX ||
 	    __atomic_load_n(&nr_tcaches, __ATOMIC_RELAXED) == 0)
 		return NULL;
-	light_busy = true;
 	p = cache_alloc_shared(sc);
-	light_busy = false;
 	if (p == NULL)
 		return NULL;
 	light_used++;
@@ -563,34 +640,15 @@ tcache_alloc_light(unsigned sc, size_t n, bool zero)
 	return hand_out(p, n, zero);
 }
 
-bool
-tcache_light_interrupted(void)
-{
-	return zp_unlikely(light_busy);
-}
-
-/*
- * A signal handler that allocates while the thread it interrupted is in
- * one of the slow paths below finds the thread's lock held by the thread
- * itself: waiting would never end (and would keep whatever zone lock the
- * interrupted path holds from every other thread), and the state under
- * the lock is mid-change. So a malloc fails there (ENOMEM, as a malloc
- * may) and a free goes the lock-free remote way.
- */
-static bool
-interrupted_self(struct tcache *tc)
-{
-	return zp_unlikely(zp_lock_is_mine(&tc->lock));
-}
-
 void *
 tcache_alloc_slow(struct tcache *tc, unsigned sc)
 {
 	unsigned got;
 	void *p;
 
-	if (interrupted_self(tc))
+	if (interrupted())
 		return NULL;
+	rescue_pending();
 	p = alloc_shared(tc, sc);
 	if (p != NULL)
 		return hand_out(p, 0, false);
@@ -629,7 +687,7 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 	struct slab *s = NULL;
 	void *p;
 
-	if (interrupted_self(tc))
+	if (interrupted())
 		return NULL;
 	p = alloc_shared(tc, sc);
 	if (p != NULL)
@@ -702,10 +760,11 @@ tcache_free_slow(struct tcache *tc, void *p, unsigned sc)
 {
 	struct tbin *b = &tc->bins[sc];
 
-	if (interrupted_self(tc)) {
-		remote_free(NULL, p);
+	if (interrupted()) {
+		free_alone(p, true);
 		return;
 	}
+	rescue_pending();
 	zp_lock(&tc->lock);
 	bin_attach(tc, sc);
 	if (b->cur == b->end)
@@ -960,6 +1019,7 @@ fold_stats_locked(struct tcache *tc)
 void
 tcache_fini(struct tcache *tc)
 {
+	rescue_pending();
 	tcache_flush(tc);
 	zp_lock(&registry_lock);
 	if (tc->reg_prev)

@@ -96,6 +96,9 @@ struct tcache {
 	struct zp_lock lock;		/* the slow paths; see above */
 	unsigned nr_slots_used;		/* slots handed to bins (lock) */
 	bool is_flushing;		/* tcache_flush is giving slabs up */
+	/* The owner is in its remote chains: a signal handler's remote
+	 * free must leave them alone (tcache.c). */
+	bool chaining;
 	bool use_shared;		/* not the process's first thread */
 	uint64_t rbatch_mask[(SC_NR + 63) / 64];	/* classes with a
 							 * remote chain */
@@ -148,9 +151,6 @@ void *tcache_alloc_slow(struct tcache *tc, unsigned sc);
  * make a cache of its own now (which also finds out about a zone out of
  * memory). */
 void *tcache_alloc_light(unsigned sc, size_t n, bool zero);
-/* Is this thread inside tcache_alloc_light? Then a signal handler's
- * malloc must fail rather than wait on the locks the thread holds. */
-bool tcache_light_interrupted(void);
 /* A local free into a full bin; p's live bit is already clear. */
 void tcache_free_slow(struct tcache *tc, void *p, unsigned sc);
 /* A free into a slab tc (maybe NULL) does not hold: clears p's live bit

@@ -15,6 +15,7 @@
 #include "malloc/large.h"
 #include "os/os.h"
 #include "page/zone.h"
+#include "page/zone_priv.h"
 #include "zero/zero.h"
 #include "zpmalloc.h"
 
@@ -521,6 +522,71 @@ Test(alloc, realloc_of_interior_pointer_aborts, .signal = SIGABRT)
 	char *p = alloc_malloc(64);
 
 	alloc_realloc(p + 16, 200);
+}
+
+/* --- a signal handler inside the allocator -------------------------------- */
+
+static struct {
+	void *medium, *large;	/* freed by the handler */
+	void *got;		/* what its malloc returned */
+	int err;
+} in_handler;
+
+static void
+handler_allocates(int sig)
+{
+	(void)sig;
+	errno = 0;
+	in_handler.got = alloc_malloc(MiB);
+	in_handler.err = errno;
+	alloc_free(in_handler.medium);
+	alloc_free(in_handler.large);
+}
+
+static void
+lock_zones(bool take)
+{
+	for (unsigned i = 0; i < ZP_MAX_ZONES; i++) {
+		if (take)
+			zp_lock(&zone_table[i].lock);
+		else
+			zp_unlock(&zone_table[i].lock);
+	}
+}
+
+/*
+ * A handler that interrupted the thread while it held a zone's lock (a
+ * shared one: waiting on it would stop every thread) mallocs and frees
+ * blocks whose paths take that lock. The malloc fails with ENOMEM, the
+ * frees wait for the thread's next slow path; nothing waits.
+ */
+Test(alloc, handler_inside_a_zone_lock_fails_and_defers, .timeout = 60)
+{
+	struct sigaction sa = { .sa_handler = handler_allocates }, old;
+	void *p;
+
+	in_handler.medium = alloc_malloc(64 * 1024);
+	in_handler.large = alloc_malloc(64 * MiB);
+	cr_assert_eq(kind_of(in_handler.medium), PAGE_MEDIUM);
+	cr_assert_neq(large_usable_size(in_handler.large), 0);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, &old);
+	lock_zones(true);
+	raise(SIGUSR1);
+	lock_zones(false);
+	sigaction(SIGUSR1, &old, NULL);
+	cr_assert_eq(zp_lock_depth, 0);
+	cr_assert_null(in_handler.got);
+	cr_assert_eq(in_handler.err, ENOMEM);
+	cr_assert_eq(kind_of(in_handler.medium), PAGE_MEDIUM,
+		     "freed under the lock");
+	cr_assert_neq(large_usable_size(in_handler.large), 0);
+	p = alloc_malloc(MiB);	/* the next slow path does the frees */
+	cr_assert_not_null(p);
+	cr_assert_neq(kind_of(in_handler.medium), PAGE_MEDIUM);
+	cr_assert_eq(large_usable_size(in_handler.large), 0);
+	alloc_free(p);
+	cr_assert(zone_check_all());
 }
 
 Test(alloc, trim_gives_memory_back)

@@ -16,6 +16,7 @@
 
 #include "os/os.h"
 #include "page/zone.h"
+#include "slab/cache.h"
 #include "slab/tcache.h"
 
 #include "check.h"
@@ -593,6 +594,76 @@ Test(tcache, full_slabs_come_back_through_remote_frees)
 	slab_trim();
 	CHECK_OP(used_pages(), ==, before);
 	free(v);
+}
+
+/*
+ * A signal handler's free, while the thread it interrupted holds the
+ * class's lock, wakes a parked slab (a full slab of an exited thread):
+ * handing it to the class would wait on that lock for ever. It must not
+ * wait, and the slab must still reach its cache by the thread's next
+ * slow path, so that every page comes back.
+ */
+Test(tcache, parked_slab_woken_under_a_held_lock_is_rescued_later,
+     .timeout = 60)
+{
+	struct tstate gone;
+	unsigned sc = 9;
+	unsigned n = slab_class[sc].nr_objs * 6;
+	void **v = calloc(n, sizeof(*v));
+	uint64_t before = used_pages();
+	struct tcache_path_stats ps0, ps1;
+
+	ts_init(&gone);
+	for (unsigned i = 0; i < n; i++)
+		v[i] = tcache_alloc(&gone.tc, sc);
+	ts_fini(&gone);		/* full slabs are parked */
+	tcache_path_stats(&ps0);
+	zp_lock(&slab_caches[sc].lock);
+	for (unsigned i = 0; i < n; i += 2)
+		xfree(NULL, v[i]);
+	zp_unlock(&slab_caches[sc].lock);
+	tcache_path_stats(&ps1);
+	if (ZP_IS_STATS)
+		CHECK_OP(ps1.nr_rescue, ==, ps0.nr_rescue,
+			 "a slab was handed over under the held lock");
+	for (unsigned i = 1; i < n; i += 2)
+		xfree(NULL, v[i]);
+	if (ZP_IS_STATS) {
+		tcache_path_stats(&ps1);
+		CHECK_OP(ps1.nr_rescue, >, ps0.nr_rescue, "nothing was parked");
+	}
+	slab_trim();
+	CHECK_OP(used_pages(), ==, before, "a woken slab was lost");
+	free(v);
+}
+
+/* A signal handler's remote free that interrupted its thread inside a
+ * remote chain goes alone, leaving the chain as the thread left it. */
+Test(tcache, remote_free_inside_a_chain_leaves_the_chain_alone)
+{
+	struct tstate owner, me;
+	unsigned sc = 5;
+	void *v[4];
+	uint64_t before = used_pages();
+
+	ts_init(&owner);
+	ts_init(&me);
+	for (unsigned i = 0; i < 4; i++)
+		v[i] = tcache_alloc(&owner.tc, sc);
+	xfree(&me.tc, v[0]);
+	CHECK_OP(me.tc.cls[sc].nr_rfree, ==, 1);
+	me.tc.chaining = true;
+	xfree(&me.tc, v[1]);
+	me.tc.chaining = false;
+	CHECK_OP(me.tc.cls[sc].nr_rfree, ==, 1, "the chain was touched");
+	CHECK_OP(me.tc.cls[sc].rhead, ==, (uintptr_t)v[0]);
+	xfree(&me.tc, v[2]);
+	xfree(&me.tc, v[3]);
+	CHECK_OP(me.tc.cls[sc].nr_rfree, ==, 3);
+	ts_fini(&me);
+	ts_fini(&owner);
+	slab_trim();
+	CHECK_OP(used_pages(), ==, before, "an object stayed out");
 }
 
 Test(tcache, reallocation_after_remote_frees_does_not_grow)
