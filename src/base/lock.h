@@ -47,6 +47,7 @@ zp_lock_held_any(void)
 static inline void
 zp_lock_depth_add(int d)
 {
+	zp_assert(d > 0 || zp_lock_depth != 0);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	zp_lock_depth += (unsigned)d;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
