@@ -21,15 +21,13 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 
 struct zp_lock {
 	uintptr_t word;		/* 0, or holder | ZP_LOCK_WAITERS */
-	/* Set by zp_lock_prefork when the forking thread already held the
-	 * lock; written only by that holder. */
-	bool fork_held;
-	/* Set by zp_lock_prefork when it took the lock: the child, which
-	 * frees it without an unlock, takes it off the forker's count. */
+	/* Set by zp_lock_prefork when it took the lock (written by the
+	 * holder only): the parent releases it, and the child, which frees
+	 * it without an unlock, takes it off the forker's count. */
 	bool fork_taken;
 };
 
-#define ZP_LOCK_INIT { 0, false, false }
+#define ZP_LOCK_INIT { 0, false }
 
 /* Locks of ours the calling thread holds, or is about to take. */
 extern __thread unsigned zp_lock_depth
@@ -69,7 +67,6 @@ static inline void
 zp_lock_init(struct zp_lock *l)
 {
 	__atomic_store_n(&l->word, 0, __ATOMIC_RELAXED);
-	l->fork_held = false;
 	l->fork_taken = false;
 }
 
@@ -135,9 +132,9 @@ enum zp_fork_mode { ZP_FORK_WAIT, ZP_FORK_PROBE, ZP_FORK_TRY };
 extern __thread uint8_t zp_fork_mode;
 extern __thread bool zp_fork_interrupted;	/* PROBE found one of ours */
 
-/* Fork's prepare step: take l as zp_fork_mode says. A lock it does not
- * take (ours already, or busy under TRY) is marked fork_held, so the
- * parent's release leaves it alone. */
+/* Fork's prepare step: take l as zp_fork_mode says, and mark it taken:
+ * a lock it does not take (ours already, or busy under TRY) is not the
+ * fork's to release. */
 static inline void
 zp_lock_prefork(struct zp_lock *l)
 {
@@ -147,23 +144,27 @@ zp_lock_prefork(struct zp_lock *l)
 		zp_fork_interrupted |= mine;
 		return;
 	}
-	if (mine || (zp_fork_mode == ZP_FORK_TRY && !zp_trylock(l))) {
-		l->fork_held = true;
+	if (mine || (zp_fork_mode == ZP_FORK_TRY && !zp_trylock(l)))
 		return;
-	}
 	if (zp_fork_mode == ZP_FORK_WAIT)
 		zp_lock(l);
 	l->fork_taken = true;
+}
+
+/* Did this thread's prefork take l? (The mark alone could be another
+ * forking thread's.) */
+static inline bool
+zp_lock_fork_took(struct zp_lock *l)
+{
+	return l->fork_taken && zp_lock_is_mine(l);
 }
 
 /* Releases what zp_lock_prefork took, and only that. */
 static inline void
 zp_lock_postfork_parent(struct zp_lock *l)
 {
-	if (l->fork_held) {
-		l->fork_held = false;
+	if (!zp_lock_fork_took(l))
 		return;
-	}
 	l->fork_taken = false;
 	zp_unlock(l);
 }
@@ -175,7 +176,7 @@ zp_lock_postfork_parent(struct zp_lock *l)
 static inline void
 zp_lock_postfork_child(struct zp_lock *l)
 {
-	if (l->fork_taken)
+	if (zp_lock_fork_took(l))
 		zp_lock_depth_add(-1);
 	zp_lock_init(l);
 }

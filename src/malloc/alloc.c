@@ -215,11 +215,19 @@ bad_zone_pointer(const char *call, void *p, struct page *head)
  * interrupted holds one of our locks must not wait for a lock (it may be
  * the one its own thread holds: base/lock.h). Its allocations that need
  * more than a bin fail with ENOMEM; its frees of anything but a slab
- * object, which all take locks, wait on this thread's list, linked
- * through their first word, until its next slow path or its exit.
+ * object, which all take locks, wait here for the next slow path of any
+ * thread (the freeing thread may exit first, without one). They wait in
+ * slots, so that nothing is written into a block before its free checks
+ * it (a block the program made read-only, a wild pointer); only when
+ * every slot is taken are further ones linked through their first word.
  */
-static __thread uintptr_t deferred_frees
-	__attribute__((tls_model("initial-exec")));
+#define DEFER_SLOTS	32
+
+static struct {
+	uintptr_t slot[DEFER_SLOTS];	/* 0: empty */
+	uintptr_t overflow;		/* linked through the blocks */
+	int nr;				/* about how many wait: 0 is none */
+} deferred;
 
 static bool
 interrupted(void)
@@ -230,24 +238,43 @@ interrupted(void)
 static void
 defer_free(void *p)
 {
-	uintptr_t head = __atomic_load_n(&deferred_frees, __ATOMIC_RELAXED);
+	uintptr_t head;
 
+	__atomic_add_fetch(&deferred.nr, 1, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < DEFER_SLOTS; i++) {
+		uintptr_t empty = 0;
+
+		if (__atomic_compare_exchange_n(&deferred.slot[i], &empty,
+						(uintptr_t)p, false,
+						__ATOMIC_RELEASE,
+						__ATOMIC_RELAXED))
+			return;
+	}
+	head = __atomic_load_n(&deferred.overflow, __ATOMIC_RELAXED);
 	do
 		*(uintptr_t *)p = head;
-	while (!__atomic_compare_exchange_n(&deferred_frees, &head,
+	while (!__atomic_compare_exchange_n(&deferred.overflow, &head,
 					    (uintptr_t)p, true,
-					    __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
 static zp_noinline void
 free_deferred_all(void)
 {
-	uintptr_t p = __atomic_exchange_n(&deferred_frees, 0,
-					  __ATOMIC_RELAXED);
+	uintptr_t p;
 
+	for (unsigned i = 0; i < DEFER_SLOTS; i++) {
+		p = __atomic_exchange_n(&deferred.slot[i], 0, __ATOMIC_ACQUIRE);
+		if (p != 0) {
+			__atomic_sub_fetch(&deferred.nr, 1, __ATOMIC_RELAXED);
+			alloc_free((void *)p);
+		}
+	}
+	p = __atomic_exchange_n(&deferred.overflow, 0, __ATOMIC_ACQUIRE);
 	while (p != 0) {
 		uintptr_t next = *(uintptr_t *)p;
 
+		__atomic_sub_fetch(&deferred.nr, 1, __ATOMIC_RELAXED);
 		alloc_free((void *)p);
 		p = next;
 	}
@@ -257,7 +284,7 @@ free_deferred_all(void)
 static inline void
 free_deferred(void)
 {
-	if (zp_unlikely(deferred_frees != 0))
+	if (zp_unlikely(__atomic_load_n(&deferred.nr, __ATOMIC_RELAXED) != 0))
 		free_deferred_all();
 }
 

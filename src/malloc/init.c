@@ -168,6 +168,7 @@ tstate_destroy(void *arg)
 static struct tstate *
 tstate_create(void)
 {
+	struct tcache *theirs = NULL;
 	struct page *head;
 	struct tstate *ts;
 	bool zero;
@@ -187,8 +188,15 @@ tstate_create(void)
 	pcp_init(&ts->pcp, zone_local_node());
 	tcache_init(&ts->tc, &ts->pcp);
 	/* Published before pthread_setspecific, which may calloc its
-	 * second-level key block: that calloc then finds this state. */
-	alloc_tls = &ts->tc;
+	 * second-level key block: that calloc then finds this state. A
+	 * signal handler that interrupted this may have made the thread's
+	 * state meanwhile (and registered it): that one stays. */
+	if (!__atomic_compare_exchange_n(&alloc_tls, &theirs, &ts->tc, false,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		tcache_fini(&ts->tc);
+		zone_free_exact(NULL, head);
+		return tstate_of(theirs);
+	}
 	if (key_ready)
 		pthread_setspecific(tstate_key, ts);
 	return ts;

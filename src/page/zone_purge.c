@@ -464,9 +464,12 @@ zone_purge_pause(void)
 		zp_lock(&zone_table[i].purge_lock);
 }
 
+/* A zone created since the pause (LOW32's first use) was not paused:
+ * its purge_lock is someone else's, or nobody's. */
 void
 zone_purge_resume(void)
 {
 	for (unsigned i = nr_zones; i-- > 0;)
-		zp_unlock(&zone_table[i].purge_lock);
+		if (zp_lock_is_mine(&zone_table[i].purge_lock))
+			zp_unlock(&zone_table[i].purge_lock);
 }

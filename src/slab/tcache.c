@@ -309,9 +309,9 @@ interrupted(void)
 
 /* Parked slabs a signal handler's remote free woke while its thread held
  * a lock (cache_rescue takes the class's): handed to their caches at the
- * thread's next slow path. Each is this thread's alone to link. */
-static __thread struct slab *rescue_list
-	__attribute__((tls_model("initial-exec")));
+ * next slow path of any thread (the waking thread may exit first). The
+ * waker owns a woken slab alone, so it may link it. */
+static struct slab *rescue_list;
 
 static void
 rescue_later(struct slab *s)
@@ -321,7 +321,7 @@ rescue_later(struct slab *s)
 	do
 		s->next = head;
 	while (!__atomic_compare_exchange_n(&rescue_list, &head, s, true,
-					    __ATOMIC_RELAXED,
+					    __ATOMIC_RELEASE,
 					    __ATOMIC_RELAXED));
 }
 
@@ -329,7 +329,7 @@ static zp_noinline void
 rescue_all(void)
 {
 	struct slab *s = __atomic_exchange_n(&rescue_list, NULL,
-					     __ATOMIC_RELAXED);
+					     __ATOMIC_ACQUIRE);
 
 	while (s != NULL) {
 		struct slab *next = s->next;
@@ -343,7 +343,8 @@ rescue_all(void)
 static inline void
 rescue_pending(void)
 {
-	if (zp_unlikely(rescue_list != NULL))
+	if (zp_unlikely(__atomic_load_n(&rescue_list, __ATOMIC_RELAXED) !=
+			NULL))
 		rescue_all();
 }
 
@@ -689,6 +690,7 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 
 	if (interrupted())
 		return NULL;
+	rescue_pending();
 	p = alloc_shared(tc, sc);
 	if (p != NULL)
 		return hand_out(p, n, true);

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "malloc/alloc.h"
 #include "malloc/init.h"
@@ -587,6 +588,70 @@ Test(alloc, handler_inside_a_zone_lock_fails_and_defers, .timeout = 60)
 	cr_assert_eq(large_usable_size(in_handler.large), 0);
 	alloc_free(p);
 	cr_assert(zone_check_all());
+}
+
+/* What a handler frees under its thread's lock waits for any thread's
+ * next slow path, even when its thread (one with no cache) exits first;
+ * nothing is written into a block before its free: a large block the
+ * program made read-only is freed all the same. */
+static void *
+free_under_a_lock_and_exit(void *arg)
+{
+	void **blocks = arg;
+
+	cr_assert_null(alloc_tls);
+	lock_zones(true);
+	alloc_free(blocks[0]);
+	alloc_free(blocks[1]);
+	lock_zones(false);
+	return NULL;
+}
+
+Test(alloc, frees_deferred_by_an_exiting_thread_are_done_later,
+     .timeout = 60)
+{
+	void *blocks[2] = { alloc_malloc(64 * 1024), alloc_malloc(64 * MiB) };
+	pthread_t t;
+	void *p;
+
+	cr_assert_eq(mprotect(blocks[1], 64 * MiB, PROT_READ), 0);
+	pthread_create(&t, NULL, free_under_a_lock_and_exit, blocks);
+	pthread_join(t, NULL);
+	cr_assert_eq(kind_of(blocks[0]), PAGE_MEDIUM, "freed under the lock");
+	p = alloc_malloc(MiB);
+	cr_assert_not_null(p);
+	cr_assert_neq(kind_of(blocks[0]), PAGE_MEDIUM, "lost with its thread");
+	cr_assert_eq(large_usable_size(blocks[1]), 0);
+	alloc_free(p);
+	cr_assert_eq(zp_lock_depth, 0);
+}
+
+/* A zone made while purges are paused (LOW32, at its first use) was not
+ * paused: resume must leave its lock, and this thread's count, alone. */
+static void *
+first_low32_block(void *arg)
+{
+	(void)arg;
+	return alloc_flags(20000, ZP_LOW32);
+}
+
+Test(alloc, purge_resume_leaves_a_zone_made_meanwhile_alone)
+{
+	unsigned before = nr_zones;
+	pthread_t t;
+	void *p;
+
+	zone_purge_pause();
+	cr_assert_eq(zp_lock_depth, before);
+	pthread_create(&t, NULL, first_low32_block, NULL);
+	pthread_join(t, &p);
+	cr_assert_not_null(p);
+	cr_assert_gt(nr_zones, before, "LOW32 existed already");
+	zone_purge_resume();
+	cr_assert_eq(zp_lock_depth, 0);
+	for (unsigned i = 0; i < nr_zones; i++)
+		cr_assert_eq(zone_table[i].purge_lock.word, 0);
+	alloc_free(p);
 }
 
 Test(alloc, trim_gives_memory_back)

@@ -637,6 +637,49 @@ Test(tcache, parked_slab_woken_under_a_held_lock_is_rescued_later,
 	free(v);
 }
 
+/* The same by a thread with no cache that exits right after: another
+ * thread's next slow path hands the slab over. */
+struct woken {
+	void *p;
+	unsigned sc;
+};
+
+static void *
+wake_under_a_lock_and_exit(void *arg)
+{
+	struct woken *w = arg;
+
+	zp_lock(&slab_caches[w->sc].lock);
+	xfree(NULL, w->p);
+	zp_unlock(&slab_caches[w->sc].lock);
+	return NULL;
+}
+
+Test(tcache, slab_woken_by_an_exiting_thread_is_rescued_later,
+     .timeout = 60)
+{
+	struct tstate gone;
+	unsigned sc = 9;
+	unsigned n = slab_class[sc].nr_objs * 6;
+	void **v = calloc(n, sizeof(*v));
+	uint64_t before = used_pages();
+	struct woken w = { .sc = sc };
+	pthread_t t;
+
+	ts_init(&gone);
+	for (unsigned i = 0; i < n; i++)
+		v[i] = tcache_alloc(&gone.tc, sc);
+	ts_fini(&gone);
+	w.p = v[0];
+	pthread_create(&t, NULL, wake_under_a_lock_and_exit, &w);
+	pthread_join(t, NULL);
+	for (unsigned i = 1; i < n; i++)
+		xfree(NULL, v[i]);
+	slab_trim();
+	CHECK_OP(used_pages(), ==, before, "a woken slab was lost");
+	free(v);
+}
+
 /* A signal handler's remote free that interrupted its thread inside a
  * remote chain goes alone, leaving the chain as the thread left it. */
 Test(tcache, remote_free_inside_a_chain_leaves_the_chain_alone)
