@@ -603,20 +603,30 @@ Test(tcache, full_slabs_come_back_through_remote_frees)
  * wait, and the slab must still reach its cache by the thread's next
  * slow path, so that every page comes back.
  */
-Test(tcache, parked_slab_woken_under_a_held_lock_is_rescued_later,
-     .timeout = 60)
+/* n objects of class sc of a thread that exited: its full slabs are
+ * parked. */
+static void **
+objects_of_parked_slabs(unsigned sc, unsigned n)
 {
 	struct tstate gone;
-	unsigned sc = 9;
-	unsigned n = slab_class[sc].nr_objs * 6;
 	void **v = calloc(n, sizeof(*v));
-	uint64_t before = used_pages();
-	struct tcache_path_stats ps0, ps1;
 
 	ts_init(&gone);
 	for (unsigned i = 0; i < n; i++)
 		v[i] = tcache_alloc(&gone.tc, sc);
-	ts_fini(&gone);		/* full slabs are parked */
+	ts_fini(&gone);
+	return v;
+}
+
+Test(tcache, parked_slab_woken_under_a_held_lock_is_rescued_later,
+     .timeout = 60)
+{
+	unsigned sc = 9;
+	unsigned n = slab_class[sc].nr_objs * 6;
+	uint64_t before = used_pages();
+	void **v = objects_of_parked_slabs(sc, n);
+	struct tcache_path_stats ps0, ps1;
+
 	tcache_path_stats(&ps0);
 	zp_lock(&slab_caches[sc].lock);
 	for (unsigned i = 0; i < n; i += 2)
@@ -658,19 +668,13 @@ wake_under_a_lock_and_exit(void *arg)
 Test(tcache, slab_woken_by_an_exiting_thread_is_rescued_later,
      .timeout = 60)
 {
-	struct tstate gone;
 	unsigned sc = 9;
 	unsigned n = slab_class[sc].nr_objs * 6;
-	void **v = calloc(n, sizeof(*v));
 	uint64_t before = used_pages();
-	struct woken w = { .sc = sc };
+	void **v = objects_of_parked_slabs(sc, n);
+	struct woken w = { .sc = sc, .p = v[0] };
 	pthread_t t;
 
-	ts_init(&gone);
-	for (unsigned i = 0; i < n; i++)
-		v[i] = tcache_alloc(&gone.tc, sc);
-	ts_fini(&gone);
-	w.p = v[0];
 	pthread_create(&t, NULL, wake_under_a_lock_and_exit, &w);
 	pthread_join(t, NULL);
 	for (unsigned i = 1; i < n; i++)
