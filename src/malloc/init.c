@@ -194,6 +194,7 @@ tstate_create(void)
 	if (!__atomic_compare_exchange_n(&alloc_tls, &theirs, &ts->tc, false,
 					 __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
 		tcache_fini(&ts->tc);
+		pcp_drain(&ts->pcp);
 		zone_free_exact(NULL, head);
 		return tstate_of(theirs);
 	}
