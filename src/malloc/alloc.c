@@ -229,12 +229,6 @@ static struct {
 	int nr;				/* about how many wait: 0 is none */
 } deferred;
 
-static bool
-interrupted(void)
-{
-	return zp_lock_held_any();
-}
-
 static void
 defer_free(void *p)
 {
@@ -363,7 +357,7 @@ alloc_slow(size_t n, bool zero)
 	struct tstate *ts;
 	void *p;
 
-	if (n > ALLOC_MAX_REQUEST || interrupted())
+	if (n > ALLOC_MAX_REQUEST || zp_lock_held_any())
 		return alloc_oom();
 	free_deferred();
 	p = alloc_light(n, zero);
@@ -409,7 +403,7 @@ alloc_free_slow(void *p)
 {
 	struct page *pg;
 
-	if (zp_unlikely(interrupted())) {
+	if (zp_lock_held_any()) {
 		if (p)
 			defer_free(p);
 		return;
@@ -471,7 +465,7 @@ alloc_free_sized_slow(void *p, size_t n, const char *call)
 	}
 	if (!p)
 		return;
-	if (interrupted()) {
+	if (zp_lock_held_any()) {
 		/* Deferred, unchecked: the size check takes the large
 		 * blocks' lock. */
 		alloc_free_slow(p);
@@ -658,7 +652,7 @@ alloc_realloc(void *p, size_t n)
 		alloc_free(p);
 		return NULL;
 	}
-	if (zp_unlikely(n > ALLOC_MAX_REQUEST || interrupted()))
+	if (zp_unlikely(n > ALLOC_MAX_REQUEST || zp_lock_held_any()))
 		return alloc_oom();
 	pg = page_lookup(p);
 	if (zp_likely(pg != NULL)) {
@@ -772,7 +766,7 @@ alloc_aligned(size_t align, size_t n)
 	if (align <= 16)
 		return alloc_malloc(n);
 	if (align > ALLOC_MAX_REQUEST || n > ALLOC_MAX_REQUEST - align ||
-	    interrupted())
+	    zp_lock_held_any())
 		return alloc_oom();
 	ts = init_tstate();
 	if (!ts)
@@ -854,7 +848,7 @@ alloc_flags(size_t n, unsigned zp_flags)
 
 	if (!gfp)
 		return zero ? alloc_calloc(1, n) : alloc_malloc(n);
-	if (n > ALLOC_MAX_REQUEST || interrupted())
+	if (n > ALLOC_MAX_REQUEST || zp_lock_held_any())
 		return alloc_oom();
 	ts = init_tstate();
 	if (!ts)
@@ -876,7 +870,7 @@ alloc_trim(void)
 	struct tcache *tc = alloc_tls;
 	size_t released;
 
-	if (!init_is_booted() || interrupted())
+	if (!init_is_booted() || zp_lock_held_any())
 		return 0;
 	free_deferred();
 	if (tc) {

@@ -299,13 +299,8 @@ post(struct slab *s, void *p)
  * other thread; the state under the lock is mid-change too. So a malloc
  * fails there (ENOMEM, as a malloc may) and a free goes the lock-free
  * remote way, one object at a time (the thread's remote chains may be
- * what the interrupted path is pushing).
+ * what the interrupted path is pushing). zp_lock_held_any() tells.
  */
-static bool
-interrupted(void)
-{
-	return zp_lock_held_any();
-}
 
 /* Parked slabs a signal handler's remote free woke while its thread held
  * a lock (cache_rescue takes the class's): handed to their caches at the
@@ -485,7 +480,7 @@ tcache_free_remote(struct tcache *tc, void *p)
 					     __ATOMIC_RELAXED) & bit) ||
 			(a & 15) != 0))
 		slab_bad_free(p);
-	if (zp_unlikely(interrupted())) {
+	if (zp_lock_held_any()) {
 		free_alone(p, true);
 		return;
 	}
@@ -647,7 +642,7 @@ tcache_alloc_slow(struct tcache *tc, unsigned sc)
 	unsigned got;
 	void *p;
 
-	if (interrupted())
+	if (zp_lock_held_any())
 		return NULL;
 	rescue_pending();
 	p = alloc_shared(tc, sc);
@@ -688,7 +683,7 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 	struct slab *s = NULL;
 	void *p;
 
-	if (interrupted())
+	if (zp_lock_held_any())
 		return NULL;
 	rescue_pending();
 	p = alloc_shared(tc, sc);
@@ -762,7 +757,7 @@ tcache_free_slow(struct tcache *tc, void *p, unsigned sc)
 {
 	struct tbin *b = &tc->bins[sc];
 
-	if (interrupted()) {
+	if (zp_lock_held_any()) {
 		free_alone(p, true);
 		return;
 	}

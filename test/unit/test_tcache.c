@@ -603,48 +603,59 @@ Test(tcache, full_slabs_come_back_through_remote_frees)
  * wait, and the slab must still reach its cache by the thread's next
  * slow path, so that every page comes back.
  */
-/* n objects of class sc of a thread that exited: its full slabs are
- * parked. */
-static void **
-objects_of_parked_slabs(unsigned sc, unsigned n)
-{
-	struct tstate gone;
-	void **v = calloc(n, sizeof(*v));
+/* Objects of class sc of a thread that exited, whose full slabs are
+ * parked; every page must come back once they are all freed. */
+struct parked {
+	unsigned sc, n;
+	uint64_t before;	/* pages in use before */
+	void **v;
+};
 
+static struct parked
+parked_objects(unsigned sc)
+{
+	struct parked pk = { .sc = sc, .n = slab_class[sc].nr_objs * 6,
+			     .before = used_pages() };
+	struct tstate gone;
+
+	pk.v = calloc(pk.n, sizeof(*pk.v));
 	ts_init(&gone);
-	for (unsigned i = 0; i < n; i++)
-		v[i] = tcache_alloc(&gone.tc, sc);
+	for (unsigned i = 0; i < pk.n; i++)
+		pk.v[i] = tcache_alloc(&gone.tc, sc);
 	ts_fini(&gone);
-	return v;
+	return pk;
+}
+
+static void
+parked_all_back(struct parked *pk)
+{
+	slab_trim();
+	CHECK_OP(used_pages(), ==, pk->before, "a woken slab was lost");
+	free(pk->v);
 }
 
 Test(tcache, parked_slab_woken_under_a_held_lock_is_rescued_later,
      .timeout = 60)
 {
-	unsigned sc = 9;
-	unsigned n = slab_class[sc].nr_objs * 6;
-	uint64_t before = used_pages();
-	void **v = objects_of_parked_slabs(sc, n);
+	struct parked pk = parked_objects(9);
 	struct tcache_path_stats ps0, ps1;
 
 	tcache_path_stats(&ps0);
-	zp_lock(&slab_caches[sc].lock);
-	for (unsigned i = 0; i < n; i += 2)
-		xfree(NULL, v[i]);
-	zp_unlock(&slab_caches[sc].lock);
+	zp_lock(&slab_caches[pk.sc].lock);
+	for (unsigned i = 0; i < pk.n; i += 2)
+		xfree(NULL, pk.v[i]);
+	zp_unlock(&slab_caches[pk.sc].lock);
 	tcache_path_stats(&ps1);
 	if (ZP_IS_STATS)
 		CHECK_OP(ps1.nr_rescue, ==, ps0.nr_rescue,
 			 "a slab was handed over under the held lock");
-	for (unsigned i = 1; i < n; i += 2)
-		xfree(NULL, v[i]);
+	for (unsigned i = 1; i < pk.n; i += 2)
+		xfree(NULL, pk.v[i]);
 	if (ZP_IS_STATS) {
 		tcache_path_stats(&ps1);
 		CHECK_OP(ps1.nr_rescue, >, ps0.nr_rescue, "nothing was parked");
 	}
-	slab_trim();
-	CHECK_OP(used_pages(), ==, before, "a woken slab was lost");
-	free(v);
+	parked_all_back(&pk);
 }
 
 /* The same by a thread with no cache that exits right after: another
@@ -668,20 +679,15 @@ wake_under_a_lock_and_exit(void *arg)
 Test(tcache, slab_woken_by_an_exiting_thread_is_rescued_later,
      .timeout = 60)
 {
-	unsigned sc = 9;
-	unsigned n = slab_class[sc].nr_objs * 6;
-	uint64_t before = used_pages();
-	void **v = objects_of_parked_slabs(sc, n);
-	struct woken w = { .sc = sc, .p = v[0] };
+	struct parked pk = parked_objects(9);
+	struct woken w = { .sc = pk.sc, .p = pk.v[0] };
 	pthread_t t;
 
 	pthread_create(&t, NULL, wake_under_a_lock_and_exit, &w);
 	pthread_join(t, NULL);
-	for (unsigned i = 1; i < n; i++)
-		xfree(NULL, v[i]);
-	slab_trim();
-	CHECK_OP(used_pages(), ==, before, "a woken slab was lost");
-	free(v);
+	for (unsigned i = 1; i < pk.n; i++)
+		xfree(NULL, pk.v[i]);
+	parked_all_back(&pk);
 }
 
 /* A signal handler's remote free that interrupted its thread inside a
