@@ -115,6 +115,9 @@ struct zp_arena {
 	uintptr_t bits_bias;
 	unsigned zone_shift;	/* log2 of each zone's span */
 	unsigned nr_zones;	/* zone ids 0 .. nr_zones - 1 */
+	/* Zone 0's committed bytes (zone_spans[0].committed, kept beside
+	 * base): a pointer into it, the common case, needs one compare. */
+	uintptr_t committed0;
 };
 
 extern struct zp_arena zp_arena;
@@ -135,10 +138,14 @@ static inline bool
 page_arena_index(const void *p, uintptr_t *idx)
 {
 	uintptr_t off = (uintptr_t)p - zp_arena.base;
-	uintptr_t z = off >> zp_arena.zone_shift;
-	uintptr_t in = off & (((uintptr_t)1 << zp_arena.zone_shift) - 1);
+	uintptr_t z, in;
 
 	*idx = off >> ZP_PAGE_SHIFT;
+	if (zp_likely(off < __atomic_load_n(&zp_arena.committed0,
+					    __ATOMIC_ACQUIRE)))
+		return true;
+	z = off >> zp_arena.zone_shift;
+	in = off & (((uintptr_t)1 << zp_arena.zone_shift) - 1);
 	return z < zp_arena.nr_zones &&
 	       in < __atomic_load_n(&zone_spans[z].committed,
 				    __ATOMIC_ACQUIRE);

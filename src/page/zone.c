@@ -243,6 +243,7 @@ zones_teardown(void)
 {
 	__atomic_store_n(&nr_zone_spans, 0, __ATOMIC_RELEASE);
 	zp_arena.nr_zones = 0;
+	__atomic_store_n(&zp_arena.committed0, 0, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < nr_zones; i++) {
 		struct zone *z = &zone_table[i];
 		size_t steps = zone_committed_pages(z) / STEP_PAGES;
@@ -536,6 +537,9 @@ grow_locked(struct zone *z)
 	z->buddy.nr_pages = pages + STEP_PAGES;
 	__atomic_store_n(&zone_spans[z->id].committed, bytes + ZP_COMMIT_STEP,
 			 __ATOMIC_RELEASE);
+	if (z->base == zp_arena.base)
+		__atomic_store_n(&zp_arena.committed0, bytes + ZP_COMMIT_STEP,
+				 __ATOMIC_RELEASE);
 	buddy_free_range(&z->buddy, pages, pages + STEP_PAGES,
 			 /* zero */ true, 0);
 	z->nr_grow_steps++;

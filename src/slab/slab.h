@@ -470,9 +470,8 @@ bool slab_is_object_start(const struct page *slab_page, const void *p);
  * bit already set is an object freed twice whose live bit a remote
  * free's lost clear kept (see above). */
 static zp_always_inline uint64_t
-slab_hold_put(uint64_t h, uintptr_t a, uintptr_t mask)
+slab_hold_put_at(uint64_t h, uint64_t *w, uintptr_t a, uintptr_t mask)
 {
-	uint64_t *w = slab_avail_word(a);
 	uint64_t i = (a & mask) >> 10;
 
 	if (zp_unlikely(*w & slab_bit(a)))
@@ -483,15 +482,21 @@ slab_hold_put(uint64_t h, uintptr_t a, uintptr_t mask)
 	return h;
 }
 
-/* Gives the object at a, out of a bin, back to the slab of mask + 1
- * bytes whose hold word is *hw: avail, one fewer out. Returns the hold
- * word stored. None out already is a double free that got past the bits
- * (see above), and a count taken below 0 would borrow from the owner's
- * id. */
 static zp_always_inline uint64_t
-slab_hold_give(uint64_t *hw, uintptr_t a, uintptr_t mask)
+slab_hold_put(uint64_t h, uintptr_t a, uintptr_t mask)
 {
-	uint64_t h = slab_hold_put(*hw, a, mask);
+	return slab_hold_put_at(h, slab_avail_word(a), a, mask);
+}
+
+/* Gives the object at a, out of a bin, back to the slab of mask + 1
+ * bytes whose hold word is *hw (w: a's avail word): avail, one fewer
+ * out. Returns the hold word stored. None out already is a double free
+ * that got past the bits (see above), and a count taken below 0 would
+ * borrow from the owner's id. */
+static zp_always_inline uint64_t
+slab_hold_give_at(uint64_t *hw, uint64_t *w, uintptr_t a, uintptr_t mask)
+{
+	uint64_t h = slab_hold_put_at(*hw, w, a, mask);
 
 	if (zp_unlikely(!(h & SLAB_HOLD_INUSE)))
 		slab_double_free((void *)a);
@@ -504,7 +509,8 @@ slab_hold_give(uint64_t *hw, uintptr_t a, uintptr_t mask)
 static inline void
 slab_push(struct slab *s, void *p)
 {
-	(void)slab_hold_give(slab_hold_word(s), (uintptr_t)p, s->mask);
+	(void)slab_hold_give_at(slab_hold_word(s), slab_avail_word((uintptr_t)p),
+				(uintptr_t)p, s->mask);
 }
 
 /* Per-process setup: class geometry, central caches, freelist key. */

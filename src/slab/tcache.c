@@ -710,26 +710,49 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 /* --- flush and local frees ---------------------------------------------- */
 
 /*
+ * What a flush reads of the arena for every entry, held in registers:
+ * the stores into bits and hold words could otherwise alias the globals
+ * they come from, and each entry would load them again.
+ */
+struct flush_view {
+	uintptr_t base;			/* zp_arena.base */
+	uintptr_t bytes;		/* the arena zones' span */
+	uint64_t *facts;
+	uintptr_t bits_bias;
+	uint32_t id;
+};
+
+/*
  * Bin entry a goes back to its slab. The facts word of a's page names
  * the holder; for a slab of tc's, the object's avail bit (in the line its
  * free touched a moment ago) and the slab's hold word (in the same line
  * of facts, for a slab of up to 8 pages) are all it writes. Only a slab
- * that leaves the full list or empties needs its descriptor.
+ * that leaves the full list or empties needs its descriptor. An entry
+ * within the arena's span is an object of a slab the thread holds (its
+ * facts are committed): one compare, not free()'s lookup; a LOW32 one
+ * (outside) takes the descriptor's way.
  */
 static zp_always_inline void
-flush_one(struct tcache *tc, uintptr_t a)
+flush_one(struct tcache *tc, const struct flush_view *v, uintptr_t a)
 {
-	uint64_t f = page_facts_fast((void *)a), h;
-	unsigned order = slab_facts_order(f);
+	uintptr_t off = a - v->base, i = off >> ZP_PAGE_SHIFT;
+	uint64_t f = 0, h, *w;
+	unsigned order;
 
-	if (zp_unlikely(f == 0 || slab_facts_owner(f) != tc->id)) {
+	if (zp_likely(off < v->bytes))
+		f = __atomic_load_n(&v->facts[i], __ATOMIC_RELAXED);
+	/* Ids are never 0: a page without facts fails the compare too. */
+	if (zp_unlikely(slab_facts_owner(f) != v->id)) {
 		give_back(tc, (void *)a, slab_of_ptr(a));
 		return;
 	}
-	h = slab_hold_give(page_block_facts((void *)a, order), a,
-			   (ZP_PAGE_SIZE << order) - 1);
+	order = slab_facts_order(f);
+	i &= ~(((uintptr_t)1 << order) - 1);
+	w = (uint64_t *)(v->bits_bias + ((a >> 6) & ~(uintptr_t)15)) + 1;
+	h = slab_hold_give_at(&v->facts[i], w, a,
+			      (ZP_PAGE_SIZE << order) - 1);
 	if (zp_unlikely((h & SLAB_HOLD_FULL) || !(h & SLAB_HOLD_INUSE)))
-		gave_back_to(tc, slab_of(page_block_head((void *)a, order)));
+		gave_back_to(tc, slab_of(&zp_arena.descs[i]));
 }
 
 /* Gives the n newest objects of a bin back to their slabs (all of them at
@@ -742,11 +765,19 @@ static void
 bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 {
 	struct tbin *b = &tc->bins[sc];
+	const struct flush_view v = {
+		.base = zp_arena.base,
+		.bytes = (uintptr_t)zp_arena.nr_zones << zp_arena.zone_shift,
+		.facts = zp_arena.facts,
+		.bits_bias = zp_arena.bits_bias,
+		.id = tc->id,
+	};
+	void **end = b->cur;
 
 	zp_stat_inc(tc->nr_flush);
-	for (void **q = b->cur - n; q < b->cur; q++)
-		flush_one(tc, (uintptr_t)*q);
-	b->cur -= n;
+	for (void **q = end - n; q < end; q++)
+		flush_one(tc, &v, (uintptr_t)*q);
+	b->cur = end - n;
 	zp_stat_add(tc->cls[sc].nr_flushed, n);
 }
 

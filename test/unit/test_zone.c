@@ -243,6 +243,32 @@ Test(zone, fake_numa_makes_one_normal_zone_per_node)
 	cr_assert_eq(zone_local_node(), (unsigned)os_gettid() % 4);
 }
 
+/* free()'s lookup: one compare for zone 0, the zone table for the rest;
+ * either way nothing past a zone's committed bytes. */
+Test(zone, arena_lookup_finds_each_zones_pages_and_no_more)
+{
+	boot_cfg(64 * MIB, 0, 4, NEVER);
+	for (unsigned n = 0; n < 4; n++) {
+		struct page *pg = zone_alloc_pages(NULL, 0, GFP_NODE(n),
+						   PAGE_MEDIUM, NULL);
+		struct zp_zone_info zi = info(n);
+		char *p = page_address(pg);
+
+		cr_assert_eq(page_lookup_fast(p), pg, "zone %u", n);
+		cr_assert_eq(page_lookup_fast(p + ZP_PAGE_SIZE - 1), pg);
+		cr_assert_lt(zi.committed_bytes, zi.span_bytes);
+		cr_assert_null(page_lookup_fast(
+			(void *)(zi.base + zi.committed_bytes)), "zone %u", n);
+		cr_assert_not_null(page_lookup_fast(
+			(void *)(zi.base + zi.committed_bytes - 1)));
+	}
+	/* The one compare's bound is zone 0's. */
+	cr_assert_eq(zp_arena.committed0, info(0).committed_bytes);
+	cr_assert_null(page_lookup_fast((void *)(zp_arena.base - 1)));
+	cr_assert_null(page_lookup_fast(
+		(void *)(zp_arena.base + ((uintptr_t)4 << zp_arena.zone_shift))));
+}
+
 Test(zone, node_exact_stays_on_its_node_and_others_fall_back)
 {
 	struct page *pg;
