@@ -171,6 +171,10 @@ tcache_pop(struct tcache *tc, unsigned sc, void **p)
 		return false;
 	b->cur = --cur;
 	*p = *cur;
+	/* A bin holds objects, never NULL: callers' NULL checks of what
+	 * malloc returns then test only what a slow path returned. */
+	if (*p == NULL)
+		__builtin_unreachable();
 	zp_stat_inc(b->nr_alloc);
 	return true;
 }
