@@ -186,28 +186,12 @@ page_facts_fast(const void *p)
 	return 0;
 }
 
-/* The descriptor of the first page of the 1 << order pages block,
- * aligned to its size, that holds p: p must lie in an arena zone (its
- * facts word is not 0). No descriptor on the way is read. */
+/* Index (into descriptors and facts alike) of the first page of the
+ * 1 << order pages block, aligned to its size, that holds page i. */
 static inline uintptr_t
-page_block_index(const void *p, unsigned order)
+page_block_first(uintptr_t i, unsigned order)
 {
-	uintptr_t i = ((uintptr_t)p - zp_arena.base) >> ZP_PAGE_SHIFT;
-
 	return i & ~(((uintptr_t)1 << order) - 1);
-}
-
-static inline struct page *
-page_block_head(const void *p, unsigned order)
-{
-	return &zp_arena.descs[page_block_index(p, order)];
-}
-
-/* The facts word of the first page of that block (p as above). */
-static inline uint64_t *
-page_block_facts(const void *p, unsigned order)
-{
-	return &zp_arena.facts[page_block_index(p, order)];
 }
 
 /* The facts word of the page pg describes; NULL outside the arena (the

@@ -222,12 +222,19 @@ slab_decode(uintptr_t slot)
 /*
  * The bits of the KiB holding a, an arena address (slabs come only from
  * the arena's zones): its live word, then its avail word, a bit per 16
- * bytes; a page's four pairs fill its line of bits.
+ * bytes; a page's four pairs fill its line of bits. bits_bias is
+ * zp_arena's (a loop may hold it in a register).
  */
+static inline uint64_t *
+slab_live_word_at(uintptr_t bits_bias, uintptr_t a)
+{
+	return (uint64_t *)(bits_bias + ((a >> 6) & ~(uintptr_t)15));
+}
+
 static inline uint64_t *
 slab_live_word(uintptr_t a)
 {
-	return (uint64_t *)(zp_arena.bits_bias + ((a >> 6) & ~(uintptr_t)15));
+	return slab_live_word_at(zp_arena.bits_bias, a);
 }
 
 static inline uint64_t *

@@ -747,8 +747,8 @@ flush_one(struct tcache *tc, const struct flush_view *v, uintptr_t a)
 		return;
 	}
 	order = slab_facts_order(f);
-	i &= ~(((uintptr_t)1 << order) - 1);
-	w = (uint64_t *)(v->bits_bias + ((a >> 6) & ~(uintptr_t)15)) + 1;
+	i = page_block_first(i, order);
+	w = slab_live_word_at(v->bits_bias, a) + 1;	/* its avail word */
 	h = slab_hold_give_at(&v->facts[i], w, a,
 			      (ZP_PAGE_SIZE << order) - 1);
 	if (zp_unlikely((h & SLAB_HOLD_FULL) || !(h & SLAB_HOLD_INUSE)))
