@@ -85,6 +85,23 @@ void alloc_idle_hook(void);
 /* Drain the caller's caches and give free pages back; bytes released. */
 size_t alloc_trim(void);
 
+/* The bin pop alone: false (and *p untouched) where anything else would
+ * be needed. For callers whose slow path must run code of their own after
+ * a failure (operator new), so that their fast path makes no call and
+ * saves no register. */
+static zp_always_inline bool
+alloc_malloc_fast(size_t n, void **p)
+{
+	struct tcache *tc = alloc_tls;
+
+	if (zp_likely(tc != NULL && n <= SC_MAX_SIZE) &&
+	    zp_likely(tcache_pop(tc, sizeclass_of(n), p))) {
+		tcache_unbin(*p);
+		return true;
+	}
+	return false;
+}
+
 static inline void *
 alloc_malloc(size_t n)
 {
@@ -134,18 +151,18 @@ alloc_free(void *p)
 /*
  * free_sized and sized delete: n is what was asked for. The facts word
  * read anyway for the owner check has the slab's class, so the size saves
- * no lookup; it costs a class compare off the critical path (the class of
- * n does not wait for the word), and a size of another class, or a
- * medium or large block of another size (slow path), is fatal rather than
- * a free into the wrong bin. call names the caller in that message.
+ * no lookup; it costs one subtract and compare against the class's range
+ * (a branch predicted taken, off the store's path). A size of another
+ * class, or a medium or large block of another size (slow path), is
+ * fatal rather than a free into the wrong bin. call names the caller in
+ * that message.
  */
 static inline void
 alloc_free_sized(void *p, size_t n, const char *call)
 {
 	uint64_t f = page_facts_fast(p);
 
-	if (zp_likely(f != 0 && n <= SC_MAX_SIZE &&
-		      slab_facts_sc(f) == sizeclass_of(n))) {
+	if (zp_likely(f != 0 && sizeclass_holds(slab_facts_sc(f), n))) {
 		tcache_free(alloc_tls, p, f);
 		return;
 	}

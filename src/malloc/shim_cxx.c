@@ -7,8 +7,9 @@
  * Owns:  the operators' entry points and the handoff of a failed new to
  *        the C++ runtime.
  * Locks: none; everything below locks for itself.
- * Path:  operator new -> alloc_malloc | alloc_aligned (alloc.h)
- *        -> (NULL) new_failed -> the runtime's own operator new
+ * Path:  operator new -> alloc_malloc_fast (alloc.h) -> (empty bin)
+ *        new_slow -> alloc_malloc -> (NULL) new_failed -> the runtime's
+ *        own operator new; aligned: alloc_aligned -> new_aligned_failed
  *        operator delete(p, n) -> alloc_free_sized (alloc.h)
  *
  * A new that fails is the C++ runtime's business: it alone knows the
@@ -135,44 +136,67 @@ ZP_EXPORT void *cxx_new_array_aligned_nothrow(size_t n, size_t al,
 					      const void *nt)
 	CXX_NAME("_ZnamSt11align_val_tRKSt9nothrow_t");
 
-void *
-cxx_new(size_t n)
+/* Everything but a bin pop: alloc_malloc's own slow paths, then the
+ * runtime's operator when they fail. Apart from the operators so that
+ * theirs make no call (no register saved around one). */
+static zp_noinline void *
+new_slow(size_t n, const char *sym, const char *op)
 {
 	void *p = alloc_malloc(n);
 
 	if (zp_likely(p != NULL))
 		return p;
-	return new_failed("_Znwm", "operator new", n);
+	return new_failed(sym, op, n);
+}
+
+static zp_noinline void *
+new_nothrow_slow(size_t n, const void *nt, const char *sym)
+{
+	void *p = alloc_malloc(n);
+
+	if (zp_likely(p != NULL))
+		return p;
+	return new_nothrow_failed(sym, n, nt);
+}
+
+void *
+cxx_new(size_t n)
+{
+	void *p;
+
+	if (zp_likely(alloc_malloc_fast(n, &p)))
+		return p;
+	return new_slow(n, "_Znwm", "operator new");
 }
 
 void *
 cxx_new_array(size_t n)
 {
-	void *p = alloc_malloc(n);
+	void *p;
 
-	if (zp_likely(p != NULL))
+	if (zp_likely(alloc_malloc_fast(n, &p)))
 		return p;
-	return new_failed("_Znam", "operator new[]", n);
+	return new_slow(n, "_Znam", "operator new[]");
 }
 
 void *
 cxx_new_nothrow(size_t n, const void *nt)
 {
-	void *p = alloc_malloc(n);
+	void *p;
 
-	if (zp_likely(p != NULL))
+	if (zp_likely(alloc_malloc_fast(n, &p)))
 		return p;
-	return new_nothrow_failed("_ZnwmRKSt9nothrow_t", n, nt);
+	return new_nothrow_slow(n, nt, "_ZnwmRKSt9nothrow_t");
 }
 
 void *
 cxx_new_array_nothrow(size_t n, const void *nt)
 {
-	void *p = alloc_malloc(n);
+	void *p;
 
-	if (zp_likely(p != NULL))
+	if (zp_likely(alloc_malloc_fast(n, &p)))
 		return p;
-	return new_nothrow_failed("_ZnamRKSt9nothrow_t", n, nt);
+	return new_nothrow_slow(n, nt, "_ZnamRKSt9nothrow_t");
 }
 
 void *

@@ -1,6 +1,7 @@
 /*
  * sizeclass.c - the constant tables behind sizeclass.h.
- * Owns:  sizeclass_sizes[], sizeclass_small[] (read-only, no locks).
+ * Owns:  sizeclass_sizes[], sizeclass_small[], sizeclass_span (read-only,
+ *        no locks).
  * Path:  alloc_malloc -> sizeclass_of (inline) -> these tables.
  *
  * Both tables are written out by macros from the one formula so that they
@@ -23,6 +24,29 @@ const uint32_t sizeclass_sizes[SC_NR] = {
 	SC_8(0), SC_8(8), SC_8(16), SC_8(24),
 	SC_8(32), SC_8(40), SC_8(48), SC_8(56),
 	SC_8(64), SC_8(72), SC_8(80), SC_8(88),
+};
+
+/* Class sc takes the sizes above the class below it; class 0 takes 0. */
+#define SC_LO(sc)	((sc) ? SC_SIZE((sc) - 1) + 1 : 0)
+#define LO_8(b)								\
+	SC_LO(b), SC_LO(b + 1), SC_LO(b + 2), SC_LO(b + 3),		\
+	SC_LO(b + 4), SC_LO(b + 5), SC_LO(b + 6), SC_LO(b + 7)
+#define WIDTH(sc)	(SC_SIZE(sc) - SC_LO(sc))
+#define WIDTH_8(b)							\
+	WIDTH(b), WIDTH(b + 1), WIDTH(b + 2), WIDTH(b + 3),		\
+	WIDTH(b + 4), WIDTH(b + 5), WIDTH(b + 6), WIDTH(b + 7)
+
+const struct sizeclass_span sizeclass_span = {
+	.lo = {
+		LO_8(0), LO_8(8), LO_8(16), LO_8(24),
+		LO_8(32), LO_8(40), LO_8(48), LO_8(56),
+		LO_8(64), LO_8(72), LO_8(80), LO_8(88),
+	},
+	.width = {
+		WIDTH_8(0), WIDTH_8(8), WIDTH_8(16), WIDTH_8(24),
+		WIDTH_8(32), WIDTH_8(40), WIDTH_8(48), WIDTH_8(56),
+		WIDTH_8(64), WIDTH_8(72), WIDTH_8(80), WIDTH_8(88),
+	},
 };
 
 _Static_assert(SC_SIZE(SC_NR - 1) == SC_MAX_SIZE, "last class is the max");

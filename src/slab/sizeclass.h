@@ -31,6 +31,13 @@
 /* sizeclass_small[(n + 15) >> 4] is the class of n for n <= 1024. */
 extern const uint8_t sizeclass_small[SC_SMALL_MAX / 16 + 1] SC_HIDDEN;
 extern const uint32_t sizeclass_sizes[SC_NR] SC_HIDDEN;
+/* The sizes of class sc are lo[sc] .. lo[sc] + width[sc]: one subtract
+ * and one compare tell whether n is of the class, for any n. */
+struct sizeclass_span {
+	uint64_t lo[SC_NR];
+	uint64_t width[SC_NR];
+};
+extern const struct sizeclass_span sizeclass_span SC_HIDDEN;
 
 /* Class of an n-byte request, 0 <= n <= SC_MAX_SIZE (0 maps to class 0). */
 static inline unsigned
@@ -49,6 +56,13 @@ static inline size_t
 sizeclass_size(unsigned sc)
 {
 	return sizeclass_sizes[sc];
+}
+
+/* sizeclass_of(n) == sc, for any n (sizes past SC_MAX_SIZE too). */
+static inline bool
+sizeclass_holds(unsigned sc, size_t n)
+{
+	return n - sizeclass_span.lo[sc] <= sizeclass_span.width[sc];
 }
 
 #endif /* ZP_SLAB_SIZECLASS_H */

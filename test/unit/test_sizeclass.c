@@ -40,6 +40,26 @@ Test(sizeclass, every_size_maps_to_the_smallest_class_that_fits)
 	CHECK_OP(sizeclass_of(0), ==, 0, "malloc(0) gets the smallest class");
 }
 
+/* Sized free's check: exactly the sizes sizeclass_of maps to the class,
+ * and no size past the largest class (nor one that wraps). */
+Test(sizeclass, class_range_holds_exactly_the_class_sizes)
+{
+	static const size_t far[] = {
+		SC_MAX_SIZE + 1, SC_MAX_SIZE + 16, (size_t)1 << 20,
+		SIZE_MAX / 2, SIZE_MAX - 15, SIZE_MAX,
+	};
+
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		for (size_t n = 0; n <= SC_MAX_SIZE; n++)
+			CHECK_OP(sizeclass_holds(sc, n), ==,
+				 sizeclass_of(n) == sc, "class %u size %zu",
+				 sc, n);
+		for (size_t i = 0; i < sizeof(far) / sizeof(far[0]); i++)
+			CHECK(!sizeclass_holds(sc, far[i]),
+			      "class %u size %zu", sc, far[i]);
+	}
+}
+
 Test(sizeclass, internal_waste_is_bounded)
 {
 	for (size_t n = 1; n <= SC_MAX_SIZE; n++) {
