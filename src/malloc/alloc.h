@@ -93,9 +93,10 @@ static zp_always_inline bool
 alloc_malloc_fast(size_t n, void **p)
 {
 	struct tcache *tc = alloc_tls;
+	size_t scaled;
 
-	if (zp_likely(tc != NULL && n <= SC_MAX_SIZE) &&
-	    zp_likely(tcache_pop(tc, sizeclass_of(n), p))) {
+	if (zp_likely(sizeclass_find_scaled(n, &scaled) && tc != NULL) &&
+	    zp_likely(tbin_pop(tcache_bin_scaled(tc, scaled), p))) {
 		tcache_unbin(*p);
 		return true;
 	}
@@ -106,9 +107,10 @@ static inline void *
 alloc_malloc(size_t n)
 {
 	struct tcache *tc = alloc_tls;
+	size_t scaled;
 
-	if (zp_likely(tc != NULL && n <= SC_MAX_SIZE)) {
-		void *p = tcache_alloc(tc, sizeclass_of(n));
+	if (zp_likely(sizeclass_find_scaled(n, &scaled) && tc != NULL)) {
+		void *p = tcache_alloc_scaled(tc, scaled);
 
 		if (zp_likely(p != NULL))
 			return p;
@@ -121,12 +123,13 @@ static inline void *
 alloc_calloc(size_t nmemb, size_t size)
 {
 	struct tcache *tc = alloc_tls;
+	size_t scaled;
 	size_t n;
 
 	if (zp_unlikely(__builtin_mul_overflow(nmemb, size, &n)))
 		return alloc_oom();
-	if (zp_likely(tc != NULL && n <= SC_MAX_SIZE)) {
-		void *p = tcache_calloc(tc, sizeclass_of(n), n);
+	if (zp_likely(sizeclass_find_scaled(n, &scaled) && tc != NULL)) {
+		void *p = tcache_calloc_scaled(tc, scaled, n);
 
 		if (zp_likely(p != NULL))
 			return p;

@@ -63,11 +63,12 @@ _Static_assert(SC_SIZE(31) == SC_SMALL_MAX, "byte table ends at a class");
 	  ((i) <= 32 ? 16 + (((16 * (i) - 1) >> 5) - 8) :		\
 	   ((i) <= 64 ? 24 + (((16 * (i) - 1) >> 6) - 8) : 0))))
 
+#define SM(i)	(SC_SMALL(i) << SC_SCALE_SHIFT)
 #define SM_8(b)								\
-	SC_SMALL(b), SC_SMALL(b + 1), SC_SMALL(b + 2), SC_SMALL(b + 3),	\
-	SC_SMALL(b + 4), SC_SMALL(b + 5), SC_SMALL(b + 6), SC_SMALL(b + 7)
+	SM(b), SM(b + 1), SM(b + 2), SM(b + 3),				\
+	SM(b + 4), SM(b + 5), SM(b + 6), SM(b + 7)
 
-const uint8_t sizeclass_small[SC_SMALL_MAX / 16 + 1] = {
+const uint16_t sizeclass_small[SC_SMALL_MAX / 16 + 1] = {
 	SM_8(0), SM_8(8), SM_8(16), SM_8(24),
-	SM_8(32), SM_8(40), SM_8(48), SM_8(56), SC_SMALL(64),
+	SM_8(32), SM_8(40), SM_8(48), SM_8(56), SM(64),
 };

@@ -14,7 +14,7 @@
  * its size (memalign relies on this).
  *
  * The mapping is arithmetic on top of one small table: a size up to 1024
- * is one byte load, larger sizes one clz, a shift and two adds.
+ * is one load, larger sizes one clz, a shift and two adds.
  */
 #ifndef ZP_SLAB_SIZECLASS_H
 #define ZP_SLAB_SIZECLASS_H
@@ -28,8 +28,12 @@
 /* Visible to the malloc layer's inline paths, hidden from the .so's ABI. */
 #define SC_HIDDEN	__attribute__((visibility("hidden")))
 
-/* sizeclass_small[(n + 15) >> 4] is the class of n for n <= 1024. */
-extern const uint8_t sizeclass_small[SC_SMALL_MAX / 16 + 1] SC_HIDDEN;
+/* sizeclass_small[(n + 15) >> 4] is the class of n for n <= 1024, times
+ * SC_SCALE: scaled for arrays of 32-byte entries (the tcache's bins), so
+ * that malloc's fast path indexes them with no shift. */
+#define SC_SCALE_SHIFT	5
+#define SC_SCALE	(1u << SC_SCALE_SHIFT)
+extern const uint16_t sizeclass_small[SC_SMALL_MAX / 16 + 1] SC_HIDDEN;
 extern const uint32_t sizeclass_sizes[SC_NR] SC_HIDDEN;
 /* The sizes of class sc are lo[sc] .. lo[sc] + width[sc]: one subtract
  * and one compare tell whether n is of the class, for any n. */
@@ -44,12 +48,28 @@ static inline unsigned
 sizeclass_of(size_t n)
 {
 	if (zp_likely(n <= SC_SMALL_MAX))
-		return sizeclass_small[(n + 15) >> 4];
+		return sizeclass_small[(n + 15) >> 4] >> SC_SCALE_SHIFT;
 	/* n - 1 lies in [2^k, 2^(k+1)), k >= 10: sixteen classes per
 	 * doubling from 32 on, picked by the top five bits of n - 1. */
 	unsigned k = zp_log2_floor(n - 1);
 
 	return 16 + ((k - 10) << 4) + (unsigned)((n - 1) >> (k - 4));
+}
+
+/* SC_SCALE times the class of n into *scaled, false when n is past
+ * SC_MAX_SIZE: the fast paths' form, which tests the common small size
+ * first (one compare before the table, not two). */
+static zp_always_inline bool
+sizeclass_find_scaled(size_t n, size_t *scaled)
+{
+	if (zp_likely(n <= SC_SMALL_MAX)) {
+		*scaled = sizeclass_small[(n + 15) >> 4];
+		return true;
+	}
+	if (n > SC_MAX_SIZE)
+		return false;
+	*scaled = (size_t)sizeclass_of(n) << SC_SCALE_SHIFT;
+	return true;
 }
 
 static inline size_t

@@ -249,6 +249,26 @@ slab_bit(uintptr_t a)
 	return (uint64_t)1 << ((a >> 4) & 63);
 }
 
+/* Clears a's bit in *w, a word in a register, and says whether it was
+ * set: on x86-64 one btr (the bit index is taken mod 64 by the
+ * instruction) where the compiler emits a shifted one, a test and a
+ * mask. */
+static zp_always_inline bool
+slab_bit_take(uint64_t *w, uintptr_t a)
+{
+#if defined(__x86_64__)
+	bool was;
+
+	__asm__("btrq %2, %0" : "+r"(*w), "=@ccc"(was) : "r"(a >> 4));
+	return was;
+#else
+	bool was = *w & slab_bit(a);
+
+	*w &= ~slab_bit(a);
+	return was;
+#endif
+}
+
 /* Is the object at a live, as far as a racy read tells? */
 static inline bool
 slab_is_live(uintptr_t a)

@@ -112,7 +112,7 @@ struct tcache {
 	void *slots[TCACHE_SLOTS] zp_cacheline_aligned;
 };
 
-_Static_assert(sizeof(struct tbin) == 32 &&
+_Static_assert(sizeof(struct tbin) == 32 && sizeof(struct tbin) == SC_SCALE &&
 	       offsetof(struct tcache, bins) == 0 &&
 	       _Alignof(struct tcache) >= 64,
 	       "each bin lies in one cache line");
@@ -160,11 +160,10 @@ void tcache_free_remote(struct tcache *tc, void *p);
  * slab. NULL when the zone is out of memory. */
 void *tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n);
 
-/* Takes the bin's newest object into *p; false when the bin is empty. */
+/* Takes the newest object of bin b into *p; false when it is empty. */
 static zp_always_inline bool
-tcache_pop(struct tcache *tc, unsigned sc, void **p)
+tbin_pop(struct tbin *b, void **p)
 {
-	struct tbin *b = &tc->bins[sc];
 	void **cur = b->cur;
 
 	if (zp_unlikely(cur == b->base))
@@ -177,6 +176,20 @@ tcache_pop(struct tcache *tc, unsigned sc, void **p)
 		__builtin_unreachable();
 	zp_stat_inc(b->nr_alloc);
 	return true;
+}
+
+/* The bin of class sc given as SC_SCALE * sc (sizeclass_find_scaled):
+ * no shift to index. */
+static zp_always_inline struct tbin *
+tcache_bin_scaled(struct tcache *tc, size_t scaled)
+{
+	return (struct tbin *)((char *)tc->bins + scaled);
+}
+
+static zp_always_inline bool
+tcache_pop(struct tcache *tc, unsigned sc, void **p)
+{
+	return tbin_pop(&tc->bins[sc], p);
 }
 
 /* The object of a bin entry, handed out: live. Every object in a bin is
@@ -198,18 +211,30 @@ tcache_alloc(struct tcache *tc, unsigned sc)
 	return tcache_alloc_slow(tc, sc);
 }
 
-/* calloc of n bytes of class sc: an object from the bin is cleared for
+/* The same with the class given as SC_SCALE * sc. */
+static zp_always_inline void *
+tcache_alloc_scaled(struct tcache *tc, size_t scaled)
+{
+	void *p;
+
+	if (zp_likely(tbin_pop(tcache_bin_scaled(tc, scaled), &p)))
+		return tcache_unbin(p);
+	return tcache_alloc_slow(tc, (unsigned)(scaled >> SC_SCALE_SHIFT));
+}
+
+/* calloc of n bytes of class sc (given as SC_SCALE * sc): an object from
+ * the bin is cleared for
  * the bytes asked for only; an empty bin goes to
  * tcache_alloc_zero, which takes untouched objects of zero slabs without
  * writing them. */
 static zp_always_inline void *
-tcache_calloc(struct tcache *tc, unsigned sc, size_t n)
+tcache_calloc_scaled(struct tcache *tc, size_t scaled, size_t n)
 {
 	void *p;
 
-	if (zp_likely(tcache_pop(tc, sc, &p)))
+	if (zp_likely(tbin_pop(tcache_bin_scaled(tc, scaled), &p)))
 		return memset(tcache_unbin(p), 0, n);
-	return tcache_alloc_zero(tc, sc, n);
+	return tcache_alloc_zero(tc, (unsigned)(scaled >> SC_SCALE_SHIFT), n);
 }
 
 /* Pushes freed object p onto a bin with room. */
@@ -236,15 +261,18 @@ tcache_free(struct tcache *tc, void *p, uint64_t f)
 	uintptr_t a = (uintptr_t)p;
 	unsigned sc = slab_facts_sc(f);
 	uint64_t *live = slab_live_word(a);
-	uint64_t bit = slab_bit(a);
+	uint64_t w = *live;
 
-	/* Tail calls, so the fast path saves no registers. */
-	if (zp_unlikely(!(*live & bit) | ((a & 15) != 0)))
+	/* Tail calls, so the fast path saves no registers. Two branches:
+	 * the first tests btr's carry flag itself. */
+	if (zp_unlikely(!slab_bit_take(&w, a)))
+		return slab_bad_free(p);
+	if (zp_unlikely((a & 15) != 0))
 		return slab_bad_free(p);
 	if (zp_likely(tc != NULL && slab_facts_owner(f) == tc->id)) {
 		struct tbin *b = &tc->bins[sc];
 
-		*live &= ~bit;
+		*live = w;
 		if (zp_unlikely(b->cur == b->end))
 			return tcache_free_slow(tc, p, sc);
 		tbin_push(b, p);
