@@ -332,11 +332,12 @@ alloc_reclaim_hook(void)
 }
 
 /* The helper thread's timer, while it runs: free pages idle longer than
- * the purge delay go, as the next free slow path would give them. */
-void
-alloc_idle_hook(void)
+ * the purge delay go, and the free path leaves its excess to this timer
+ * (zone_purge_timed). */
+bool
+alloc_idle_hook(uint64_t interval_ns)
 {
-	zone_purge(/* all */ false);
+	return zone_purge_timed(interval_ns);
 }
 
 /* A small request of a thread with no cache yet: from the shared slabs

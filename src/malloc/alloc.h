@@ -81,7 +81,7 @@ void *alloc_flags(size_t n, unsigned zp_flags);
 /* The memory limit's reaction beyond the zones (zone_limit_set_hook). */
 void alloc_reclaim_hook(void);
 /* The background thread's idle purge (zero_set_idle_hook). */
-void alloc_idle_hook(void);
+bool alloc_idle_hook(uint64_t interval_ns);
 /* Drain the caller's caches and give free pages back; bytes released. */
 size_t alloc_trim(void);
 

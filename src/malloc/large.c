@@ -311,6 +311,10 @@ large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 #if ZP_HAVE_ZERO
 	zero_kick_pending();
 #endif
+	/* The block's pages will not come from the zones' free ones. */
+	zone_purge_before_map((__atomic_load_n(&large.st.bytes,
+					       __ATOMIC_RELAXED) + size) >>
+			      ZP_PAGE_SHIFT);
 	err = large_map(size, align, flags, zero, &p);
 	if (err) {
 		__atomic_fetch_add(&large.st.nr_failed, 1, __ATOMIC_RELAXED);

@@ -113,8 +113,10 @@ buddy_remove(struct buddy *b, struct page *pg)
 
 /* The block to split for order among regions of type t, or NULL: the
  * smallest dirty one unless a known-zero one is more than
- * BUDDY_DIRTY_REACH orders smaller. */
-static struct page *
+ * BUDDY_DIRTY_REACH orders smaller. Not inlined: its unrolled scans,
+ * copied into each of the caller's four tries, made buddy_alloc_typed
+ * 5.5 KiB of the code window every process maps (bench/hot_text). */
+static zp_noinline struct page *
 pick_block(const struct buddy *b, unsigned order, enum region_type t)
 {
 	unsigned kd = order;

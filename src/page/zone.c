@@ -520,8 +520,10 @@ grow_locked(struct zone *z)
 	size_t bytes = pages << ZP_PAGE_SHIFT;
 	size_t need = DESC_BYTES(pages + STEP_PAGES);
 
-	if (fill_a_hole_locked(z))
+	if (fill_a_hole_locked(z)) {
+		z->grew = true;
 		return true;
+	}
 	if (bytes + ZP_COMMIT_STEP > z->span)
 		return false;
 	if (commit_table(z, z->descs, &z->descs_committed, need) != 0 ||
@@ -543,6 +545,7 @@ grow_locked(struct zone *z)
 	buddy_free_range(&z->buddy, pages, pages + STEP_PAGES,
 			 /* zero */ true, 0);
 	z->nr_grow_steps++;
+	z->grew = true;
 	zone_limit_sample_locked();
 	return true;
 fail:
@@ -577,6 +580,19 @@ alloc_locked(struct zone *z, unsigned order, unsigned gfp)
 	}
 	z->nr_alloc++;
 	return pg;
+}
+
+/* New pages came into the zone while free ones may be kept for the
+ * background pass: see zone_purge_after_grow_locked (the allocated blocks
+ * are off the lists, so its purge may drop the lock). */
+static void
+after_grow_locked(struct zone *z)
+{
+	if (zp_unlikely(z->grew)) {
+		z->grew = false;
+		if (zone_timer_alive(os_now_ns()))
+			zone_purge_after_grow_locked(z);
+	}
 }
 
 /* Our own accounting refuses only what a reserve keeps back: whether
@@ -697,6 +713,7 @@ zone_alloc_pages_slow(struct pcp_set *pcp, unsigned order, unsigned gfp,
 			pg = alloc_locked(z, order, gfp);
 		if (pg && i > 0)
 			z->nr_fallback_in++;
+		after_grow_locked(z);
 		zp_unlock(&z->lock);
 		if (pg) {
 			zone_limit_react();
@@ -723,6 +740,7 @@ zone_bulk_alloc(struct zone *z, unsigned order, unsigned n,
 		head = pg;
 		got++;
 	}
+	after_grow_locked(z);
 	zp_unlock(&z->lock);
 	/* Our blocks now: no neighbour's merge looks at their tails. */
 	for (pg = head; pg; pg = pg->lru.next)
@@ -1035,5 +1053,7 @@ zone_postfork_child(void)
 	}
 	zp_lock_postfork_child(&low32_lock);
 	zone_limit_postfork_child();
+	/* The background thread is the parent's. */
+	__atomic_store_n(&zone_timer_until_ns, 0, __ATOMIC_RELAXED);
 }
 

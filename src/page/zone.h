@@ -138,6 +138,23 @@ bool zone_resize_exact_try(struct page *head, size_t new_npages, bool *zero);
  * back. */
 size_t zone_purge(bool all);
 /*
+ * A background thread's pass, every interval_ns while it runs: gives back
+ * what has been idle a purge delay, and from then until two intervals
+ * have gone by the free path keeps excess over the retained budget (up
+ * to its ceiling) for the next pass, instead of giving it back at once: a
+ * program that frees a structure and builds it again within the delay
+ * takes no page fault for it. Returns whether dirty pages over the budget
+ * wait for a later pass. interval_ns 0: there will be none (the thread is
+ * leaving): the free path gives excess back at once again, and what it
+ * kept goes at its next purge. Takes no lock then.
+ */
+bool zone_purge_timed(uint64_t interval_ns);
+/* Before memory outside the zones is mapped (a large block), with the
+ * pages the process will have in use outside them, that one's included:
+ * what the free path kept for the background pass goes now if it would
+ * take the process past the most it has had in use. */
+void zone_purge_before_map(uint64_t outside_pages);
+/*
  * Hold off the free path's purges while a caller frees many blocks that
  * zone_purge(true) gives back right after (malloc_trim spilling slabs):
  * purged one by one, before their buddies come back to merge, they would

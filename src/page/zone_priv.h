@@ -28,6 +28,7 @@ struct zone {
 	uint64_t purge_delay_ns;	/* idle this long: purged (boot) */
 	/* The retained budget (zone_purge.c), pages. */
 	uint64_t retain, retain_min, retain_max;
+	bool grew;			/* grew since the last allocation */
 	/* Dirty pages a purge left above what it purges down to, all in
 	 * young small blocks: the free path's check adds them to the
 	 * budget until small_held_until, when they are young no more
@@ -117,22 +118,45 @@ zone_step_set_mapped(struct zone *z, size_t step, bool mapped)
 }
 
 /* Runs the purges due (zone_purge.c), under z->lock, which it may drop and
- * retake. */
-void zone_purge_run_locked(struct zone *z, uint64_t now);
+ * retake: dirty pages over budget go, the longest idle first. */
+void zone_purge_run_locked(struct zone *z, uint64_t now, uint64_t budget);
 
-/* The free path's purge check: dirty pages over the retained budget (an
- * eighth of slack, so that frees purge in batches) and what small blocks
- * hold over it, or an idle scan due. */
+/* A background pass is due before this time (zone_purge_timed): until
+ * then the free path leaves excess to it (zone_purge.c). Atomic. */
+extern uint64_t zone_timer_until_ns;
+
+static inline bool
+zone_timer_alive(uint64_t now)
+{
+	return now < __atomic_load_n(&zone_timer_until_ns, __ATOMIC_RELAXED);
+}
+
+/* The dirty pages the free path lets a zone keep: the retained budget,
+ * or its ceiling while a background pass will come for the rest. */
+static inline uint64_t
+zone_free_budget(const struct zone *z, uint64_t now)
+{
+	return zone_timer_alive(now) ? z->retain_max : z->retain;
+}
+
+/* The free path's purge check: dirty pages over its budget (an eighth of
+ * slack, so that frees purge in batches) and what small blocks hold over
+ * it, or an idle scan due. */
 static inline void
 zone_purge_check_locked(struct zone *z, uint64_t now)
 {
-	uint64_t dirty = z->buddy.nr_free_dirty;
+	uint64_t budget = zone_free_budget(z, now);
 	uint64_t held = now < z->small_held_until ? z->small_held : 0;
 
-	if (zp_unlikely(dirty > z->retain + z->retain / 8 + held ||
+	if (zp_unlikely(z->buddy.nr_free_dirty > budget + budget / 8 + held ||
 			now >= z->next_decay_ns))
-		zone_purge_run_locked(z, now);
+		zone_purge_run_locked(z, now, budget);
 }
+
+/* The zone grew (zone.c) while the timer runs (without it nothing is
+ * kept, and the peak is what the pages in use make it): kept pages that
+ * would now raise the peak go (zone_purge.c). */
+void zone_purge_after_grow_locked(struct zone *z);
 
 /* An allocation took known-zero block pg (under z->lock): if the zone
  * purged it less than a purge delay ago, the budget grows by its pages

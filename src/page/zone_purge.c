@@ -1,7 +1,8 @@
 /*
  * zone_purge.c - giving free pages back: the retained budget, the idle
  * decay, and giving whole steps back to the system.
- * Owns:  the purge policy; no state beyond struct zone's purge fields.
+ * Owns:  the purge policy; struct zone's purge fields, and the timer's
+ *        deadline and the peak-in-use mark shared by the zones (atomics).
  * Locks: zone->purge_lock, held by the one thread purging a zone, ranks
  *        before zone->lock (under zone->lock it is only tried). A purge
  *        takes its blocks off the lists under zone->lock, drops zone->lock
@@ -9,7 +10,8 @@
  * Path:  zone free slow paths -> zone_purge_check_locked (inline) ->
  *        zone_purge_run_locked -> take_*_locked
  *        -> purge_chain_locked -> os_purge | os_unmap (whole steps)
- *        malloc_trim -> zone_purge(true); background thread -> zone_purge
+ *        malloc_trim -> zone_purge(true); background thread ->
+ *        zone_purge_timed; growth, large blocks -> purge_kept_locked
  *
  * A zone keeps at most `retain` dirty free pages; the free that takes it
  * past the budget purges the longest idle blocks, in a batch, as glibc's
@@ -24,7 +26,9 @@
  * a page fault per page per wave.
  * Dirty blocks idle longer than the purge delay go too: at a free slow
  * path at most every purge_delay / DECAY_TICKS, and from a background
- * thread when one runs (zone_purge(false)).
+ * thread when one runs (zone_purge_timed). While that thread runs, the
+ * free path keeps the excess for it, as long as keeping it never takes
+ * the process past the most memory it has had in use (see below).
  * Purging a block of whole steps unmaps them, so the address space goes
  * back to the program; so do known-zero steps still mapped (fresh from
  * growth, or purged in pieces that merged since).
@@ -311,9 +315,9 @@ is_young_small(const struct page *pg, uint64_t now)
 }
 
 static void
-take_excess_locked(struct zone *z, uint64_t now, struct page **chain)
+take_excess_locked(struct zone *z, uint64_t now, uint64_t keep,
+		   struct page **chain)
 {
-	uint64_t keep = z->retain - z->retain / 8;
 	struct page *pg;
 
 	while (dirty_pages(z) > keep &&
@@ -405,7 +409,7 @@ zone_note_reuse_locked(struct zone *z, const struct page *pg)
  * another thread is purging is left to that thread.
  */
 void
-zone_purge_run_locked(struct zone *z, uint64_t now)
+zone_purge_run_locked(struct zone *z, uint64_t now, uint64_t budget)
 {
 	bool tick = now >= z->next_decay_ns;
 	struct page *chain = NULL;
@@ -419,8 +423,8 @@ zone_purge_run_locked(struct zone *z, uint64_t now)
 		take_idle_locked(z, now, z->purge_delay_ns, PURGE_IDLE,
 				 &chain);
 	}
-	if (dirty_pages(z) > z->retain)
-		take_excess_locked(z, now, &chain);
+	if (dirty_pages(z) > budget)
+		take_excess_locked(z, now, budget - budget / 8, &chain);
 	take_mapped_zero_locked(z, &chain);
 	purge_chain_locked(z, chain, now);
 	zp_unlock(&z->purge_lock);
@@ -445,7 +449,9 @@ zone_purge(bool all)
 			take_idle_locked(z, now, z->purge_delay_ns,
 					 PURGE_IDLE, &chain);
 			if (dirty_pages(z) > z->retain)
-				take_excess_locked(z, now, &chain);
+				take_excess_locked(z, now,
+						   z->retain - z->retain / 8,
+						   &chain);
 		}
 		take_mapped_zero_locked(z, &chain);
 		pages += purge_chain_locked(z, chain, now);
@@ -453,6 +459,122 @@ zone_purge(bool all)
 		zp_unlock(&z->purge_lock);
 	}
 	return (size_t)pages << ZP_PAGE_SHIFT;
+}
+
+/*
+ * The background pass (zone_purge_timed). While it runs, the free path
+ * keeps dirty pages over the retained budget for it, so that a program
+ * that frees a structure and builds it again within the purge delay takes
+ * no page fault per page for it. Kept pages must not raise the peak: when
+ * memory comes from elsewhere (the zone grows, a large block is mapped)
+ * and the pages in use, with the kept ones, would pass the most the
+ * process has had in use, the kept ones go first.
+ */
+uint64_t zone_timer_until_ns;
+static uint64_t outside_pages;		/* atomic: in use outside the zones */
+static uint64_t peak_use_pages;		/* atomic: the most in use */
+
+static uint64_t
+in_use_pages(const struct zone *z)
+{
+	return z->buddy.nr_pages - z->buddy.nr_free -
+	       z->nr_hole_steps * STEP_PAGES;
+}
+
+/* How many pages the kept ones take the process past the most it has had
+ * in use (0: none), from racy sums over the zones: a heuristic's inputs.
+ * Raises that mark to what is in use now. */
+static uint64_t
+kept_over_peak(void)
+{
+	uint64_t use = __atomic_load_n(&outside_pages, __ATOMIC_RELAXED);
+	uint64_t dirty = 0, peak;
+
+	for (unsigned i = 0; i < nr_zones; i++) {
+		use += in_use_pages(&zone_table[i]);
+		dirty += zone_table[i].buddy.nr_free_dirty;
+	}
+	peak = __atomic_load_n(&peak_use_pages, __ATOMIC_RELAXED);
+	if (use > peak)
+		__atomic_store_n(&peak_use_pages, peak = use, __ATOMIC_RELAXED);
+	return use + dirty > peak ? use + dirty - peak : 0;
+}
+
+/* Gives back the longest idle kept pages of z, *over of them at most and
+ * none of the retained budget; *over drops by what went. */
+static void
+purge_kept_locked(struct zone *z, uint64_t now, uint64_t *over)
+{
+	uint64_t dirty = dirty_pages(z), keep;
+	struct page *chain = NULL;
+
+	keep = ZP_MAX(dirty > *over ? dirty - *over : 0, z->retain);
+	if (dirty <= keep || !zp_trylock(&z->purge_lock))
+		return;
+	take_excess_locked(z, now, keep, &chain);
+	purge_chain_locked(z, chain, now);
+	zp_unlock(&z->purge_lock);
+	*over -= ZP_MIN(*over, dirty - ZP_MIN(dirty, dirty_pages(z)));
+}
+
+/* Growth is where the pages in use near their peak: sampled at each. */
+void
+zone_purge_after_grow_locked(struct zone *z)
+{
+	uint64_t over = kept_over_peak();
+
+	if (over)
+		purge_kept_locked(z, os_now_ns(), &over);
+}
+
+void
+zone_purge_before_map(uint64_t outside)
+{
+	uint64_t now = os_now_ns(), over;
+
+	__atomic_store_n(&outside_pages, outside, __ATOMIC_RELAXED);
+	over = kept_over_peak();
+	for (unsigned i = 0; i < nr_zones && over; i++) {
+		struct zone *z = &zone_table[i];
+
+		zp_lock(&z->lock);
+		purge_kept_locked(z, now, &over);
+		zp_unlock(&z->lock);
+	}
+}
+
+bool
+zone_purge_timed(uint64_t interval_ns)
+{
+	uint64_t now = os_now_ns();
+	bool waiting = false;
+
+	/* No lock: the thread may be leaving for a quiesce that a signal
+	 * handler asked for while its thread holds a zone's lock. */
+	if (!interval_ns) {
+		__atomic_store_n(&zone_timer_until_ns, 0, __ATOMIC_RELAXED);
+		return false;
+	}
+	__atomic_store_n(&zone_timer_until_ns, now + 2 * interval_ns,
+			 __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < nr_zones; i++) {
+		struct zone *z = &zone_table[i];
+		uint64_t budget = z->retain_max;
+		struct page *chain = NULL;
+
+		zp_lock(&z->purge_lock);
+		zp_lock(&z->lock);
+		decay_retain_locked(z, now);
+		take_idle_locked(z, now, z->purge_delay_ns, PURGE_IDLE, &chain);
+		if (dirty_pages(z) > budget)
+			take_excess_locked(z, now, budget - budget / 8, &chain);
+		take_mapped_zero_locked(z, &chain);
+		purge_chain_locked(z, chain, now);
+		waiting |= dirty_pages(z) > z->retain;
+		zp_unlock(&z->lock);
+		zp_unlock(&z->purge_lock);
+	}
+	return waiting;
 }
 
 /* purge_lock held: zone_purge_run_locked only tries it, so the free

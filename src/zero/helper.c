@@ -62,15 +62,25 @@ static struct {
 } helper;
 
 static struct zero_fd status_fd = ZERO_FD_INIT;
-static void (*idle_hook)(void);
+static bool (*idle_hook)(uint64_t interval_ns);
 
 void
-zero_set_idle_hook(void (*hook)(void))
+zero_set_idle_hook(bool (*hook)(uint64_t interval_ns))
 {
 	__atomic_store_n(&idle_hook, hook, __ATOMIC_RELEASE);
 }
 
 /* --- the thread ------------------------------------------------------------ */
+
+/* The malloc layer's pass; interval_ns 0 says there will be no next one.
+ * Returns whether free pages wait for a later pass. */
+static bool
+run_idle_hook(uint64_t interval_ns)
+{
+	bool (*hook)(uint64_t) = __atomic_load_n(&idle_hook, __ATOMIC_ACQUIRE);
+
+	return hook ? hook(interval_ns) : false;
+}
 
 /* Sleep up to ns, or until helper_wake. */
 static void
@@ -124,11 +134,10 @@ helper_pass(bool *live, bool *busy)
 {
 	uint64_t t0 = os_now_ns(), took;
 	size_t pages = 0, examined = 0;
-	void (*hook)(void) = __atomic_load_n(&idle_hook, __ATOMIC_ACQUIRE);
+	bool waiting;
 
 	zero_park_release(/* all */ false);
-	if (hook)
-		hook();
+	waiting = run_idle_hook(zero_cfg.reclaim_interval_ns);
 	/* Each pass finds out again: a uffd that could not be set up a
 	 * moment ago (the program closed ours and the kernel had not yet
 	 * released it) may be there now. */
@@ -136,7 +145,7 @@ helper_pass(bool *live, bool *busy)
 	if (*live && zero_cfg.reclaim)
 		pages = reclaim_pass(zero_cfg.reclaim_budget_bytes, live,
 				     &examined);
-	*busy = zero_park_bytes() != 0 ||
+	*busy = waiting || zero_park_bytes() != 0 ||
 		(*live && (examined != 0 || zero_table_took_young()));
 	took = os_now_ns() - t0;
 	if (!*live || pages * ZP_PAGE_SIZE < zero_cfg.reclaim_budget_bytes / 4)
@@ -173,6 +182,8 @@ helper_main(void *arg)
 	(void)arg;
 	__atomic_store_n(&helper.tid, os_gettid(), __ATOMIC_RELEASE);
 	__atomic_store_n(&helper.state, HELPER_RUNNING, __ATOMIC_SEQ_CST);
+	/* From now on the free path may leave work to our passes. */
+	(void)run_idle_hook(zero_cfg.reclaim_interval_ns);
 	for (;;) {
 		gen = __atomic_load_n(&helper.gen, __ATOMIC_SEQ_CST);
 		helper_sleep(sleep_ns);
@@ -192,6 +203,8 @@ helper_main(void *arg)
 	}
 	__atomic_store_n(&helper.state, HELPER_NONE, __ATOMIC_SEQ_CST);
 out:
+	/* No more passes: the free path must give back at once again. */
+	(void)run_idle_hook(0);
 	zfd_close(&status_fd);
 	__atomic_add_fetch(&helper.nr_exits, 1, __ATOMIC_RELAXED);
 	return NULL;

@@ -202,10 +202,12 @@ void zero_ns_end(void);
  * helper if an interposed call noted work it could not start it for. */
 void zero_kick_pending(void);
 
-/* Called by the helper thread each pass, while it runs: the malloc layer
- * gives back its idle free pages on that timer (a program that goes idle
- * holding some then has them given back without another call). */
-void zero_set_idle_hook(void (*hook)(void));
+/* Called by the helper thread each pass (every interval_ns at most),
+ * while it runs: the malloc layer gives back its idle free pages on that
+ * timer (a program that goes idle holding some then has them given back
+ * without another call). It returns whether free pages wait for a later
+ * pass, which keeps the helper running. */
+void zero_set_idle_hook(bool (*hook)(uint64_t interval_ns));
 
 /* Unmap [p, p + size) (any mapping of ours), or when the kernel refuses
  * (ENOMEM at the map-count limit: the unmap would split a mapping) drop

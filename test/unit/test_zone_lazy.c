@@ -416,3 +416,73 @@ Test(zone_lazy, halves_given_back_one_by_one_become_a_hole)
 	cr_assert_not(is_resident(hi));
 	cr_assert(zone_check_all());
 }
+
+static uint64_t
+dirty_free_pages(void)
+{
+	struct zp_zone_info zi = info(0);
+
+	return zi.nr_free_pages - zi.nr_free_zero_pages;
+}
+
+/* While a background pass runs, frees past the budget are kept for it;
+ * when it stops (interval 0), the next purge gives the excess back. */
+Test(zone_lazy, excess_waits_for_the_timer_until_it_stops)
+{
+	struct page *pgs[4];
+
+	boot_lazy(64 * MIB);
+	cr_assert_eq(zone_set_retain(0, 256, 4096), 0);
+	cr_assert_not(zone_purge_timed(1000ULL * 1000 * 1000));
+	for (unsigned i = 0; i < 4; i++)
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
+					  PAGE_MEDIUM, NULL);
+	touch_and_free(pgs, 4);
+	cr_assert_eq(info(0).nr_purged_pages, 0, "kept for the pass");
+	cr_assert_eq(dirty_free_pages(), 2048);
+	cr_assert(is_mapped(page_address(pgs[0])));
+	/* A pass keeps them (they have not idled a purge delay) and says
+	 * that pages wait for a later one. */
+	cr_assert(zone_purge_timed(1000ULL * 1000 * 1000));
+	cr_assert_eq(dirty_free_pages(), 2048);
+	cr_assert_not(zone_purge_timed(0));
+	cr_assert_eq(dirty_free_pages(), 2048, "no purge, no lock");
+	/* The next free's check finds the excess. */
+	pgs[0] = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(pgs[0]);
+	zone_free_pages(NULL, pgs[0]);
+	cr_assert_leq(dirty_free_pages(), 256 + 32);
+	cr_assert_geq(info(0).nr_purged_pages, 2048 - 256 - 32);
+	cr_assert(zone_check_all());
+}
+
+/* Kept pages never raise the peak: memory mapped outside the zones makes
+ * them go as far as the pages in use with them would pass the most the
+ * process has had in use, and no further. */
+Test(zone_lazy, kept_pages_go_before_a_map_would_pass_the_peak)
+{
+	struct page *pgs[4];
+	uint64_t after_first;
+
+	boot_lazy(64 * MIB);
+	cr_assert_eq(zone_set_retain(0, 64, 4096), 0);
+	zone_purge_timed(1000ULL * 1000 * 1000);
+	for (unsigned i = 0; i < 4; i++)
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
+					  PAGE_MEDIUM, NULL);
+	touch_and_free(pgs, 4);
+	cr_assert_eq(dirty_free_pages(), 2048);
+	/* 256 pages outside: in use and kept, 2304, pass the peak (2048,
+	 * the four blocks) by 256: the oldest free block goes (the four
+	 * merged into two of 1024 pages), the other stays. */
+	zone_purge_before_map(256);
+	after_first = dirty_free_pages();
+	cr_assert_eq(after_first, 1024, "%lu", (unsigned long)after_first);
+	/* Under the peak: nothing goes. */
+	zone_purge_before_map(512);
+	cr_assert_eq(dirty_free_pages(), after_first);
+	/* A new peak outside: every kept page goes but the budget. */
+	zone_purge_before_map(8192);
+	cr_assert_leq(dirty_free_pages(), 64);
+	cr_assert(zone_check_all());
+}
