@@ -165,7 +165,8 @@ alloc_free_sized(void *p, size_t n, const char *call)
 {
 	uint64_t f = page_facts_fast(p);
 
-	if (zp_likely(f != 0 && sizeclass_holds(slab_facts_sc(f), n))) {
+	if (zp_likely(f != 0 &&
+		      sizeclass_holds_scaled(slab_facts_sc_scaled(f), n))) {
 		tcache_free(alloc_tls, p, f);
 		return;
 	}

@@ -131,12 +131,20 @@ zone_timer_alive(uint64_t now)
 	return now < __atomic_load_n(&zone_timer_until_ns, __ATOMIC_RELAXED);
 }
 
+/* Zones smaller than this give excess back at the free even while the
+ * timer runs: refaulting a few MiB costs little, and a small program's
+ * other memory (thread stacks, which the zones cannot see) grows beside
+ * what would be kept. */
+#define ZONE_KEEP_MIN_PAGES	4096
+
 /* The dirty pages the free path lets a zone keep: the retained budget,
  * or its ceiling while a background pass will come for the rest. */
 static inline uint64_t
 zone_free_budget(const struct zone *z, uint64_t now)
 {
-	return zone_timer_alive(now) ? z->retain_max : z->retain;
+	if (z->buddy.nr_pages >= ZONE_KEEP_MIN_PAGES && zone_timer_alive(now))
+		return z->retain_max;
+	return z->retain;
 }
 
 /* The free path's purge check: dirty pages over its budget (an eighth of

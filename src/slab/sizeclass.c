@@ -28,26 +28,18 @@ const uint32_t sizeclass_sizes[SC_NR] = {
 
 /* Class sc takes the sizes above the class below it; class 0 takes 0. */
 #define SC_LO(sc)	((sc) ? SC_SIZE((sc) - 1) + 1 : 0)
-#define LO_8(b)								\
-	SC_LO(b), SC_LO(b + 1), SC_LO(b + 2), SC_LO(b + 3),		\
-	SC_LO(b + 4), SC_LO(b + 5), SC_LO(b + 6), SC_LO(b + 7)
-#define WIDTH(sc)	(SC_SIZE(sc) - SC_LO(sc))
-#define WIDTH_8(b)							\
-	WIDTH(b), WIDTH(b + 1), WIDTH(b + 2), WIDTH(b + 3),		\
-	WIDTH(b + 4), WIDTH(b + 5), WIDTH(b + 6), WIDTH(b + 7)
+#define SPAN(sc)	{ SC_LO(sc), SC_SIZE(sc) - SC_LO(sc), { 0, 0 } }
+#define SPAN_8(b)							\
+	SPAN(b), SPAN(b + 1), SPAN(b + 2), SPAN(b + 3),			\
+	SPAN(b + 4), SPAN(b + 5), SPAN(b + 6), SPAN(b + 7)
 
-const struct sizeclass_span sizeclass_span = {
-	.lo = {
-		LO_8(0), LO_8(8), LO_8(16), LO_8(24),
-		LO_8(32), LO_8(40), LO_8(48), LO_8(56),
-		LO_8(64), LO_8(72), LO_8(80), LO_8(88),
-	},
-	.width = {
-		WIDTH_8(0), WIDTH_8(8), WIDTH_8(16), WIDTH_8(24),
-		WIDTH_8(32), WIDTH_8(40), WIDTH_8(48), WIDTH_8(56),
-		WIDTH_8(64), WIDTH_8(72), WIDTH_8(80), WIDTH_8(88),
-	},
+const struct sizeclass_span sizeclass_span[SC_NR] = {
+	SPAN_8(0), SPAN_8(8), SPAN_8(16), SPAN_8(24),
+	SPAN_8(32), SPAN_8(40), SPAN_8(48), SPAN_8(56),
+	SPAN_8(64), SPAN_8(72), SPAN_8(80), SPAN_8(88),
 };
+_Static_assert(sizeof(struct sizeclass_span) == SC_SCALE,
+	       "a scaled class indexes the spans");
 
 _Static_assert(SC_SIZE(SC_NR - 1) == SC_MAX_SIZE, "last class is the max");
 _Static_assert(SC_SIZE(31) == SC_SMALL_MAX, "byte table ends at a class");

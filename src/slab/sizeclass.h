@@ -35,13 +35,15 @@
 #define SC_SCALE	(1u << SC_SCALE_SHIFT)
 extern const uint16_t sizeclass_small[SC_SMALL_MAX / 16 + 1] SC_HIDDEN;
 extern const uint32_t sizeclass_sizes[SC_NR] SC_HIDDEN;
-/* The sizes of class sc are lo[sc] .. lo[sc] + width[sc]: one subtract
- * and one compare tell whether n is of the class, for any n. */
+/* The sizes of class sc are lo .. lo + width of span[sc]: one subtract
+ * and one compare tell whether n is of the class, for any n. Entries are
+ * SC_SCALE bytes, so that the class as free holds it (scaled) indexes
+ * them with no shift. */
 struct sizeclass_span {
-	uint64_t lo[SC_NR];
-	uint64_t width[SC_NR];
+	uint64_t lo, width;
+	uint64_t pad[2];
 };
-extern const struct sizeclass_span sizeclass_span SC_HIDDEN;
+extern const struct sizeclass_span sizeclass_span[SC_NR] SC_HIDDEN;
 
 /* Class of an n-byte request, 0 <= n <= SC_MAX_SIZE (0 maps to class 0). */
 static inline unsigned
@@ -78,11 +80,21 @@ sizeclass_size(unsigned sc)
 	return sizeclass_sizes[sc];
 }
 
-/* sizeclass_of(n) == sc, for any n (sizes past SC_MAX_SIZE too). */
+/* sizeclass_of(n) == scaled / SC_SCALE, for any n (sizes past
+ * SC_MAX_SIZE too). */
+static inline bool
+sizeclass_holds_scaled(size_t scaled, size_t n)
+{
+	const struct sizeclass_span *e = (const struct sizeclass_span *)
+		((const char *)sizeclass_span + scaled);
+
+	return n - e->lo <= e->width;
+}
+
 static inline bool
 sizeclass_holds(unsigned sc, size_t n)
 {
-	return n - sizeclass_span.lo[sc] <= sizeclass_span.width[sc];
+	return sizeclass_holds_scaled((size_t)sc << SC_SCALE_SHIFT, n);
 }
 
 #endif /* ZP_SLAB_SIZECLASS_H */

@@ -310,21 +310,24 @@ slab_index_of(const struct slab *s, uintptr_t a)
 
 /*
  * The facts word of every page of a slab (page.h), what the free fast
- * path reads instead of the descriptor: bits 0-6 the class, bit 7 set,
- * bits 8-10 the order, bits 40-63 the owner's id (struct tcache, 0 when
+ * path reads instead of the descriptor: bits 0-2 the order, bit 3 set,
+ * bits 5-11 the class, bits 40-63 the owner's id (struct tcache, 0 when
  * no thread holds the slab). Written with the descriptors: at init, at
- * each change of owner, cleared at fini.
+ * each change of owner, cleared at fini. The class sits SC_SCALE_SHIFT
+ * up so that one mask gives free its bin's offset in the tcache.
  *
- * The first page's word is also the slab's hold word: bits 11-35 are the
+ * The first page's word is also the slab's hold word: bits 12-36 are the
  * holder's (0 on other pages), written by the holder alone (the owner
  * under its lock, or whoever holds an unowned slab's cache lock), with
  * relaxed stores, while other threads' frees read the class and owner:
- *   bit 11      on its holder's full list (slab_where SLAB_OWN_FULL),
  *   bits 12-19  avail_from: no avail bit in the KiBs below,
- *   bits 20-35  nr_inuse: objects carved and not avail.
+ *   bits 20-35  nr_inuse: objects carved and not avail,
+ *   bit 36      on its holder's full list (slab_where SLAB_OWN_FULL).
  */
-#define SLAB_FACTS_SLAB		((uint64_t)1 << 7)
-#define SLAB_HOLD_FULL		((uint64_t)1 << 11)
+#define SLAB_FACTS_SLAB		((uint64_t)1 << 3)
+#define SLAB_FACTS_SC_SHIFT	SC_SCALE_SHIFT
+#define SLAB_FACTS_SC		((uint64_t)0x7f << SLAB_FACTS_SC_SHIFT)
+#define SLAB_HOLD_FULL		((uint64_t)1 << 36)
 #define SLAB_HOLD_FROM_SHIFT	12
 #define SLAB_HOLD_FROM		((uint64_t)0xff << SLAB_HOLD_FROM_SHIFT)
 #define SLAB_HOLD_INUSE_SHIFT	20
@@ -334,6 +337,7 @@ slab_index_of(const struct slab *s, uintptr_t a)
 				 SLAB_HOLD_INUSE)
 #define SLAB_FACTS_OWNER_SHIFT	40
 _Static_assert(SC_NR <= 128 && SLAB_MAX_ORDER < 8 &&
+	       SLAB_FACTS_SC_SHIFT == 5 &&
 	       (SLAB_MAX_BYTES >> 10) < 256 &&
 	       SLAB_MAX_BYTES / 16 < 65536,
 	       "class, order and hold state fit their bits");
@@ -341,20 +345,27 @@ _Static_assert(SC_NR <= 128 && SLAB_MAX_ORDER < 8 &&
 static inline uint64_t
 slab_facts_make(unsigned sc, unsigned order, uint32_t owner_id)
 {
-	return sc | SLAB_FACTS_SLAB | (uint64_t)order << 8 |
+	return (uint64_t)sc << SLAB_FACTS_SC_SHIFT | SLAB_FACTS_SLAB | order |
 	       (uint64_t)owner_id << SLAB_FACTS_OWNER_SHIFT;
+}
+
+/* SC_SCALE times the class (sizeclass_find_scaled's form). */
+static inline size_t
+slab_facts_sc_scaled(uint64_t f)
+{
+	return (size_t)(f & SLAB_FACTS_SC);
 }
 
 static inline unsigned
 slab_facts_sc(uint64_t f)
 {
-	return (unsigned)(f & 0x7f);
+	return (unsigned)(slab_facts_sc_scaled(f) >> SLAB_FACTS_SC_SHIFT);
 }
 
 static inline unsigned
 slab_facts_order(uint64_t f)
 {
-	return (unsigned)(f >> 8) & 7;
+	return (unsigned)f & 7;
 }
 
 static inline uint32_t

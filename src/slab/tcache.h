@@ -259,7 +259,7 @@ static zp_always_inline void
 tcache_free(struct tcache *tc, void *p, uint64_t f)
 {
 	uintptr_t a = (uintptr_t)p;
-	unsigned sc = slab_facts_sc(f);
+	size_t scaled = slab_facts_sc_scaled(f);
 	uint64_t *live = slab_live_word(a);
 	uint64_t w = *live;
 
@@ -270,11 +270,12 @@ tcache_free(struct tcache *tc, void *p, uint64_t f)
 	if (zp_unlikely((a & 15) != 0))
 		return slab_bad_free(p);
 	if (zp_likely(tc != NULL && slab_facts_owner(f) == tc->id)) {
-		struct tbin *b = &tc->bins[sc];
+		struct tbin *b = tcache_bin_scaled(tc, scaled);
 
 		*live = w;
 		if (zp_unlikely(b->cur == b->end))
-			return tcache_free_slow(tc, p, sc);
+			return tcache_free_slow(tc, p,
+				(unsigned)(scaled >> SC_SCALE_SHIFT));
 		tbin_push(b, p);
 		return;
 	}
