@@ -474,15 +474,18 @@ uint64_t zone_timer_until_ns;
 static uint64_t outside_pages;		/* atomic: in use outside the zones */
 static uint64_t peak_use_pages;		/* atomic: the most in use */
 
+/* Read without the zone's lock: a heuristic's input. */
 static uint64_t
 in_use_pages(const struct zone *z)
 {
-	return z->buddy.nr_pages - z->buddy.nr_free -
-	       z->nr_hole_steps * STEP_PAGES;
+	return __atomic_load_n(&z->buddy.nr_pages, __ATOMIC_RELAXED) -
+	       __atomic_load_n(&z->buddy.nr_free, __ATOMIC_RELAXED) -
+	       __atomic_load_n(&z->nr_hole_steps, __ATOMIC_RELAXED) *
+		       STEP_PAGES;
 }
 
 /* How many pages the kept ones take the process past the most it has had
- * in use (0: none), from racy sums over the zones: a heuristic's inputs.
+ * in use (0: none), from sums over the zones read without their locks.
  * Raises that mark to what is in use now. */
 static uint64_t
 kept_over_peak(void)
@@ -492,7 +495,8 @@ kept_over_peak(void)
 
 	for (unsigned i = 0; i < nr_zones; i++) {
 		use += in_use_pages(&zone_table[i]);
-		dirty += zone_table[i].buddy.nr_free_dirty;
+		dirty += __atomic_load_n(&zone_table[i].buddy.nr_free_dirty,
+					 __ATOMIC_RELAXED);
 	}
 	peak = __atomic_load_n(&peak_use_pages, __ATOMIC_RELAXED);
 	if (use > peak)
@@ -559,18 +563,22 @@ zone_purge_timed(uint64_t interval_ns)
 			 __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < nr_zones; i++) {
 		struct zone *z = &zone_table[i];
-		uint64_t budget = z->retain_max;
 		struct page *chain = NULL;
+		uint64_t budget;
 
 		zp_lock(&z->purge_lock);
 		zp_lock(&z->lock);
 		decay_retain_locked(z, now);
 		take_idle_locked(z, now, z->purge_delay_ns, PURGE_IDLE, &chain);
+		/* The retained budget for a zone too small to keep excess:
+		 * whatever its free path has not given back yet. */
+		budget = zone_free_budget(z, now);
 		if (dirty_pages(z) > budget)
 			take_excess_locked(z, now, budget - budget / 8, &chain);
 		take_mapped_zero_locked(z, &chain);
 		purge_chain_locked(z, chain, now);
-		waiting |= dirty_pages(z) > z->retain;
+		/* Kept for a later pass, which keeps this thread running. */
+		waiting |= budget > z->retain && dirty_pages(z) > z->retain;
 		zp_unlock(&z->lock);
 		zp_unlock(&z->purge_lock);
 	}
