@@ -367,6 +367,8 @@ large_free(void *p)
 	zp_unlock(&large.lock);
 
 	large_unmap(p, size & ~LARGE_FLAG_MASK, size & LARGE_FLAG_MASK, park);
+	zone_note_outside(__atomic_load_n(&large.st.bytes, __ATOMIC_RELAXED) >>
+			  ZP_PAGE_SHIFT);
 	return true;
 }
 

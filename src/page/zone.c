@@ -313,6 +313,7 @@ zone_boot(const struct zone_config *cfg)
 	unsigned nodes;
 
 	zones_teardown();
+	zone_purge_reset();
 	zone_limit_boot(cfg->memory_limit);
 	is_fake_numa = cfg->fake_numa > 1;
 	nodes = cfg->fake_numa ? cfg->fake_numa

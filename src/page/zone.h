@@ -146,7 +146,8 @@ size_t zone_purge(bool all);
  * takes no page fault for it. Returns whether dirty pages over the budget
  * wait for a later pass. interval_ns 0: there will be none (the thread is
  * leaving): the free path gives excess back at once again, and what it
- * kept goes at its next purge. Takes no lock then.
+ * kept goes now where the locks are free (it only tries them then), else
+ * at the zone's next purge.
  */
 bool zone_purge_timed(uint64_t interval_ns);
 /* Before memory outside the zones is mapped (a large block), with the
@@ -154,6 +155,10 @@ bool zone_purge_timed(uint64_t interval_ns);
  * what the free path kept for the background pass goes now if it would
  * take the process past the most it has had in use. */
 void zone_purge_before_map(uint64_t outside_pages);
+/* The pages in use outside the zones changed (a large block went). */
+void zone_note_outside(uint64_t outside_pages);
+/* Boot: no timer, no peak yet. */
+void zone_purge_reset(void);
 /*
  * Hold off the free path's purges while a caller frees many blocks that
  * zone_purge(true) gives back right after (malloc_trim spilling slabs):

@@ -474,14 +474,31 @@ uint64_t zone_timer_until_ns;
 static uint64_t outside_pages;		/* atomic: in use outside the zones */
 static uint64_t peak_use_pages;		/* atomic: the most in use */
 
-/* Read without the zone's lock: a heuristic's input. */
+void
+zone_purge_reset(void)
+{
+	__atomic_store_n(&zone_timer_until_ns, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&outside_pages, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&peak_use_pages, 0, __ATOMIC_RELAXED);
+}
+
+void
+zone_note_outside(uint64_t pages)
+{
+	__atomic_store_n(&outside_pages, pages, __ATOMIC_RELAXED);
+}
+
+/* Read without the zone's lock, a heuristic's input: three counters read
+ * apart may not add up (a growth between two reads), so never below 0. */
 static uint64_t
 in_use_pages(const struct zone *z)
 {
-	return __atomic_load_n(&z->buddy.nr_pages, __ATOMIC_RELAXED) -
-	       __atomic_load_n(&z->buddy.nr_free, __ATOMIC_RELAXED) -
-	       __atomic_load_n(&z->nr_hole_steps, __ATOMIC_RELAXED) *
-		       STEP_PAGES;
+	uint64_t all = __atomic_load_n(&z->buddy.nr_pages, __ATOMIC_RELAXED);
+	uint64_t free = __atomic_load_n(&z->buddy.nr_free, __ATOMIC_RELAXED) +
+			__atomic_load_n(&z->nr_hole_steps, __ATOMIC_RELAXED) *
+				STEP_PAGES;
+
+	return all > free ? all - free : 0;
 }
 
 /* How many pages the kept ones take the process past the most it has had
@@ -499,8 +516,11 @@ kept_over_peak(void)
 					 __ATOMIC_RELAXED);
 	}
 	peak = __atomic_load_n(&peak_use_pages, __ATOMIC_RELAXED);
-	if (use > peak)
-		__atomic_store_n(&peak_use_pages, peak = use, __ATOMIC_RELAXED);
+	while (use > peak &&
+	       !__atomic_compare_exchange_n(&peak_use_pages, &peak, use, true,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	peak = ZP_MAX(peak, use);
 	return use + dirty > peak ? use + dirty - peak : 0;
 }
 
@@ -536,7 +556,10 @@ zone_purge_before_map(uint64_t outside)
 {
 	uint64_t now = os_now_ns(), over;
 
-	__atomic_store_n(&outside_pages, outside, __ATOMIC_RELAXED);
+	zone_note_outside(outside);
+	/* Without the timer the free path keeps nothing. */
+	if (!zone_timer_alive(now))
+		return;
 	over = kept_over_peak();
 	for (unsigned i = 0; i < nr_zones && over; i++) {
 		struct zone *z = &zone_table[i];
@@ -547,16 +570,39 @@ zone_purge_before_map(uint64_t outside)
 	}
 }
 
+/* The thread is leaving: the free path gives excess back at once from
+ * now on, and what it kept goes now. Only tried locks: the thread may be
+ * leaving for a quiesce that a signal handler asked for while its thread
+ * holds a zone's lock; a zone passed over has it given back by its next
+ * free slow path. */
+static void
+timer_stop(uint64_t now)
+{
+	__atomic_store_n(&zone_timer_until_ns, 0, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < nr_zones; i++) {
+		struct zone *z = &zone_table[i];
+		struct page *chain = NULL;
+
+		if (!zp_trylock(&z->purge_lock))
+			continue;
+		if (zp_trylock(&z->lock)) {
+			if (dirty_pages(z) > z->retain)
+				take_excess_locked(z, now, z->retain, &chain);
+			purge_chain_locked(z, chain, now);
+			zp_unlock(&z->lock);
+		}
+		zp_unlock(&z->purge_lock);
+	}
+}
+
 bool
 zone_purge_timed(uint64_t interval_ns)
 {
 	uint64_t now = os_now_ns();
 	bool waiting = false;
 
-	/* No lock: the thread may be leaving for a quiesce that a signal
-	 * handler asked for while its thread holds a zone's lock. */
 	if (!interval_ns) {
-		__atomic_store_n(&zone_timer_until_ns, 0, __ATOMIC_RELAXED);
+		timer_stop(now);
 		return false;
 	}
 	__atomic_store_n(&zone_timer_until_ns, now + 2 * interval_ns,

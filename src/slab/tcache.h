@@ -17,9 +17,9 @@
  *   alloc: load the bin's top and bottom, compare, load the pointer,
  *          store the top, count the allocation (in the bin's own line),
  *          set the object's live bit (slab.h).
- *   free:  one facts word (the page's: class, owner), the live bit
- *          (tested: set, and the address 16-aligned; then cleared),
- *          compare the owner, compare the top with the end, store the
+ *   free:  one facts word (the page's: class, owner), compare the
+ *          owner, the live bit (tested and cleared by one btr; the
+ *          address 16-aligned), compare the top with the end, store the
  *          pointer and the top. Nothing of the object is read or
  *          written, here or when a flush gives it back: a free in an
  *          order the cache has not seen waits for no object's line, and
@@ -259,23 +259,25 @@ static zp_always_inline void
 tcache_free(struct tcache *tc, void *p, uint64_t f)
 {
 	uintptr_t a = (uintptr_t)p;
-	size_t scaled = slab_facts_sc_scaled(f);
-	uint64_t *live = slab_live_word(a);
-	uint64_t w = *live;
 
-	/* Tail calls, so the fast path saves no registers. Two branches:
-	 * the first tests btr's carry flag itself. */
-	if (zp_unlikely(!slab_bit_take(&w, a)))
-		return slab_bad_free(p);
-	if (zp_unlikely((a & 15) != 0))
-		return slab_bad_free(p);
+	/* Tail calls, so the fast path saves no registers. The live word is
+	 * read and written back with nothing between but the bit's test: a
+	 * remote free may clear another bit of it atomically meanwhile. The
+	 * remote path makes both checks itself. */
 	if (zp_likely(tc != NULL && slab_facts_owner(f) == tc->id)) {
-		struct tbin *b = tcache_bin_scaled(tc, scaled);
+		uint64_t *live = slab_live_word(a);
+		uint64_t w = *live;
+		struct tbin *b;
 
+		/* Two branches: the first tests btr's carry flag itself. */
+		if (zp_unlikely(!slab_bit_take(&w, a)))
+			return slab_bad_free(p);
+		if (zp_unlikely((a & 15) != 0))
+			return slab_bad_free(p);
 		*live = w;
+		b = tcache_bin_scaled(tc, slab_facts_sc_scaled(f));
 		if (zp_unlikely(b->cur == b->end))
-			return tcache_free_slow(tc, p,
-				(unsigned)(scaled >> SC_SCALE_SHIFT));
+			return tcache_free_slow(tc, p, slab_facts_sc(f));
 		tbin_push(b, p);
 		return;
 	}

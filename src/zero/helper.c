@@ -203,7 +203,8 @@ helper_main(void *arg)
 	}
 	__atomic_store_n(&helper.state, HELPER_NONE, __ATOMIC_SEQ_CST);
 out:
-	/* No more passes: the free path must give back at once again. */
+	/* No more passes: the free path must give back at once again, and
+	 * what it kept goes (the hook only tries locks then). */
 	(void)run_idle_hook(0);
 	zfd_close(&status_fd);
 	__atomic_add_fetch(&helper.nr_exits, 1, __ATOMIC_RELAXED);
