@@ -438,6 +438,18 @@ hold_16_mib(void)
 						    PAGE_MEDIUM, NULL));
 }
 
+/* 8 MiB in four blocks written and freed, with the retained budget set to
+ * retain pages first (taking purged pages back raises it). */
+static void
+write_and_free_8_mib(struct page **pgs, uint64_t retain)
+{
+	for (unsigned i = 0; i < 4; i++)
+		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
+					  PAGE_MEDIUM, NULL);
+	cr_assert_eq(zone_set_retain(0, retain, 4096), 0);
+	touch_and_free(pgs, 4);
+}
+
 /* While a background pass runs, frees past the budget are kept for it;
  * when it stops (interval 0), the kept excess goes and the free path gives
  * back at once again. A small zone gives it back at once all the same. */
@@ -447,22 +459,13 @@ Test(zone_lazy, excess_waits_for_the_timer_until_it_stops)
 	uint64_t purged;
 
 	boot_lazy(64 * MIB);
-	cr_assert_eq(zone_set_retain(0, 256, 4096), 0);
 	zone_purge_timed(HOUR_NS);
-	for (unsigned i = 0; i < 4; i++)
-		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
-					  PAGE_MEDIUM, NULL);
-	touch_and_free(pgs, 4);
+	write_and_free_8_mib(pgs, 256);
 	purged = info(0).nr_purged_pages;
 	cr_assert_geq(purged, 2048 - 256, "small zone");
 	hold_16_mib();
 	cr_assert_not(zone_purge_timed(HOUR_NS));
-	for (unsigned i = 0; i < 4; i++)
-		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
-					  PAGE_MEDIUM, NULL);
-	/* Taking purged pages back raised the budget: down again. */
-	cr_assert_eq(zone_set_retain(0, 256, 4096), 0);
-	touch_and_free(pgs, 4);
+	write_and_free_8_mib(pgs, 256);
 	cr_assert_eq(info(0).nr_purged_pages, purged, "kept for the pass");
 	cr_assert_eq(dirty_free_pages(), 2048);
 	cr_assert(is_mapped(page_address(pgs[0])));
@@ -474,11 +477,7 @@ Test(zone_lazy, excess_waits_for_the_timer_until_it_stops)
 	cr_assert_leq(dirty_free_pages(), 256);
 	cr_assert_geq(info(0).nr_purged_pages, purged + 2048 - 256);
 	/* The free path gives excess back at once again. */
-	for (unsigned i = 0; i < 4; i++)
-		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
-					  PAGE_MEDIUM, NULL);
-	cr_assert_eq(zone_set_retain(0, 256, 4096), 0);
-	touch_and_free(pgs, 4);
+	write_and_free_8_mib(pgs, 256);
 	cr_assert_leq(dirty_free_pages(), 256 + 32);
 	cr_assert(zone_check_all());
 }
@@ -492,13 +491,9 @@ Test(zone_lazy, kept_pages_go_before_a_map_would_pass_the_peak)
 	uint64_t after_first;
 
 	boot_lazy(64 * MIB);
-	cr_assert_eq(zone_set_retain(0, 64, 4096), 0);
 	zone_purge_timed(HOUR_NS);
 	hold_16_mib();
-	for (unsigned i = 0; i < 4; i++)
-		pgs[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER - 1, 0,
-					  PAGE_MEDIUM, NULL);
-	touch_and_free(pgs, 4);
+	write_and_free_8_mib(pgs, 64);
 	cr_assert_eq(dirty_free_pages(), 2048);
 	/* 256 pages outside: in use and kept, 6400, pass the peak (6144,
 	 * the held 4096 and the four blocks) by 256: the oldest free block
