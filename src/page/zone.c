@@ -521,10 +521,8 @@ grow_locked(struct zone *z)
 	size_t bytes = pages << ZP_PAGE_SHIFT;
 	size_t need = DESC_BYTES(pages + STEP_PAGES);
 
-	if (fill_a_hole_locked(z)) {
-		z->grew = true;
+	if (fill_a_hole_locked(z))
 		return true;
-	}
 	if (bytes + ZP_COMMIT_STEP > z->span)
 		return false;
 	if (commit_table(z, z->descs, &z->descs_committed, need) != 0 ||
@@ -546,7 +544,6 @@ grow_locked(struct zone *z)
 	buddy_free_range(&z->buddy, pages, pages + STEP_PAGES,
 			 /* zero */ true, 0);
 	z->nr_grow_steps++;
-	z->grew = true;
 	zone_limit_sample_locked();
 	return true;
 fail:
@@ -562,11 +559,14 @@ alloc_locked(struct zone *z, unsigned order, unsigned gfp)
 	enum region_type type = gfp & GFP_SMALL ? REGION_SMALL
 						: buddy_region_type(order);
 	struct page *pg;
+	bool grew = false;
 	size_t idx;
 
-	while (!(pg = buddy_alloc_typed(&z->buddy, order, type, false)))
+	while (!(pg = buddy_alloc_typed(&z->buddy, order, type, false))) {
 		if (!grow_locked(z))
 			break;
+		grew = true;
+	}
 	if (!pg && !(pg = buddy_alloc_typed(&z->buddy, order, type, true)))
 		return NULL;
 	if ((pg->flags & PG_ZERO) && pg->lru.freed_ns)
@@ -580,20 +580,12 @@ alloc_locked(struct zone *z, unsigned order, unsigned gfp)
 		return NULL;
 	}
 	z->nr_alloc++;
+	/* New pages came in while free ones may be kept for the background
+	 * pass (pg, and any block the caller took before, is off the lists,
+	 * so the purge may drop the lock). */
+	if (zp_unlikely(grew) && zone_timer_alive(os_now_ns()))
+		zone_purge_after_grow_locked(z);
 	return pg;
-}
-
-/* New pages came into the zone while free ones may be kept for the
- * background pass: see zone_purge_after_grow_locked (the allocated blocks
- * are off the lists, so its purge may drop the lock). */
-static void
-after_grow_locked(struct zone *z)
-{
-	if (zp_unlikely(z->grew)) {
-		z->grew = false;
-		if (zone_timer_alive(os_now_ns()))
-			zone_purge_after_grow_locked(z);
-	}
 }
 
 /* Our own accounting refuses only what a reserve keeps back: whether
@@ -714,7 +706,6 @@ zone_alloc_pages_slow(struct pcp_set *pcp, unsigned order, unsigned gfp,
 			pg = alloc_locked(z, order, gfp);
 		if (pg && i > 0)
 			z->nr_fallback_in++;
-		after_grow_locked(z);
 		zp_unlock(&z->lock);
 		if (pg) {
 			zone_limit_react();
@@ -741,7 +732,6 @@ zone_bulk_alloc(struct zone *z, unsigned order, unsigned n,
 		head = pg;
 		got++;
 	}
-	after_grow_locked(z);
 	zp_unlock(&z->lock);
 	/* Our blocks now: no neighbour's merge looks at their tails. */
 	for (pg = head; pg; pg = pg->lru.next)

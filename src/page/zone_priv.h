@@ -28,7 +28,6 @@ struct zone {
 	uint64_t purge_delay_ns;	/* idle this long: purged (boot) */
 	/* The retained budget (zone_purge.c), pages. */
 	uint64_t retain, retain_min, retain_max;
-	bool grew;			/* grew since the last allocation */
 	/* Dirty pages a purge left above what it purges down to, all in
 	 * young small blocks: the free path's check adds them to the
 	 * budget until small_held_until, when they are young no more

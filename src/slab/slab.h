@@ -238,9 +238,15 @@ slab_live_word(uintptr_t a)
 }
 
 static inline uint64_t *
+slab_avail_word_at(uintptr_t bits_bias, uintptr_t a)
+{
+	return slab_live_word_at(bits_bias, a) + 1;
+}
+
+static inline uint64_t *
 slab_avail_word(uintptr_t a)
 {
-	return slab_live_word(a) + 1;
+	return slab_avail_word_at(zp_arena.bits_bias, a);
 }
 
 static inline uint64_t

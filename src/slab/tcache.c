@@ -748,7 +748,7 @@ flush_one(struct tcache *tc, const struct flush_view *v, uintptr_t a)
 	}
 	order = slab_facts_order(f);
 	i = page_block_first(i, order);
-	w = slab_live_word_at(v->bits_bias, a) + 1;	/* its avail word */
+	w = slab_avail_word_at(v->bits_bias, a);
 	h = slab_hold_give_at(&v->facts[i], w, a,
 			      (ZP_PAGE_SIZE << order) - 1);
 	if (zp_unlikely((h & SLAB_HOLD_FULL) || !(h & SLAB_HOLD_INUSE)))
