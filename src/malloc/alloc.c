@@ -90,7 +90,7 @@ foreign_ops(void)
 }
 
 /* The one TLS word of the allocator; init.c sets and clears it. */
-__thread struct tcache *alloc_tls;
+__thread struct tcache *alloc_tls = &tcache_none;
 
 void
 alloc_set_foreign(const struct alloc_foreign_ops *ops)
@@ -182,7 +182,7 @@ medium_alloc(struct tstate *ts, size_t n, unsigned gfp, bool want_zero)
 static void
 medium_free(void *p, struct page *head)
 {
-	struct tcache *tc = alloc_tls;
+	struct tcache *tc = alloc_cache();
 	struct tstate *ts;
 
 	if (zp_unlikely(p != page_address(head)))
@@ -346,7 +346,7 @@ alloc_idle_hook(uint64_t interval_ns)
 static void *
 alloc_light(size_t n, bool zero)
 {
-	if (alloc_tls != NULL || !init_boot() || n > SC_MAX_SIZE)
+	if (alloc_tls != &tcache_none || !init_boot() || n > SC_MAX_SIZE)
 		return NULL;
 	return tcache_alloc_light(sizeclass_of(n), n, zero);
 }
@@ -391,6 +391,22 @@ zp_noinline void *
 alloc_calloc_slow(size_t n)
 {
 	return alloc_slow(n, true);
+}
+
+zp_noinline void *
+alloc_small_slow(size_t n)
+{
+	void *p = tcache_alloc_slow(alloc_tls, sizeclass_of(n));
+
+	return p ? p : alloc_slow(n, false);
+}
+
+zp_noinline void *
+alloc_small_zero_slow(size_t n)
+{
+	void *p = tcache_alloc_zero(alloc_tls, sizeclass_of(n), n);
+
+	return p ? p : alloc_slow(n, true);
 }
 
 /*
@@ -868,7 +884,7 @@ alloc_flags(size_t n, unsigned zp_flags)
 size_t
 alloc_trim(void)
 {
-	struct tcache *tc = alloc_tls;
+	struct tcache *tc = alloc_cache();
 	size_t released;
 
 	if (!init_is_booted() || zp_lock_held_any())

@@ -37,8 +37,9 @@ struct tstate {
 	struct tcache tc;
 };
 
-/* The one TLS word of the allocator: the thread's tcache, NULL before
- * its first allocation and after its exit. */
+/* The one TLS word of the allocator: the thread's tcache, tcache_none
+ * before its first allocation and after its exit (never NULL, so that the
+ * fast paths test nothing for it). */
 extern __thread struct tcache *alloc_tls
 	__attribute__((tls_model("initial-exec")));
 
@@ -46,6 +47,15 @@ static inline struct tstate *
 tstate_of(struct tcache *tc)
 {
 	return zp_container_of(tc, struct tstate, tc);
+}
+
+/* The thread's own cache, or NULL when it has none (slow paths). */
+static inline struct tcache *
+alloc_cache(void)
+{
+	struct tcache *tc = alloc_tls;
+
+	return tc == &tcache_none ? NULL : tc;
 }
 
 /* Foreign pointers (not in a zone, not a large block) are handed to these.
@@ -62,6 +72,11 @@ void alloc_set_foreign(const struct alloc_foreign_ops *ops);
  * failure, so the shim never has to. */
 void *alloc_malloc_slow(size_t n);
 void *alloc_calloc_slow(size_t n);
+/* An empty bin of a small size: a refill, or for a thread without a
+ * cache (or a zone out of memory), the slow path above. The size alone:
+ * the inline path then keeps nothing else live for the call. */
+void *alloc_small_slow(size_t n);
+void *alloc_small_zero_slow(size_t n);
 void alloc_free_slow(void *p);
 void alloc_free_sized_slow(void *p, size_t n, const char *call);
 void *alloc_oom(void);
@@ -92,11 +107,10 @@ size_t alloc_trim(void);
 static zp_always_inline bool
 alloc_malloc_fast(size_t n, void **p)
 {
-	struct tcache *tc = alloc_tls;
 	size_t scaled;
 
-	if (zp_likely(sizeclass_find_scaled(n, &scaled) && tc != NULL) &&
-	    zp_likely(tbin_pop(tcache_bin_scaled(tc, scaled), p))) {
+	if (zp_likely(sizeclass_find_scaled(n, &scaled)) &&
+	    zp_likely(tbin_pop(tcache_bin_scaled(alloc_tls, scaled), p))) {
 		tcache_unbin(*p);
 		return true;
 	}
@@ -106,15 +120,14 @@ alloc_malloc_fast(size_t n, void **p)
 static inline void *
 alloc_malloc(size_t n)
 {
-	struct tcache *tc = alloc_tls;
 	size_t scaled;
+	void *p;
 
-	if (zp_likely(sizeclass_find_scaled(n, &scaled) && tc != NULL)) {
-		void *p = tcache_alloc_scaled(tc, scaled);
-
-		if (zp_likely(p != NULL))
-			return p;
-		return alloc_oom();
+	if (zp_likely(sizeclass_find_scaled(n, &scaled))) {
+		if (zp_likely(tbin_pop(tcache_bin_scaled(alloc_tls, scaled),
+				       &p)))
+			return tcache_unbin(p);
+		return alloc_small_slow(n);
 	}
 	return alloc_malloc_slow(n);
 }
@@ -122,18 +135,18 @@ alloc_malloc(size_t n)
 static inline void *
 alloc_calloc(size_t nmemb, size_t size)
 {
-	struct tcache *tc = alloc_tls;
 	size_t scaled;
 	size_t n;
 
 	if (zp_unlikely(__builtin_mul_overflow(nmemb, size, &n)))
 		return alloc_oom();
-	if (zp_likely(sizeclass_find_scaled(n, &scaled) && tc != NULL)) {
-		void *p = tcache_calloc_scaled(tc, scaled, n);
+	if (zp_likely(sizeclass_find_scaled(n, &scaled))) {
+		void *p;
 
-		if (zp_likely(p != NULL))
-			return p;
-		return alloc_oom();
+		if (zp_likely(tbin_pop(tcache_bin_scaled(alloc_tls, scaled),
+				       &p)))
+			return memset(tcache_unbin(p), 0, n);
+		return alloc_small_zero_slow(n);
 	}
 	return alloc_calloc_slow(n);
 }

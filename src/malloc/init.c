@@ -127,7 +127,7 @@ fork_child(void)
 
 	zone_postfork_child();
 	slab_postfork_child();
-	if (alloc_tls)
+	if (alloc_cache())
 		tcache_postfork_child(alloc_tls);
 #if ZP_HAVE_ZERO
 	zero_postfork_child();
@@ -147,8 +147,8 @@ tstate_pages(void)
 
 /*
  * Thread exit. The thread may still allocate after this (other keys'
- * destructors run later): alloc_tls is NULL again, so a free takes the
- * slab layer's remote path and a malloc creates a fresh state, which
+ * destructors run later): alloc_tls is tcache_none again, so a free takes
+ * the slab layer's remote path and a malloc creates a fresh state, which
  * pthread_setspecific registers for another destructor round.
  */
 static void
@@ -159,7 +159,7 @@ tstate_destroy(void *arg)
 
 	alloc_free_deferred();
 	if (alloc_tls == &ts->tc)
-		alloc_tls = NULL;
+		alloc_tls = &tcache_none;
 	tcache_fini(&ts->tc);
 	pcp_drain(&ts->pcp);
 	zone_free_exact(NULL, self);
@@ -168,7 +168,7 @@ tstate_destroy(void *arg)
 static struct tstate *
 tstate_create(void)
 {
-	struct tcache *theirs = NULL;
+	struct tcache *theirs = &tcache_none;
 	struct page *head;
 	struct tstate *ts;
 	bool zero;
@@ -206,12 +206,12 @@ tstate_create(void)
 struct tstate *
 init_tstate(void)
 {
-	if (alloc_tls)
+	if (alloc_cache())
 		return tstate_of(alloc_tls);
 	if (!init_boot())
 		return NULL;
 	/* Boot itself may have allocated on this thread. */
-	if (alloc_tls)
+	if (alloc_cache())
 		return tstate_of(alloc_tls);
 	return tstate_create();
 }
@@ -297,7 +297,7 @@ boot_finish(void)
 		key_ready = true;
 	/* A thread state created during boot (none usually) still needs
 	 * its destructor. */
-	if (key_ready && alloc_tls)
+	if (key_ready && alloc_cache())
 		pthread_setspecific(tstate_key, tstate_of(alloc_tls));
 	map_boot();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -71,8 +71,8 @@ struct tcache;
 _Static_assert((uint64_t)SLAB_MAX_BYTES * SC_MAX_SIZE < ((uint64_t)1 << 32),
 	       "off * recip >> 32 is exact for every offset and class");
 
-/* Owner of a slab that no thread holds (on a cache list or parked). Not
- * NULL, so that tcache_free with tc == NULL never matches it. */
+/* Owner of a slab that no thread holds (on a cache list or parked): not
+ * NULL and no cache, so that it matches no thread's cache. */
 #define SLAB_UNOWNED	((struct tcache *)(uintptr_t)1)
 
 /*

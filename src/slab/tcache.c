@@ -81,6 +81,10 @@ static struct tcache_path_stats exited_paths;	/* registry_lock */
 static __thread uint8_t light_used
 	__attribute__((tls_model("initial-exec")));
 
+/* Bins of NULL pointers: empty and full at once (tcache.h). Never
+ * written: every path that would is a slow one, which returns first. */
+struct tcache tcache_none = { .id = TCACHE_NO_ID };
+
 /* The lowest free id (registry_lock held). Without one the thread's own
  * slabs carry id 0 like an unowned slab's, and its frees into them take
  * the remote path, which is right for any thread, only slower. */
@@ -485,7 +489,7 @@ tcache_free_remote(struct tcache *tc, void *p)
 		return;
 	}
 	rescue_pending();
-	if (tc == NULL || zp_unlikely(tc->chaining)) {
+	if (tc == &tcache_none || zp_unlikely(tc->chaining)) {
 		free_alone(p, false);
 		return;
 	}
@@ -642,7 +646,7 @@ tcache_alloc_slow(struct tcache *tc, unsigned sc)
 	unsigned got;
 	void *p;
 
-	if (zp_lock_held_any())
+	if (tc == &tcache_none || zp_lock_held_any())
 		return NULL;
 	rescue_pending();
 	p = alloc_shared(tc, sc);
@@ -683,7 +687,7 @@ tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n)
 	struct slab *s = NULL;
 	void *p;
 
-	if (zp_lock_held_any())
+	if (tc == &tcache_none || zp_lock_held_any())
 		return NULL;
 	rescue_pending();
 	p = alloc_shared(tc, sc);

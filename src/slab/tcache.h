@@ -144,8 +144,17 @@ tcache_unlock(struct tcache *tc)
 	zp_unlock(&tc->lock);
 }
 
+/*
+ * The cache of a thread that has none (before its first allocation and
+ * after its exit): every bin reads empty and full, and its id matches no
+ * slab's owner, so the fast paths need no test of their own for it - a
+ * malloc finds its bin empty and a free takes the remote path. The slow
+ * paths return NULL for it, and the caller makes the thread's cache.
+ */
+extern struct tcache tcache_none;
+
 void *tcache_alloc_slow(struct tcache *tc, unsigned sc);
-/* For a thread with no cache (alloc_tls NULL) that is not the process's
+/* For a thread with no cache (tcache_none) that is not the process's
  * first: an object of class sc from the class's shared slab (cleared for
  * n bytes when zero), while the thread has taken few; NULL when it is to
  * make a cache of its own now (which also finds out about a zone out of
@@ -153,8 +162,8 @@ void *tcache_alloc_slow(struct tcache *tc, unsigned sc);
 void *tcache_alloc_light(unsigned sc, size_t n, bool zero);
 /* A local free into a full bin; p's live bit is already clear. */
 void tcache_free_slow(struct tcache *tc, void *p, unsigned sc);
-/* A free into a slab tc (maybe NULL) does not hold: clears p's live bit
- * atomically, aborting when it was not set. */
+/* A free into a slab tc (maybe tcache_none) does not hold: clears p's
+ * live bit atomically, aborting when it was not set. */
 void tcache_free_remote(struct tcache *tc, void *p);
 /* calloc: zeroed object; no memset when it comes untouched from a zero
  * slab. NULL when the zone is out of memory. */
@@ -249,8 +258,8 @@ tbin_push(struct tbin *b, void *p)
 
 /*
  * Free of a slab object, given the facts word of the page p lies in (any
- * page of the slab: each carries the same); tc may be NULL (no thread
- * state): remote path. The owner is read racily, but a slab with an
+ * page of the slab: each carries the same); tc may be tcache_none (no
+ * thread state): remote path. The owner is read racily, but a slab with an
  * object out changes hands only at its owner's own exit or trim (slab.h),
  * so a free that sees its own thread as the owner is right: the object's
  * bits are this thread's, and so is the bin it goes to.
@@ -264,7 +273,7 @@ tcache_free(struct tcache *tc, void *p, uint64_t f)
 	 * read and written back with nothing between but the bit's test: a
 	 * remote free may clear another bit of it atomically meanwhile. The
 	 * remote path makes both checks itself. */
-	if (zp_likely(tc != NULL && slab_facts_owner(f) == tc->id)) {
+	if (zp_likely(slab_facts_owner(f) == tc->id)) {
 		uint64_t *live = slab_live_word(a);
 		uint64_t w = *live;
 		struct tbin *b;

@@ -599,7 +599,7 @@ free_under_a_lock_and_exit(void *arg)
 {
 	void **blocks = arg;
 
-	cr_assert_null(alloc_tls);
+	cr_assert_eq(alloc_tls, &tcache_none);
 	lock_zones(true);
 	alloc_free(blocks[0]);
 	alloc_free(blocks[1]);
@@ -814,13 +814,13 @@ light_thread(void *arg)
 	for (size_t i = 0; c && i < 200; i++)
 		r->zeroed &= c[i] == 0;
 	r->p[12] = c;
-	r->tls_after_few = alloc_tls != NULL;
+	r->tls_after_few = alloc_tls != &tcache_none;
 	/* Frees without a cache go the remote way. */
 	for (int i = 0; i < 13; i++)
 		alloc_free(r->p[i]);
 	for (int i = 0; i < 40; i++)
 		r->p[i] = alloc_malloc(40);
-	r->tls_after_many = alloc_tls != NULL;
+	r->tls_after_many = alloc_tls != &tcache_none;
 	return NULL;
 }
 
@@ -830,7 +830,7 @@ Test(alloc, a_thread_that_allocates_little_makes_no_cache)
 	pthread_t t;
 
 	/* The test's own thread has a cache (boot): it is the first. */
-	cr_assert_not_null(alloc_tls);
+	cr_assert_neq(alloc_tls, &tcache_none);
 	cr_assert_eq(pthread_create(&t, NULL, light_thread, &r), 0);
 	cr_assert_eq(pthread_join(t, NULL), 0);
 	cr_assert_not(r.tls_after_few, "a cache for 13 objects");
@@ -844,4 +844,28 @@ Test(alloc, a_thread_that_allocates_little_makes_no_cache)
 	}
 	for (int i = 0; i < 40; i++)
 		alloc_free(r.p[i]);
+}
+
+/* The stand-in cache of threads without one is shared by all of them and
+ * must never be written: its bins stay NULL (empty and full at once), its
+ * id matches no slab, and a thread's exit leaves it as it was. */
+Test(alloc, the_no_cache_stand_in_is_never_written)
+{
+	struct light_run r = { 0 };
+	pthread_t t;
+
+	cr_assert_eq(pthread_create(&t, NULL, light_thread, &r), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	for (int i = 0; i < 40; i++)
+		alloc_free(r.p[i]);
+	cr_assert_eq(tcache_none.id, TCACHE_NO_ID);
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		cr_assert_null(tcache_none.bins[sc].cur, "class %u", sc);
+		cr_assert_null(tcache_none.bins[sc].base, "class %u", sc);
+		cr_assert_null(tcache_none.bins[sc].end, "class %u", sc);
+		cr_assert_eq(tcache_none.bins[sc].nr_alloc, 0, "class %u", sc);
+		cr_assert_null(tcache_none.cls[sc].rslab, "class %u", sc);
+	}
+	cr_assert_not(tcache_none.chaining);
+	cr_assert_eq(tcache_none.mailbox, 0);
 }

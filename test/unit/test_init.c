@@ -37,7 +37,7 @@ Test(init, first_malloc_boots)
 
 	cr_assert_not_null(p);
 	cr_assert(init_is_booted());
-	cr_assert_not_null(alloc_tls);
+	cr_assert_neq(alloc_tls, &tcache_none);
 	alloc_free(p);
 }
 

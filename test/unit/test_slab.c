@@ -350,8 +350,8 @@ Test(slab, double_free_without_tcache_aborts, .signal = SIGABRT)
 {
 	void *p = tcache_alloc(&tc, 4);
 
-	xfree(NULL, p);
-	xfree(NULL, p);
+	xfree(&tcache_none, p);
+	xfree(&tcache_none, p);
 }
 
 Test(slab, interior_pointer_aborts, .signal = SIGABRT)
@@ -378,7 +378,7 @@ Test(slab, corrupted_remote_link_aborts, .signal = SIGABRT)
 	/* Freed by a thread without a cache: onto their slabs' remote
 	 * lists, linked through the objects' encoded first words. */
 	for (unsigned i = 0; i < n; i++)
-		tcache_free_remote(NULL, v[i]);
+		tcache_free_remote(&tcache_none, v[i]);
 	/* A use-after-free write over a link; the refill that collects the
 	 * list must not follow it. */
 	*(uintptr_t *)v[n / 2] = (uintptr_t)&tc;

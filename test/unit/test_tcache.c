@@ -246,7 +246,7 @@ Test(tcache, orphans_survive_exit_and_are_freed_by_others)
 		for (size_t j = 0; j < sizeclass_size(i % 10); j++)
 			CHECK_OP(p[j], ==, 0x5a, "orphan %p byte %zu", p, j);
 		/* Half with a tcache, half as a thread without state. */
-		xfree(i & 1 ? &me.tc : NULL, p);
+		xfree(i & 1 ? &me.tc : &tcache_none, p);
 	}
 	ts_fini(&me);
 	slab_trim();
@@ -579,7 +579,7 @@ Test(tcache, full_slabs_come_back_through_remote_frees)
 	/* Frees by another thread into the full (DELAYED) slabs post their
 	 * first object to the owner's mailbox; a refill takes them back. */
 	for (unsigned i = 0; i < n; i++)
-		xfree(NULL, v[i]);
+		xfree(&tcache_none, v[i]);
 	CHECK(__atomic_load_n(&me.tc.mailbox, __ATOMIC_RELAXED) != 0,
 	      "nothing was posted");
 	for (unsigned i = 0; i < n; i++)
@@ -589,7 +589,7 @@ Test(tcache, full_slabs_come_back_through_remote_frees)
 		CHECK_OP(ps.nr_mail, >, 0);
 	}
 	for (unsigned i = 0; i < n; i++)
-		xfree(NULL, v[i]);
+		xfree(&tcache_none, v[i]);
 	ts_fini(&me);
 	slab_trim();
 	CHECK_OP(used_pages(), ==, before);
@@ -643,14 +643,14 @@ Test(tcache, parked_slab_woken_under_a_held_lock_is_rescued_later,
 	tcache_path_stats(&ps0);
 	zp_lock(&slab_caches[pk.sc].lock);
 	for (unsigned i = 0; i < pk.n; i += 2)
-		xfree(NULL, pk.v[i]);
+		xfree(&tcache_none, pk.v[i]);
 	zp_unlock(&slab_caches[pk.sc].lock);
 	tcache_path_stats(&ps1);
 	if (ZP_IS_STATS)
 		CHECK_OP(ps1.nr_rescue, ==, ps0.nr_rescue,
 			 "a slab was handed over under the held lock");
 	for (unsigned i = 1; i < pk.n; i += 2)
-		xfree(NULL, pk.v[i]);
+		xfree(&tcache_none, pk.v[i]);
 	if (ZP_IS_STATS) {
 		tcache_path_stats(&ps1);
 		CHECK_OP(ps1.nr_rescue, >, ps0.nr_rescue, "nothing was parked");
@@ -671,7 +671,7 @@ wake_under_a_lock_and_exit(void *arg)
 	struct woken *w = arg;
 
 	zp_lock(&slab_caches[w->sc].lock);
-	xfree(NULL, w->p);
+	xfree(&tcache_none, w->p);
 	zp_unlock(&slab_caches[w->sc].lock);
 	return NULL;
 }
@@ -686,7 +686,7 @@ Test(tcache, slab_woken_by_an_exiting_thread_is_rescued_later,
 	pthread_create(&t, NULL, wake_under_a_lock_and_exit, &w);
 	pthread_join(t, NULL);
 	for (unsigned i = 1; i < pk.n; i++)
-		xfree(NULL, pk.v[i]);
+		xfree(&tcache_none, pk.v[i]);
 	parked_all_back(&pk);
 }
 
@@ -733,7 +733,7 @@ Test(tcache, reallocation_after_remote_frees_does_not_grow)
 	peak = used_pages();
 	for (int round = 0; round < 4; round++) {
 		for (unsigned i = 0; i < n; i++)
-			xfree(NULL, v[i]);
+			xfree(&tcache_none, v[i]);
 		for (unsigned i = 0; i < n; i++)
 			v[i] = tcache_alloc(&me.tc, sc);
 	}
@@ -832,7 +832,7 @@ Test(tcache, trim_from_another_thread_takes_only_emptied_slabs)
 	pthread_barrier_wait(&trim_bar);
 	last = slab_of(page_head(page_lookup(trim_obj[TRIM_OBJS - 1])));
 	for (unsigned i = 0; i + 1 < TRIM_OBJS; i++)
-		tcache_free_remote(NULL, trim_obj[i]);
+		tcache_free_remote(&tcache_none, trim_obj[i]);
 	held = used_pages() - before;
 	ts_init(&self);
 	tcache_trim_others(&self.tc);
