@@ -19,7 +19,10 @@
  *
  * The program runs without address-space randomisation: where libraries
  * land decides how many of their pages fault-around maps, which moves
- * the RSS of a small program by up to 200 KiB from run to run.
+ * the RSS of a small program by up to 200 KiB from run to run. That one
+ * fixed layout is not the same for every allocator (a preloaded library
+ * moves the ones mapped after it), so BENCH_ASLR=1 keeps randomisation
+ * on, for medians over many layouts instead.
  *
  * The allocator to test comes in BENCH_PRELOAD and becomes the child's
  * LD_PRELOAD only, so that it is not loaded into this helper, whose pages
@@ -59,6 +62,7 @@ child_env(const char *preload)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(environ[i], "BENCH_PRELOAD=", 14) &&
+		    strncmp(environ[i], "BENCH_ASLR=", 11) &&
 		    strncmp(environ[i], "LD_PRELOAD=", 11))
 			env[k++] = environ[i];
 	if (preload && *preload) {
@@ -102,9 +106,10 @@ read_hwm_kib(pid_t pid)
 }
 
 static void
-run_child(char **argv, char **env)
+run_child(char **argv, char **env, int aslr)
 {
-	personality(personality(0xffffffff) | ADDR_NO_RANDOMIZE);
+	if (!aslr)
+		personality(personality(0xffffffff) | ADDR_NO_RANDOMIZE);
 	ptrace(PTRACE_TRACEME, 0, NULL, NULL);	/* may fail: see main */
 	raise(SIGSTOP);
 	execvpe(argv[0], argv, env);
@@ -144,6 +149,7 @@ main(int argc, char **argv)
 	struct timespec t0, t1;
 	long exit_hwm = 0;
 	struct rusage ru;
+	const char *aslr = getenv("BENCH_ASLR");
 	char **env;
 	FILE *out;
 	int status;
@@ -166,7 +172,7 @@ main(int argc, char **argv)
 		return 127;
 	}
 	if (pid == 0)
-		run_child(argv + 2, env);
+		run_child(argv + 2, env, aslr && !strcmp(aslr, "1"));
 	/* The child's own SIGSTOP: set the options, then let it exec. Where
 	 * tracing is not allowed, ru_maxrss alone gives the peak. */
 	if (waitpid(pid, &status, WUNTRACED) != pid || !WIFSTOPPED(status)) {
