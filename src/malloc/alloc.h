@@ -140,6 +140,8 @@ alloc_calloc(size_t nmemb, size_t size)
 
 	if (zp_unlikely(__builtin_mul_overflow(nmemb, size, &n)))
 		return alloc_oom();
+	/* An object from the bin is cleared for the bytes asked for only;
+	 * the slow path takes untouched objects of zero slabs unwritten. */
 	if (zp_likely(sizeclass_find_scaled(n, &scaled))) {
 		void *p;
 

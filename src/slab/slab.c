@@ -91,6 +91,7 @@ slab_boot(uint64_t key_seed)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	slab_key = (uintptr_t)((z ^ (z >> 31)) | (1ull << 62));
+	tcache_none.id = TCACHE_NO_ID;
 
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		struct slab_class *c = &slab_class[sc];

@@ -82,8 +82,11 @@ static __thread uint8_t light_used
 	__attribute__((tls_model("initial-exec")));
 
 /* Bins of NULL pointers: empty and full at once (tcache.h). Never
- * written: every path that would is a slow one, which returns first. */
-struct tcache tcache_none = { .id = TCACHE_NO_ID };
+ * written but for its id, which slab_boot sets before the first slab
+ * exists (an id of 0 would match unowned slabs): every other path that
+ * would write it is a slow one, which returns first. In .bss, so that
+ * reading its bins maps the zero page, not 45 KiB of the file. */
+struct tcache tcache_none;
 
 /* The lowest free id (registry_lock held). Without one the thread's own
  * slabs carry id 0 like an unowned slab's, and its frees into them take

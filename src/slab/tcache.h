@@ -220,32 +220,6 @@ tcache_alloc(struct tcache *tc, unsigned sc)
 	return tcache_alloc_slow(tc, sc);
 }
 
-/* The same with the class given as SC_SCALE * sc. */
-static zp_always_inline void *
-tcache_alloc_scaled(struct tcache *tc, size_t scaled)
-{
-	void *p;
-
-	if (zp_likely(tbin_pop(tcache_bin_scaled(tc, scaled), &p)))
-		return tcache_unbin(p);
-	return tcache_alloc_slow(tc, (unsigned)(scaled >> SC_SCALE_SHIFT));
-}
-
-/* calloc of n bytes of class sc (given as SC_SCALE * sc): an object from
- * the bin is cleared for
- * the bytes asked for only; an empty bin goes to
- * tcache_alloc_zero, which takes untouched objects of zero slabs without
- * writing them. */
-static zp_always_inline void *
-tcache_calloc_scaled(struct tcache *tc, size_t scaled, size_t n)
-{
-	void *p;
-
-	if (zp_likely(tbin_pop(tcache_bin_scaled(tc, scaled), &p)))
-		return memset(tcache_unbin(p), 0, n);
-	return tcache_alloc_zero(tc, (unsigned)(scaled >> SC_SCALE_SHIFT), n);
-}
-
 /* Pushes freed object p onto a bin with room. */
 static zp_always_inline void
 tbin_push(struct tbin *b, void *p)

@@ -846,26 +846,41 @@ Test(alloc, a_thread_that_allocates_little_makes_no_cache)
 		alloc_free(r.p[i]);
 }
 
+static void *
+free_without_a_cache(void *arg)
+{
+	void **v = arg;
+
+	for (int i = 0; i < 64; i++)
+		alloc_free(v[i]);
+	return NULL;
+}
+
 /* The stand-in cache of threads without one is shared by all of them and
  * must never be written: its bins stay NULL (empty and full at once), its
- * id matches no slab, and a thread's exit leaves it as it was. */
+ * id matches no slab (not even an unowned one's 0), and neither a light
+ * thread's mallocs and frees, nor frees from a thread without a cache
+ * into another thread's slabs, nor a thread's exit change a byte of it. */
 Test(alloc, the_no_cache_stand_in_is_never_written)
 {
+	static struct tcache seen, zero;
 	struct light_run r = { 0 };
+	void *v[64];
 	pthread_t t;
 
 	cr_assert_eq(pthread_create(&t, NULL, light_thread, &r), 0);
 	cr_assert_eq(pthread_join(t, NULL), 0);
 	for (int i = 0; i < 40; i++)
 		alloc_free(r.p[i]);
+	for (int i = 0; i < 64; i++)
+		cr_assert_not_null(v[i] = alloc_malloc(16 + 48 * (size_t)(i % 8)));
+	cr_assert_eq(pthread_create(&t, NULL, free_without_a_cache, v), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
 	cr_assert_eq(tcache_none.id, TCACHE_NO_ID);
-	for (unsigned sc = 0; sc < SC_NR; sc++) {
+	memcpy(&seen, &tcache_none, sizeof(seen));
+	seen.id = 0;
+	for (unsigned sc = 0; sc < SC_NR; sc++)
 		cr_assert_null(tcache_none.bins[sc].cur, "class %u", sc);
-		cr_assert_null(tcache_none.bins[sc].base, "class %u", sc);
-		cr_assert_null(tcache_none.bins[sc].end, "class %u", sc);
-		cr_assert_eq(tcache_none.bins[sc].nr_alloc, 0, "class %u", sc);
-		cr_assert_null(tcache_none.cls[sc].rslab, "class %u", sc);
-	}
-	cr_assert_not(tcache_none.chaining);
-	cr_assert_eq(tcache_none.mailbox, 0);
+	cr_assert(memcmp(&seen, &zero, sizeof(seen)) == 0,
+		  "tcache_none was written");
 }
