@@ -478,7 +478,7 @@ remote_free(struct tcache *tc, void *p)
 }
 
 void
-tcache_free_remote(struct tcache *tc, void *p)
+tcache_free_remote(void *p, struct tcache *tc)
 {
 	uintptr_t a = (uintptr_t)p;
 	uint64_t bit = slab_bit(a);

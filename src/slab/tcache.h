@@ -164,7 +164,7 @@ void *tcache_alloc_light(unsigned sc, size_t n, bool zero);
 void tcache_free_slow(struct tcache *tc, void *p, unsigned sc);
 /* A free into a slab tc (maybe tcache_none) does not hold: clears p's
  * live bit atomically, aborting when it was not set. */
-void tcache_free_remote(struct tcache *tc, void *p);
+void tcache_free_remote(void *p, struct tcache *tc);
 /* calloc: zeroed object; no memset when it comes untouched from a zero
  * slab. NULL when the zone is out of memory. */
 void *tcache_alloc_zero(struct tcache *tc, unsigned sc, size_t n);
@@ -264,7 +264,7 @@ tcache_free(struct tcache *tc, void *p, uint64_t f)
 		tbin_push(b, p);
 		return;
 	}
-	tcache_free_remote(tc, p);
+	tcache_free_remote(p, tc);
 }
 
 /* The same for a caller that holds the page's descriptor (slow paths). */

@@ -378,7 +378,7 @@ Test(slab, corrupted_remote_link_aborts, .signal = SIGABRT)
 	/* Freed by a thread without a cache: onto their slabs' remote
 	 * lists, linked through the objects' encoded first words. */
 	for (unsigned i = 0; i < n; i++)
-		tcache_free_remote(&tcache_none, v[i]);
+		tcache_free_remote(v[i], &tcache_none);
 	/* A use-after-free write over a link; the refill that collects the
 	 * list must not follow it. */
 	*(uintptr_t *)v[n / 2] = (uintptr_t)&tc;

@@ -832,7 +832,7 @@ Test(tcache, trim_from_another_thread_takes_only_emptied_slabs)
 	pthread_barrier_wait(&trim_bar);
 	last = slab_of(page_head(page_lookup(trim_obj[TRIM_OBJS - 1])));
 	for (unsigned i = 0; i + 1 < TRIM_OBJS; i++)
-		tcache_free_remote(&tcache_none, trim_obj[i]);
+		tcache_free_remote(trim_obj[i], &tcache_none);
 	held = used_pages() - before;
 	ts_init(&self);
 	tcache_trim_others(&self.tc);
