@@ -346,7 +346,7 @@ alloc_idle_hook(uint64_t interval_ns)
 static void *
 alloc_light(size_t n, bool zero)
 {
-	if (alloc_tls != &tcache_none || !init_boot() || n > SC_MAX_SIZE)
+	if (alloc_cache() || !init_boot() || n > SC_MAX_SIZE)
 		return NULL;
 	return tcache_alloc_light(sizeclass_of(n), n, zero);
 }
@@ -394,19 +394,13 @@ alloc_calloc_slow(size_t n)
 }
 
 zp_noinline void *
-alloc_small_slow(size_t n)
+alloc_small_slow(size_t n, bool zero)
 {
-	void *p = tcache_alloc_slow(alloc_tls, sizeclass_of(n));
+	unsigned sc = sizeclass_of(n);
+	void *p = zero ? tcache_alloc_zero(alloc_tls, sc, n)
+		       : tcache_alloc_slow(alloc_tls, sc);
 
-	return p ? p : alloc_slow(n, false);
-}
-
-zp_noinline void *
-alloc_small_zero_slow(size_t n)
-{
-	void *p = tcache_alloc_zero(alloc_tls, sizeclass_of(n), n);
-
-	return p ? p : alloc_slow(n, true);
+	return p ? p : alloc_slow(n, zero);
 }
 
 /*

@@ -72,11 +72,10 @@ void alloc_set_foreign(const struct alloc_foreign_ops *ops);
  * failure, so the shim never has to. */
 void *alloc_malloc_slow(size_t n);
 void *alloc_calloc_slow(size_t n);
-/* An empty bin of a small size: a refill, or for a thread without a
- * cache (or a zone out of memory), the slow path above. The size alone:
- * the inline path then keeps nothing else live for the call. */
-void *alloc_small_slow(size_t n);
-void *alloc_small_zero_slow(size_t n);
+/* An empty bin of a small size (zeroed for calloc): a refill, or for a
+ * thread without a cache (or a zone out of memory), the slow path above.
+ * No class: the inline path then keeps nothing live for the call. */
+void *alloc_small_slow(size_t n, bool zero);
 void alloc_free_slow(void *p);
 void alloc_free_sized_slow(void *p, size_t n, const char *call);
 void *alloc_oom(void);
@@ -127,7 +126,7 @@ alloc_malloc(size_t n)
 		if (zp_likely(tbin_pop(tcache_bin_scaled(alloc_tls, scaled),
 				       &p)))
 			return tcache_unbin(p);
-		return alloc_small_slow(n);
+		return alloc_small_slow(n, false);
 	}
 	return alloc_malloc_slow(n);
 }
@@ -148,7 +147,7 @@ alloc_calloc(size_t nmemb, size_t size)
 		if (zp_likely(tbin_pop(tcache_bin_scaled(alloc_tls, scaled),
 				       &p)))
 			return memset(tcache_unbin(p), 0, n);
-		return alloc_small_zero_slow(n);
+		return alloc_small_slow(n, true);
 	}
 	return alloc_calloc_slow(n);
 }

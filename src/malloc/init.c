@@ -206,14 +206,15 @@ tstate_create(void)
 struct tstate *
 init_tstate(void)
 {
-	if (alloc_cache())
-		return tstate_of(alloc_tls);
+	struct tcache *tc = alloc_cache();
+
+	if (tc)
+		return tstate_of(tc);
 	if (!init_boot())
 		return NULL;
 	/* Boot itself may have allocated on this thread. */
-	if (alloc_cache())
-		return tstate_of(alloc_tls);
-	return tstate_create();
+	tc = alloc_cache();
+	return tc ? tstate_of(tc) : tstate_create();
 }
 
 /* --- boot -------------------------------------------------------------- */

@@ -336,6 +336,16 @@ take_excess_locked(struct zone *z, uint64_t now, uint64_t keep,
 	z->small_held_until = now + ZONE_MERGE_WINDOW_NS;
 }
 
+/* Dirty pages over budget go, down to an eighth below it, so that the
+ * frees that follow purge in batches. */
+static void
+take_over_budget_locked(struct zone *z, uint64_t now, uint64_t budget,
+			struct page **chain)
+{
+	if (dirty_pages(z) > budget)
+		take_excess_locked(z, now, budget - budget / 8, chain);
+}
+
 /* Every dirty block idle for delay or longer. */
 static void
 take_idle_locked(struct zone *z, uint64_t now, uint64_t delay,
@@ -423,11 +433,32 @@ zone_purge_run_locked(struct zone *z, uint64_t now, uint64_t budget)
 		take_idle_locked(z, now, z->purge_delay_ns, PURGE_IDLE,
 				 &chain);
 	}
-	if (dirty_pages(z) > budget)
-		take_excess_locked(z, now, budget - budget / 8, &chain);
+	take_over_budget_locked(z, now, budget, &chain);
 	take_mapped_zero_locked(z, &chain);
 	purge_chain_locked(z, chain, now);
 	zp_unlock(&z->purge_lock);
+}
+
+/* One zone's pass, both its locks held: every free page (all), or what
+ * has idled a purge delay and the excess over the free path's budget.
+ * Returns the pages given back. */
+static uint64_t
+pass_locked(struct zone *z, uint64_t now, bool all)
+{
+	struct page *chain = NULL;
+
+	if (all) {
+		take_idle_locked(z, now, 0, PURGE_TRIM, &chain);
+		z->small_held = 0;
+	} else {
+		decay_retain_locked(z, now);
+		take_idle_locked(z, now, z->purge_delay_ns, PURGE_IDLE,
+				 &chain);
+		take_over_budget_locked(z, now, zone_free_budget(z, now),
+					&chain);
+	}
+	take_mapped_zero_locked(z, &chain);
+	return purge_chain_locked(z, chain, now);
 }
 
 size_t
@@ -437,24 +468,10 @@ zone_purge(bool all)
 
 	for (unsigned i = 0; i < nr_zones; i++) {
 		struct zone *z = &zone_table[i];
-		struct page *chain = NULL;
 
 		zp_lock(&z->purge_lock);
 		zp_lock(&z->lock);
-		if (all) {
-			take_idle_locked(z, now, 0, PURGE_TRIM, &chain);
-			z->small_held = 0;
-		} else {
-			decay_retain_locked(z, now);
-			take_idle_locked(z, now, z->purge_delay_ns,
-					 PURGE_IDLE, &chain);
-			if (dirty_pages(z) > z->retain)
-				take_excess_locked(z, now,
-						   z->retain - z->retain / 8,
-						   &chain);
-		}
-		take_mapped_zero_locked(z, &chain);
-		pages += purge_chain_locked(z, chain, now);
+		pages += pass_locked(z, now, all);
 		zp_unlock(&z->lock);
 		zp_unlock(&z->purge_lock);
 	}
@@ -609,22 +626,15 @@ zone_purge_timed(uint64_t interval_ns)
 			 __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < nr_zones; i++) {
 		struct zone *z = &zone_table[i];
-		struct page *chain = NULL;
-		uint64_t budget;
 
 		zp_lock(&z->purge_lock);
 		zp_lock(&z->lock);
-		decay_retain_locked(z, now);
-		take_idle_locked(z, now, z->purge_delay_ns, PURGE_IDLE, &chain);
-		/* The retained budget for a zone too small to keep excess:
-		 * whatever its free path has not given back yet. */
-		budget = zone_free_budget(z, now);
-		if (dirty_pages(z) > budget)
-			take_excess_locked(z, now, budget - budget / 8, &chain);
-		take_mapped_zero_locked(z, &chain);
-		purge_chain_locked(z, chain, now);
+		/* A zone too small to keep excess has the retained budget:
+		 * whatever its free path has not given back yet goes. */
+		(void)pass_locked(z, now, false);
 		/* Kept for a later pass, which keeps this thread running. */
-		waiting |= budget > z->retain && dirty_pages(z) > z->retain;
+		waiting |= zone_free_budget(z, now) > z->retain &&
+			   dirty_pages(z) > z->retain;
 		zp_unlock(&z->lock);
 		zp_unlock(&z->purge_lock);
 	}
