@@ -9,6 +9,8 @@
  *   zpmalloc_bytes Z      zpmalloc_waste_pct (Z - B) / Z
  *   glibc_bytes G         glibc_waste_pct (G - B) / G
  *   top S COUNT WASTE     the sizes whose class wastes most, bytes
+ *   size S COUNT          with SIZES_HIST=1: every size up to 16 KiB asked
+ *                         for, to weigh another class list against
  *
  * zpmalloc's slot is its class's size up to 16 KiB (the classes come from
  * src/slab/sizeclass.c itself, compiled in), whole pages above. glibc's
@@ -152,6 +154,11 @@ report(void)
 			(unsigned long long)nr_of_size[top[i]],
 			(unsigned long long)(nr_of_size[top[i]] *
 					     (zp_slot(top[i]) - top[i])));
+	if (getenv("SIZES_HIST"))
+		for (size_t n = 0; n <= SC_MAX_SIZE; n++)
+			if (nr_of_size[n])
+				fprintf(f, "size %zu %llu\n", n,
+					(unsigned long long)nr_of_size[n]);
 	if (f != stderr)
 		fclose(f);
 }

@@ -1,6 +1,6 @@
 /*
  * sizeclass.c - the constant tables behind sizeclass.h.
- * Owns:  sizeclass_sizes[], sizeclass_small[], sizeclass_span (read-only,
+ * Owns:  sizeclass_sizes[], sizeclass_index[], sizeclass_span (read-only,
  *        no locks).
  * Path:  alloc_malloc -> sizeclass_of (inline) -> these tables.
  *
@@ -10,57 +10,70 @@
 #include "slab/sizeclass.h"
 
 /* Class sc: 16 * (sc + 1) below 8, (9 + sc % 8) << (sc / 8 + 3) below
- * 32, then with j = sc - 32, (17 + j % 16) << (j / 16 + 6). */
+ * 32 (144 .. 1024); then seventeen per doubling from 2^k, k = 10 .. 13:
+ * with j = sc - 32, r = j % 17 and k = 10 + j / 17, the r-th of sixteen
+ * steps of 2^k / 16 starting 16 bytes past 2^k, and 2^(k+1) for r = 16. */
+#define SC_K(sc)	(10 + ((sc) - 32) / 17)
+#define SC_R(sc)	(((sc) - 32) % 17)
 #define SC_SIZE(sc)							\
 	((sc) < 8 ? 16u * ((sc) + 1)					\
 	 : (sc) < 32 ? (9u + ((sc) & 7)) << (((sc) >> 3) + 3)		\
-	 : (17u + (((sc) - 32) & 15)) << ((((sc) - 32) >> 4) + 6))
+	 : SC_R(sc) == 16 ? 2u << SC_K(sc)				\
+	 : (1u << SC_K(sc)) + 16u + ((unsigned)SC_R(sc) << (SC_K(sc) - 4)))
 
-#define SC_8(b)								\
-	SC_SIZE(b), SC_SIZE(b + 1), SC_SIZE(b + 2), SC_SIZE(b + 3),	\
-	SC_SIZE(b + 4), SC_SIZE(b + 5), SC_SIZE(b + 6), SC_SIZE(b + 7)
+#define SC_4(b)		SC_SIZE(b), SC_SIZE(b + 1), SC_SIZE(b + 2),	\
+			SC_SIZE(b + 3)
+#define SC_20(b)	SC_4(b), SC_4(b + 4), SC_4(b + 8), SC_4(b + 12),	\
+			SC_4(b + 16)
 
 const uint32_t sizeclass_sizes[SC_NR] = {
-	SC_8(0), SC_8(8), SC_8(16), SC_8(24),
-	SC_8(32), SC_8(40), SC_8(48), SC_8(56),
-	SC_8(64), SC_8(72), SC_8(80), SC_8(88),
+	SC_20(0), SC_20(20), SC_20(40), SC_20(60), SC_20(80),
 };
 
 /* Class sc takes the sizes above the class below it; class 0 takes 0. */
 #define SC_LO(sc)	((sc) ? SC_SIZE((sc) - 1) + 1 : 0)
 #define SPAN(sc)	{ SC_LO(sc), SC_SIZE(sc) - SC_LO(sc), { 0, 0 } }
-#define SPAN_8(b)							\
-	SPAN(b), SPAN(b + 1), SPAN(b + 2), SPAN(b + 3),			\
-	SPAN(b + 4), SPAN(b + 5), SPAN(b + 6), SPAN(b + 7)
+#define SPAN_4(b)	SPAN(b), SPAN(b + 1), SPAN(b + 2), SPAN(b + 3)
+#define SPAN_20(b)	SPAN_4(b), SPAN_4(b + 4), SPAN_4(b + 8),		\
+			SPAN_4(b + 12), SPAN_4(b + 16)
 
 const struct sizeclass_span sizeclass_span[SC_NR] = {
-	SPAN_8(0), SPAN_8(8), SPAN_8(16), SPAN_8(24),
-	SPAN_8(32), SPAN_8(40), SPAN_8(48), SPAN_8(56),
-	SPAN_8(64), SPAN_8(72), SPAN_8(80), SPAN_8(88),
+	SPAN_20(0), SPAN_20(20), SPAN_20(40), SPAN_20(60), SPAN_20(80),
 };
 _Static_assert(sizeof(struct sizeclass_span) == SC_SCALE,
 	       "a scaled class indexes the spans");
-
+_Static_assert(SC_NR == 32 + 4 * 17, "four doublings of 17 above 1 KiB");
 _Static_assert(SC_SIZE(SC_NR - 1) == SC_MAX_SIZE, "last class is the max");
-_Static_assert(SC_SIZE(31) == SC_SMALL_MAX, "byte table ends at a class");
+_Static_assert(SC_SIZE(31) == 1024 && SC_SIZE(32) == 1040 &&
+	       SC_SIZE(48) == 2048 && SC_SIZE(67) == 4368,
+	       "the formula gives the documented classes");
 
 /*
- * Entry i is the class of sizes (16(i-1), 16i]: up to 128 that is i - 1,
- * then for a size s in (2^k, 2^(k+1)] the formula of sizeclass_of with
- * n - 1 = 16i - 1.
+ * Entry i is the class of sizes (16(i-1), 16i], the inverse of SC_SIZE
+ * for s = 16i: up to 128 that is i - 1; up to 1024, for s in (2^k,
+ * 2^(k+1)], the step of 2^(k-3) that s - 1 lies in; above, with s in
+ * (2^k, 2^(k+1)], the first step of 2^(k-4) from 2^k + 16 that reaches s.
  */
-#define SC_SMALL(i)							\
+#define SI_K(s)		((s) <= 2048 ? 10 : (s) <= 4096 ? 11 : (s) <= 8192 ? 12 : 13)
+#define SI_OFF(s)	((int)(s) - (1 << SI_K(s)) - 16)
+#define SI_R(s)		(SI_OFF(s) <= 0 ? 0 :				\
+			 (SI_OFF(s) + (1 << (SI_K(s) - 4)) - 1) >> (SI_K(s) - 4))
+#define SC_INDEX(i)							\
 	((i) <= 8 ? ((i) == 0 ? 0 : (i) - 1) :				\
-	 ((i) <= 16 ? 8 + (((16 * (i) - 1) >> 4) - 8) :		\
-	  ((i) <= 32 ? 16 + (((16 * (i) - 1) >> 5) - 8) :		\
-	   ((i) <= 64 ? 24 + (((16 * (i) - 1) >> 6) - 8) : 0))))
+	 (i) <= 16 ? 8 + (((16 * (i) - 1) >> 4) - 8) :			\
+	 (i) <= 32 ? 16 + (((16 * (i) - 1) >> 5) - 8) :			\
+	 (i) <= 64 ? 24 + (((16 * (i) - 1) >> 6) - 8) :			\
+	 32 + 17 * (SI_K(16 * (i)) - 10) + SI_R(16 * (i)))
 
-#define SM(i)	(SC_SMALL(i) << SC_SCALE_SHIFT)
-#define SM_8(b)								\
-	SM(b), SM(b + 1), SM(b + 2), SM(b + 3),				\
-	SM(b + 4), SM(b + 5), SM(b + 6), SM(b + 7)
+#define SI(i)		(SC_INDEX(i) << SC_SCALE_SHIFT)
+#define SI_8(b)		SI(b), SI(b + 1), SI(b + 2), SI(b + 3),		\
+			SI(b + 4), SI(b + 5), SI(b + 6), SI(b + 7)
+#define SI_64(b)	SI_8(b), SI_8(b + 8), SI_8(b + 16), SI_8(b + 24),	\
+			SI_8(b + 32), SI_8(b + 40), SI_8(b + 48),		\
+			SI_8(b + 56)
+#define SI_256(b)	SI_64(b), SI_64(b + 64), SI_64(b + 128),		\
+			SI_64(b + 192)
 
-const uint16_t sizeclass_small[SC_SMALL_MAX / 16 + 1] = {
-	SM_8(0), SM_8(8), SM_8(16), SM_8(24),
-	SM_8(32), SM_8(40), SM_8(48), SM_8(56), SM(64),
+const uint16_t sizeclass_index[SC_MAX_SIZE / 16 + 1] = {
+	SI_256(0), SI_256(256), SI_256(512), SI_256(768), SI(1024),
 };

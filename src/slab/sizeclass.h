@@ -2,19 +2,22 @@
  * sizeclass.h - the small-object size classes.
  *
  * 16-byte steps up to 128 bytes, eight classes per doubling up to 1 KiB
- * (144, 160, ... 256, 288, ... 512, ... 1024), then sixteen per doubling up
- * to SC_MAX_SIZE (1088, 1152, ... 2048, 2176, ... 16384). Every class is a
- * multiple of 16, so every object is 16-aligned as glibc's are; internal
- * waste stays under 12.5% above 128 bytes and under 6.25% above 1 KiB,
- * where one object wastes more bytes and programs put a small header on
- * a power of two (sqlite's 1032-byte page buffers took 1152 bytes with
- * eight per doubling, 1088 now). Each power of two is a class, and
- * slabs are naturally aligned buddy blocks with objects packed from the
- * start, so an object of a power-of-two class up to a page is aligned to
- * its size (memalign relies on this).
+ * (144, 160, ... 256, 288, ... 512, ... 1024), then from each power of two
+ * 2^k up to SC_MAX_SIZE sixteen steps of 2^k / 16 that start 16 bytes past
+ * it, and the next power of two (1040, 1104, ... 2000, 2048, 2064, 2192,
+ * ... 4096, 4112, 4368, ... 16384). Every class is a multiple of 16, so
+ * every object is 16-aligned as glibc's are; internal waste stays under
+ * 12.5% above 128 bytes and under 6.25% above 1 KiB. The 16-byte offset is
+ * measured (bench/sizes.c): above 1 KiB programs ask for a power of two
+ * or a step of one plus a small header (sqlite's 1032-, 4104- and
+ * 4368-byte chunks, git's 4097), which a class at the step itself would
+ * round up by a whole step. Each power of two is a class, and slabs are
+ * naturally aligned buddy blocks with objects packed from the start, so
+ * an object of a power-of-two class up to a page is aligned to its size
+ * (memalign relies on this).
  *
- * The mapping is arithmetic on top of one small table: a size up to 1024
- * is one load, larger sizes one clz, a shift and two adds.
+ * The mapping is one load from a 2 KiB table indexed by 16-byte steps;
+ * sizes up to 1 KiB use its first 130 bytes.
  */
 #ifndef ZP_SLAB_SIZECLASS_H
 #define ZP_SLAB_SIZECLASS_H
@@ -22,18 +25,17 @@
 #include "base/util.h"
 
 #define SC_MAX_SIZE	16384
-#define SC_NR		96
-#define SC_SMALL_MAX	1024	/* sizes served by the byte table */
+#define SC_NR		100
 
 /* Visible to the malloc layer's inline paths, hidden from the .so's ABI. */
 #define SC_HIDDEN	__attribute__((visibility("hidden")))
 
-/* sizeclass_small[(n + 15) >> 4] is the class of n for n <= 1024, times
- * SC_SCALE: scaled for arrays of 32-byte entries (the tcache's bins), so
- * that malloc's fast path indexes them with no shift. */
+/* sizeclass_index[(n + 15) >> 4] is the class of n for n <= SC_MAX_SIZE,
+ * times SC_SCALE: scaled for arrays of 32-byte entries (the tcache's
+ * bins), so that malloc's fast path indexes them with no shift. */
 #define SC_SCALE_SHIFT	5
 #define SC_SCALE	(1u << SC_SCALE_SHIFT)
-extern const uint16_t sizeclass_small[SC_SMALL_MAX / 16 + 1] SC_HIDDEN;
+extern const uint16_t sizeclass_index[SC_MAX_SIZE / 16 + 1] SC_HIDDEN;
 extern const uint32_t sizeclass_sizes[SC_NR] SC_HIDDEN;
 /* The sizes of class sc are lo .. lo + width of span[sc]: one subtract
  * and one compare tell whether n is of the class, for any n. Entries are
@@ -49,28 +51,17 @@ extern const struct sizeclass_span sizeclass_span[SC_NR] SC_HIDDEN;
 static inline unsigned
 sizeclass_of(size_t n)
 {
-	if (zp_likely(n <= SC_SMALL_MAX))
-		return sizeclass_small[(n + 15) >> 4] >> SC_SCALE_SHIFT;
-	/* n - 1 lies in [2^k, 2^(k+1)), k >= 10: sixteen classes per
-	 * doubling from 32 on, picked by the top five bits of n - 1. */
-	unsigned k = zp_log2_floor(n - 1);
-
-	return 16 + ((k - 10) << 4) + (unsigned)((n - 1) >> (k - 4));
+	return sizeclass_index[(n + 15) >> 4] >> SC_SCALE_SHIFT;
 }
 
 /* SC_SCALE times the class of n into *scaled, false when n is past
- * SC_MAX_SIZE: the fast paths' form, which tests the common small size
- * first (one compare before the table, not two). */
+ * SC_MAX_SIZE: the fast paths' form. */
 static zp_always_inline bool
 sizeclass_find_scaled(size_t n, size_t *scaled)
 {
-	if (zp_likely(n <= SC_SMALL_MAX)) {
-		*scaled = sizeclass_small[(n + 15) >> 4];
-		return true;
-	}
-	if (n > SC_MAX_SIZE)
+	if (zp_unlikely(n > SC_MAX_SIZE))
 		return false;
-	*scaled = (size_t)sizeclass_of(n) << SC_SCALE_SHIFT;
+	*scaled = sizeclass_index[(n + 15) >> 4];
 	return true;
 }
 

@@ -80,6 +80,24 @@ Test(sizeclass, every_power_of_two_is_a_class)
 		CHECK_OP(sizeclass_size(sizeclass_of(p)), ==, p, "%zu", p);
 }
 
+/* Above 1 KiB programs put a small header on a power of two or on a
+ * sixteenth step of one (measured: sqlite's 1032-, 4104- and 4368-byte
+ * chunks, git's 4097, python's 8200): such a request must not round up
+ * by a whole step. */
+Test(sizeclass, a_power_of_two_or_step_plus_a_header_fits_within_16_bytes)
+{
+	for (size_t p = 1024; p < SC_MAX_SIZE; p <<= 1)
+		for (size_t step = 0; step < p; step += p / 16)
+			for (size_t hdr = 1; hdr <= 16; hdr++) {
+				size_t n = p + step + hdr;
+
+				CHECK_OP(sizeclass_size(sizeclass_of(n)) - n, <,
+					 16, "size %zu", n);
+			}
+	CHECK_OP(sizeclass_size(sizeclass_of(1032)), ==, 1040);
+	CHECK_OP(sizeclass_size(sizeclass_of(4368)), ==, 4368);
+}
+
 Test(sizeclass, slab_geometry_bounds_tail_waste)
 {
 	slab_boot(12345);
