@@ -687,7 +687,8 @@ alloc_realloc(void *p, size_t n)
 
 /*
  * Slab objects lie at multiples of their class size from a page-aligned
- * slab start, so a class whose size is a multiple of align hands out
+ * slab start plus a colour that is a multiple of the size's lowest bit
+ * (slab.c), so a class whose size is a multiple of align hands out
  * aligned objects. The result is checked all the same: the slab layer
  * does not promise the layout, and a misplaced object just sends the
  * request on to pages.

@@ -12,9 +12,11 @@
  * or a step of one plus a small header (sqlite's 1032-, 4104- and
  * 4368-byte chunks, git's 4097), which a class at the step itself would
  * round up by a whole step. Each power of two is a class, and slabs are
- * naturally aligned buddy blocks with objects packed from the start, so
- * an object of a power-of-two class up to a page is aligned to its size
- * (memalign relies on this).
+ * naturally aligned buddy blocks with objects packed from the start (a
+ * power of two leaves no spare tail for a colour), so an object of a
+ * power-of-two class up to a page is aligned to its size (memalign relies
+ * on this). Above 1 KiB only the powers of two are multiples of 32, so an
+ * aligned request of 32 or more takes the next power of two there.
  *
  * The mapping is one load from a 2 KiB table indexed by 16-byte steps;
  * sizes up to 1 KiB use its first 130 bytes.

@@ -113,14 +113,42 @@ slab_boot(uint64_t key_seed)
 	cache_boot();
 }
 
+/*
+ * Colouring, as in Bonwick's slab allocator: a slab's spare tail goes in
+ * front of its first object, in whole cache lines, a different number of
+ * them for neighbouring slabs. Slabs are aligned buddy blocks, so without
+ * it the i-th object of every slab of a class sits at the same offset in
+ * its page, and the first lines of objects of a power of two plus a
+ * header (4112 bytes: sqlite's 4104-byte buffers) crowd a few of the
+ * cache's sets. Measured (cachegrind, sqlite3): 14% more L1 misses than
+ * glibc's heap, where a fully associative cache showed none more. A
+ * power-of-two class has no spare tail: its objects stay aligned to
+ * their size (memalign), and every class keeps the alignment its size
+ * gives its objects.
+ */
+static uint32_t
+slab_colour(size_t size, unsigned order, uintptr_t base)
+{
+	size_t bytes = ZP_PAGE_SIZE << order;
+	size_t spare = bytes - bytes / size * size;
+	/* A step that keeps the alignment of size's lowest bit, which
+	 * memalign's search by class counts on (384: 128-aligned). */
+	size_t step = ZP_MAX((size_t)ZP_CACHELINE, size & -size);
+	size_t nr = ZP_MIN(spare, ZP_PAGE_SIZE - step) / step + 1;
+
+	return (uint32_t)((base >> (ZP_PAGE_SHIFT + order)) % nr * step);
+}
+
 void
-slab_set_geometry(struct slab *s, unsigned sc, unsigned order)
+slab_set_geometry(struct slab *s, unsigned sc, unsigned order,
+		  uintptr_t base)
 {
 	const struct slab_class *c = &slab_class[sc];
 	uint32_t bytes = (uint32_t)(ZP_PAGE_SIZE << order);
 
 	s->sc = (uint8_t)sc;
 	s->mask = bytes - 1;
+	s->colour = slab_colour(c->size, order, base);
 	s->recip = c->recip;
 	s->start_below = (uint32_t)((bytes / c->size) *
 		((uint64_t)c->size * c->recip - ((uint64_t)1 << 32)));
@@ -183,7 +211,7 @@ slab_init(struct page *head, unsigned sc, unsigned order,
 			.flags = i ? SLAB_TAIL : (zero ? SLAB_ZERO : 0),
 			.owner = owner,
 		};
-		slab_set_geometry(t, sc, order);
+		slab_set_geometry(t, sc, order, base);
 		if (i)
 			t->head_off = (uint32_t)i;
 	}
@@ -322,7 +350,8 @@ slab_take(struct slab *s, void **dst, unsigned want)
 		n = take_avail(s, base, dst, want);
 	if (n < want && s->nr_carved < nr_objs) {
 		unsigned k = ZP_MIN(want - n, nr_objs - s->nr_carved);
-		uintptr_t p = base + (uintptr_t)s->nr_carved * c->size;
+		uintptr_t p = base + s->colour +
+			      (uintptr_t)s->nr_carved * c->size;
 
 		for (unsigned i = 0; i < k; i++, p += c->size)
 			dst[n++] = (void *)p;
@@ -337,7 +366,8 @@ slab_bump(struct slab *s)
 {
 	const struct slab_class *c = &slab_class[s->sc];
 	uintptr_t base = (uintptr_t)page_address(slab_page(s));
-	void *p = (void *)(base + (uintptr_t)s->nr_carved * c->size);
+	void *p = (void *)(base + s->colour +
+			   (uintptr_t)s->nr_carved * c->size);
 
 	zp_assert(s->nr_carved < slab_nr_objs(s));
 	s->nr_carved++;

@@ -137,7 +137,8 @@ struct slab {
 		uint32_t nr_carved;
 		uint32_t head_off;	/* SLAB_TAIL: pages back to the first */
 	};
-	uint64_t unused64;
+	uint32_t colour;		/* bytes before the first object */
+	uint32_t unused32;
 	uintptr_t remote;		/* atomic: remote list | state */
 	struct slab *next, *prev;	/* the list `where` names */
 };
@@ -290,6 +291,14 @@ slab_set_live(uintptr_t a)
 	*slab_live_word(a) |= slab_bit(a);
 }
 
+/* a's offset from the slab's first object; below it, a value that
+ * wraps to at least 2^32 - colour (no object start: see below). */
+static inline uint32_t
+slab_offset(const struct slab *s, uintptr_t a)
+{
+	return (uint32_t)(a & s->mask) - s->colour;
+}
+
 /*
  * Is a the first byte of an object of slab s? With r = 2^32 / size + 1
  * and e = size * r - 2^32 (1 <= e <= size), an offset index * size + rest
@@ -298,11 +307,13 @@ slab_set_live(uintptr_t a)
  * size >= 2^18 > slab bytes >= nr_objs * e for anything else (no wrap:
  * index * e < 2^17). So one multiply and one compare against start_below
  * = nr_objs * e; test_sizeclass checks every offset of every class's slab.
+ * An offset below the colour c (< size) wraps to 2^32 - c, whose low half
+ * is 2^32 - c * r > 2^32 / size - size >= 2^17: no start either.
  */
 static inline bool
 slab_is_start(const struct slab *s, uintptr_t a)
 {
-	return (uint32_t)((a & s->mask) * s->recip) < s->start_below;
+	return slab_offset(s, a) * s->recip < s->start_below;
 }
 
 /* Index of the object at a, or -1 when a is not an object's first byte. */
@@ -311,7 +322,7 @@ slab_index_of(const struct slab *s, uintptr_t a)
 {
 	if (zp_unlikely(!slab_is_start(s, a)))
 		return -1;
-	return (long)(((uint64_t)(a & s->mask) * s->recip) >> 32);
+	return (long)(((uint64_t)slab_offset(s, a) * s->recip) >> 32);
 }
 
 /*
@@ -450,9 +461,10 @@ uint64_t slab_facts(const struct slab *s);
  * class sc held by owner (every page's descriptor). */
 struct slab *slab_init(struct page *head, unsigned sc, unsigned order,
 		       struct tcache *owner, bool zero);
-/* free()'s facts of a slab of class sc and 1 << order pages: sc, mask,
- * recip, start_below. */
-void slab_set_geometry(struct slab *s, unsigned sc, unsigned order);
+/* The geometry of a slab of class sc and 1 << order pages at base: sc,
+ * mask, colour, recip, start_below. */
+void slab_set_geometry(struct slab *s, unsigned sc, unsigned order,
+		       uintptr_t base);
 /* Hands s (every page of it) to a new holder. */
 void slab_set_owner(struct slab *s, struct tcache *owner);
 /* Before an empty slab goes back to the zone: its other pages become

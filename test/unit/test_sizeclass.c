@@ -124,35 +124,82 @@ Test(sizeclass, slab_geometry_bounds_tail_waste)
 	}
 }
 
+static void
+check_starts(unsigned sc, unsigned order, uintptr_t base)
+{
+	const struct slab_class *c = &slab_class[sc];
+	size_t nr = (ZP_PAGE_SIZE << order) / c->size;
+	struct slab s = { 0 };
+
+	slab_set_geometry(&s, sc, order, base);
+	CHECK_OP((size_t)s.mask + 1, ==, ZP_PAGE_SIZE << order);
+	CHECK_OP(s.sc, ==, sc);
+	CHECK_OP(s.colour + nr * c->size, <=, (size_t)s.mask + 1);
+	for (uintptr_t off = 0; off <= s.mask; off++) {
+		bool want = off >= s.colour &&
+			    (off - s.colour) % c->size == 0 &&
+			    (off - s.colour) / c->size < nr;
+
+		CHECK_OP(slab_is_start(&s, base + off), ==, want,
+			 "class %u order %u colour %u offset %lu", sc, order,
+			 s.colour, (unsigned long)off);
+		if (want)
+			CHECK_OP(slab_index_of(&s, base + off), ==,
+				 (long)((off - s.colour) / c->size));
+	}
+}
+
 /* free()'s pointer check: every offset of a slab, against plain modulo,
- * for a class's usual slab and for a thread's small first one. */
+ * for a class's usual slab and for a thread's small first one, at bases
+ * that give it different colours. */
 Test(sizeclass, object_start_check_is_exact_at_every_offset)
 {
 	slab_boot(12345);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		const struct slab_class *c = &slab_class[sc];
 		unsigned orders[2] = { c->order, c->first_order };
-		/* Any slab base: only the offset inside the slab counts. */
-		uintptr_t base = (uintptr_t)0x7f1200000000ull;
 
 		CHECK_OP(c->first_order, <=, c->order);
 		CHECK_OP(ZP_PAGE_SIZE << c->first_order, >=, c->size);
-		for (unsigned i = 0; i < 2; i++) {
-			struct slab s = { 0 };
-			size_t nr = (ZP_PAGE_SIZE << orders[i]) / c->size;
-
-			slab_set_geometry(&s, sc, orders[i]);
-			CHECK_OP((size_t)s.mask + 1, ==,
-				 ZP_PAGE_SIZE << orders[i]);
-			CHECK_OP(s.sc, ==, sc);
-			for (uintptr_t off = 0; off <= s.mask; off++) {
-				bool want = off % c->size == 0 &&
-					    off / c->size < nr;
-
-				CHECK_OP(slab_is_start(&s, base + off), ==,
-					 want, "class %u order %u offset %lu",
-					 sc, orders[i], (unsigned long)off);
-			}
-		}
+		for (unsigned i = 0; i < 2; i++)
+			for (uintptr_t k = 0; k < 3; k++)
+				check_starts(sc, orders[i],
+					     (uintptr_t)0x7f1200000000ull +
+					     (k * 7 << (ZP_PAGE_SHIFT +
+							orders[i])));
 	}
+}
+
+/* Colours: whole lines out of the spare tail that keep the alignment of
+ * the size's lowest bit, none for a power of two, and neighbouring slabs
+ * apart wherever the tail has such a step to spare. */
+Test(sizeclass, colours_vary_between_neighbours_within_the_spare_tail)
+{
+	slab_boot(12345);
+	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		const struct slab_class *c = &slab_class[sc];
+		size_t bytes = ZP_PAGE_SIZE << c->order;
+		size_t spare = bytes - (size_t)c->nr_objs * c->size;
+		uintptr_t base = (uintptr_t)0x7f1200000000ull;
+		struct slab a = { 0 }, b = { 0 };
+
+		slab_set_geometry(&a, sc, c->order, base);
+		slab_set_geometry(&b, sc, c->order, base + bytes);
+		CHECK_OP(a.colour % ZP_CACHELINE, ==, 0, "class %u", sc);
+		CHECK_OP(a.colour % (c->size & -c->size), ==, 0, "class %u",
+			 sc);
+		CHECK_OP(b.colour % (c->size & -c->size), ==, 0, "class %u",
+			 sc);
+		CHECK_OP(a.colour, <=, spare, "class %u", sc);
+		CHECK_OP(b.colour, <=, spare, "class %u", sc);
+		if ((c->size & (c->size - 1)) == 0)
+			CHECK_OP(a.colour + b.colour, ==, 0, "class %u", sc);
+		if (spare >= ZP_MAX((size_t)ZP_CACHELINE, c->size & -c->size))
+			CHECK_OP(a.colour, !=, b.colour, "class %u", sc);
+	}
+	/* sqlite's 4104-byte buffers: their slabs' first objects spread. */
+	CHECK_OP(slab_class[sizeclass_of(4104)].nr_objs *
+		 slab_class[sizeclass_of(4104)].size +
+		 16 * ZP_CACHELINE, <=,
+		 ZP_PAGE_SIZE << slab_class[sizeclass_of(4104)].order);
 }
