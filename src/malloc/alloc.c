@@ -696,9 +696,21 @@ alloc_realloc(void *p, size_t n)
 static unsigned
 aligned_class(size_t align, size_t n)
 {
-	unsigned sc = sizeclass_of(n);
+	unsigned sc;
 
-	while (sc < SC_NR && sizeclass_size(sc) % align)
+	/* Above 1 KiB: n rounded up to align, or to the aligned classes'
+	 * step of 2^(k-3) where that is coarser (sizeclass.h). */
+	if (n > 1024) {
+		unsigned k = zp_log2_floor(n - 1);
+
+		return sizeclass_aligned_of(zp_align_up(
+			n, ZP_MAX(align, (size_t)1 << (k - 3))));
+	}
+	/* Up to 1 KiB the plain classes are steps of 2^(k-3) themselves;
+	 * the search ends by SC_MAX_SIZE, a multiple of any align up to a
+	 * page (aligned_route's bound). */
+	sc = sizeclass_of(n);
+	while (sc < SC_NR_PLAIN - 1 && sizeclass_size(sc) % align)
 		sc++;
 	return sc;
 }
@@ -709,8 +721,6 @@ aligned_slab(struct tstate *ts, size_t align, size_t n)
 	unsigned sc = aligned_class(align, n);
 	void *p;
 
-	if (sc == SC_NR)
-		return NULL;
 	p = tcache_alloc(&ts->tc, sc);
 	if (p && ((uintptr_t)p & (align - 1))) {
 		alloc_free(p);

@@ -20,6 +20,11 @@
  *
  * The mapping is one load from a 2 KiB table indexed by 16-byte steps;
  * sizes up to 1 KiB use its first 130 bytes.
+ *
+ * Above 1 KiB only the powers of two among those classes are multiples
+ * of 32, so classes SC_NR_PLAIN .. SC_NR - 1 serve aligned requests
+ * alone: 2^k + j 2^(k-3), 1 <= j <= 7, multiples of 128 that no size
+ * maps to (memalign(64, 9000) takes 9216 bytes, not 16384).
  */
 #ifndef ZP_SLAB_SIZECLASS_H
 #define ZP_SLAB_SIZECLASS_H
@@ -27,7 +32,8 @@
 #include "base/util.h"
 
 #define SC_MAX_SIZE	16384
-#define SC_NR		100
+#define SC_NR_PLAIN	100	/* the classes malloc maps sizes to */
+#define SC_NR		128	/* and the aligned ones (see below) */
 
 /* Visible to the malloc layer's inline paths, hidden from the .so's ABI. */
 #define SC_HIDDEN	__attribute__((visibility("hidden")))
@@ -65,6 +71,19 @@ sizeclass_find_scaled(size_t n, size_t *scaled)
 		return false;
 	*scaled = sizeclass_index[(n + 15) >> 4];
 	return true;
+}
+
+/* The class of size s, a multiple of 2^(k-3) in (2^k, 2^(k+1)], 1 KiB <=
+ * 2^k < SC_MAX_SIZE: a power of two's own, else an aligned class. */
+static inline unsigned
+sizeclass_aligned_of(size_t s)
+{
+	unsigned k = zp_log2_floor(s - 1);
+
+	if (s == (size_t)2 << k)
+		return sizeclass_of(s);
+	return SC_NR_PLAIN + 7 * (k - 10) +
+	       (unsigned)((s - ((size_t)1 << k)) >> (k - 3)) - 1;
 }
 
 static inline size_t

@@ -63,7 +63,10 @@ slab_print_slabinfo(struct outbuf *o)
 		char name[24];
 
 		slab_info(sc, &si);
-		fmt_buf(name, sizeof(name), "size-%u", si.object_size);
+		/* The aligned classes take memalign's requests alone. */
+		fmt_buf(name, sizeof(name), sc < SC_NR_PLAIN ? "size-%u"
+							: "aligned-%u",
+			si.object_size);
 		out_printf(o, "%-17s %13lu %10lu %9u %12u %15u : slabdata "
 			   "%14lu %11lu : paths %12lu %12lu %12lu %13lu\n",
 			   name, (unsigned long)si.active_objects,

@@ -361,6 +361,33 @@ Test(alloc, small_aligned_requests_stay_in_slabs)
 	alloc_free(p);
 }
 
+/* Between 1 and 16 KiB the plain classes are 16 past their steps, so
+ * an aligned request takes an aligned class (a multiple of 128) or a
+ * power of two: at most n rounded up to align or to an eighth of the
+ * doubling, never the next power of two for a size just above one. */
+Test(alloc, mid_size_aligned_requests_waste_at_most_an_eighth)
+{
+	for (size_t a = 32; a <= ZP_PAGE_SIZE; a *= 2)
+		for (size_t n = 1025; n <= SC_MAX_SIZE; n += 37) {
+			size_t k = zp_log2_floor(n - 1);
+			size_t step = ZP_MAX(a, (size_t)1 << (k - 3));
+			size_t bound = zp_align_up(n, step);
+			char *p = alloc_aligned(a, n);
+
+			cr_assert_not_null(p);
+			cr_assert(((uintptr_t)p & (a - 1)) == 0, "a %zu n %zu",
+				  a, n);
+			cr_assert_eq(kind_of(p), PAGE_SLAB, "a %zu n %zu", a,
+				     n);
+			cr_assert_geq(alloc_usable_size(p), n);
+			cr_assert_leq(alloc_usable_size(p), bound,
+				      "a %zu n %zu: %zu", a, n,
+				      alloc_usable_size(p));
+			p[n - 1] = 1;
+			alloc_free_aligned_sized(p, a, n, "test");
+		}
+}
+
 Test(alloc, zero_flag_zeroes_and_low32_stays_low)
 {
 	unsigned char *p = alloc_flags(20000, ZP_ZERO | ZP_LOW32);

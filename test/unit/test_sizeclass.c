@@ -10,21 +10,33 @@
 Test(sizeclass, table_is_monotonic_and_16_aligned)
 {
 	CHECK_OP(sizeclass_size(0), ==, 16);
-	CHECK_OP(sizeclass_size(SC_NR - 1), ==, SC_MAX_SIZE);
+	CHECK_OP(sizeclass_size(SC_NR_PLAIN - 1), ==, SC_MAX_SIZE);
 	CHECK_OP(SC_MAX_SIZE, >=, 16384);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		CHECK_OP(sizeclass_size(sc) % 16, ==, 0, "class %u", sc);
-		if (sc > 0)
+		if (sc > 0 && sc != SC_NR_PLAIN)
 			CHECK_OP(sizeclass_size(sc), >, sizeclass_size(sc - 1),
 				 "class %u", sc);
+	}
+	/* The aligned classes: multiples of 128 between 1 and 16 KiB. */
+	for (unsigned sc = SC_NR_PLAIN; sc < SC_NR; sc++) {
+		CHECK_OP(sizeclass_size(sc) % 128, ==, 0, "class %u", sc);
+		CHECK_OP(sizeclass_size(sc), >, 1024, "class %u", sc);
+		CHECK_OP(sizeclass_size(sc), <, SC_MAX_SIZE, "class %u", sc);
 	}
 }
 
 Test(sizeclass, class_of_class_size_is_the_class)
 {
-	for (unsigned sc = 0; sc < SC_NR; sc++)
+	for (unsigned sc = 0; sc < SC_NR_PLAIN; sc++)
 		CHECK_OP(sizeclass_of(sizeclass_size(sc)), ==, sc,
 			 "class %u size %zu", sc, sizeclass_size(sc));
+	for (unsigned sc = SC_NR_PLAIN; sc < SC_NR; sc++)
+		CHECK_OP(sizeclass_aligned_of(sizeclass_size(sc)), ==, sc,
+			 "class %u size %zu", sc, sizeclass_size(sc));
+	/* Powers of two are plain classes to aligned requests too. */
+	for (size_t p = 2048; p <= SC_MAX_SIZE; p <<= 1)
+		CHECK_OP(sizeclass_aligned_of(p), ==, sizeclass_of(p));
 }
 
 Test(sizeclass, every_size_maps_to_the_smallest_class_that_fits)
@@ -50,10 +62,16 @@ Test(sizeclass, class_range_holds_exactly_the_class_sizes)
 	};
 
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
+		/* An aligned class: the sizes a plain class would round up
+		 * to one above the plain class below it. */
+		size_t below = sc < SC_NR_PLAIN ? 0 :
+			sizeclass_size(sizeclass_of(sizeclass_size(sc)) - 1);
+
 		for (size_t n = 0; n <= SC_MAX_SIZE; n++)
 			CHECK_OP(sizeclass_holds(sc, n), ==,
-				 sizeclass_of(n) == sc, "class %u size %zu",
-				 sc, n);
+				 sc < SC_NR_PLAIN ? sizeclass_of(n) == sc :
+				 n > below && n <= sizeclass_size(sc),
+				 "class %u size %zu", sc, n);
 		for (size_t i = 0; i < sizeof(far) / sizeof(far[0]); i++)
 			CHECK(!sizeclass_holds(sc, far[i]),
 			      "class %u size %zu", sc, far[i]);
@@ -172,7 +190,8 @@ Test(sizeclass, object_start_check_is_exact_at_every_offset)
 
 /* Colours: whole lines out of the spare tail that keep the alignment of
  * the size's lowest bit, none for a power of two, and neighbouring slabs
- * apart wherever the tail has such a step to spare. */
+ * apart wherever the tail has such a step to spare (below a page: whole
+ * pages move no object to another cache set). */
 Test(sizeclass, colours_vary_between_neighbours_within_the_spare_tail)
 {
 	slab_boot(12345);
@@ -180,6 +199,7 @@ Test(sizeclass, colours_vary_between_neighbours_within_the_spare_tail)
 		const struct slab_class *c = &slab_class[sc];
 		size_t bytes = ZP_PAGE_SIZE << c->order;
 		size_t spare = bytes - (size_t)c->nr_objs * c->size;
+		size_t step = ZP_MAX((size_t)ZP_CACHELINE, c->size & -c->size);
 		uintptr_t base = (uintptr_t)0x7f1200000000ull;
 		struct slab a = { 0 }, b = { 0 };
 
@@ -194,7 +214,7 @@ Test(sizeclass, colours_vary_between_neighbours_within_the_spare_tail)
 		CHECK_OP(b.colour, <=, spare, "class %u", sc);
 		if ((c->size & (c->size - 1)) == 0)
 			CHECK_OP(a.colour + b.colour, ==, 0, "class %u", sc);
-		if (spare >= ZP_MAX((size_t)ZP_CACHELINE, c->size & -c->size))
+		if (spare >= step && step < ZP_PAGE_SIZE)
 			CHECK_OP(a.colour, !=, b.colour, "class %u", sc);
 	}
 	/* sqlite's 4104-byte buffers: their slabs' first objects spread. */

@@ -552,6 +552,7 @@ Test(slab, stats_report_classes)
 	fclose(f);
 	CHECK(strstr(text, "slabinfo - version"), "no slabinfo header");
 	CHECK(strstr(text, "\nsize-128 "), "no size-128 row");
+	CHECK(strstr(text, "\naligned-1152 "), "no aligned-1152 row");
 	CHECK(strstr(text, "{\"classes\":[{\"class\":0,"), "no JSON");
 	CHECK(strstr(text, "\"objsize\":16384,"), "no last class");
 	CHECK_OP(text[len - 1], ==, '}');
