@@ -1,6 +1,6 @@
 /*
  * sizeclass.c - the constant tables behind sizeclass.h.
- * Owns:  sizeclass_sizes[], sizeclass_index[], sizeclass_span (read-only,
+ * Owns:  sizeclass_sizes[], sizeclass_tables (index and spans; read-only,
  *        no locks).
  * Path:  alloc_malloc -> sizeclass_of (inline) -> these tables.
  *
@@ -78,10 +78,6 @@ _Static_assert(SC_SIZE(31) == 1024 && SC_SIZE(32) == 1040 &&
 #define SI_256(b)	SI_64(b), SI_64(b + 64), SI_64(b + 128),	\
 			SI_64(b + 192)
 
-const uint16_t sizeclass_index[SC_MAX_SIZE / 16 + 1] = {
-	SI_256(0), SI_256(256), SI_256(512), SI_256(768), SI(1024),
-};
-
 /* A plain class takes the sizes above the plain class below it (class 0
  * takes 0); an aligned class the sizes above the plain class below it
  * too, which is what free_sized checks a size against. */
@@ -93,8 +89,17 @@ const uint16_t sizeclass_index[SC_MAX_SIZE / 16 + 1] = {
 #define SPAN_20(b)	SPAN_4(b), SPAN_4(b + 4), SPAN_4(b + 8),	\
 			SPAN_4(b + 12), SPAN_4(b + 16)
 
-const struct sizeclass_span sizeclass_span[SC_NR] = {
-	SPAN_20(0), SPAN_20(20), SPAN_20(40), SPAN_20(60), SPAN_20(80),
-	SPAN_4(100), SPAN_4(104), SPAN_4(108), SPAN_4(112), SPAN_4(116),
-	SPAN_4(120), SPAN_4(124),
+const struct sizeclass_tables sizeclass_tables
+__attribute__((aligned(ZP_PAGE_SIZE))) = {
+	.index = {
+		SI_256(0), SI_256(256), SI_256(512), SI_256(768), SI(1024),
+	},
+	.span = {
+		SPAN_20(0), SPAN_20(20), SPAN_20(40), SPAN_20(60),
+		SPAN_20(80), SPAN_4(100), SPAN_4(104), SPAN_4(108),
+		SPAN_4(112), SPAN_4(116), SPAN_4(120), SPAN_4(124),
+	},
 };
+_Static_assert(offsetof(struct sizeclass_tables, span) +
+	       32 * sizeof(struct sizeclass_span) <= ZP_PAGE_SIZE,
+	       "the small sizes' index and spans share the first page");

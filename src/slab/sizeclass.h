@@ -38,13 +38,10 @@
 /* Visible to the malloc layer's inline paths, hidden from the .so's ABI. */
 #define SC_HIDDEN	__attribute__((visibility("hidden")))
 
-/* sizeclass_index[(n + 15) >> 4] is the class of n for n <= SC_MAX_SIZE,
- * times SC_SCALE: scaled for arrays of 32-byte entries (the tcache's
- * bins), so that malloc's fast path indexes them with no shift. */
 #define SC_SCALE_SHIFT	5
 #define SC_SCALE	(1u << SC_SCALE_SHIFT)
-extern const uint16_t sizeclass_index[SC_MAX_SIZE / 16 + 1] SC_HIDDEN;
 extern const uint32_t sizeclass_sizes[SC_NR] SC_HIDDEN;
+
 /* The sizes of class sc are lo .. lo + width of span[sc]: one subtract
  * and one compare tell whether n is of the class, for any n. Entries are
  * SC_SCALE bytes, so that the class as free holds it (scaled) indexes
@@ -53,13 +50,30 @@ struct sizeclass_span {
 	uint64_t lo, width;
 	uint64_t pad[2];
 };
-extern const struct sizeclass_span sizeclass_span[SC_NR] SC_HIDDEN;
+
+/*
+ * index[(n + 15) >> 4] is the class of n for n <= SC_MAX_SIZE, times
+ * SC_SCALE: scaled for arrays of 32-byte entries (the tcache's bins), so
+ * that malloc's fast path indexes them with no shift.
+ *
+ * Both tables are one page-aligned object, so that the parts a program
+ * of small objects reads (the index's first 130 bytes, the spans of the
+ * classes up to 1 KiB from byte 2080 on) lie in one page: C++'s new reads
+ * the index and sized delete the spans, and a second hot page would be
+ * one more TLB entry on the paths of every C++ program (cxx-map is bound
+ * by the TLB: bench/RESULTS.md, stop 25).
+ */
+struct sizeclass_tables {
+	uint16_t index[SC_MAX_SIZE / 16 + 1];
+	struct sizeclass_span span[SC_NR] __attribute__((aligned(32)));
+};
+extern const struct sizeclass_tables sizeclass_tables SC_HIDDEN;
 
 /* Class of an n-byte request, 0 <= n <= SC_MAX_SIZE (0 maps to class 0). */
 static inline unsigned
 sizeclass_of(size_t n)
 {
-	return sizeclass_index[(n + 15) >> 4] >> SC_SCALE_SHIFT;
+	return sizeclass_tables.index[(n + 15) >> 4] >> SC_SCALE_SHIFT;
 }
 
 /* SC_SCALE times the class of n into *scaled, false when n is past
@@ -69,7 +83,7 @@ sizeclass_find_scaled(size_t n, size_t *scaled)
 {
 	if (zp_unlikely(n > SC_MAX_SIZE))
 		return false;
-	*scaled = sizeclass_index[(n + 15) >> 4];
+	*scaled = sizeclass_tables.index[(n + 15) >> 4];
 	return true;
 }
 
@@ -98,7 +112,7 @@ static inline bool
 sizeclass_holds_scaled(size_t scaled, size_t n)
 {
 	const struct sizeclass_span *e = (const struct sizeclass_span *)
-		((const char *)sizeclass_span + scaled);
+		((const char *)sizeclass_tables.span + scaled);
 
 	return n - e->lo <= e->width;
 }
