@@ -116,13 +116,20 @@ Test(sizeclass, a_power_of_two_or_step_plus_a_header_fits_within_16_bytes)
 	CHECK_OP(sizeclass_size(sizeclass_of(4368)), ==, 4368);
 }
 
+/* Bytes of a class's usual slab that no object takes. */
+static size_t
+spare_of(const struct slab_class *c)
+{
+	return (ZP_PAGE_SIZE << c->order) - (size_t)c->nr_objs * c->size;
+}
+
 Test(sizeclass, slab_geometry_bounds_tail_waste)
 {
 	slab_boot(12345);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		const struct slab_class *c = &slab_class[sc];
 		size_t bytes = ZP_PAGE_SIZE << c->order;
-		size_t waste = bytes - (size_t)c->nr_objs * c->size;
+		size_t waste = spare_of(c);
 
 		CHECK_OP(c->size, ==, sizeclass_size(sc));
 		CHECK_OP(c->nr_objs, >=, 1);
@@ -197,14 +204,14 @@ Test(sizeclass, colours_vary_between_neighbours_within_the_spare_tail)
 	slab_boot(12345);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		const struct slab_class *c = &slab_class[sc];
-		size_t bytes = ZP_PAGE_SIZE << c->order;
-		size_t spare = bytes - (size_t)c->nr_objs * c->size;
+		size_t spare = spare_of(c);
 		size_t step = ZP_MAX((size_t)ZP_CACHELINE, c->size & -c->size);
 		uintptr_t base = (uintptr_t)0x7f1200000000ull;
 		struct slab a = { 0 }, b = { 0 };
 
 		slab_set_geometry(&a, sc, c->order, base);
-		slab_set_geometry(&b, sc, c->order, base + bytes);
+		slab_set_geometry(&b, sc, c->order,
+				  base + (ZP_PAGE_SIZE << c->order));
 		CHECK_OP(a.colour % ZP_CACHELINE, ==, 0, "class %u", sc);
 		CHECK_OP(a.colour % (c->size & -c->size), ==, 0, "class %u",
 			 sc);
