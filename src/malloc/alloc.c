@@ -541,8 +541,10 @@ realloc_slab(void *p, struct page *head, size_t n)
 		log_fatal("realloc(): invalid pointer %p", p);
 	slab_realloc_check(head, p);
 	old = slab_usable_size(head);
-	/* Staying in the same class costs nothing and wastes nothing. */
-	if (n <= old && sizeclass_of(n) == sizeclass_of(old))
+	/* Staying in the same class costs nothing and wastes nothing (an
+	 * aligned class holds the sizes its plain neighbour below does
+	 * not). */
+	if (sizeclass_holds(slab_of(head)->sc, n))
 		return p;
 	return realloc_move(p, old, n);
 }

@@ -15,8 +15,7 @@
  * naturally aligned buddy blocks with objects packed from the start (a
  * power of two leaves no spare tail for a colour), so an object of a
  * power-of-two class up to a page is aligned to its size (memalign relies
- * on this). Above 1 KiB only the powers of two are multiples of 32, so an
- * aligned request of 32 or more takes the next power of two there.
+ * on this).
  *
  * The mapping is one load from a 2 KiB table indexed by 16-byte steps;
  * sizes up to 1 KiB use its first 130 bytes.

@@ -134,7 +134,12 @@ slab_colour(size_t size, unsigned order, uintptr_t base)
 	/* A step that keeps the alignment of size's lowest bit, which
 	 * memalign's search by class counts on (384: 128-aligned). */
 	size_t step = ZP_MAX((size_t)ZP_CACHELINE, size & -size);
-	size_t nr = ZP_MIN(spare, ZP_PAGE_SIZE - step) / step + 1;
+	size_t nr;
+
+	/* Steps of a page or more move no object to another cache set. */
+	if (step >= ZP_PAGE_SIZE)
+		return 0;
+	nr = ZP_MIN(spare, ZP_PAGE_SIZE - step) / step + 1;
 
 	return (uint32_t)((base >> (ZP_PAGE_SHIFT + order)) % nr * step);
 }

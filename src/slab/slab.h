@@ -2,8 +2,9 @@
  * slab.h - one slab: a naturally aligned buddy block of 1 << order pages
  * cut into objects of one size class. struct slab is the page descriptor
  * itself, seen by the slab layer (so a slab has no header inside its own
- * memory and objects start at the block's first byte; the block's
- * alignment gives memalign its power-of-two alignment).
+ * memory; objects start at the slab's colour, a multiple of the size's
+ * lowest set bit that is 0 for a power of two, so the block's alignment
+ * gives memalign its alignment).
  *
  * Every page of a slab carries its kind, class, owner and geometry in its
  * own descriptor, and what free() needs of them - class and owner - in

@@ -100,6 +100,7 @@ slab_print_json(struct outbuf *o)
 
 		slab_info(sc, &si);
 		out_printf(o, "%s{\"class\":%u,\"objsize\":%u,"
+			   "\"aligned_only\":%s,"
 			   "\"objperslab\":%u,\"pagesperslab\":%u,"
 			   "\"active_objs\":%lu,\"num_objs\":%lu,"
 			   "\"active_slabs\":%lu,\"num_slabs\":%lu,"
@@ -107,6 +108,7 @@ slab_print_json(struct outbuf *o)
 			   "\"free_local\":%lu,\"free_remote\":%lu,"
 			   "\"rescue\":%lu}",
 			   sc ? "," : "", sc, si.object_size,
+			   sc < SC_NR_PLAIN ? "false" : "true",
 			   si.objects_per_slab, si.pages_per_slab,
 			   (unsigned long)si.active_objects,
 			   (unsigned long)si.total_objects,

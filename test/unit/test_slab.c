@@ -554,6 +554,9 @@ Test(slab, stats_report_classes)
 	CHECK(strstr(text, "\nsize-128 "), "no size-128 row");
 	CHECK(strstr(text, "\naligned-1152 "), "no aligned-1152 row");
 	CHECK(strstr(text, "{\"classes\":[{\"class\":0,"), "no JSON");
-	CHECK(strstr(text, "\"objsize\":16384,"), "no last class");
+	CHECK(strstr(text, "\"objsize\":16384,\"aligned_only\":false"),
+	      "no last plain class");
+	CHECK(strstr(text, "{\"class\":127,\"objsize\":15360,"
+		      "\"aligned_only\":true"), "no last aligned class");
 	CHECK_OP(text[len - 1], ==, '}');
 }
