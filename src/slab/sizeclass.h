@@ -105,8 +105,9 @@ sizeclass_size(unsigned sc)
 	return sizeclass_sizes[sc];
 }
 
-/* sizeclass_of(n) == scaled / SC_SCALE, for any n (sizes past
- * SC_MAX_SIZE too). */
+/* For a plain class, sizeclass_of(n) == scaled / SC_SCALE; for an
+ * aligned one, n lies above the plain class below it and within its size.
+ * For any n (sizes past SC_MAX_SIZE too). */
 static inline bool
 sizeclass_holds_scaled(size_t scaled, size_t n)
 {
