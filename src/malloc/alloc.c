@@ -698,23 +698,14 @@ alloc_realloc(void *p, size_t n)
 static unsigned
 aligned_class(size_t align, size_t n)
 {
-	unsigned sc;
+	/* The classes of n's doubling are steps of 2^(k-3) (16 bytes up to
+	 * 128; above 1 KiB the aligned classes, sizeclass.h), so the first
+	 * one aligned to align is n rounded up to the coarser of the two; a
+	 * power of two when align passes the doubling. */
+	size_t step = n > 128 ? (size_t)1 << (zp_log2_floor(n - 1) - 3) : 16;
+	size_t s = zp_align_up(ZP_MAX(n, (size_t)1), ZP_MAX(align, step));
 
-	/* Above 1 KiB: n rounded up to align, or to the aligned classes'
-	 * step of 2^(k-3) where that is coarser (sizeclass.h). */
-	if (n > 1024) {
-		unsigned k = zp_log2_floor(n - 1);
-
-		return sizeclass_aligned_of(zp_align_up(
-			n, ZP_MAX(align, (size_t)1 << (k - 3))));
-	}
-	/* Up to 1 KiB the plain classes are steps of 2^(k-3) themselves;
-	 * the search ends by SC_MAX_SIZE, a multiple of any align up to a
-	 * page (aligned_route's bound). */
-	sc = sizeclass_of(n);
-	while (sc < SC_NR_PLAIN - 1 && sizeclass_size(sc) % align)
-		sc++;
-	return sc;
+	return s > 1024 ? sizeclass_aligned_of(s) : sizeclass_of(s);
 }
 
 static void *

@@ -4,7 +4,7 @@
  *        no locks).
  * Path:  alloc_malloc -> sizeclass_of (inline) -> these tables.
  *
- * Both tables are written out by macros from the one formula so that they
+ * The tables are written out by macros from the one formula so that they
  * cannot drift apart; test_sizeclass checks them against each other.
  */
 #include "slab/sizeclass.h"
