@@ -64,6 +64,9 @@ bool zero_table_took_young(void);
 void zero_table_forget(uintptr_t start, uintptr_t end);
 /* Resident (present, not the zero page) bytes of [start, end). */
 size_t zero_resident_bytes(uintptr_t start, uintptr_t end);
+/* 1 when a read fault of untouched memory maps the kernel's zero page, 0
+ * when it commits a page (a guest kernel without one), -1 unknown. */
+int zero_kernel_zero_page(void);
 /* Is the whole page zero? (Word loop: reads 4 KiB.) */
 bool zero_page_is_zero(const void *p);
 /* A work generation: bumped whenever regions or parked regions appear. */

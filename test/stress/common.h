@@ -231,16 +231,46 @@ watchdog_fire(int sig)
 	_exit(1);
 }
 
+/* The tick is one-shot, armed again when on_tick returns: a handler that
+ * takes longer than a tick (a kernel that maps no shared zero page for
+ * reads makes compat_sigmmap's checks fault in real pages) must still
+ * leave the program a tick to run in, not find the next signal pending
+ * as it returns. */
+static void (*tick_fn)(int);
+static long tick_every_us;
+
+static void
+tick_trampoline(int sig)
+{
+	struct itimerval next = { { 0, 0 }, { 0, tick_every_us } };
+
+	tick_fn(sig);
+	setitimer(ITIMER_REAL, &next, NULL);
+}
+
+/* Stops the ticks (a handler running now may arm one more). */
+static inline void
+stop_ticks(void)
+{
+	struct itimerval off = { { 0, 0 }, { 0, 0 } };
+	struct sigaction sa = { .sa_handler = SIG_IGN };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	setitimer(ITIMER_REAL, &off, NULL);
+}
+
 /* A program that may hang sends SIGUSR2 to itself after `seconds` (a
  * timer of its own, so that SIGALRM stays free) and dies there naming
- * itself; with on_tick, SIGALRM also runs on_tick every tick_us (with
- * SA_RESTART), so that it lands wherever the program happens to be. */
+ * itself; with on_tick, SIGALRM also runs on_tick tick_us after the
+ * previous run ended (with SA_RESTART), so that it lands wherever the
+ * program happens to be. */
 static inline void
 start_watchdog(const char *name, double seconds, void (*on_tick)(int),
 	       long tick_us)
 {
-	struct itimerval tick = { { 0, tick_us }, { 0, tick_us } };
-	struct sigaction sa = { .sa_handler = on_tick };
+	struct itimerval tick = { { 0, 0 }, { 0, tick_us } };
+	struct sigaction sa = { .sa_handler = tick_trampoline };
 	struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL,
 			       .sigev_signo = SIGUSR2 };
 	struct itimerspec dog = { .it_value = { (time_t)seconds, 0 } };
@@ -253,6 +283,8 @@ start_watchdog(const char *name, double seconds, void (*on_tick)(int),
 		fail("timer_create: %s", strerror(errno));
 	if (!on_tick)
 		return;
+	tick_fn = on_tick;
+	tick_every_us = tick_us;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGALRM, &sa, NULL);

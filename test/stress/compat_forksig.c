@@ -66,7 +66,6 @@ main(void)
 {
 	double seconds = stress_seconds(3);
 	static void *slot[SLOTS];
-	struct itimerval off = { { 0, 0 }, { 0, 0 } };
 	struct rng r;
 	uint64_t end;
 
@@ -83,7 +82,7 @@ main(void)
 		memset(slot[i], 1, 16);
 		nr_ops++;
 	}
-	setitimer(ITIMER_REAL, &off, NULL);
+	stop_ticks();
 	for (unsigned i = 0; i < SLOTS; i++)
 		free(slot[i]);
 	printf("compat_forksig: %lu allocations, %d forks from the handler\n",

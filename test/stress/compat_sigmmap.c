@@ -128,7 +128,6 @@ main(void)
 {
 	double seconds = stress_seconds(3);
 	static void *slot[SLOTS];
-	struct itimerval off = { { 0, 0 }, { 0, 0 } };
 	struct rng r;
 	uint64_t end, nr_ops = 0;
 
@@ -146,7 +145,7 @@ main(void)
 		memset(slot[i], 1, n < 64 ? n : 64);
 		nr_ops++;
 	}
-	setitimer(ITIMER_REAL, &off, NULL);
+	stop_ticks();
 	for (unsigned i = 0; i < SLOTS; i++)
 		free(slot[i]);
 	printf("compat_sigmmap: %lu allocations, %d handler runs, %d region "

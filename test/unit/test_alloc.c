@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "check.h"
 #include "malloc/alloc.h"
 #include "malloc/init.h"
 #include "malloc/large.h"
@@ -282,7 +283,7 @@ free_parked(size_t n)
 		alloc_free(alloc_malloc(n));
 		alloc_free(alloc_malloc(n));
 		p = alloc_malloc(n);
-		memset(p, 0xa5, n);
+		scribble(p, n, 0xa5);
 		alloc_free(p);
 		if (zero_park_bytes() >= n)
 			return p;

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "malloc/large.h"
 #include "malloc/init.h"
 #include "os/os.h"
@@ -160,7 +161,7 @@ Test(large, churned_region_is_parked_and_serves_the_next_block)
 		large_free(large_alloc(BIG, 0, 0, -1, false));
 		large_free(large_alloc(BIG, 0, 0, -1, false));
 		p = large_alloc(BIG, 0, 0, -1, false);
-		memset(p, 0x5a, BIG);
+		scribble(p, BIG, 0x5a);
 		cr_assert(large_free(p));
 	}
 	cr_assert_eq(zero_park_bytes(), BIG);
