@@ -101,7 +101,7 @@ Test(zero, sparse_region_costs_only_touched_pages)
 		if (p[off] != 0)
 			cr_assert_fail("byte at %zu", off);
 	if (zero_page == 0) {
-		cr_log_warn("this kernel maps no shared zero page for reads "
+		cr_log_info("this kernel maps no shared zero page for reads "
 			    "(pvm_no_zero_page=1?): untouched reads commit "
 			    "pages under any allocator; not checked");
 		return;
