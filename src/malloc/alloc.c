@@ -4,10 +4,11 @@
  *        aligned allocation, realloc, usable size, the foreign-pointer
  *        handoff, placement flags (zp_malloc_flags), the size checks of
  *        sized frees.
- * Locks: none of its own; zone, slab and large.c lock inside.
+ * Locks: none of its own; zone, slab, heap and large.c lock inside.
  * Path:  malloc -> alloc_malloc (alloc.h) -> alloc_malloc_slow
  *        -> init_tstate_slow | medium_alloc -> zone_alloc_exact
- *        | large_alloc
+ *        | large_alloc; an empty bin -> alloc_small_slow -> small_alloc
+ *        -> heap_alloc (a class the thread uses lightly) | tcache
  *        realloc -> alloc_realloc -> (same class | zone_resize_exact_try
  *        | medium_move with headroom | medium_to_large | large_resize)
  *
@@ -25,6 +26,7 @@
 
 #include "base/log.h"
 #include "base/options.h"
+#include "heap/heap.h"
 #include "malloc/alloc.h"
 #include "malloc/glibc_chunk.h"
 #include "malloc/init.h"
@@ -303,15 +305,40 @@ release_held(void)
 	return alloc_trim() != 0;
 }
 
+/*
+ * A small request. The process's first thread takes its first
+ * HEAP_LIGHT_MAX objects of each class from the shared heap, where
+ * lightly used classes share pages and reuse each other's frees; after
+ * that the class has earned slabs of the thread's own, whose paths take
+ * no lock. (Python's start-up asks for ~60 classes above 512 bytes, a few
+ * objects each: their slabs' sum of per-class peaks made it 570 KiB
+ * heavier than on glibc.) Other threads start a class on its shared slab
+ * instead (tcache.c), which keeps the heap's lock off the paths of a
+ * program that starts threads by the thousand (larson: 15% more RSS when
+ * each new thread began in the heap, its early objects outliving it).
+ */
+static void *
+small_alloc(struct tstate *ts, size_t n, bool zero)
+{
+	unsigned sc = sizeclass_of(n);
+
+	if (!ts->tc.use_shared && ts->heap_uses[sc] < HEAP_LIGHT_MAX) {
+		void *p = heap_alloc(sc, n, zero);
+
+		if (p) {
+			ts->heap_uses[sc]++;
+			return p;
+		}
+	}
+	return zero ? tcache_alloc_zero(&ts->tc, sc, n)
+		    : tcache_alloc(&ts->tc, sc);
+}
+
 static void *
 route_alloc(struct tstate *ts, size_t n, bool zero)
 {
-	if (n <= SC_MAX_SIZE) {
-		unsigned sc = sizeclass_of(n);
-
-		return zero ? tcache_alloc_zero(&ts->tc, sc, n)
-			    : tcache_alloc(&ts->tc, sc);
-	}
+	if (n <= SC_MAX_SIZE)
+		return small_alloc(ts, n, zero);
 	if (n < ALLOC_MEDIUM_MAX)
 		return medium_alloc(ts, n, 0, zero);
 	return large_alloc(n, 0, 0, -1, zero);
@@ -396,9 +423,8 @@ alloc_calloc_slow(size_t n)
 zp_noinline void *
 alloc_small_slow(size_t n, bool zero)
 {
-	unsigned sc = sizeclass_of(n);
-	void *p = zero ? tcache_alloc_zero(alloc_tls, sc, n)
-		       : tcache_alloc_slow(alloc_tls, sc);
+	struct tcache *tc = alloc_cache();
+	void *p = tc ? small_alloc(tstate_of(tc), n, zero) : NULL;
 
 	return p ? p : alloc_slow(n, zero);
 }
@@ -430,6 +456,10 @@ alloc_free_slow(void *p)
 		}
 		if (head->kind == PAGE_SLAB) {
 			tcache_free_page(alloc_tls, p, pg);
+			return;
+		}
+		if (head->kind == PAGE_HEAP) {
+			heap_free(p, head, "free");
 			return;
 		}
 		bad_zone_pointer("free()", p, head);
@@ -469,7 +499,10 @@ alloc_free_sized_slow(void *p, size_t n, const char *call)
 		     (n > SC_MAX_SIZE ||
 		      slab_of(pg)->sc != sizeclass_of(n))) ||
 		    (head->kind == PAGE_MEDIUM && p == page_address(head) &&
-		     medium_request(head) != n))
+		     medium_request(head) != n) ||
+		    (head->kind == PAGE_HEAP &&
+		     (n > SC_MAX_SIZE ||
+		      heap_class(p, head, call) != sizeclass_of(n))))
 			bad_size(call, n, p);
 		alloc_free_slow(p);
 		return;
@@ -507,6 +540,9 @@ alloc_usable_size(const void *cp)
 			return slab_usable_size(head);
 		if (head->kind == PAGE_MEDIUM && p == page_address(head))
 			return head->npages << ZP_PAGE_SHIFT;
+		if (head->kind == PAGE_HEAP)
+			return sizeclass_size(heap_class(p, head,
+							 "malloc_usable_size"));
 		bad_zone_pointer("malloc_usable_size()", p, head);
 	}
 	n = large_usable_size(p);
@@ -547,6 +583,17 @@ realloc_slab(void *p, struct page *head, size_t n)
 	if (sizeclass_holds(slab_of(head)->sc, n))
 		return p;
 	return realloc_move(p, old, n);
+}
+
+/* A heap block stays while n is of its class, as a slab object does. */
+static void *
+realloc_heap(void *p, struct page *head, size_t n)
+{
+	unsigned sc = heap_class(p, head, "realloc");
+
+	if (sizeclass_holds(sc, n))
+		return p;
+	return realloc_move(p, sizeclass_size(sc), n);
 }
 
 /*
@@ -675,6 +722,8 @@ alloc_realloc(void *p, size_t n)
 			return realloc_slab(p, head, n);
 		if (head->kind == PAGE_MEDIUM)
 			return realloc_medium(p, head, n);
+		if (head->kind == PAGE_HEAP)
+			return realloc_heap(p, head, n);
 		bad_zone_pointer("realloc()", p, head);
 	}
 	old = large_usable_size(p);
@@ -900,7 +949,7 @@ alloc_trim(void)
 	 * an idle thread's slabs are free memory too. */
 	tcache_trim_others(tc);
 	zone_purge_pause();
-	released = slab_trim();
+	released = slab_trim() + heap_trim();
 	zone_purge_resume();
 	released += zone_purge(/* all */ true);
 #if ZP_HAVE_ZERO

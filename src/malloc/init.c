@@ -15,6 +15,7 @@
 
 #include "base/log.h"
 #include "base/options.h"
+#include "heap/heap.h"
 #include "malloc/alloc.h"
 #include "malloc/init.h"
 #include "malloc/large.h"
@@ -82,6 +83,7 @@ prefork_all(void)
 	zero_prefork();
 #endif
 	slab_prefork();
+	heap_prefork();
 	zone_prefork();
 }
 
@@ -109,6 +111,7 @@ fork_parent(void)
 	void (*unlock)(void) = stdio_list_fn(STDIO_UNLOCK);
 
 	zone_postfork_parent();
+	heap_postfork_parent();
 	slab_postfork_parent();
 #if ZP_HAVE_ZERO
 	zero_postfork_parent();
@@ -126,6 +129,7 @@ fork_child(void)
 	void (*reset)(void) = stdio_list_fn(STDIO_RESET);
 
 	zone_postfork_child();
+	heap_postfork_child();
 	slab_postfork_child();
 	if (alloc_cache())
 		tcache_postfork_child(alloc_tls);
@@ -258,6 +262,7 @@ boot_core(void)
 	if (err)
 		return err;
 	slab_boot(os_random64());
+	heap_boot(os_random64());
 #if ZP_HAVE_ZERO
 	struct zero_config zc;
 

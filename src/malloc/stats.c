@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "base/options.h"
+#include "heap/heap.h"
 #include "malloc/init.h"
 #include "malloc/large.h"
 #include "malloc/stats.h"
@@ -29,6 +30,7 @@ stats_usage(struct stats_usage *u)
 	struct zp_zone_info zi;
 	struct zp_slab_info si;
 	struct large_stats ls;
+	struct heap_stats hs;
 
 	memset(u, 0, sizeof(*u));
 	for (unsigned i = 0; zone_info(i, &zi) == 0; i++) {
@@ -47,11 +49,14 @@ stats_usage(struct stats_usage *u)
 		u->slab_free += (si.total_objects - si.active_objects) *
 				si.object_size;
 	}
+	heap_get_stats(&hs);
+	u->heap_free = hs.nr_chunks * HEAP_CHUNK_BYTES - hs.used_bytes;
 	large_get_stats(&ls);
 	u->nr_large = ls.nr_blocks;
 	u->large_bytes = ls.bytes;
 	u->large_peak = ls.peak_bytes;
-	u->in_use = u->arena - ZP_MIN(u->arena, u->free_pages + u->slab_free);
+	u->in_use = u->arena - ZP_MIN(u->arena, u->free_pages + u->slab_free +
+						     u->heap_free);
 }
 
 int
@@ -76,6 +81,25 @@ stats_zero_info(struct zp_zero_info *out)
 }
 
 /* --- text and JSON ------------------------------------------------------- */
+
+static void
+print_heap(struct outbuf *o, bool json)
+{
+	struct heap_stats hs;
+
+	heap_get_stats(&hs);
+	out_printf(o, json ? "{\"chunks\":%llu,\"chunk_bytes\":%llu,"
+			     "\"used_blocks\":%llu,\"used_bytes\":%llu,"
+			     "\"nr_alloc\":%llu,\"nr_free\":%llu}"
+			   : "chunks %llu (%llu bytes) used blocks %llu "
+			     "(%llu bytes)\nnr_alloc %llu nr_free %llu\n",
+		   (unsigned long long)hs.nr_chunks,
+		   (unsigned long long)(hs.nr_chunks * HEAP_CHUNK_BYTES),
+		   (unsigned long long)hs.nr_used,
+		   (unsigned long long)hs.used_bytes,
+		   (unsigned long long)hs.nr_alloc,
+		   (unsigned long long)hs.nr_free);
+}
 
 static void
 print_large(struct outbuf *o, bool json)
@@ -154,6 +178,8 @@ print_text(struct outbuf *o)
 	zone_print_zoneinfo(o);
 	out_puts(o, "--- slabinfo ---\n");
 	slab_print_slabinfo(o);
+	out_puts(o, "--- heap of light classes ---\n");
+	print_heap(o, false);
 	out_puts(o, "--- large blocks ---\n");
 	print_large(o, false);
 	out_puts(o, "--- zero-page engine ---\n");
@@ -177,6 +203,8 @@ print_json(struct outbuf *o)
 	zone_print_json(o);
 	out_puts(o, ",\"slabs\":");
 	slab_print_json(o);
+	out_puts(o, ",\"heap\":");
+	print_heap(o, true);
 	out_puts(o, ",\"large\":");
 	print_large(o, true);
 	out_puts(o, ",\"zero\":");

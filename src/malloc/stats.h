@@ -20,6 +20,7 @@ struct stats_usage {
 	size_t nr_free_blocks;	/* free buddy blocks */
 	size_t slab_free;	/* free objects inside slabs */
 	size_t nr_slab_free;
+	size_t heap_free;	/* free bytes in the mid-size heap's chunks */
 	size_t nr_large, large_bytes, large_peak;
 	size_t reserved;	/* address space reserved by the zones */
 };

@@ -15,6 +15,7 @@ enum page_kind {
 	PAGE_PCP,		/* head of a free block in a per-thread cache */
 	PAGE_SLAB,		/* head of a slab; owner[] is struct slab */
 	PAGE_MEDIUM,		/* head of a malloc block served by pages */
+	PAGE_HEAP,		/* head of a chunk of the mid-size heap */
 	PAGE_META,		/* allocator metadata (thread state, tables) */
 	PAGE_TAIL,		/* non-head page of an allocated block */
 };

@@ -79,7 +79,8 @@ void zone_free_pages_slow(struct pcp_set *pcp, struct page *head);
  * other pages PAGE_TAIL), and reports in *zero whether every byte is known
  * to read as zero (zero may be NULL). Small orders come from pcp when it
  * is non-NULL. Returns NULL with nothing changed when no zone in the
- * zonelist can serve it. kind is PAGE_SLAB, PAGE_MEDIUM or PAGE_META.
+ * zonelist can serve it. kind is PAGE_SLAB, PAGE_MEDIUM, PAGE_HEAP or
+ * PAGE_META.
  * head->npages is not set (only exact blocks use it).
  */
 static inline struct page *

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 
 #include "check.h"
+#include "heap/heap.h"
 #include "malloc/alloc.h"
 #include "malloc/init.h"
 #include "malloc/large.h"
@@ -56,18 +57,76 @@ kind_of(void *p)
 	return pg ? (enum page_kind)page_head(pg)->kind : PAGE_UNUSED;
 }
 
-Test(alloc, small_sizes_route_to_slabs)
+/* A thread's first HEAP_LIGHT_MAX requests of a class come from the
+ * shared heap, the rest from its slabs; either way the block is of the
+ * class's size, and frees, reallocs and sized frees treat both alike. */
+Test(alloc, small_sizes_route_to_the_heap_then_to_slabs)
 {
-	size_t sizes[] = { 0, 1, 16, 17, 1000, 4096, SC_MAX_SIZE };
+	/* No realloc target below is of a class of the list. */
+	size_t sizes[] = { 1, 100, 1000, 4096, SC_MAX_SIZE };
+	void *v[HEAP_LIGHT_MAX + 1];
 
 	for (size_t i = 0; i < ZP_ARRAY_SIZE(sizes); i++) {
-		void *p = alloc_malloc(sizes[i]);
+		size_t n = sizes[i], size = sizeclass_size(sizeclass_of(n));
 
-		cr_assert_not_null(p);
-		cr_assert_eq(kind_of(p), PAGE_SLAB, "size %zu", sizes[i]);
-		cr_assert_geq(alloc_usable_size(p), sizes[i]);
-		alloc_free(p);
+		for (unsigned k = 0; k <= HEAP_LIGHT_MAX; k++) {
+			v[k] = alloc_malloc(n);
+			cr_assert_not_null(v[k]);
+			cr_assert_eq(kind_of(v[k]),
+				     k < HEAP_LIGHT_MAX ? PAGE_HEAP : PAGE_SLAB,
+				     "size %zu, request %u", n, k);
+			cr_assert_eq(alloc_usable_size(v[k]), size);
+			fill(v[k], n, k);
+		}
+		for (unsigned k = 0; k <= HEAP_LIGHT_MAX; k++) {
+			cr_assert(check(v[k], n, k));
+			/* Within its class a block stays; past it, it moves
+			 * with its contents. */
+			cr_assert_eq(alloc_realloc(v[k], size), v[k]);
+			v[k] = alloc_realloc(v[k], size + 1);
+			cr_assert(check(v[k], n, k));
+			alloc_free_sized(v[k], size + 1, "free_sized");
+		}
 	}
+}
+
+static void *
+other_thread_alloc(void *arg)
+{
+	void *p = alloc_malloc(700);
+
+	(void)arg;
+	cr_assert_neq(kind_of(p), PAGE_HEAP);
+	alloc_free(p);
+	alloc_free_deferred();
+	return NULL;
+}
+
+/* Only the process's first thread starts its classes in the heap: the
+ * others start them on the classes' shared slabs. */
+Test(alloc, other_threads_keep_out_of_the_heap)
+{
+	pthread_t t;
+	void *p = alloc_malloc(700);
+
+	cr_assert_eq(kind_of(p), PAGE_HEAP);
+	cr_assert_eq(pthread_create(&t, NULL, other_thread_alloc, NULL), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	alloc_free(p);
+}
+
+Test(alloc, calloc_of_a_heap_block_clears_what_a_free_left)
+{
+	unsigned char *p = alloc_malloc(3000), *q;
+
+	cr_assert_eq(kind_of(p), PAGE_HEAP);
+	memset(p, 0xff, 3000);
+	alloc_free(p);
+	q = alloc_calloc(1, 2990);
+	cr_assert_eq(q, p);
+	for (size_t i = 0; i < 2990; i++)
+		CHECK_OP(q[i], ==, 0, "byte %zu", i);
+	alloc_free(q);
 }
 
 Test(alloc, medium_sizes_route_to_exact_pages)
@@ -416,7 +475,7 @@ Test(alloc, node_flag_allocates_on_an_existing_node)
 	cr_assert_eq(kind_of(p), PAGE_MEDIUM);
 	alloc_free(p);
 	p = alloc_flags(100, 0);
-	cr_assert_eq(kind_of(p), PAGE_SLAB);
+	cr_assert_eq(kind_of(p), PAGE_HEAP, "as malloc routes it");
 	alloc_free(p);
 }
 
@@ -536,6 +595,25 @@ Test(alloc, double_free_of_medium_block_aborts, .signal = SIGABRT)
 
 	alloc_free(p);
 	alloc_free(p);
+}
+
+Test(alloc, double_free_of_a_heap_block_aborts, .signal = SIGABRT)
+{
+	void *p = alloc_malloc(700);
+
+	cr_assert_eq(kind_of(p), PAGE_HEAP);
+	alloc_malloc(700);
+	alloc_free(p);
+	alloc_free(p);
+}
+
+Test(alloc, sized_free_of_a_heap_block_of_another_class_aborts,
+     .signal = SIGABRT)
+{
+	void *p = alloc_malloc(700);
+
+	cr_assert_eq(kind_of(p), PAGE_HEAP);
+	alloc_free_sized(p, 2000, "free_sized");
 }
 
 Test(alloc, double_free_of_slab_object_aborts, .signal = SIGABRT)

@@ -18,6 +18,7 @@
 #include "slab/tcache.h"
 
 #include "check.h"
+#include "zone_fixture.h"
 
 static struct pcp_set pcp;
 static struct tcache tc;
@@ -25,14 +26,7 @@ static struct tcache tc;
 static void
 setup(void)
 {
-	struct zone_config cfg = {
-		.nr_nodes = 1,
-		.normal_reserve = (size_t)1 << 30,
-		.pcp_high = 16,
-		.pcp_batch = 4,
-	};
-
-	CHECK_OP(zone_boot(&cfg), ==, 0);
+	boot_small_zone();
 	slab_boot(os_random64());
 	pcp_init(&pcp, 0);
 	tcache_init(&tc, &pcp);

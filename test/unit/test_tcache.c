@@ -20,6 +20,7 @@
 #include "slab/tcache.h"
 
 #include "check.h"
+#include "zone_fixture.h"
 
 /* What the malloc layer's struct tstate holds for the slab layer. */
 struct tstate {
@@ -30,14 +31,7 @@ struct tstate {
 static void
 setup(void)
 {
-	struct zone_config cfg = {
-		.nr_nodes = 1,
-		.normal_reserve = (size_t)1 << 30,
-		.pcp_high = 16,
-		.pcp_batch = 4,
-	};
-
-	CHECK_OP(zone_boot(&cfg), ==, 0);
+	boot_small_zone();
 	slab_boot(os_random64());
 }
 

@@ -19,4 +19,19 @@ info(unsigned idx)
 	return zi;
 }
 
+/* One node's zones of 1 GiB with a small page cache: what the slab,
+ * tcache and heap suites allocate from. */
+static inline void
+boot_small_zone(void)
+{
+	struct zone_config cfg = {
+		.nr_nodes = 1,
+		.normal_reserve = (size_t)1 << 30,
+		.pcp_high = 16,
+		.pcp_batch = 4,
+	};
+
+	cr_assert_eq(zone_boot(&cfg), 0);
+}
+
 #endif /* ZP_TEST_ZONE_FIXTURE_H */
