@@ -55,8 +55,12 @@ static struct {
 	unsigned recent_next;
 	uint64_t last_alloc_ns;		/* when the last block was allocated */
 	uint64_t gap_ns;		/* smoothed time between allocs */
+	uint64_t last_free_ns;		/* when the last block was freed */
+	/* Smoothed time from a free to the allocation after it (UINT64_MAX
+	 * until an allocation follows a free). */
+	uint64_t reuse_ns;
 	struct large_stats st;
-} large = { .lock = ZP_LOCK_INIT };
+} large = { .lock = ZP_LOCK_INIT, .reuse_ns = UINT64_MAX };
 
 /* --- backing: the only place that knows how a block is mapped ------------ */
 
@@ -94,33 +98,49 @@ large_map(size_t size, size_t align, unsigned flags, bool zero, void **out)
 
 /*
  * A freed plain block's region is parked for the next large block only
- * while large blocks churn (allocated often, the last one recently).
- * Parked pages can serve only large blocks, so whatever the zones take
- * fresh meanwhile stacks on top of them: a program that asks for a large
- * block only now and then would mostly pay for a copy it never reuses
- * (sqlite building an index: +20% peak RSS when every one was parked).
+ * while large blocks churn: allocated often, the last one recently, or
+ * each free followed at once by an allocation (a buffer replaced: the
+ * first free since the last allocation, when frees have been followed by
+ * allocations within LARGE_CHURN_NS). The second covers blocks that take
+ * long to fill: a program zero-filling 15 MiB buffers takes 38 ms of page
+ * faults per buffer in these VMs (10 us a fault), longer than any
+ * allocation gap that sqlite's occasional sort buffers do not also show,
+ * and once one is unmapped, the next buffer's faults keep the gap long
+ * (big-replace: 7x glibc's time). Only the first free: a teardown of
+ * many blocks parked whole would stand beside the blocks built next
+ * (realloc's rounds: +31% peak RSS). Parked pages can serve only large
+ * blocks, so whatever the zones take fresh meanwhile stacks on top of
+ * them: a program that asks for a large block only now and then would
+ * mostly pay for a copy it never reuses (sqlite building an index: +20%
+ * peak RSS when every one was parked).
  */
 static bool
-park_is_worth_locked(uint64_t now)
+park_is_worth_locked(uint64_t now, bool first_free)
 {
 	return large.st.nr_alloc >= LARGE_CHURN_MIN &&
-	       large.gap_ns <= LARGE_CHURN_NS &&
-	       now - large.last_alloc_ns <= LARGE_CHURN_NS;
+	       ((large.gap_ns <= LARGE_CHURN_NS &&
+		 now - large.last_alloc_ns <= LARGE_CHURN_NS) ||
+		(first_free && large.reuse_ns <= LARGE_CHURN_NS));
 }
 
-/* Called at each allocation: the smoothed gap between allocations
- * (UINT64_MAX until there is one). */
+/* A smoothed gap: the first one as it is, then a quarter of each new. */
+static void
+smooth(uint64_t *avg, uint64_t gap)
+{
+	*avg = *avg == UINT64_MAX ? gap : (*avg * 3 + gap) / 4;
+}
+
+/* Called at each allocation: the gap since the last allocation, and
+ * since the last free when one came after it. */
 static void
 note_alloc_locked(uint64_t now)
 {
-	uint64_t gap = now - large.last_alloc_ns;
-
 	if (!large.last_alloc_ns)
 		large.gap_ns = UINT64_MAX;
-	else if (large.gap_ns == UINT64_MAX)
-		large.gap_ns = gap;
 	else
-		large.gap_ns = (large.gap_ns * 3 + gap) / 4;
+		smooth(&large.gap_ns, now - large.last_alloc_ns);
+	if (large.last_free_ns > large.last_alloc_ns)
+		smooth(&large.reuse_ns, now - large.last_free_ns);
 	large.last_alloc_ns = now;
 }
 
@@ -346,7 +366,7 @@ large_free(void *p)
 	uintptr_t addr = (uintptr_t)p;
 	struct large_entry *e;
 	size_t size;
-	bool park;
+	bool park, first;
 
 	zp_lock(&large.lock);
 	e = find_locked(addr);
@@ -363,7 +383,9 @@ large_free(void *p)
 	large.recent[large.recent_next++ % LARGE_RECENT] = addr;
 	account_locked(size & ~LARGE_FLAG_MASK, false);
 	large.st.nr_free++;
-	park = park_is_worth_locked(os_now_ns());
+	first = large.last_free_ns <= large.last_alloc_ns;
+	large.last_free_ns = os_now_ns();
+	park = park_is_worth_locked(large.last_free_ns, first);
 	zp_unlock(&large.lock);
 
 	large_unmap(p, size & ~LARGE_FLAG_MASK, size & LARGE_FLAG_MASK, park);

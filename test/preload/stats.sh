@@ -16,8 +16,8 @@ LD_PRELOAD="$lib" ZPMALLOC_STATS=1 ZPMALLOC_STATS_FILE="$tmp/text.%p" \
 	fail "workload failed"
 set -- "$tmp"/text.*
 [ -f "$1" ] || fail "no statistics file"
-for section in options buddyinfo zoneinfo slabinfo 'large blocks' \
-	'zero-page engine'; do
+for section in options buddyinfo zoneinfo slabinfo 'heap of light classes' \
+	'large blocks' 'zero-page engine'; do
 	grep -q -- "--- $section ---" "$1" || fail "no $section in $1"
 done
 case $1 in
@@ -31,8 +31,11 @@ if command -v python3 >/dev/null 2>&1; then
 	env -u LD_PRELOAD python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
-for k in ("version", "zones", "slabs", "large", "zero", "usage"):
+for k in ("version", "zones", "slabs", "heap", "large", "zero", "usage"):
     assert k in d, k
+# The first thread begins every class in the heap.
+assert d["heap"]["nr_alloc"] > 0, d["heap"]
+assert d["zero"]["kernel_zero_page"] in (-1, 0, 1), d["zero"]
 ' "$tmp/stats.json" || fail "invalid JSON: $(head -c 300 "$tmp/stats.json")"
 fi
 

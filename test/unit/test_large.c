@@ -151,6 +151,37 @@ Test(large, lone_block_is_unmapped_not_parked)
 	cr_assert_eq(zero_park_bytes(), 0);
 }
 
+/* A buffer replaced at once is churn however long the program takes to
+ * fill each one (page faults at ~10 us make 30 ms of a few MiB). */
+Test(large, block_replaced_at_once_is_parked_however_slowly_filled)
+{
+	struct timespec fill = { 0, 30 * 1000 * 1000 };
+	void *p = large_alloc(BIG, 0, 0, -1, false);
+
+	for (int i = 0; i < 2; i++) {
+		nanosleep(&fill, NULL);
+		cr_assert(large_free(p));
+		cr_assert_eq(zero_park_bytes(), 0, "too few blocks yet");
+		p = large_alloc(BIG, 0, 0, -1, false);
+	}
+	nanosleep(&fill, NULL);
+	cr_assert(large_free(p));
+	cr_assert_eq(zero_park_bytes(), BIG);
+}
+
+/* Blocks asked for well after the last one went (sqlite's sort buffers)
+ * are not churn: each goes back at its free. */
+Test(large, blocks_asked_for_long_after_a_free_are_not_parked)
+{
+	struct timespec pause = { 0, 30 * 1000 * 1000 };
+
+	for (int i = 0; i < 4; i++) {
+		cr_assert(large_free(large_alloc(BIG, 0, 0, -1, false)));
+		cr_assert_eq(zero_park_bytes(), 0);
+		nanosleep(&pause, NULL);
+	}
+}
+
 Test(large, churned_region_is_parked_and_serves_the_next_block)
 {
 	unsigned char *p = NULL, *q;
