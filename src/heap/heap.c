@@ -185,6 +185,15 @@ chunk_new(void)
 	return (struct fblk *)first;
 }
 
+/* The chunk whose one free block b is (in no bin) goes back to the
+ * zone. */
+static void
+chunk_free(struct fblk *b)
+{
+	heap.st.nr_chunks--;
+	zone_free_pages(NULL, page_head(page_lookup(b)));
+}
+
 /* b is the free block of a chunk with nothing in use: one such chunk is
  * kept, the next goes back to the zone. */
 static void
@@ -195,8 +204,7 @@ chunk_empty(struct fblk *b)
 		heap.empty = b;
 		return;
 	}
-	heap.st.nr_chunks--;
-	zone_free_pages(NULL, page_head(page_lookup(b)));
+	chunk_free(b);
 }
 
 /* --- alloc and free ------------------------------------------------------ */
@@ -347,8 +355,7 @@ heap_trim(void)
 	b = heap.empty;
 	if (b != NULL) {
 		bin_del(b);
-		heap.st.nr_chunks--;
-		zone_free_pages(NULL, page_head(page_lookup(b)));
+		chunk_free(b);
 	}
 	zp_unlock(&heap.lock);
 	return b != NULL ? CHUNK_BYTES : 0;

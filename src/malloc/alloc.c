@@ -7,7 +7,7 @@
  * Locks: none of its own; zone, slab, heap and large.c lock inside.
  * Path:  malloc -> alloc_malloc (alloc.h) -> alloc_malloc_slow
  *        -> init_tstate_slow | medium_alloc -> zone_alloc_exact
- *        | large_alloc; an empty bin -> alloc_small_slow -> small_alloc
+ *        | large_alloc; an empty bin -> alloc_small_slow -> heap_light
  *        -> heap_alloc (a class the thread uses lightly) | tcache
  *        realloc -> alloc_realloc -> (same class | zone_resize_exact_try
  *        | medium_move with headroom | medium_to_large | large_resize)
@@ -306,11 +306,11 @@ release_held(void)
 }
 
 /*
- * A small request. The process's first thread takes its first
- * HEAP_LIGHT_MAX objects of each class from the shared heap, where
- * lightly used classes share pages and reuse each other's frees; after
- * that the class has earned slabs of the thread's own, whose paths take
- * no lock. (Python's start-up asks for ~60 classes above 512 bytes, a few
+ * A small request from the heap of light classes, or NULL: the
+ * process's first thread takes its first HEAP_LIGHT_MAX objects of each
+ * class from the shared heap, where lightly used classes share pages and
+ * reuse each other's frees; after that the class has earned slabs of the
+ * thread's own, whose paths take no lock. (Python's start-up asks for ~60 classes above 512 bytes, a few
  * objects each: their slabs' sum of per-class peaks made it 570 KiB
  * heavier than on glibc.) Other threads start a class on its shared slab
  * instead (tcache.c), which keeps the heap's lock off the paths of a
@@ -318,27 +318,30 @@ release_held(void)
  * each new thread began in the heap, its early objects outliving it).
  */
 static void *
-small_alloc(struct tstate *ts, size_t n, bool zero)
+heap_light(struct tstate *ts, unsigned sc, size_t n, bool zero)
 {
-	unsigned sc = sizeclass_of(n);
+	void *p;
 
-	if (!ts->tc.use_shared && ts->heap_uses[sc] < HEAP_LIGHT_MAX) {
-		void *p = heap_alloc(sc, n, zero);
-
-		if (p) {
-			ts->heap_uses[sc]++;
-			return p;
-		}
-	}
-	return zero ? tcache_alloc_zero(&ts->tc, sc, n)
-		    : tcache_alloc(&ts->tc, sc);
+	if (ts->tc.use_shared || ts->heap_uses[sc] >= HEAP_LIGHT_MAX)
+		return NULL;
+	p = heap_alloc(sc, n, zero);
+	if (p)
+		ts->heap_uses[sc]++;
+	return p;
 }
 
 static void *
 route_alloc(struct tstate *ts, size_t n, bool zero)
 {
-	if (n <= SC_MAX_SIZE)
-		return small_alloc(ts, n, zero);
+	if (n <= SC_MAX_SIZE) {
+		unsigned sc = sizeclass_of(n);
+		void *p = heap_light(ts, sc, n, zero);
+
+		if (p)
+			return p;
+		return zero ? tcache_alloc_zero(&ts->tc, sc, n)
+			    : tcache_alloc(&ts->tc, sc);
+	}
 	if (n < ALLOC_MEDIUM_MAX)
 		return medium_alloc(ts, n, 0, zero);
 	return large_alloc(n, 0, 0, -1, zero);
@@ -420,12 +423,17 @@ alloc_calloc_slow(size_t n)
 	return alloc_slow(n, true);
 }
 
+/* The bin is empty: the refill, not another pop. */
 zp_noinline void *
 alloc_small_slow(size_t n, bool zero)
 {
 	struct tcache *tc = alloc_cache();
-	void *p = tc ? small_alloc(tstate_of(tc), n, zero) : NULL;
+	unsigned sc = sizeclass_of(n);
+	void *p = tc ? heap_light(tstate_of(tc), sc, n, zero) : NULL;
 
+	if (!p)
+		p = zero ? tcache_alloc_zero(alloc_tls, sc, n)
+			 : tcache_alloc_slow(alloc_tls, sc);
 	return p ? p : alloc_slow(n, zero);
 }
 

@@ -1129,16 +1129,20 @@ zero_kernel_zero_page(void)
 
 	if (k != -2)
 		return k;
+	/* Held across the probe, so that the scan below finds it open. */
 	if (zero_pagemap_get() < 0)
 		return -1;
+	if (os_map(ZP_PAGE_SIZE, NULL, &m) == 0) {
+		p = m;
+		(void)p[0];
+		k = zero_resident_bytes((uintptr_t)m,
+					(uintptr_t)m + ZP_PAGE_SIZE) == 0;
+		os_unmap(m, ZP_PAGE_SIZE);
+		__atomic_store_n(&known, k, __ATOMIC_RELAXED);
+	} else {
+		k = -1;
+	}
 	zero_pagemap_put();
-	if (os_map(ZP_PAGE_SIZE, NULL, &m) != 0)
-		return -1;
-	p = m;
-	(void)p[0];
-	k = zero_resident_bytes((uintptr_t)m, (uintptr_t)m + ZP_PAGE_SIZE) == 0;
-	os_unmap(m, ZP_PAGE_SIZE);
-	__atomic_store_n(&known, k, __ATOMIC_RELAXED);
 	return k;
 }
 

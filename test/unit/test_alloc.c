@@ -90,16 +90,25 @@ Test(alloc, small_sizes_route_to_the_heap_then_to_slabs)
 	}
 }
 
+/* The kind of page another thread's first 700-byte object lies in, once
+ * the thread has a cache of its own (its first objects come from shared
+ * slabs without one, heap or no heap). */
 static void *
 other_thread_alloc(void *arg)
 {
-	void *p = alloc_malloc(700);
+	void *small[40], *p;
+	enum page_kind kind;
 
 	(void)arg;
-	cr_assert_neq(kind_of(p), PAGE_HEAP);
+	for (unsigned i = 0; i < ZP_ARRAY_SIZE(small); i++)
+		small[i] = alloc_malloc(32);
+	cr_assert_not_null(alloc_cache(), "the thread made a cache");
+	p = alloc_malloc(700);
+	kind = kind_of(p);
 	alloc_free(p);
-	alloc_free_deferred();
-	return NULL;
+	for (unsigned i = 0; i < ZP_ARRAY_SIZE(small); i++)
+		alloc_free(small[i]);
+	return (void *)(uintptr_t)kind;
 }
 
 /* Only the process's first thread starts its classes in the heap: the
@@ -107,11 +116,12 @@ other_thread_alloc(void *arg)
 Test(alloc, other_threads_keep_out_of_the_heap)
 {
 	pthread_t t;
-	void *p = alloc_malloc(700);
+	void *p = alloc_malloc(700), *kind;
 
 	cr_assert_eq(kind_of(p), PAGE_HEAP);
 	cr_assert_eq(pthread_create(&t, NULL, other_thread_alloc, NULL), 0);
-	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(pthread_join(t, &kind), 0);
+	cr_assert_neq((enum page_kind)(uintptr_t)kind, PAGE_HEAP);
 	alloc_free(p);
 }
 
