@@ -398,7 +398,7 @@ Test(reclaim, torture_loses_no_write, .timeout = 30)
 }
 
 Test(reclaim, torture_with_protection_and_mlock_changes_loses_no_write,
-     .timeout = 30)
+     .timeout = 45)
 {
 	unsigned long ops, lost, toggles;
 	struct zp_zero_info in;
@@ -406,8 +406,11 @@ Test(reclaim, torture_with_protection_and_mlock_changes_loses_no_write,
 	boot(true, 0, false);
 	need_uffd();
 	lost = torture_run_with(2500ULL * 1000 * 1000, &ops, true, &toggles);
-	/* Enough toggles to matter, even on a loaded machine. */
-	for (int round = 1; round < 4 && toggles <= 100 && !lost; round++) {
+	/* Enough toggles to matter, even on a loaded machine: where a page
+	 * fault costs ~10 us (this project's CI VMs), an mlock of a 1 MiB
+	 * chunk takes milliseconds, and an idle machine makes 130 to 160
+	 * toggles in four rounds, a busy one fewer. */
+	for (int round = 1; round < 8 && toggles <= 100 && !lost; round++) {
 		unsigned long more_ops, more;
 
 		lost = torture_run_with(2500ULL * 1000 * 1000, &more_ops, true,
