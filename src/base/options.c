@@ -28,6 +28,7 @@ struct options zp_opt = {
 	.mmap_threshold = 4 << 20,
 	.park_mb = 64,
 	.park_ms = 1000,
+	.huge_fill = 90,
 	.abort_on_foreign = 0,
 	.memory_limit = 0,
 };
@@ -52,6 +53,7 @@ static const struct opt_row rows[] = {
 	{ "MMAP_THRESHOLD", &zp_opt.mmap_threshold, 4096, 1L << 40 },
 	{ "PARK_MB", &zp_opt.park_mb, 0, 1L << 20 },
 	{ "PARK_MS", &zp_opt.park_ms, 0, 1L << 30 },
+	{ "HUGE_FILL", &zp_opt.huge_fill, 0, 100 },
 	{ "ABORT_ON_FOREIGN", &zp_opt.abort_on_foreign, 0, 1 },
 	{ "MEMORY_LIMIT", &zp_opt.memory_limit, 0, 1L << 50 },
 };

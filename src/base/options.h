@@ -28,6 +28,7 @@ struct options {
 	long mmap_threshold;	/* ZPMALLOC_MMAP_THRESHOLD: interposed mmaps */
 	long park_mb;		/* ZPMALLOC_PARK_MB: freed large blocks kept */
 	long park_ms;		/* ZPMALLOC_PARK_MS: ... for at most this long */
+	long huge_fill;		/* ZPMALLOC_HUGE_FILL: % filled for huge pages */
 	long abort_on_foreign;	/* ZPMALLOC_ABORT_ON_FOREIGN: no glibc handoff */
 	long memory_limit;	/* ZPMALLOC_MEMORY_LIMIT: bytes, 0: find it */
 };

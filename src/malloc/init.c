@@ -285,6 +285,7 @@ boot_core(void)
 	}
 	zc.park_delay_ns = (uint64_t)zp_opt.park_ms * 1000000;
 	zero_boot(&zc);
+	large_set_huge_fill((unsigned)zp_opt.huge_fill);
 	zone_limit_set_hook(alloc_reclaim_hook);
 	zero_set_idle_hook(alloc_idle_hook);
 #else

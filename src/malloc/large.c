@@ -16,6 +16,7 @@
  * that know how a block is backed.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "base/lock.h"
 #include "base/log.h"
@@ -26,8 +27,12 @@
 #include "zero/zero.h"
 #endif
 
-/* size carries the LARGE_* flags in its low bits: sizes are whole pages. */
-#define LARGE_FLAG_MASK	((size_t)(LARGE_LOW32 | LARGE_PLACED))
+/* size carries the LARGE_* flags in its low bits: sizes are whole pages;
+ * and whether the block was placed for huge pages (large.c's own). */
+#define LARGE_HUGE_BIT	((size_t)1 << 2)
+#define LARGE_RECYCLED_BIT ((size_t)1 << 3)	/* a parked region served it */
+#define LARGE_FLAG_MASK	((size_t)(LARGE_LOW32 | LARGE_PLACED) | \
+			 LARGE_HUGE_BIT | LARGE_RECYCLED_BIT)
 
 struct large_entry {
 	uintptr_t addr;
@@ -44,6 +49,10 @@ struct large_entry {
  * occasional sort buffers; 50 ms already parks some of those.) */
 #define LARGE_CHURN_NS	((uint64_t)20 * 1000 * 1000)
 #define LARGE_CHURN_MIN	3	/* blocks allocated before it can be churn */
+/* Huge pages for blocks of sizes the program fills (see learn_fill). */
+#define LARGE_HUGE_SHIFT	21	/* a huge page: 2 MiB */
+#define LARGE_HUGE_CLASSES	24	/* powers of two from 2 MiB up */
+#define LARGE_FILL_CALLS	4	/* PAGEMAP_SCAN calls a sample */
 
 static struct {
 	struct zp_lock lock;
@@ -59,6 +68,11 @@ static struct {
 	/* Smoothed time from a free to the allocation after it (UINT64_MAX
 	 * until an allocation follows a free). */
 	uint64_t reuse_ns;
+	/* Per power of two of block size: the share of a freed block's
+	 * pages that were resident, smoothed, in 1/256, plus one (0: no
+	 * block of that size freed yet). */
+	uint16_t fill[LARGE_HUGE_CLASSES];
+	unsigned huge_fill;		/* share that earns huge pages; 0: off */
 	struct large_stats st;
 } large = { .lock = ZP_LOCK_INIT, .reuse_ns = UINT64_MAX };
 
@@ -71,18 +85,22 @@ static struct {
  * carry another block's memory policy).
  */
 static int
-large_map(size_t size, size_t align, unsigned flags, bool zero, void **out)
+large_map(size_t size, size_t align, unsigned flags, bool zero, bool huge,
+	  bool *recycled, void **out)
 {
 	int err;
 
+	*recycled = false;
 #if ZP_HAVE_ZERO
 	if (!(flags & LARGE_LOW32)) {
 		if (flags & LARGE_PLACED)
 			return zero_region_map_aligned(size, align, out);
-		return zero_region_take(size, align, zero, out);
+		return zero_region_take_huge(size, align, zero, huge, recycled,
+					     out);
 	}
 #else
 	(void)zero;	/* fresh mappings are zero */
+	(void)huge;
 	if (!(flags & LARGE_LOW32) && align <= ZP_PAGE_SIZE)
 		return os_map(size, NULL, out);
 #endif
@@ -182,6 +200,105 @@ large_remap(void *p, size_t old_size, size_t new_size, unsigned flags,
 	/* A LOW32 block may only change size where it stands. */
 	return os_remap(p, old_size, new_size, NULL, !(flags & LARGE_LOW32),
 			out);
+}
+
+/* --- huge pages for blocks that are filled ------------------------------ */
+
+/*
+ * A page fault costs ~10 us on the machines this is measured on, and a
+ * fault of a 2 MiB transparent huge page ~0.1 ms: a block that the
+ * program writes in full (numpy's arrays, a buffer zero-filled by `new
+ * char[n]()`, a calloc it then fills) takes a 45th of the time in
+ * faults on huge pages. But a huge page is resident whole, however
+ * little of it is written, and a block written sparsely (sparse_calloc:
+ * 1.5% of 512 MiB) would cost up to 512 times its RSS. So each free of a
+ * plain block measures what share of its pages are resident (a few
+ * PAGEMAP_SCAN calls; reads count only where the kernel has no zero
+ * page, as they then cost a page anyway), smoothed per power of two of
+ * block size, and a block of a size whose blocks have been filled (at
+ * least huge_fill) is placed for huge pages. One sparse block among
+ * filled ones takes a size off at once: (3 * 256 + 0) / 4 is below any
+ * useful threshold. The zero-page scanner leaves huge pages alone (it
+ * would split them), so a filled block that is zeroed again keeps its
+ * memory until freed.
+ */
+static unsigned
+huge_class(size_t size)
+{
+	unsigned c = zp_log2_floor(size) - LARGE_HUGE_SHIFT;
+
+	return ZP_MIN(c, (unsigned)LARGE_HUGE_CLASSES - 1);
+}
+
+static bool
+wants_huge_locked(size_t size, unsigned flags)
+{
+	unsigned f;
+
+	if (!large.huge_fill || size < ((size_t)1 << LARGE_HUGE_SHIFT) ||
+	    (flags & (LARGE_LOW32 | LARGE_PLACED)))
+		return false;
+	f = large.fill[huge_class(size)];
+	return f != 0 && f - 1 >= large.huge_fill;
+}
+
+/* Resident bytes among the first of [s, e) that a few scans cover;
+ * *covered: how much they did. */
+static size_t
+sample(uintptr_t s, uintptr_t e, size_t *covered)
+{
+	uintptr_t done = s;
+	size_t bytes = 0;
+
+#if ZP_HAVE_ZERO
+	if (s < e)
+		bytes = zero_resident_sample(s, e, LARGE_FILL_CALLS, &done);
+#endif
+	*covered = done - s;
+	return bytes;
+}
+
+/*
+ * Notes how much of a plain block about to go was resident. Of a block
+ * on huge pages only its head and tail tell (zero.c places it so that
+ * they take small pages): a huge page is resident whole once written at
+ * all, so the rest would say "filled" of any use.
+ */
+static void
+learn_fill(void *p, size_t size, bool huge)
+{
+	uintptr_t s = (uintptr_t)p, e = s + size;
+	uintptr_t hs = zp_align_up(s, (size_t)1 << LARGE_HUGE_SHIFT);
+	uintptr_t he = zp_align_down(e, (size_t)1 << LARGE_HUGE_SHIFT);
+	size_t bytes, covered, tail_covered;
+	unsigned share;
+	uint16_t *f;
+
+	if (!__atomic_load_n(&large.huge_fill, __ATOMIC_RELAXED) ||
+	    size < ((size_t)1 << LARGE_HUGE_SHIFT))
+		return;
+	if (huge && hs < he) {
+		bytes = sample(s, hs, &covered) + sample(he, e, &tail_covered);
+		covered += tail_covered;
+	} else {
+		bytes = sample(s, e, &covered);
+	}
+	if (covered == 0)
+		return;
+	share = (unsigned)ZP_MIN((uint64_t)bytes * 256 / covered, 256);
+	zp_lock(&large.lock);
+	f = &large.fill[huge_class(size)];
+	*f = (uint16_t)(*f ? (3 * (*f - 1) + share) / 4 + 1 : share + 1);
+	zp_unlock(&large.lock);
+}
+
+void
+large_set_huge_fill(unsigned percent)
+{
+	zp_lock(&large.lock);
+	large.huge_fill = ZP_MIN(percent, 100u) * 256 / 100;
+	memset(large.fill, 0, sizeof(large.fill));
+	zp_unlock(&large.lock);
 }
 
 /* --- the table ------------------------------------------------------------ */
@@ -321,6 +438,7 @@ void *
 large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 {
 	size_t size = zp_align_up(n, ZP_PAGE_SIZE);
+	bool huge, recycled;
 	void *p;
 	int err;
 
@@ -335,7 +453,10 @@ large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 	zone_purge_before_map((__atomic_load_n(&large.st.bytes,
 					       __ATOMIC_RELAXED) + size) >>
 			      ZP_PAGE_SHIFT);
-	err = large_map(size, align, flags, zero, &p);
+	zp_lock(&large.lock);
+	huge = wants_huge_locked(size, flags);
+	zp_unlock(&large.lock);
+	err = large_map(size, align, flags, zero, huge, &recycled, &p);
 	if (err) {
 		__atomic_fetch_add(&large.st.nr_failed, 1, __ATOMIC_RELAXED);
 		return NULL;
@@ -345,11 +466,14 @@ large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 	zone_limit_note_map(size);
 
 	zp_lock(&large.lock);
-	err = insert_locked((uintptr_t)p, size | (flags & LARGE_FLAG_MASK));
+	err = insert_locked((uintptr_t)p, size | (flags & LARGE_FLAG_MASK) |
+					  (huge ? LARGE_HUGE_BIT : 0) |
+					  (recycled ? LARGE_RECYCLED_BIT : 0));
 	if (!err) {
 		forget_recent_locked((uintptr_t)p);
 		account_locked(size, true);
 		large.st.nr_alloc++;
+		large.st.nr_huge += huge;
 		note_alloc_locked(os_now_ns());
 	}
 	zp_unlock(&large.lock);
@@ -388,6 +512,9 @@ large_free(void *p)
 	park = park_is_worth_locked(large.last_free_ns, first);
 	zp_unlock(&large.lock);
 
+	/* A parked region's pages were resident before the block was. */
+	if (!(size & (LARGE_LOW32 | LARGE_PLACED | LARGE_RECYCLED_BIT)))
+		learn_fill(p, size & ~LARGE_FLAG_MASK, size & LARGE_HUGE_BIT);
 	large_unmap(p, size & ~LARGE_FLAG_MASK, size & LARGE_FLAG_MASK, park);
 	zone_note_outside(__atomic_load_n(&large.st.bytes, __ATOMIC_RELAXED) >>
 			  ZP_PAGE_SHIFT);

@@ -21,6 +21,7 @@ struct large_stats {
 	size_t bytes;		/* their mapped bytes */
 	size_t peak_bytes;
 	uint64_t nr_alloc, nr_free, nr_remap, nr_failed;
+	uint64_t nr_huge;	/* placed for huge pages (large.c) */
 	size_t table_capacity;
 };
 
@@ -47,6 +48,9 @@ size_t large_usable_size(const void *p);
 void *large_resize(void *p, size_t n);
 
 void large_get_stats(struct large_stats *out);
+/* Blocks of a size the program has filled to at least percent of their
+ * pages are placed for transparent huge pages; 0 never (large.c). */
+void large_set_huge_fill(unsigned percent);
 
 void large_prefork(void);
 void large_postfork_parent(void);

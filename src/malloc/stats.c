@@ -112,22 +112,24 @@ print_large(struct outbuf *o, bool json)
 			   "\"peak_bytes\":%zu,"
 			   "\"nr_alloc\":%llu,\"nr_free\":%llu,"
 			   "\"nr_remap\":%llu,\"nr_failed\":%llu,"
-			   "\"table_capacity\":%zu}",
+			   "\"nr_huge\":%llu,\"table_capacity\":%zu}",
 			   ls.nr_blocks, ls.bytes, ls.peak_bytes,
 			   (unsigned long long)ls.nr_alloc,
 			   (unsigned long long)ls.nr_free,
 			   (unsigned long long)ls.nr_remap,
-			   (unsigned long long)ls.nr_failed, ls.table_capacity);
+			   (unsigned long long)ls.nr_failed,
+			   (unsigned long long)ls.nr_huge, ls.table_capacity);
 		return;
 	}
 	out_printf(o, "blocks %zu bytes %zu peak %zu\n", ls.nr_blocks,
 		   ls.bytes, ls.peak_bytes);
 	out_printf(o, "nr_alloc %llu nr_free %llu nr_remap %llu nr_failed "
-		   "%llu table_capacity %zu\n",
+		   "%llu nr_huge %llu table_capacity %zu\n",
 		   (unsigned long long)ls.nr_alloc,
 		   (unsigned long long)ls.nr_free,
 		   (unsigned long long)ls.nr_remap,
-		   (unsigned long long)ls.nr_failed, ls.table_capacity);
+		   (unsigned long long)ls.nr_failed,
+		   (unsigned long long)ls.nr_huge, ls.table_capacity);
 }
 
 static void

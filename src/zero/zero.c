@@ -18,6 +18,7 @@
  *        calloc of recycled pages -> zero_make_zero -> PAGEMAP_SCAN, memset
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -466,8 +467,10 @@ region_add(uintptr_t start, uintptr_t end, bool may_start)
 	return err;
 }
 
+/* A fresh region of size whose start lies offset bytes past a multiple
+ * of align (a power of two, or 0 for none; offset < align). */
 static int
-region_map_aligned(size_t size, size_t align, void **out)
+region_map_at(size_t size, size_t align, size_t offset, void **out)
 {
 	uintptr_t p, a;
 	size_t span;
@@ -488,7 +491,7 @@ region_map_aligned(size_t size, size_t align, void **out)
 	if (err)
 		return err;
 	p = (uintptr_t)m;
-	a = align ? zp_align_up(p, align) : p;
+	a = align ? zp_align_up(p - offset, align) + offset : p;
 	if (a > p)
 		unmap_or_keep(p, a - p);
 	if (p + span > a + size)
@@ -500,6 +503,12 @@ region_map_aligned(size_t size, size_t align, void **out)
 	}
 	*out = (void *)a;
 	return 0;
+}
+
+static int
+region_map_aligned(size_t size, size_t align, void **out)
+{
+	return region_map_at(size, align, 0, out);
 }
 
 int
@@ -726,8 +735,48 @@ park_fit(const struct zero_parked *got, size_t size, size_t *dirty,
 	return 0;
 }
 
+/*
+ * Huge pages for a block its caller expects to be filled: a fresh region
+ * is advised so, and starts half a huge page past a boundary (unless the
+ * caller's alignment forbids it). Its head and tail, short of whole huge
+ * pages, then take small pages, which tell at the free how much of the
+ * block was written: a huge page is resident whole once any byte of it
+ * is. Once any region was advised, a parked one taken for a block that
+ * is not gets its advice taken back, or it would keep the old.
+ */
+static bool huge_advised;
+
+static void
+advise_taken(uintptr_t s, size_t size, bool huge)
+{
+	if (size < ZERO_HUGE_SIZE ||
+	    (!huge && !__atomic_load_n(&huge_advised, __ATOMIC_RELAXED)))
+		return;
+	if (huge)
+		__atomic_store_n(&huge_advised, true, __ATOMIC_RELAXED);
+	(void)os_advise_huge((void *)s, size, huge);
+}
+
 static int
-region_take(size_t size, size_t align, bool zero, void **out)
+region_map_huge(size_t size, size_t align, bool huge, void **out)
+{
+	size_t offset = 0;
+	int err;
+
+	if (huge && size >= ZERO_HUGE_SIZE) {
+		if (align <= ZERO_HUGE_SIZE / 2)
+			offset = ZERO_HUGE_SIZE / 2;
+		align = ZP_MAX(align, ZERO_HUGE_SIZE);
+	}
+	err = region_map_at(size, align, offset, out);
+	if (!err && huge)
+		advise_taken((uintptr_t)*out, size, true);
+	return err;
+}
+
+static int
+region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
+	    void **out)
 {
 	struct park_victims vs = { .nr = 0 };
 	struct zero_parked got;
@@ -750,12 +799,14 @@ region_take(size_t size, size_t align, bool zero, void **out)
 	/* On ENOMEM the malloc layer gives back what it holds free,
 	 * parked regions included, and takes again. */
 	if (!found)
-		return region_map_aligned(size, align, out);
+		return region_map_huge(size, align, huge, out);
 	err = park_fit(&got, size, &dirty, &s);
 	if (err) {
 		unmap_or_keep(got.start, got.end - got.start);
-		return region_map_aligned(size, align, out);
+		return region_map_huge(size, align, huge, out);
 	}
+	advise_taken(s, size, huge);
+	*recycled = true;
 	if (zero)
 		zero_make_zero((void *)s, dirty, /* release */ false);
 	err = region_add(s, s + size, /* may_start */ false);
@@ -770,11 +821,21 @@ region_take(size_t size, size_t align, bool zero, void **out)
 int
 zero_region_take(size_t size, size_t align, bool zero, void **out)
 {
+	bool recycled;
+
+	return zero_region_take_huge(size, align, zero, false, &recycled, out);
+}
+
+int
+zero_region_take_huge(size_t size, size_t align, bool zero, bool huge,
+		      bool *recycled, void **out)
+{
 	struct zero_guard g;
 	int err;
 
+	*recycled = false;
 	zero_guard_enter(&g);
-	err = region_take(size, align, zero, out);
+	err = region_take(size, align, zero, huge, recycled, out);
 	zero_guard_leave(&g);
 	if (!err)
 		helper_kick(/* may_start */ true);
@@ -1084,8 +1145,11 @@ zero_make_zero(void *p, size_t size, bool release)
 	zero_resident(ps, pe);
 }
 
-size_t
-zero_resident_bytes(uintptr_t s, uintptr_t e)
+/* The resident bytes of [s, e) that at most max_calls scans find; *done:
+ * where they stopped (e when they saw it all, s when they could not
+ * scan). */
+static size_t
+resident_scan(uintptr_t s, uintptr_t e, unsigned max_calls, uintptr_t *done)
 {
 	struct os_page_region vec[64];
 	int fd = zero_pagemap_get();
@@ -1093,21 +1157,39 @@ zero_resident_bytes(uintptr_t s, uintptr_t e)
 	size_t nr, bytes = 0;
 	int err = 0;
 
-	while (fd >= 0 && at < e) {
+	*done = s;
+	if (fd < 0)
+		return 0;
+	while (at < e && max_calls-- > 0) {
 		err = os_pagemap_scan(fd, at, e, &resident_match, vec,
 				      ZP_ARRAY_SIZE(vec), &nr, &walk);
 		if (err)
 			break;
 		for (size_t i = 0; i < nr; i++)
 			bytes += vec[i].end - vec[i].start;
-		if (nr < ZP_ARRAY_SIZE(vec))
-			break;
-		at = ZP_MAX(walk, vec[nr - 1].end);
+		at = nr < ZP_ARRAY_SIZE(vec) ? e
+					     : ZP_MAX(walk, vec[nr - 1].end);
 	}
-	if (fd >= 0)
-		zero_pagemap_put();
+	zero_pagemap_put();
 	scan_failed(err);
-	return bytes;
+	if (!err)
+		*done = at;
+	return err ? 0 : bytes;
+}
+
+size_t
+zero_resident_bytes(uintptr_t s, uintptr_t e)
+{
+	uintptr_t done;
+
+	return resident_scan(s, e, UINT_MAX, &done);
+}
+
+size_t
+zero_resident_sample(uintptr_t s, uintptr_t e, unsigned max_calls,
+		     uintptr_t *done)
+{
+	return resident_scan(s, e, max_calls, done);
 }
 
 /*

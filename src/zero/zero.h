@@ -96,6 +96,18 @@ int zero_region_unmap(void *p, size_t size);
  * its start happens to be aligned).
  */
 int zero_region_take(size_t size, size_t align, bool zero, void **out);
+/* The same, for a block its caller expects the program to fill: with
+ * huge, a fresh region is advised to take huge pages and placed half a
+ * huge page past a boundary, so that its head and tail take small ones
+ * (a parked one is advised only). *recycled: a parked region served it
+ * (its pages are resident whatever the new block's use). */
+int zero_region_take_huge(size_t size, size_t align, bool zero, bool huge,
+			  bool *recycled, void **out);
+/* The resident bytes (not the zero page) that at most max_calls
+ * PAGEMAP_SCAN calls find from s on, up to e; *done: where they stopped
+ * (s when the kernel or a sandbox allows no scan: then 0). */
+size_t zero_resident_sample(uintptr_t s, uintptr_t e, unsigned max_calls,
+			    uintptr_t *done);
 /* Give back a region that zero_region_map*|take handed out: parked, or
  * unmapped when it is bigger than the budget; the oldest parked regions
  * go to make room. Anything but one whole region is unmapped as by

@@ -22,6 +22,7 @@
 
 #define ZERO_CHUNK	((size_t)2 << 20)	/* reclaim window */
 #define ZERO_CHUNK_PAGES (ZERO_CHUNK / ZP_PAGE_SIZE)
+#define ZERO_HUGE_SIZE	((size_t)2 << 20)	/* a PMD: one huge page */
 
 /* The configuration zero_boot was given; read-only afterwards. */
 extern struct zero_config zero_cfg;

@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -203,6 +204,159 @@ Test(large, churned_region_is_parked_and_serves_the_next_block)
 	for (size_t i = 0; i < BIG; i += 256)
 		cr_assert_eq(q[i], 0, "byte %zu", i);
 	cr_assert(large_free(q));
+}
+
+/* --- huge pages for sizes the program fills ------------------------------ */
+
+#define HUGE ((size_t)2 << 20)
+
+/* Does the mapping holding p carry VmFlag flag ("hg": MADV_HUGEPAGE)? */
+static bool
+vma_has_flag(const void *p, const char *flag)
+{
+	char line[512];
+	bool in = false, found = false;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	cr_assert_not_null(f);
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, ' ') == line + strcspn(line, " ")) {
+			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+			continue;
+		}
+		if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			char want[8];
+
+			snprintf(want, sizeof(want), " %s", flag);
+			found = strstr(line, want) != NULL;
+			in = false;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Where transparent huge pages and PAGEMAP_SCAN (kernel 6.7) are not,
+ * nothing is advised or learnt. */
+static void
+huge_setup(void)
+{
+	boot();
+	if (access("/sys/kernel/mm/transparent_hugepage/enabled", R_OK) != 0)
+		cr_skip_test("no transparent huge pages in this kernel");
+	if (zero_kernel_zero_page() < 0)
+		cr_skip_test("no PAGEMAP_SCAN in this kernel");
+	large_set_huge_fill(90);
+}
+
+/* Blocks that a parked region serves teach nothing (their pages were
+ * resident before): fresh regions only, but in the test of parking. */
+static void
+boot_huge(void)
+{
+	setenv("ZPMALLOC_PARK_MB", "0", 1);
+	huge_setup();
+}
+
+/* A block of len written one page in stride (1: in full), freed. */
+static void
+use_and_free(size_t len, size_t stride)
+{
+	unsigned char *p = large_alloc(len, 0, 0, -1, false);
+
+	cr_assert_not_null(p);
+	for (size_t i = 0; i < len; i += stride * ZP_PAGE_SIZE)
+		p[i] = 1;
+	cr_assert(large_free(p));
+}
+
+/* The next block of len: placed for huge pages? (Freed again.) */
+static bool
+next_is_huge(size_t len)
+{
+	struct large_stats before, after;
+	void *p;
+	bool hg;
+
+	large_get_stats(&before);
+	p = large_alloc(len, 0, 0, -1, false);
+	cr_assert_not_null(p);
+	large_get_stats(&after);
+	hg = vma_has_flag(p, "hg");
+	cr_assert_eq(hg, after.nr_huge == before.nr_huge + 1,
+		     "the statistics count what was advised");
+	if (hg)
+		cr_assert_eq((uintptr_t)p % HUGE, HUGE / 2,
+			     "half a huge page past a boundary");
+	memset(p, 0, len);
+	cr_assert(large_free(p));
+	return hg;
+}
+
+TestSuite(large_huge, .init = boot_huge);
+
+Test(large_huge, sizes_the_program_fills_get_huge_pages)
+{
+	cr_assert_not(next_is_huge(8 * MiB), "nothing learnt yet");
+	use_and_free(8 * MiB, 1);
+	cr_assert(next_is_huge(8 * MiB));
+	/* The same power of two, not another. */
+	cr_assert(next_is_huge(12 * MiB));
+	cr_assert_not(next_is_huge(32 * MiB));
+}
+
+/* sparse_calloc's pattern: huge pages would make it resident whole. */
+Test(large_huge, sparsely_written_sizes_do_not)
+{
+	for (int i = 0; i < 4; i++)
+		use_and_free(64 * MiB, 64);
+	cr_assert_not(next_is_huge(64 * MiB));
+}
+
+Test(large_huge, one_sparse_block_takes_its_size_off_at_once)
+{
+	for (int i = 0; i < 4; i++)
+		use_and_free(8 * MiB, 1);
+	cr_assert(next_is_huge(8 * MiB));
+	use_and_free(8 * MiB, 64);
+	cr_assert_not(next_is_huge(8 * MiB));
+	for (int i = 0; i < 4; i++)
+		use_and_free(8 * MiB, 1);
+	cr_assert(next_is_huge(8 * MiB), "filled again, learnt again");
+}
+
+/* A parked region serves a block of a filled size advised, and one of a
+ * sparse size with its advice taken back. */
+Test(large_huge_parking, parked_regions_take_the_advice_of_their_new_block,
+     .init = huge_setup)
+{
+	unsigned char *p = NULL;
+
+	/* Filled blocks, replaced at once: churn, parked. */
+	for (int tries = 0; tries < 20 && !zero_park_bytes(); tries++) {
+		p = large_alloc(8 * MiB, 0, 0, -1, false);
+		memset(p, 1, 8 * MiB);
+		cr_assert(large_free(p));
+	}
+	cr_assert_eq(zero_park_bytes(), 8 * MiB);
+	cr_assert(vma_has_flag(p, "hg"), "parked as it was");
+	large_set_huge_fill(0);
+	p = large_alloc(8 * MiB, 0, 0, -1, true);
+	cr_assert_eq(zero_park_bytes(), 0, "the parked region served it");
+	cr_assert_not(vma_has_flag(p, "hg"));
+	cr_assert_eq(p[4096], 0);
+	cr_assert(large_free(p));
+}
+
+Test(large_huge, a_fill_threshold_of_zero_turns_them_off)
+{
+	large_set_huge_fill(0);
+	for (int i = 0; i < 4; i++)
+		use_and_free(8 * MiB, 1);
+	cr_assert_not(next_is_huge(8 * MiB));
 }
 
 static void
