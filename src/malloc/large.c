@@ -217,8 +217,8 @@ large_remap(void *p, size_t old_size, size_t new_size, unsigned flags,
  * page, as they then cost a page anyway), smoothed per power of two of
  * block size, and a block of a size whose blocks have been filled (at
  * least huge_fill) is placed for huge pages. One sparse block among
- * filled ones takes a size off at once: (3 * 256 + 0) / 4 is below any
- * useful threshold. The zero-page scanner leaves huge pages alone (it
+ * filled ones takes a size off at once: (3 * 256 + 0) / 4 is 75%, below
+ * the default 90%. The zero-page scanner leaves huge pages alone (it
  * would split them), so a filled block that is zeroed again keeps its
  * memory until freed.
  */

@@ -6,12 +6,8 @@
 # transparent huge pages or PAGEMAP_SCAN (the kernel_zero_page probe).
 set -u
 lib=$1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/zp-huge.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-fail() {
-	echo "$*" >&2
-	exit 1
-}
+name=huge
+. "$(dirname "$0")/common.sh"
 command -v python3 >/dev/null 2>&1 || exit 77
 grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null &&
 	exit 77

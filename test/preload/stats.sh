@@ -4,12 +4,8 @@
 # without the option nothing is written.
 set -u
 lib=$1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/zp-stats.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-fail() {
-	echo "$*" >&2
-	exit 1
-}
+name=stats
+. "$(dirname "$0")/common.sh"
 
 LD_PRELOAD="$lib" ZPMALLOC_STATS=1 ZPMALLOC_STATS_FILE="$tmp/text.%p" \
 	sh -c 'x=$(seq 1 2000 | sort -rn | head -1); test "$x" = 2000' ||

@@ -1,5 +1,5 @@
 #!/bin/sh
-# text_layout.sh LIB LDSCRIPT: the library's code that every process runs
+# text_layout.sh LIB LDSCRIPT [release]: the library's code that every process runs
 # (src/hot_text.ld) lies in one 64 KiB window, where the kernel's
 # fault-around maps it with one fault, apart from the rest of the text:
 #   - the text segment starts on a 64 KiB boundary and asks ld.so for that
@@ -16,6 +16,7 @@
 set -u
 lib=$1
 ld=$2
+kind=${3:-release}
 fail=0
 win=65536
 
@@ -110,8 +111,8 @@ fi
 # of the programs bench/hot_text traces) has no more of the library's
 # text resident than the window. A function it runs that the list lacks
 # (a new one called at boot) maps a second window: 64 KiB more in every
-# process.
-if command -v python3 >/dev/null 2>&1; then
+# process. Only for the release build the list was made from.
+if [ "$kind" = release ] && command -v python3 >/dev/null 2>&1; then
 	text=$(LD_PRELOAD="$lib" python3 -c '
 import sys
 rss, name, total = 0, sys.argv[1], 0
