@@ -491,7 +491,8 @@ region_map_at(size_t size, size_t align, size_t offset, void **out)
 	if (err)
 		return err;
 	p = (uintptr_t)m;
-	a = align ? zp_align_up(p - offset, align) + offset : p;
+	/* The first address from p on that lies offset past a multiple. */
+	a = align ? p + ((offset - p) & (align - 1)) : p;
 	if (a > p)
 		unmap_or_keep(p, a - p);
 	if (p + span > a + size)
