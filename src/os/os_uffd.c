@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -219,6 +220,10 @@ os_pagemap_scan(int fd, uintptr_t start, uintptr_t end,
 	};
 	long r;
 
+	/* The kernel fills vec; cleared first, it also reads as written to
+	 * memcheck, which does not know this ioctl (decisions taken on what
+	 * it returns would otherwise be reported as depending on garbage). */
+	memset(vec, 0, n * sizeof(*vec));
 	do
 		r = os_syscall(SYS_ioctl, fd, OS_PAGEMAP_SCAN, &arg, 0, 0, 0);
 	while (r == -EINTR);
