@@ -222,8 +222,8 @@ vma_has_flag(const void *p, const char *flag)
 	while (!found && fgets(line, sizeof(line), f)) {
 		unsigned long lo, hi;
 
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, ' ') == line + strcspn(line, " ")) {
+		/* Only a mapping's first line has both ends. */
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
 			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
 			continue;
 		}
