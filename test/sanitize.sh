@@ -18,8 +18,9 @@
 #      any invalid read or write in its code is reported. (Memcheck cannot
 #      see the blocks zpmalloc hands out: their memory comes from mmap and
 #      reads as defined, so this checks zpmalloc's code, not the program's
-#      use of the heap.) test/stress/valgrind.supp silences what memcheck
-#      cannot know (the PAGEMAP_SCAN ioctl's output). Two parts:
+#      use of the heap.) What memcheck cannot know, the PAGEMAP_SCAN
+#      ioctl's output, the OS layer clears before the call, so no
+#      suppressions are needed. Two parts:
 #        a. the stress/compatibility programs, short runs;
 #        b. the preload suite (real programs): meson runs it with a PATH
 #           whose python3, sqlite3, git, gcc, perl and sort are wrappers
@@ -61,8 +62,7 @@ run_asan() {
 # one that does (a lock wait, an madvise) queues behind it each time;
 # compat_trim's trim took 10 minutes that way, and 5 s with fair turns.
 VG=(valgrind -q --fair-sched=yes --error-exitcode=99
-    --soname-synonyms=somalloc=NONE
-    --suppressions="$PWD/test/stress/valgrind.supp")
+    --soname-synonyms=somalloc=NONE)
 # No zero-page reclaim under valgrind: a program access to a page in the
 # reclaim window is a userfaultfd MISSING fault that the handler thread
 # resolves, but valgrind runs one thread at a time and a thread blocked in

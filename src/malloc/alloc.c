@@ -310,8 +310,9 @@ release_held(void)
  * process's first thread takes its first HEAP_LIGHT_MAX objects of each
  * class from the shared heap, where lightly used classes share pages and
  * reuse each other's frees; after that the class has earned slabs of the
- * thread's own, whose paths take no lock. (Python's start-up asks for ~60 classes above 512 bytes, a few
- * objects each: their slabs' sum of per-class peaks made it 570 KiB
+ * thread's own, whose paths take no lock. (Python's start-up asks for
+ * ~60 classes above 512 bytes, a few objects each: their slabs' sum of
+ * per-class peaks made it 570 KiB
  * heavier than on glibc.) Other threads start a class on its shared slab
  * instead (tcache.c), which keeps the heap's lock off the paths of a
  * program that starts threads by the thousand (larson: 15% more RSS when

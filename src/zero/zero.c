@@ -506,12 +506,6 @@ region_map_at(size_t size, size_t align, size_t offset, void **out)
 	return 0;
 }
 
-static int
-region_map_aligned(size_t size, size_t align, void **out)
-{
-	return region_map_at(size, align, 0, out);
-}
-
 int
 zero_region_map_aligned(size_t size, size_t align, void **out)
 {
@@ -519,7 +513,7 @@ zero_region_map_aligned(size_t size, size_t align, void **out)
 	int err;
 
 	zero_guard_enter(&g);
-	err = region_map_aligned(size, align, out);
+	err = region_map_at(size, align, 0, out);
 	zero_guard_leave(&g);
 	/* Outside every lock and with the signal mask as it was: a malloc
 	 * slow path, where creating a thread is safe. */
@@ -1146,11 +1140,9 @@ zero_make_zero(void *p, size_t size, bool release)
 	zero_resident(ps, pe);
 }
 
-/* The resident bytes of [s, e) that at most max_calls scans find; *done:
- * where they stopped (e when they saw it all, s when they could not
- * scan). */
-static size_t
-resident_scan(uintptr_t s, uintptr_t e, unsigned max_calls, uintptr_t *done)
+size_t
+zero_resident_sample(uintptr_t s, uintptr_t e, unsigned max_calls,
+		     uintptr_t *done)
 {
 	struct os_page_region vec[64];
 	int fd = zero_pagemap_get();
@@ -1183,14 +1175,7 @@ zero_resident_bytes(uintptr_t s, uintptr_t e)
 {
 	uintptr_t done;
 
-	return resident_scan(s, e, UINT_MAX, &done);
-}
-
-size_t
-zero_resident_sample(uintptr_t s, uintptr_t e, unsigned max_calls,
-		     uintptr_t *done)
-{
-	return resident_scan(s, e, max_calls, done);
+	return zero_resident_sample(s, e, UINT_MAX, &done);
 }
 
 /*
