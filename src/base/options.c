@@ -29,6 +29,7 @@ struct options zp_opt = {
 	.park_mb = 64,
 	.park_ms = 1000,
 	.huge_fill = 90,
+	.huge_heap_mb = 16,
 	.abort_on_foreign = 0,
 	.memory_limit = 0,
 };
@@ -54,6 +55,7 @@ static const struct opt_row rows[] = {
 	{ "PARK_MB", &zp_opt.park_mb, 0, 1L << 20 },
 	{ "PARK_MS", &zp_opt.park_ms, 0, 1L << 30 },
 	{ "HUGE_FILL", &zp_opt.huge_fill, 0, 100 },
+	{ "HUGE_HEAP_MB", &zp_opt.huge_heap_mb, 0, 1L << 30 },
 	{ "ABORT_ON_FOREIGN", &zp_opt.abort_on_foreign, 0, 1 },
 	{ "MEMORY_LIMIT", &zp_opt.memory_limit, 0, 1L << 50 },
 };

@@ -29,6 +29,7 @@ struct options {
 	long park_mb;		/* ZPMALLOC_PARK_MB: freed large blocks kept */
 	long park_ms;		/* ZPMALLOC_PARK_MS: ... for at most this long */
 	long huge_fill;		/* ZPMALLOC_HUGE_FILL: % filled for huge pages */
+	long huge_heap_mb;	/* ZPMALLOC_HUGE_HEAP_MB: zone steps past it */
 	long abort_on_foreign;	/* ZPMALLOC_ABORT_ON_FOREIGN: no glibc handoff */
 	long memory_limit;	/* ZPMALLOC_MEMORY_LIMIT: bytes, 0: find it */
 };

@@ -254,6 +254,7 @@ boot_core(void)
 		.pcp_high = (unsigned)zp_opt.pcp_high,
 		.pcp_batch = (unsigned)zp_opt.pcp_batch,
 		.memory_limit = (size_t)zp_opt.memory_limit,
+		.huge_from = (size_t)zp_opt.huge_heap_mb << 20,
 	};
 	struct zone_limit_info li;
 	int err;

@@ -55,6 +55,13 @@ int os_commit(void *p, size_t size);
 int os_purge(void *p, size_t size);
 /* Hint that a span will be touched densely (THP) or sparsely. */
 int os_advise_huge(void *p, size_t size, bool huge);
+/* Faults in [p, p + size), fresh pages that read as zero and start at a
+ * huge page boundary, on transparent huge pages where the kernel has
+ * them (a 4 KiB page each where it has none), and leaves the span
+ * advised against them, so that khugepaged never collapses what is later
+ * purged in pieces back into whole huge pages. The contents stay zero. */
+void os_fault_huge(void *p, size_t size);
+#define OS_HUGE_PAGE_SIZE	((size_t)2 << 20)	/* a PMD's span */
 
 /* A fresh private anonymous read-write mapping; *zero says its contents are
  * known zero (always true for fresh anonymous memory). */

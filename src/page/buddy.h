@@ -137,4 +137,16 @@ buddy_nr_blocks(const struct buddy *b, unsigned order)
 	return n;
 }
 
+/* Free pages in regions of one type. */
+static inline uint64_t
+buddy_nr_free_typed(const struct buddy *b, enum region_type type)
+{
+	uint64_t n = 0;
+
+	for (unsigned k = 0; k <= ZP_MAX_ORDER; k++)
+		n += (b->free_area[k][type].dirty.nr +
+		      b->free_area[k][type].zero.nr) << k;
+	return n;
+}
+
 #endif /* ZP_PAGE_BUDDY_H */

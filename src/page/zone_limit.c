@@ -102,6 +102,12 @@ zone_limit_headroom(void)
 	return used < zlimit.limit_pages ? zlimit.limit_pages - used : 0;
 }
 
+bool
+zone_limit_is_roomy(void)
+{
+	return zone_limit_headroom() > zlimit.wmark_high;
+}
+
 /*
  * A zone grew (its lock held): the usage is sampled again and the state
  * moves. Entering low (or min) asks for a reaction; low is left only

@@ -24,6 +24,7 @@ struct zone {
 	struct buddy buddy;
 	uint64_t nr_alloc, nr_free_calls, nr_fallback_in, nr_failed;
 	uint64_t nr_grow_steps, nr_purged_pages, nr_grow_failed;
+	uint64_t nr_huge_steps;		/* steps faulted in on a huge page */
 	uint64_t next_decay_ns;		/* next look for idle blocks */
 	uint64_t purge_delay_ns;	/* idle this long: purged (boot) */
 	/* The retained budget (zone_purge.c), pages. */
@@ -175,6 +176,8 @@ void zone_limit_boot(size_t given);
 uint64_t zone_limit_pages(void);
 uint64_t zone_limit_headroom(void);
 uint64_t zone_limit_retain_max(void);
+/* No limit, or the headroom under it above the high watermark. */
+bool zone_limit_is_roomy(void);
 void zone_limit_sample_locked(void);
 void zone_limit_react(void);
 void zone_limit_prefork(void);

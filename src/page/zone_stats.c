@@ -168,6 +168,7 @@ zone_info(unsigned idx, struct zp_zone_info *out)
 	out->nr_purged_pages = z->nr_purged_pages;
 	out->retain_pages = z->retain;
 	out->nr_refault_pages = z->nr_refault_pages;
+	out->nr_huge_steps = z->nr_huge_steps;
 	zp_unlock(&z->lock);
 	return 0;
 }
@@ -292,6 +293,8 @@ zone_print_zoneinfo(struct outbuf *o)
 			   (unsigned long)zi.nr_failed);
 		out_printf(o, "    nr_grow_steps  %lu\n",
 			   (unsigned long)zi.nr_grow_steps);
+		out_printf(o, "    nr_huge_steps  %lu\n",
+			   (unsigned long)zi.nr_huge_steps);
 		out_printf(o, "    nr_purged      %lu\n",
 			   (unsigned long)zi.nr_purged_pages);
 		print_purge_why(o, &zone_table[i]);
@@ -332,12 +335,14 @@ zone_print_json(struct outbuf *o)
 			   (unsigned long)zi.lowmem_reserve[1]);
 		out_printf(o, "\"nr_alloc\":%lu,\"nr_free\":%lu,"
 			   "\"nr_fallback_in\":%lu,\"nr_failed\":%lu,"
-			   "\"nr_grow_steps\":%lu,\"nr_purged_pages\":%lu}",
+			   "\"nr_grow_steps\":%lu,\"nr_huge_steps\":%lu,"
+			   "\"nr_purged_pages\":%lu}",
 			   (unsigned long)zi.nr_alloc,
 			   (unsigned long)zi.nr_free_calls,
 			   (unsigned long)zi.nr_fallback_in,
 			   (unsigned long)zi.nr_failed,
 			   (unsigned long)zi.nr_grow_steps,
+			   (unsigned long)zi.nr_huge_steps,
 			   (unsigned long)zi.nr_purged_pages);
 	}
 	out_puts(o, "]");

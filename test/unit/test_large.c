@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "smaps.h"
 #include "malloc/large.h"
 #include "malloc/init.h"
 #include "os/os.h"
@@ -209,35 +210,6 @@ Test(large, churned_region_is_parked_and_serves_the_next_block)
 /* --- huge pages for sizes the program fills ------------------------------ */
 
 #define HUGE ((size_t)2 << 20)
-
-/* Does the mapping holding p carry VmFlag flag ("hg": MADV_HUGEPAGE)? */
-static bool
-vma_has_flag(const void *p, const char *flag)
-{
-	char line[512];
-	bool in = false, found = false;
-	FILE *f = fopen("/proc/self/smaps", "r");
-
-	cr_assert_not_null(f);
-	while (!found && fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-
-		/* Only a mapping's first line has both ends. */
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
-			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
-			continue;
-		}
-		if (in && strncmp(line, "VmFlags:", 8) == 0) {
-			char want[8];
-
-			snprintf(want, sizeof(want), " %s", flag);
-			found = strstr(line, want) != NULL;
-			in = false;
-		}
-	}
-	fclose(f);
-	return found;
-}
 
 /* Where transparent huge pages and PAGEMAP_SCAN (kernel 6.7) are not,
  * nothing is advised or learnt. */

@@ -14,6 +14,7 @@
 #include "os/os.h"
 #include "page/zone.h"
 #include "zpmalloc.h"
+#include "smaps.h"
 #include "zone_fixture.h"
 
 #define MIB ((size_t)1 << 20)
@@ -508,4 +509,147 @@ Test(zone_lazy, kept_pages_go_before_a_map_would_pass_the_peak)
 	zone_purge_before_map(8192);
 	cr_assert_leq(dirty_free_pages(), 64);
 	cr_assert(zone_check_all());
+}
+
+/* --- steps faulted in on huge pages ---------------------------------------- */
+
+#define STEP_ORDER_TEST 9	/* a block of one step */
+_Static_assert(ZP_PAGE_SIZE << STEP_ORDER_TEST == ZP_COMMIT_STEP, "a step");
+
+static void
+boot_huge_from(size_t from, size_t limit)
+{
+	struct zone_config cfg = {
+		.nr_nodes = 1,
+		.normal_reserve = 64 * MIB,
+		.purge_delay_ns = NEVER,
+		.pcp_high = 32,
+		.pcp_batch = 8,
+		.memory_limit = limit,
+		.huge_from = from,
+	};
+
+	cr_assert_eq(zone_boot(&cfg), 0);
+}
+
+static bool
+thp_is_on(void)
+{
+	char buf[128];
+	long n = os_read_file("/sys/kernel/mm/transparent_hugepage/enabled",
+			      buf, sizeof(buf) - 1);
+
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return strstr(buf, "[never]") == NULL;
+}
+
+/* Grows the zone by n steps, a step's block at a time, among small
+ * blocks (gfp GFP_SMALL) or large; each reads zero. */
+static void
+grow_steps(struct page **pgs, unsigned n, unsigned gfp)
+{
+	for (unsigned i = 0; i < n; i++) {
+		bool zero = false;
+		const char *p;
+
+		pgs[i] = zone_alloc_pages(NULL, STEP_ORDER_TEST, gfp,
+					  PAGE_MEDIUM, &zero);
+		cr_assert_not_null(pgs[i]);
+		cr_assert(zero);
+		p = page_address(pgs[i]);
+		for (size_t off = 0; off < ZP_COMMIT_STEP; off += 4096 * 37)
+			cr_assert_eq(p[off], 0, "step %u byte %zu", i, off);
+	}
+	cr_assert_eq(info(0).nr_grow_steps, n, "a step per block");
+}
+
+static void
+free_all(struct page **pgs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		zone_free_pages(NULL, pgs[i]);
+	cr_assert(zone_check_all());
+}
+
+/* Once the zone has huge_from bytes in use, each step it grows by for small
+ * blocks is faulted in on a huge page and left advised against them (so
+ * khugepaged never puts purged pages back); the steps below stay as they
+ * were. */
+Test(zone_lazy, steps_past_huge_from_take_huge_pages)
+{
+	struct page *pgs[4];
+
+	boot_huge_from(4 * MIB, 0);
+	grow_steps(pgs, 4, GFP_SMALL);
+	cr_assert_eq(info(0).nr_huge_steps, 2);
+	for (unsigned i = 0; i < 4; i++) {
+		void *p = page_address(pgs[i]);
+
+		cr_assert_eq(vma_has_flag(p, "nh"), i >= 2, "step %u", i);
+		cr_assert_not(vma_has_flag(p, "hg"), "step %u", i);
+	}
+	if (thp_is_on())
+		cr_assert_geq(vma_field_kb(page_address(pgs[3]),
+					   "AnonHugePages"), 2048);
+	/* Given back as any step is (the free purges what is over the
+	 * retained budget). */
+	memset(page_address(pgs[2]), 7, ZP_COMMIT_STEP);
+	free_all(pgs, 4);
+	zone_purge(true);
+	cr_assert_not(is_mapped(page_address(pgs[2])));
+}
+
+/* Larger blocks may be used sparsely (a buffer written at its ends):
+ * their steps keep small pages. So does a zone whose small blocks are
+ * mostly free (fragmented: the new step would stay mostly unused). */
+Test(zone_lazy, no_huge_steps_for_large_blocks_or_a_sparse_zone)
+{
+	struct page *pgs[4], *small[8];
+
+	boot_huge_from(2 * MIB, 0);
+	grow_steps(pgs, 4, 0);
+	cr_assert_eq(info(0).nr_huge_steps, 0);
+	/* Two steps of small blocks, both huge (none of their type free
+	 * when they were mapped); then every other block freed (the buddy
+	 * cannot merge them): a step's worth free among six mapped, more
+	 * than an eighth. */
+	for (unsigned i = 0; i < 8; i++) {
+		small[i] = zone_alloc_pages(NULL, 7, GFP_SMALL, PAGE_MEDIUM,
+					    NULL);
+		cr_assert_not_null(small[i]);
+	}
+	for (unsigned i = 0; i < 8; i += 2)
+		zone_free_pages(NULL, small[i]);
+	cr_assert_eq(info(0).nr_grow_steps, 6);
+	cr_assert_eq(info(0).nr_huge_steps, 2, "dense");
+	small[0] = zone_alloc_pages(NULL, STEP_ORDER_TEST, GFP_SMALL,
+				    PAGE_MEDIUM, NULL);
+	cr_assert_not_null(small[0]);
+	cr_assert_eq(info(0).nr_grow_steps, 7);
+	cr_assert_eq(info(0).nr_huge_steps, 2, "sparse: small pages");
+	zone_free_pages(NULL, small[0]);
+	for (unsigned i = 1; i < 8; i += 2)
+		zone_free_pages(NULL, small[i]);
+	free_all(pgs, 4);
+}
+
+Test(zone_lazy, no_huge_steps_when_off_or_near_the_limit)
+{
+	struct page *pgs[4];
+
+	boot_huge_from(0, 0);
+	grow_steps(pgs, 4, GFP_SMALL);
+	cr_assert_eq(info(0).nr_huge_steps, 0);
+	cr_assert_not(vma_has_flag(page_address(pgs[3]), "nh"));
+	free_all(pgs, 4);
+	/* A limit a little above what the process uses: the headroom is
+	 * below the high watermark (an eighth of the limit) from the first
+	 * sample on. */
+	boot_huge_from(2 * MIB, os_rss_bytes() + 2 * MIB);
+	grow_steps(pgs, 4, GFP_SMALL);
+	cr_assert_leq(info(0).nr_huge_steps, 1, "only before the first "
+		      "sample");
+	free_all(pgs, 4);
 }
