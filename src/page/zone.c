@@ -72,8 +72,6 @@ static struct zone *low32_zone;		/* atomic: published when ready */
 static size_t low32_span;		/* 0: no LOW32 zone at all */
 static uint64_t low32_purge_delay_ns;
 static size_t huge_from;		/* zone_config's; read-only */
-_Static_assert(ZP_COMMIT_STEP % OS_HUGE_PAGE_SIZE == 0,
-	       "a step starts at a huge page boundary (the window is aligned)");
 static struct zp_lock low32_lock = ZP_LOCK_INIT;
 
 void pcp_boot(unsigned high, unsigned batch);
@@ -125,6 +123,8 @@ map_range(struct zone *z, void *p, size_t size)
  * counts.
  */
 #define DENSE_DIV	32
+_Static_assert(ZP_COMMIT_STEP % OS_HUGE_PAGE_SIZE == 0,
+	       "a step starts at a huge page boundary (the window is aligned)");
 
 static bool
 wants_huge_step_locked(const struct zone *z, enum region_type type)
@@ -139,7 +139,8 @@ wants_huge_step_locked(const struct zone *z, enum region_type type)
 	       zone_limit_is_roomy();
 }
 
-/* Maps step st (fresh, or given back before): reads as zero. */
+/* Maps step st (fresh, or given back before), faulted in on a huge page
+ * when huge: reads as zero either way. */
 static int
 map_step_locked(struct zone *z, size_t st, bool huge)
 {
