@@ -59,8 +59,10 @@ int os_advise_huge(void *p, size_t size, bool huge);
  * huge page boundary, on transparent huge pages where the kernel has
  * them (a 4 KiB page each where it has none), and leaves the span
  * advised against them, so that khugepaged never collapses what is later
- * purged in pieces back into whole huge pages. The contents stay zero. */
-void os_fault_huge(void *p, size_t size);
+ * purged in pieces back into whole huge pages. The contents stay zero.
+ * False, touching nothing, when the kernel takes no such advice (built
+ * without transparent huge pages, or a filter refuses madvise). */
+bool os_fault_huge(void *p, size_t size);
 #define OS_HUGE_PAGE_SIZE	((size_t)2 << 20)	/* a PMD's span */
 
 /* A fresh private anonymous read-write mapping; *zero says its contents are

@@ -147,10 +147,8 @@ map_step_locked(struct zone *z, size_t st, bool huge)
 	void *p = (void *)(z->base + st * ZP_COMMIT_STEP);
 	int err = map_range(z, p, ZP_COMMIT_STEP);
 
-	if (err == 0 && huge) {
-		os_fault_huge(p, ZP_COMMIT_STEP);
+	if (err == 0 && huge && os_fault_huge(p, ZP_COMMIT_STEP))
 		z->nr_huge_steps++;
-	}
 	return err;
 }
 

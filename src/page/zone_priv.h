@@ -24,7 +24,7 @@ struct zone {
 	struct buddy buddy;
 	uint64_t nr_alloc, nr_free_calls, nr_fallback_in, nr_failed;
 	uint64_t nr_grow_steps, nr_purged_pages, nr_grow_failed;
-	uint64_t nr_huge_steps;		/* steps faulted in on a huge page */
+	uint64_t nr_huge_steps;		/* steps faulted in for a huge page */
 	uint64_t next_decay_ns;		/* next look for idle blocks */
 	uint64_t purge_delay_ns;	/* idle this long: purged (boot) */
 	/* The retained budget (zone_purge.c), pages. */
