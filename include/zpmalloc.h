@@ -57,8 +57,9 @@ struct zp_zone_info {
 	uint64_t nr_grow_steps, nr_purged_pages;
 	uint64_t retain_pages;		/* dirty free pages kept at frees */
 	uint64_t nr_refault_pages;	/* purged pages taken back soon */
-	uint64_t nr_huge_steps;		/* 2 MiB steps faulted in for a huge
-					 * page (ZPMALLOC_HUGE_HEAP_MB) */
+	uint64_t nr_huge_steps;		/* 2 MiB steps advised and faulted
+					 * in for a huge page (the kernel may
+					 * still give small pages) */
 };
 int zp_zone_info(unsigned idx, struct zp_zone_info *out);
 

@@ -60,9 +60,10 @@ int os_advise_huge(void *p, size_t size, bool huge);
  * them (a 4 KiB page each where it has none), and leaves the span
  * advised against them, so that khugepaged never collapses what is later
  * purged in pieces back into whole huge pages. The contents stay zero.
- * False, touching nothing, when the kernel takes no such advice (built
- * without transparent huge pages, or a filter refuses madvise). */
-bool os_fault_huge(void *p, size_t size);
+ * Returns 0, or madvise's errno, touching nothing, when the kernel takes
+ * no such advice (built without transparent huge pages, or a filter
+ * refuses madvise). */
+int os_fault_huge(void *p, size_t size);
 #define OS_HUGE_PAGE_SIZE	((size_t)2 << 20)	/* a PMD's span */
 
 /* A fresh private anonymous read-write mapping; *zero says its contents are

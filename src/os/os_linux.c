@@ -357,17 +357,19 @@ os_advise_huge(void *p, size_t size, bool huge)
 	return r ? (int)-r : 0;
 }
 
-bool
+int
 os_fault_huge(void *p, size_t size)
 {
-	if (os_advise_huge(p, size, true) != 0)
-		return false;
+	int err = os_advise_huge(p, size, true);
+
+	if (err)
+		return err;
 	/* A write, not a read: a read maps the huge zero page (or, where
 	 * the kernel has none, a page of its own), not a huge page. */
 	for (size_t off = 0; off < size; off += OS_HUGE_PAGE_SIZE)
 		*((volatile char *)p + off) = 0;
 	(void)os_advise_huge(p, size, false);
-	return true;
+	return 0;
 }
 
 int

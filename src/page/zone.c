@@ -9,9 +9,12 @@
  *        theirs first. zone->purge_lock (zone_purge.c) ranks before
  *        zone->lock, and zone_prefork takes it first: no fork happens
  *        while a purge has blocks off the lists. low32_lock (creating the
- *        LOW32 zone) ranks before every zone lock.
+ *        LOW32 zone) ranks before every zone lock. A step grown on a huge
+ *        page is faulted in under zone->lock (~0.1 ms; longer when the
+ *        kernel compacts memory for it), once per 2 MiB of growth.
  * Path:  zone_alloc_pages -> (pcp miss) zone_alloc_pages_slow -> zonelist
  *        walk -> alloc_locked -> buddy_alloc | grow_locked -> os_map_fixed
+ *        [-> os_fault_huge]
  *        zone_free_pages -> (pcp full) zone_free_pages_slow -> buddy_free
  *        -> zone_purge_check_locked
  *
@@ -107,12 +110,14 @@ map_range(struct zone *z, void *p, size_t size)
  * step after step (sqlite's page cache, a tree of strings) spends a
  * tenth of its time faulting it in page by page. Once a zone has
  * huge_from bytes in use, a step it grows by for small blocks (slabs,
- * buddy.h's SMALL regions) is faulted in whole on one huge page, while
- * those regions are dense: free pages in them at most 1/DENSE_DIV of the
- * pages in use, so the new step will be filled as they were. What this
- * costs is the part of the newest step not yet used when the program
- * peaks. Larger blocks keep small pages, as do a fragmented zone and a
- * block taken from a given-back step (which may be a page of it):
+ * buddy.h's SMALL regions; a new step or a hole filled again) is
+ * faulted in whole on one huge page, while those regions are dense: free
+ * pages in them at most 1/DENSE_DIV of the zone's pages in use (blocks
+ * in per-thread page caches and on a purge's chain count as in use), so
+ * the new step will be filled as they were. What this costs is the part
+ * of the newest step not yet used when the program peaks. Larger blocks
+ * keep small pages, as do a fragmented zone and a block taken from a
+ * given-back step still on the free lists (which may be a page of it):
  * programs write buffers sparsely (frag writes the ends of each block),
  * and a huge page is resident whole. Every step huge doubled frag's
  * peak; small blocks' steps with an eighth free still cost it 10%, with
@@ -120,11 +125,14 @@ map_range(struct zone *z, void *p, size_t size)
  * any other (MADV_DONTNEED of part of it), and the step is left advised
  * against huge pages, so that khugepaged does not collapse purged pages
  * back in behind our back. Not near the memory limit: there every page
- * counts.
+ * counts. (With transparent huge pages "always", the kernel gives any
+ * step huge pages at first touch whatever is decided here.)
  */
 #define DENSE_DIV	32
-_Static_assert(ZP_COMMIT_STEP % OS_HUGE_PAGE_SIZE == 0,
-	       "a step starts at a huge page boundary (the window is aligned)");
+_Static_assert(ZP_COMMIT_STEP % OS_HUGE_PAGE_SIZE == 0 &&
+	       ZP_MAX_BLOCK % OS_HUGE_PAGE_SIZE == 0,
+	       "a step starts at a huge page boundary (zone bases are aligned "
+	       "to ZP_MAX_BLOCK)");
 
 static bool
 wants_huge_step_locked(const struct zone *z, enum region_type type)
@@ -147,7 +155,7 @@ map_step_locked(struct zone *z, size_t st, bool huge)
 	void *p = (void *)(z->base + st * ZP_COMMIT_STEP);
 	int err = map_range(z, p, ZP_COMMIT_STEP);
 
-	if (err == 0 && huge && os_fault_huge(p, ZP_COMMIT_STEP))
+	if (err == 0 && huge && os_fault_huge(p, ZP_COMMIT_STEP) == 0)
 		z->nr_huge_steps++;
 	return err;
 }

@@ -39,8 +39,9 @@ struct zone_config {
 	uint64_t purge_delay_ns;	/* give back blocks idle this long */
 	unsigned pcp_high, pcp_batch;	/* per-thread cache sizing */
 	size_t memory_limit;		/* bytes, 0: the cgroup's or RAM */
-	size_t huge_from;		/* bytes a zone maps before its new
-					 * steps take huge pages; 0: never */
+	size_t huge_from;		/* bytes a zone has in use before
+					 * steps for small blocks take huge
+					 * pages; 0: never */
 };
 
 /*
