@@ -364,7 +364,7 @@ span_of(size_t want)
 	return (size_t)1 << zp_log2_floor(span);
 }
 
-int
+zp_cold int
 zone_boot(const struct zone_config *cfg)
 {
 	size_t normal = cfg->normal_reserve ? cfg->normal_reserve

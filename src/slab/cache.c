@@ -34,15 +34,21 @@ cache_boot(void)
 	booted = true;
 }
 
+/* Each atomic add waits for the stores before it: a list of slabs
+ * going back is counted with one pair. */
+static void
+count_slabs(unsigned sc, int64_t slabs, int64_t objs)
+{
+	struct slab_cache *c = &slab_caches[sc];
+
+	__atomic_add_fetch(&c->nr_slabs, (uint64_t)slabs, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&c->nr_objs, (uint64_t)objs, __ATOMIC_RELAXED);
+}
+
 void
 cache_count_slab(const struct slab *s, int delta)
 {
-	struct slab_cache *c = &slab_caches[s->sc];
-
-	__atomic_add_fetch(&c->nr_slabs, (uint64_t)(int64_t)delta,
-			   __ATOMIC_RELAXED);
-	__atomic_add_fetch(&c->nr_objs, (uint64_t)(int64_t)delta *
-					slab_nr_objs(s), __ATOMIC_RELAXED);
+	count_slabs(s->sc, delta, (int64_t)delta * slab_nr_objs(s));
 }
 
 static void
@@ -95,16 +101,23 @@ empty_put_locked(struct slab *s, struct slab **spill)
 	*spill = s;
 }
 
+/* Empty slabs of one class, linked through ->next, back to the zone. */
 static size_t
 spill_to_zone(struct slab *list, struct pcp_set *pcp)
 {
 	size_t bytes = 0;
+	int64_t slabs = 0, objs = 0;
 
+	for (struct slab *s = list; s != NULL; s = s->next) {
+		slabs--;
+		objs -= slab_nr_objs(s);
+	}
+	if (list != NULL)
+		count_slabs(list->sc, slabs, objs);
 	while (list) {
 		struct slab *next = list->next;
 
 		bytes += ZP_PAGE_SIZE << list->order;
-		cache_count_slab(list, -1);
 		slab_fini(list);
 		zone_free_pages(pcp, slab_page(list));
 		list = next;

@@ -10,7 +10,7 @@
  *          mail_drain | slab_take | slab_collect | slab_delay |
  *          spare | cache_take (orphan or reserve) | zone;
  *        tcache_free (inline) -> tcache_free_slow -> bin_flush ->
- *          flush_one [-> gave_back_to | give_back];
+ *          flush_one [-> give_back] -> flush_edges;
  *        tcache_free_remote -> chain [-> push_chain ->
  *          CAS [-> post | cache_rescue]];
  *        malloc_trim -> tcache_trim_others -> trim_other (each thread).
@@ -730,16 +730,31 @@ struct flush_view {
 };
 
 /*
+ * What a flush changes in a slab's lists, noted while it walks the bin
+ * and done after it: an edge is the facts index of the slab's first page,
+ * shifted left by 2, with these bits (at least one: an edge is never 0).
+ * A slab has at most two in a flush, full first, then empty.
+ */
+#define EDGE_FULL	((uint64_t)1)	/* it left the full list */
+#define EDGE_EMPTY	((uint64_t)2)	/* no object of it is out */
+#define EDGE_SHIFT	2
+/* Edges noted before they are done (a flush with more does them in
+ * turns). */
+#define EDGE_BATCH	64
+
+/*
  * Bin entry a goes back to its slab. The facts word of a's page names
  * the holder; for a slab of tc's, the object's avail bit (in the line its
  * free touched a moment ago) and the slab's hold word (in the same line
- * of facts, for a slab of up to 8 pages) are all it writes. Only a slab
- * that leaves the full list or empties needs its descriptor. An entry
- * within the arena's span is an object of a slab the thread holds (its
- * facts are committed): one compare, not free()'s lookup; a LOW32 one
- * (outside) takes the descriptor's way.
+ * of facts, for a slab of up to 8 pages) are all it writes. A slab that
+ * leaves the full list or empties needs its descriptor: its edge is
+ * returned, and the full mark cleared, so that the slab's later entries
+ * note no second one (0: no edge). An entry within the arena's span is
+ * an object of a slab the thread holds (its facts are committed): one
+ * compare, not free()'s lookup; a LOW32 one (outside) takes the
+ * descriptor's way.
  */
-static zp_always_inline void
+static zp_always_inline uint64_t
 flush_one(struct tcache *tc, const struct flush_view *v, uintptr_t a)
 {
 	uintptr_t off = a - v->base, i = off >> ZP_PAGE_SHIFT;
@@ -751,15 +766,80 @@ flush_one(struct tcache *tc, const struct flush_view *v, uintptr_t a)
 	/* Ids are never 0: a page without facts fails the compare too. */
 	if (zp_unlikely(slab_facts_owner(f) != v->id)) {
 		give_back(tc, (void *)a, slab_of_ptr(a));
-		return;
+		return 0;
 	}
 	order = slab_facts_order(f);
 	i = page_block_first(i, order);
 	w = slab_avail_word_at(v->bits_bias, a);
 	h = slab_hold_give_at(&v->facts[i], w, a,
 			      (ZP_PAGE_SIZE << order) - 1);
-	if (zp_unlikely((h & SLAB_HOLD_FULL) || !(h & SLAB_HOLD_INUSE)))
-		gave_back_to(tc, slab_of(&zp_arena.descs[i]));
+	if (zp_likely(!(h & SLAB_HOLD_FULL) && (h & SLAB_HOLD_INUSE)))
+		return 0;
+	if (h & SLAB_HOLD_FULL)
+		__atomic_store_n(&v->facts[i], h & ~SLAB_HOLD_FULL,
+				 __ATOMIC_RELAXED);
+	return (uint64_t)i << EDGE_SHIFT |
+	       (h & SLAB_HOLD_FULL ? EDGE_FULL : 0) |
+	       (h & SLAB_HOLD_INUSE ? 0 : EDGE_EMPTY);
+}
+
+static struct slab *
+edge_slab(uint64_t e)
+{
+	return slab_of(&zp_arena.descs[e >> EDGE_SHIFT]);
+}
+
+/*
+ * The list changes a flush noted, as gave_back_to would have made them
+ * one entry at a time. Done together, their misses overlap: every
+ * descriptor is asked for first, then every list neighbour, and the
+ * atomic ops (undelay, the cache lock: each waits for the stores before
+ * it) come in runs. A slab with both edges goes from full to spare or
+ * to the zone directly. Emptied slabs past the spare go back under one
+ * cache lock.
+ */
+static zp_noinline void
+flush_edges(struct tcache *tc, unsigned sc, const uint64_t *e, unsigned n)
+{
+	struct tclass *k = &tc->cls[sc];
+	struct slab *empties = NULL;
+
+	for (unsigned j = 0; j < n; j++)
+		__builtin_prefetch(edge_slab(e[j]), 1);
+	for (unsigned j = 0; j < n; j++) {
+		struct slab *s = edge_slab(e[j]);
+
+		__builtin_prefetch(s->prev, 1);
+		__builtin_prefetch(s->next, 1);
+	}
+	/* The descriptor decides, as in gave_back_to (the hold word's full
+	 * bit only mirrors it). */
+	for (unsigned j = 0; j < n; j++)
+		if (edge_slab(e[j])->where == SLAB_OWN_FULL)
+			slab_undelay(edge_slab(e[j]));
+	for (unsigned j = 0; j < n; j++) {
+		struct slab *s = edge_slab(e[j]);
+		bool emptied = (e[j] & EDGE_EMPTY) && !tc->is_flushing;
+
+		if (s->where == SLAB_OWN_FULL) {
+			own_del(tc, s);
+			if (!emptied)
+				own_add(tc, s, SLAB_OWN_PARTIAL);
+		} else if (emptied) {
+			own_del(tc, s);
+		}
+		if (!emptied)
+			continue;
+		if (k->spare == NULL) {
+			k->spare = s;
+			s->where = SLAB_OWN_SPARE;
+			continue;
+		}
+		s->next = empties;
+		empties = s;
+	}
+	if (empties != NULL)
+		cache_put_list(sc, NULL, empties, tc->pcp);
 }
 
 /* Gives the n newest objects of a bin back to their slabs (all of them at
@@ -779,11 +859,24 @@ bin_flush(struct tcache *tc, unsigned sc, unsigned n)
 		.bits_bias = zp_arena.bits_bias,
 		.id = tc->id,
 	};
+	uint64_t edges[EDGE_BATCH];
+	unsigned nr_edges = 0;
 	void **end = b->cur;
 
 	zp_stat_inc(tc->nr_flush);
-	for (void **q = end - n; q < end; q++)
-		flush_one(tc, &v, (uintptr_t)*q);
+	for (void **q = end - n; q < end; q++) {
+		uint64_t e = flush_one(tc, &v, (uintptr_t)*q);
+
+		if (zp_likely(e == 0))
+			continue;
+		edges[nr_edges++] = e;
+		if (nr_edges == EDGE_BATCH) {
+			flush_edges(tc, sc, edges, nr_edges);
+			nr_edges = 0;
+		}
+	}
+	if (nr_edges != 0)
+		flush_edges(tc, sc, edges, nr_edges);
 	b->cur = end - n;
 	zp_stat_add(tc->cls[sc].nr_flushed, n);
 }

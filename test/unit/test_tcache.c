@@ -916,6 +916,68 @@ Test(tcache, hold_words_count_what_is_out)
 	}
 }
 
+static unsigned
+list_len(const struct slab *s)
+{
+	unsigned n = 0;
+
+	for (; s != NULL; s = s->next)
+		n++;
+	return n;
+}
+
+/*
+ * A flush notes the slabs it moves and moves them after its walk
+ * (tcache.c, flush_edges): full slabs that get objects back, slabs that
+ * empty, and slabs that do both within one flush (a class of a few
+ * objects a slab). After every object of many full slabs is freed in
+ * random order, only slabs with objects in the bin are still held, each
+ * on the list its hold word says; one emptied slab is the spare, the
+ * rest are back in the zone, and the class's slab count (taken off in
+ * one add for a list) is the slabs still held.
+ */
+Test(tcache, flushes_move_full_and_emptied_slabs)
+{
+	unsigned classes[2] = { 0, sizeclass_of(3000) };
+
+	for (unsigned c = 0; c < 2; c++) {
+		unsigned sc = classes[c], n = 64 * slab_class[sc].nr_objs;
+		void **v = calloc(n, sizeof(*v));
+		uint64_t before = used_pages();
+		unsigned held, in_bin;
+		struct tclass *k;
+		struct tstate me;
+
+		ts_init(&me);
+		k = &me.tc.cls[sc];
+		for (unsigned i = 0; i < n; i++)
+			v[i] = tcache_alloc(&me.tc, sc);
+		CHECK_OP(list_len(k->full), >=, 32);
+		shuffle(v, n, 99 + c);
+		for (unsigned i = 0; i < n; i++)
+			xfree(&me.tc, v[i]);
+		memset(v, 0, n * sizeof(*v));
+		check_hold_words(k->partial, v, n, &me, sc);
+		check_hold_words(k->full, v, n, &me, sc);
+		held = list_len(k->partial) + list_len(k->full);
+		in_bin = (unsigned)(me.tc.bins[sc].cur - me.tc.bins[sc].base);
+		CHECK_OP(held, <=, in_bin);
+		CHECK((k->spare) != NULL, "no spare kept");
+		CHECK_OP(slab_inuse(k->spare), ==, 0);
+		/* Besides: the class's shared slab and the ones it filled
+		 * (cache.c), which a thread's first objects come from. */
+		CHECK_OP(slab_caches[sc].nr_slabs, ==,
+			 held + 1 + slab_caches[sc].nr_partial +
+				 (slab_caches[sc].shared != NULL));
+		ts_fini(&me);
+		slab_trim();
+		CHECK_OP(slab_caches[sc].nr_slabs, ==, 0);
+		CHECK_OP(used_pages(), ==, before, "an object stayed out");
+		CHECK(zone_check_all(), "zone_check_all()");
+		free(v);
+	}
+}
+
 Test(tcache, flush_keeps_the_cache_usable)
 {
 	struct tstate me;
