@@ -125,8 +125,10 @@ map_range(struct zone *z, void *p, size_t size)
  * any other (MADV_DONTNEED of part of it), and the step is left advised
  * against huge pages, so that khugepaged does not collapse purged pages
  * back in behind our back. Not near the memory limit: there every page
- * counts. (With transparent huge pages "always", the kernel gives any
- * step huge pages at first touch whatever is decided here.)
+ * counts. A step not faulted in on a huge page is advised against them
+ * too: with transparent huge pages "always" the kernel would give it one
+ * at its first touch (2 MiB resident for a small program's first slab),
+ * and steps with the same advice merge into one mapping.
  */
 #define DENSE_DIV	32
 _Static_assert(ZP_COMMIT_STEP % OS_HUGE_PAGE_SIZE == 0 &&
@@ -148,16 +150,23 @@ wants_huge_step_locked(const struct zone *z, enum region_type type)
 }
 
 /* Maps step st (fresh, or given back before), faulted in on a huge page
- * when huge: reads as zero either way. */
+ * when huge, advised against them either way (see above): reads as zero.
+ * The advice comes first, so that the step joins its neighbours' mapping
+ * before anything faults in it: a fault in a mapping of its own would
+ * give it an anon_vma of its own, which keeps it apart for good. A kernel
+ * without transparent huge pages refuses the advice: no matter. */
 static int
 map_step_locked(struct zone *z, size_t st, bool huge)
 {
 	void *p = (void *)(z->base + st * ZP_COMMIT_STEP);
 	int err = map_range(z, p, ZP_COMMIT_STEP);
 
-	if (err == 0 && huge && os_fault_huge(p, ZP_COMMIT_STEP) == 0)
+	if (err != 0)
+		return err;
+	(void)os_advise_huge(p, ZP_COMMIT_STEP, false);
+	if (huge && os_fault_huge(p, ZP_COMMIT_STEP) == 0)
 		z->nr_huge_steps++;
-	return err;
+	return 0;
 }
 
 /* The zone of each descriptor of a step: written once at growth, and

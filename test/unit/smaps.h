@@ -36,6 +36,29 @@ smaps_line(const void *p, const char *key, char *line, size_t size)
 	return found;
 }
 
+/* The ends of the mapping holding p; false when none holds it. */
+static inline bool
+vma_bounds(const void *p, uintptr_t *lo, uintptr_t *hi)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	cr_assert_not_null(f);
+	while (!found && fgets(line, (int)sizeof(line), f)) {
+		unsigned long a, b;
+
+		if (sscanf(line, "%lx-%lx ", &a, &b) == 2 &&
+		    (uintptr_t)p >= a && (uintptr_t)p < b) {
+			*lo = a;
+			*hi = b;
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 /* Does the mapping holding p carry VmFlag flag ("hg": MADV_HUGEPAGE,
  * "nh": MADV_NOHUGEPAGE)? */
 static inline bool
