@@ -64,6 +64,9 @@ int os_advise_huge(void *p, size_t size, bool huge);
  * no such advice (built without transparent huge pages, or a filter
  * refuses madvise). */
 int os_fault_huge(void *p, size_t size);
+/* Do faults in memory without advice take transparent huge pages (mode
+ * "always")? */
+bool os_thp_always(void);
 #define OS_HUGE_PAGE_SIZE	((size_t)2 << 20)	/* a PMD's span */
 
 /* A fresh private anonymous read-write mapping; *zero says its contents are

@@ -357,6 +357,30 @@ os_advise_huge(void *p, size_t size, bool huge)
 	return r ? (int)-r : 0;
 }
 
+/* The PMD size's own setting, where the kernel has one, else the global
+ * one; no such file: no transparent huge pages. Read once (zero_boot, so
+ * that a sandbox the program enters later sees no open): the mode is the
+ * administrator's, and a change while we run only costs our advice its
+ * effect. */
+bool
+os_thp_always(void)
+{
+	static int always = -1;
+	int a = __atomic_load_n(&always, __ATOMIC_RELAXED);
+	char buf[128] = "";
+
+	if (a >= 0)
+		return a;
+	if (os_read_file("/sys/kernel/mm/transparent_hugepage/"
+			 "hugepages-2048kB/enabled", buf, sizeof(buf)) <= 0 ||
+	    strstr(buf, "[inherit]") != NULL)
+		(void)os_read_file("/sys/kernel/mm/transparent_hugepage/enabled",
+				   buf, sizeof(buf));
+	a = strstr(buf, "[always]") != NULL;
+	__atomic_store_n(&always, a, __ATOMIC_RELAXED);
+	return a;
+}
+
 int
 os_fault_huge(void *p, size_t size)
 {

@@ -260,6 +260,7 @@ next_is_huge(size_t len)
 	hg = vma_has_flag(p, "hg");
 	cr_assert_eq(hg, after.nr_huge == before.nr_huge + 1,
 		     "the statistics count what was advised");
+	cr_assert(!hg || !vma_has_flag(p, "nh"));
 	if (hg)
 		cr_assert_eq((uintptr_t)p % HUGE, HUGE / 2,
 			     "half a huge page past a boundary");
@@ -300,6 +301,28 @@ Test(large_huge, one_sparse_block_takes_its_size_off_at_once)
 	cr_assert(next_is_huge(8 * MiB), "filled again, learnt again");
 }
 
+/* A calloc'd block that no size teaches to expect filled: with
+ * transparent huge pages "always" it is advised against them (the kernel
+ * would make it resident 2 MiB for each byte written); otherwise it gets
+ * no advice (a system call for nothing), and neither does a malloc'd
+ * one, which keeps what the kernel gives. */
+Test(large_huge, zeroed_blocks_are_advised_small_where_thp_is_always)
+{
+	unsigned char *p = large_alloc(64 * MiB, 0, 0, -1, true);
+	unsigned char *q = large_alloc(64 * MiB, 0, 0, -1, false);
+
+	cr_assert_not_null(p);
+	cr_assert_not_null(q);
+	cr_assert_eq(vma_has_flag(p, "nh"), os_thp_always());
+	cr_assert_not(vma_has_flag(p, "hg"));
+	cr_assert_not(vma_has_flag(q, "nh"));
+	p[32 * MiB] = 1;
+	if (os_thp_always())
+		cr_assert_eq(vma_field_kb(p, "AnonHugePages"), 0);
+	cr_assert(large_free(p));
+	cr_assert(large_free(q));
+}
+
 /* A parked region serves a block of a filled size advised, and one of a
  * sparse size with its advice taken back. */
 Test(large_huge_parking, parked_regions_take_the_advice_of_their_new_block,
@@ -319,6 +342,7 @@ Test(large_huge_parking, parked_regions_take_the_advice_of_their_new_block,
 	p = large_alloc(8 * MiB, 0, 0, -1, true);
 	cr_assert_eq(zero_park_bytes(), 0, "the parked region served it");
 	cr_assert_not(vma_has_flag(p, "hg"));
+	cr_assert(vma_has_flag(p, "nh"));
 	cr_assert_eq(p[4096], 0);
 	cr_assert(large_free(p));
 }
