@@ -5,7 +5,8 @@
  * Locks: cache->lock per class, a leaf: zone calls happen after unlocking.
  *        Fork takes every cache lock in class order.
  * Path:  tcache_refill -> cache_take -> slab_collect (adopt);
- *        tcache_fini -> cache_put_list | cache_put_empty -> zone_free_pages;
+ *        tcache_fini | bin_flush -> cache_put_list | cache_put_empty ->
+ *          zone_free_pages;
  *        tcache_free_remote -> cache_rescue; malloc_trim -> slab_trim.
  */
 #include "slab/cache.h"

@@ -794,9 +794,10 @@ edge_slab(uint64_t e)
  * one entry at a time. Done together, their misses overlap: every
  * descriptor is asked for first, then every list neighbour, and the
  * atomic ops (undelay, the cache lock: each waits for the stores before
- * it) come in runs. A slab with both edges goes from full to spare or
- * to the zone directly. Emptied slabs past the spare go back under one
- * cache lock.
+ * it) come in runs. A slab that left the full list and emptied in one
+ * entry goes from full to spare or to the zone directly; with an edge
+ * for each, by way of partial. Emptied slabs past the spare go back
+ * under one cache lock.
  */
 static zp_noinline void
 flush_edges(struct tcache *tc, unsigned sc, const uint64_t *e, unsigned n)

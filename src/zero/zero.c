@@ -750,14 +750,15 @@ park_fit(const struct zero_parked *got, size_t size, size_t *dirty,
  */
 static bool huge_advised;
 
+/* fresh: a new region, which has no advice to take back. */
 static void
-advise_taken(uintptr_t s, size_t size, bool zero, bool huge)
+advise_taken(uintptr_t s, size_t size, bool zero, bool huge, bool fresh)
 {
 	if (size < ZERO_HUGE_SIZE)
 		return;
 	if (huge)
 		__atomic_store_n(&huge_advised, true, __ATOMIC_RELAXED);
-	else if (!__atomic_load_n(&huge_advised, __ATOMIC_RELAXED) &&
+	else if ((fresh || !__atomic_load_n(&huge_advised, __ATOMIC_RELAXED)) &&
 		 !(zero && os_thp_always()))
 		return;
 	(void)os_advise_huge((void *)s, size, huge);
@@ -776,7 +777,7 @@ region_map_huge(size_t size, size_t align, bool zero, bool huge, void **out)
 	}
 	err = region_map_at(size, align, offset, out);
 	if (!err)
-		advise_taken((uintptr_t)*out, size, zero, huge);
+		advise_taken((uintptr_t)*out, size, zero, huge, true);
 	return err;
 }
 
@@ -811,7 +812,7 @@ region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
 		unmap_or_keep(got.start, got.end - got.start);
 		return region_map_huge(size, align, zero, huge, out);
 	}
-	advise_taken(s, size, zero, huge);
+	advise_taken(s, size, zero, huge, false);
 	*recycled = true;
 	if (zero)
 		zero_make_zero((void *)s, dirty, /* release */ false);

@@ -928,13 +928,13 @@ list_len(const struct slab *s)
 
 /*
  * A flush notes the slabs it moves and moves them after its walk
- * (tcache.c, flush_edges): full slabs that get objects back, slabs that
- * empty, and slabs that do both within one flush (a class of a few
- * objects a slab). After every object of many full slabs is freed in
- * random order, only slabs with objects in the bin are still held, each
- * on the list its hold word says; one emptied slab is the spare, the
- * rest are back in the zone, and the class's slab count (taken off in
- * one add for a list) is the slabs still held.
+ * (tcache.c, flush_edges): full slabs that get objects back and slabs
+ * that empty, often both within one flush (a class of a few objects a
+ * slab). After every object of many full slabs is freed in random
+ * order, only slabs with objects in the bin are still held, each on the
+ * list its hold word says; one emptied slab is the spare, the rest are
+ * back in the zone, and the class's slab count (taken off in one add for
+ * a list) is the slabs still held.
  */
 Test(tcache, flushes_move_full_and_emptied_slabs)
 {
