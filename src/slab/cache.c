@@ -108,21 +108,20 @@ spill_to_zone(struct slab *list, struct pcp_set *pcp)
 {
 	size_t bytes = 0;
 	int64_t slabs = 0, objs = 0;
+	unsigned sc = list != NULL ? list->sc : 0;
 
-	for (struct slab *s = list; s != NULL; s = s->next) {
-		slabs--;
-		objs -= slab_nr_objs(s);
-	}
-	if (list != NULL)
-		count_slabs(list->sc, slabs, objs);
 	while (list) {
 		struct slab *next = list->next;
 
+		slabs--;
+		objs -= slab_nr_objs(list);
 		bytes += ZP_PAGE_SIZE << list->order;
 		slab_fini(list);
 		zone_free_pages(pcp, slab_page(list));
 		list = next;
 	}
+	if (slabs != 0)
+		count_slabs(sc, slabs, objs);
 	return bytes;
 }
 

@@ -262,11 +262,11 @@ next_is_huge(size_t len)
 		     "the statistics count what was advised");
 	/* A fresh region not placed for huge pages has no advice to take
 	 * back: none (malloc'd blocks keep what the kernel gives). */
-	if (!hg)
-		cr_assert_not(vma_has_flag(p, "nh"));
 	if (hg)
 		cr_assert_eq((uintptr_t)p % HUGE, HUGE / 2,
 			     "half a huge page past a boundary");
+	else
+		cr_assert_not(vma_has_flag(p, "nh"));
 	memset(p, 0, len);
 	cr_assert(large_free(p));
 	return hg;
