@@ -167,6 +167,14 @@ Test(zero, fork_mid_life)
 			cr_assert_fail("word %zu changed", i);
 }
 
+static bool
+is_mapped(const void *p)
+{
+	unsigned char v;
+
+	return mincore((void *)((uintptr_t)p & ~(PAGE - 1)), PAGE, &v) == 0;
+}
+
 Test(zero, remap_keeps_contents_and_bookkeeping)
 {
 	size_t len = 8 * MIB, sz;
@@ -199,6 +207,39 @@ Test(zero, remap_keeps_contents_and_bookkeeping)
 	cr_expect_eq(zero_region_remap(p + len - PAGE, 2 * PAGE, 4 * PAGE,
 				       true, (void **)&q), EINVAL);
 	cr_expect(zero_region_owns(p + len - 1, NULL, NULL));
+}
+
+/* A region of two mappings (a block gathered from parked extents) that
+ * cannot grow in place: mremap refuses to move it whole, so it moves
+ * mapping by mapping, contents and huge-page offset kept. */
+Test(zero, remap_of_two_mappings_moves_them_apart)
+{
+	size_t len = 8 * MIB, sz;
+	char *p, *q, *pad;
+
+	cr_assert_eq(zero_region_map(2 * len, (void **)&p), 0);
+	pad = mmap(p + 2 * len, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+		   MAP_FIXED_NOREPLACE, -1, 0);
+	for (size_t off = 0; off < 2 * len; off += PAGE)
+		p[off] = (char)(off / PAGE + 1);
+	if (madvise(p + len / 2, len, MADV_NOHUGEPAGE) != 0)
+		cr_skip_test("no MADV_NOHUGEPAGE to split the mapping with");
+	cr_assert_eq(zero_region_remap(p, 2 * len, 3 * len, true,
+				       (void **)&q), 0);
+	for (size_t off = 0; off < 2 * len; off += PAGE)
+		if (q[off] != (char)(off / PAGE + 1))
+			cr_assert_fail("byte at %zu", off);
+	cr_assert(all_zero(q + 2 * len, len, 512));
+	cr_expect_eq(((uintptr_t)q ^ (uintptr_t)p) & (2 * MIB - 1), 0);
+	cr_assert(zero_region_owns(q + 3 * len - 1, NULL, &sz));
+	cr_expect_eq(sz, 3 * len);
+	if (pad != MAP_FAILED) {
+		cr_expect_neq(q, p);
+		cr_expect_not(zero_region_owns(p, NULL, NULL));
+		cr_expect_not(is_mapped(p + len));
+		munmap(pad, PAGE);
+	}
+	cr_expect_eq(zero_region_unmap(q, 3 * len), 0);
 }
 
 Test(zero, interposed_mmap_tracks_large_anonymous_only)
@@ -365,14 +406,6 @@ Test(zero, make_zero_on_huge_pages)
 
 /* --- parking: freed large blocks' regions serve the next ones ----------- */
 
-static bool
-is_mapped(const void *p)
-{
-	unsigned char v;
-
-	return mincore((void *)((uintptr_t)p & ~(PAGE - 1)), PAGE, &v) == 0;
-}
-
 Test(zero, parked_region_leaves_the_table_and_is_taken_back_zeroed)
 {
 	size_t len = 8 * MIB;
@@ -466,47 +499,147 @@ Test(zero, parked_region_grows_for_a_larger_block)
 	cr_assert(all_zero(q, 3 * len, 64));
 }
 
-Test(zero, parking_keeps_to_its_budget_and_delay)
+/* An extent of two mappings (a block parked next to a parked neighbour,
+ * or advised apart from the rest): mremap refuses to grow it, which
+ * once sent the block to fresh pages and unmapped the extent. */
+Test(zero, parked_extent_of_two_mappings_grows_keeping_its_pages)
 {
-	struct zero_config c;
-	char *p[8];
-	size_t left;
+	size_t len = 8 * MIB;
+	char *p, *q;
 
-	zero_config_default(&c);
-	c.park_bytes = 16 * MIB;
-	c.park_max = 0;			/* the budget is park_bytes alone */
-	/* Long enough that taking, writing and parking 64 MiB on a loaded
-	 * machine (the CI's other suites beside it) stays inside it. */
-	c.park_delay_ns = 500ULL * 1000 * 1000;
-	c.reclaim = false;
-	zero_boot(&c);
-	for (int i = 0; i < 8; i++) {
-		cr_assert_eq(zero_region_take(8 * MIB, 0, false,
-					      (void **)&p[i]), 0);
-		memset(p[i], 1, 8 * MIB);
+	/* Room below the extent: its first third, unmapped. */
+	cr_assert_eq(zero_region_take(3 * len, 0, false, (void **)&p), 0);
+	cr_assert_eq(zero_region_unmap(p, len), 0);
+	p += len;
+	memset(p, 5, 2 * len);
+	if (madvise(p, len, MADV_NOHUGEPAGE) != 0)
+		cr_skip_test("no MADV_NOHUGEPAGE to split the mapping with");
+	cr_assert_eq(zero_region_park(p, 2 * len), 0);
+	cr_assert_eq(zero_region_take(3 * len, 0, false, (void **)&q), 0);
+	if (zero_park_bytes() == 2 * len) {
+		/* Something took the room: kept whole for a block it holds. */
+		cr_log_info("no room next to the extent");
+		cr_assert_eq(zero_region_take(2 * len, 0, false, (void **)&q),
+			     0);
+		cr_assert_eq(q, p);
+	} else {
+		cr_assert(q <= p && q + 3 * len >= p + 2 * len,
+			  "the block holds the extent");
+		cr_expect_eq(zero_resident_bytes((uintptr_t)q,
+						 (uintptr_t)q + 3 * len),
+			     2 * len, "no page of the extent faulted anew");
 	}
-	/* Every other one, so that no two parked blocks are neighbours. */
-	for (int i = 0; i < 8; i += 2)
-		cr_assert_eq(zero_region_park(p[i], 8 * MIB), 0);
-	/* The oldest went to make room. */
-	cr_expect_eq(zero_park_bytes(), 16 * MIB);
-	cr_expect_not(is_mapped(p[0]));
-	cr_expect_not(is_mapped(p[2]));
-	cr_expect(is_mapped(p[4]));
-	cr_expect(is_mapped(p[6]));
-	cr_expect_eq(zero_park_release(false), 0);
-	os_sleep_ns(c.park_delay_ns + 10 * 1000 * 1000);
-	cr_expect_eq(zero_park_release(false), 16 * MIB);
 	cr_expect_eq(zero_park_bytes(), 0);
-	cr_expect_not(is_mapped(p[6]));
-	/* Bigger than the budget: unmapped at once. */
-	cr_assert_eq(zero_region_take(32 * MIB, 0, false, (void **)&p[0]), 0);
-	cr_assert_eq(zero_region_park(p[0], 32 * MIB), 0);
-	cr_expect_not(is_mapped(p[0]));
-	left = zero_park_bytes();
-	cr_expect_eq(left, 0);
-	for (int i = 1; i < 8; i += 2)
-		cr_assert_eq(zero_region_unmap(p[i], 8 * MIB), 0);
+	cr_expect_eq(p[0], 5);
+	cr_expect_eq(p[2 * len - 1], 5);
+}
+
+/* Hemmed in on both sides, such an extent cannot grow in place, and
+ * mremap will not move it whole: it moves mapping by mapping into the
+ * block, at its offset within a huge page. */
+Test(zero, parked_extent_hemmed_in_moves_into_the_block)
+{
+	size_t len = 8 * MIB;
+	char *p, *q;
+	void *lo, *hi;
+
+	cr_assert_eq(zero_region_take(2 * len, 0, false, (void **)&p), 0);
+	memset(p, 6, 2 * len);
+	p[len - 1] = 7;
+	if (madvise(p, len, MADV_NOHUGEPAGE) != 0)
+		cr_skip_test("no MADV_NOHUGEPAGE to split the mapping with");
+	cr_assert_eq(zero_region_park(p, 2 * len), 0);
+	/* Fails where something is there already, which does as well. */
+	lo = mmap(p - PAGE, PAGE, PROT_NONE,
+		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	hi = mmap(p + 2 * len, PAGE, PROT_NONE,
+		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	cr_assert_eq(zero_region_take(3 * len, 0, false, (void **)&q), 0);
+	cr_expect_eq(zero_park_bytes(), 0);
+	cr_expect_eq(((uintptr_t)q ^ (uintptr_t)p) & (2 * MIB - 1), 0,
+		     "huge pages move whole");
+	cr_expect_eq(zero_resident_bytes((uintptr_t)q, (uintptr_t)q + 3 * len),
+		     2 * len, "the extent's pages, none faulted anew");
+	cr_expect_eq(q[0], 6);
+	cr_expect_eq(q[len - 1], 7);
+	cr_expect_eq(q[2 * len - 1], 6);
+	cr_expect_eq(q[3 * len - 1], 0);
+	cr_expect_not(is_mapped(p), "moved, not copied");
+	cr_expect_eq(zero_region_unmap(q, 3 * len), 0);
+	if (lo == p - PAGE)
+		munmap(lo, PAGE);
+	if (hi == p + 2 * len)
+		munmap(hi, PAGE);
+}
+
+/* What a grown extent lacks comes from the other parked extents, moved
+ * rather than faulted anew, and the park holds that much less. */
+Test(zero, grown_block_takes_the_pages_of_other_parked_extents)
+{
+	size_t len = 8 * MIB;
+	char *a, *b, *gap, *q;
+
+	/* A gap between the two, so that parking does not merge them. */
+	cr_assert_eq(zero_region_take(len, 0, false, (void **)&a), 0);
+	cr_assert_eq(zero_region_take(len / 2, 0, false, (void **)&gap), 0);
+	cr_assert_eq(zero_region_take(len / 2, 0, false, (void **)&b), 0);
+	cr_assert_eq(zero_region_unmap(gap, len / 2), 0);
+	for (int i = 0; i < 8 && (b + len / 2 == a || a + len == b); i++) {
+		gap = b;
+		cr_assert_eq(zero_region_take(len / 2, 0, false, (void **)&b),
+			     0);
+		cr_assert_eq(zero_region_unmap(gap, len / 2), 0);
+	}
+	if (b + len / 2 == a || a + len == b)
+		cr_skip_test("the kernel placed the blocks together");
+	memset(a, 1, len);
+	memset(b, 2, len / 2);
+	cr_assert_eq(zero_region_park(a, len), 0);
+	cr_assert_eq(zero_region_park(b, len / 2), 0);
+	cr_assert_eq(zero_region_take(len + len / 2, 0, false, (void **)&q),
+		     0);
+	cr_expect_eq(zero_park_bytes(), 0, "both extents went into it");
+	cr_expect_eq(zero_resident_bytes((uintptr_t)q,
+					 (uintptr_t)q + len + len / 2),
+		     len + len / 2, "no page faulted anew");
+	cr_expect(q[0] == 1 || q[len / 2] == 1, "a's pages are in it");
+	cr_expect(q[len + len / 2 - 1] == 2 || q[0] == 2,
+		  "b's pages are in it");
+	if (q + len + len / 2 <= b || q >= b + len / 2)
+		cr_expect_not(is_mapped(b), "moved, not copied");
+	cr_expect_eq(zero_region_unmap(q, len + len / 2), 0);
+}
+
+/* Out of slots, the smallest extent goes: the oldest may be the one big
+ * enough for the next block, the small ones are leftovers of cuts. */
+Test(zero, parking_out_of_slots_drops_the_smallest)
+{
+	enum { NR = 32 };	/* every other one parked: 16, the slots */
+	char *p[NR], *big;
+
+	cr_assert_eq(zero_region_take(16 * MIB, 0, false, (void **)&big), 0);
+	memset(big, 1, 16 * MIB);
+	/* Each at its own MiB: blocks the kernel placed in holes must not
+	 * touch, or parking merges them. */
+	for (int i = 0; i < NR; i++)
+		cr_assert_eq(zero_region_take((size_t)(NR - i) * PAGE, MIB,
+					      false, (void **)&p[i]), 0);
+	cr_assert_eq(zero_region_park(big, 16 * MIB), 0);
+	/* Every other one; the last, one page, finds the slots full. */
+	for (int i = 1; i < NR; i += 2)
+		cr_assert_eq(zero_region_park(p[i], (size_t)(NR - i) * PAGE),
+			     0);
+	cr_expect(is_mapped(big), "the oldest and biggest stayed");
+	cr_expect_not(is_mapped(p[NR - 3]), "the smallest went");
+	cr_expect(is_mapped(p[NR - 5]));
+	cr_expect(is_mapped(p[NR - 1]));
+	for (int i = 0; i < NR; i += 2)
+		cr_assert_eq(zero_region_unmap(p[i], (size_t)(NR - i) * PAGE),
+			     0);
+	cr_assert_eq(zero_region_take(16 * MIB, 0, false, (void **)&p[0]), 0);
+	cr_expect_eq(p[0], big);
+	cr_expect_eq(p[0][0], 1);
+	zero_park_release(true);
 }
 
 Test(zero, parked_regions_expire_in_the_background)
