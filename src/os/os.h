@@ -48,6 +48,14 @@ int os_reserve_window(size_t size, size_t align, unsigned flags, void **out);
  * there already (EEXIST); ENOMEM when a limit refuses. Fresh pages read as
  * zero; os_unmap gives them back, address space included. */
 int os_map_fixed(void *p, size_t size);
+/* Fresh read-write pages at exactly p, replacing whatever is mapped there
+ * (MAP_FIXED); ENOMEM when a limit refuses. */
+int os_map_over(void *p, size_t size);
+/* A move of the same size to a fixed address takes a range of several
+ * mappings (Linux 6.17+); probed once. */
+bool os_remap_moves_several(void);
+/* Every page of [p, p + size) is mapped. */
+bool os_range_mapped(void *p, size_t size);
 /* Make reserved pages readable and writable. Fresh pages read as zero. */
 int os_commit(void *p, size_t size);
 /* Drop the contents of committed pages (MADV_DONTNEED): RSS goes, the

@@ -333,6 +333,16 @@ os_map_fixed(void *p, size_t size)
 }
 
 int
+os_map_over(void *p, size_t size)
+{
+	if (fault_due())
+		return ENOMEM;
+	long r = sys_mmap(p, size, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	return is_err(r) ? (int)-r : 0;
+}
+
+int
 os_commit(void *p, size_t size)
 {
 	if (fault_due())
@@ -379,6 +389,50 @@ os_thp_always(void)
 	a = strstr(buf, "[always]") != NULL;
 	__atomic_store_n(&always, a, __ATOMIC_RELAXED);
 	return a;
+}
+
+/*
+ * Whether a move of the same size to a fixed address takes a range of
+ * several mappings (Linux 6.17 onwards). Before, it refuses one with
+ * EFAULT after unmapping the destination: a hole that another thread's
+ * mmap may take and a later fixed move would clobber. Probed once, with
+ * a range of two mappings of our own; of what a move leaves, only what
+ * is ours for certain is unmapped.
+ */
+bool
+os_remap_moves_several(void)
+{
+	static int several = -1;
+	int s = __atomic_load_n(&several, __ATOMIC_RELAXED);
+	size_t pg = ZP_PAGE_SIZE;
+	long p, r;
+
+	if (s >= 0)
+		return s;
+	p = sys_mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (is_err(p))
+		return false;		/* ask again later */
+	s = 0;
+	if (os_syscall(SYS_mprotect, p + pg, pg, PROT_READ, 0, 0, 0) == 0) {
+		r = os_syscall(SYS_mremap, p, 2 * pg, 2 * pg,
+			       MREMAP_MAYMOVE | MREMAP_FIXED, p + 2 * pg, 0);
+		s = r == p + 2 * (long)pg;
+	}
+	if (s)
+		os_syscall(SYS_munmap, p + 2 * pg, 2 * pg, 0, 0, 0, 0);
+	else
+		os_syscall(SYS_munmap, p, 2 * pg, 0, 0, 0, 0);
+	__atomic_store_n(&several, s, __ATOMIC_RELAXED);
+	return s;
+}
+
+/* msync fails with ENOMEM where part of the range is not mapped; on
+ * anonymous memory MS_ASYNC does nothing else. */
+bool
+os_range_mapped(void *p, size_t size)
+{
+	return os_syscall(SYS_msync, p, size, MS_ASYNC, 0, 0, 0) == 0;
 }
 
 int

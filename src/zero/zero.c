@@ -74,7 +74,8 @@ static struct {
  * kernel puts consecutive mappings side by side, so freed blocks often
  * are), a block taken from a bigger extent leaves the rest parked, and a
  * block bigger than any extent grows the biggest smaller one with the
- * pages of the others, moved by mremap: together that is what glibc's
+ * pages of the others, moved by mremap (where one move takes several
+ * mappings, as an extent may be several): together that is what glibc's
  * heap gives it for free - a freed large block serves the next one of
  * any size without page faults.
  * Guarded by table.lock: they leave the table and enter here in one step.
@@ -754,63 +755,41 @@ park_pick_locked(size_t size, size_t align, struct zero_parked *got)
 }
 
 /*
- * Moves [a, b) to dst, which it replaces. mremap takes one mapping at a
- * time and refuses a range across two (EFAULT): such a range is halved
- * (at a huge page boundary where one lies inside) until each part moves.
- * What cannot move otherwise (the map-count limit) is copied if live, or
- * let go (the block has fresh pages there). Caller holds table.lock.
- * Returns the bytes moved.
+ * Moves [a, b), parked pages whose contents do not matter, over dst, our
+ * own fresh pages; only where one move takes several mappings
+ * (os_remap_moves_several), as an extent may be several. Where the kernel
+ * refuses (the map-count limit), dst gets fresh pages again, and [a, b)
+ * is unmapped if it is still whole; if the kernel moved part of it, the
+ * rest stays as it is: its holes may be another thread's mappings by now.
+ * ENOMEM: dst could not be mapped again. Caller holds table.lock.
  */
-static size_t
-move_pieces_locked(uintptr_t a, uintptr_t b, uintptr_t dst, bool live)
-{
-	uintptr_t mid;
-	void *np;
-	int err;
-
-	err = os_remap((void *)a, b - a, b - a, (void *)dst, true, &np);
-	if (!err)
-		return b - a;
-	if (err == EFAULT && b - a <= ZP_PAGE_SIZE)
-		return 0;		/* nothing mapped there */
-	if (err != EFAULT) {
-		if (live)
-			memcpy((void *)dst, (void *)a, b - a);
-		unmap_or_keep_locked(a, b - a);
-		return 0;
-	}
-	mid = zp_align_down(a + (b - a) / 2, ZERO_HUGE_SIZE);
-	if (mid <= a)
-		mid = zp_align_down(a + (b - a) / 2, ZP_PAGE_SIZE);
-	return move_pieces_locked(a, mid, dst, live) +
-	       move_pieces_locked(mid, b, dst + (mid - a), live);
-}
-
-/* [os, oe) into fresh pages of size bytes (more), mapping by mapping, at
- * its offset within a huge page so that its huge pages move whole. For a
- * range that is several mappings, which mremap refuses whole. */
 static int
-gather_locked(uintptr_t os, uintptr_t oe, size_t size, bool live,
-	      uintptr_t *ns)
+move_over_locked(uintptr_t a, uintptr_t b, uintptr_t dst)
 {
-	int err = map_at(size, ZERO_HUGE_SIZE, os & (ZERO_HUGE_SIZE - 1),
-			 true, ns);
+	void *np;
 
-	if (!err)
-		move_pieces_locked(os, oe, *ns, live);
-	return err;
+	if (os_remap((void *)a, b - a, b - a, (void *)dst, true, &np) == 0)
+		return 0;
+	if (os_range_mapped((void *)a, b - a))
+		unmap_or_keep_locked(a, b - a);
+	return os_map_over((void *)dst, b - a);
 }
 
 /*
  * Fills [s, e), the fresh part of a block being grown, with the pages of
  * other parked extents, smallest first (leftovers of cuts), each cut from
  * its end: moved, not faulted anew, and the park holds that much less.
+ * ENOMEM if part of [s, e) could not be mapped again.
  */
-static void
+static int
 park_fill(uintptr_t s, uintptr_t e)
 {
+	int err = 0;
+
+	if (!os_remap_moves_several())
+		return 0;
 	table_lock();
-	while (s < e && park.nr) {
+	while (s < e && park.nr && !err) {
 		unsigned i = park_smallest_locked();
 		size_t len = ZP_MIN(park_len(i), e - s);
 		uintptr_t from = park.v[i].end - len;
@@ -819,61 +798,82 @@ park_fill(uintptr_t s, uintptr_t e)
 		park.bytes -= len;
 		if (park.v[i].end == park.v[i].start)
 			park_remove_locked(i);
-		move_pieces_locked(from, from + len, s, /* live */ false);
+		err = move_over_locked(from, from + len, s);
 		s += len;
 	}
 	table_unlock();
+	return err;
 }
 
 /*
- * Fit a taken parked extent to size bytes (it is size or smaller). The
- * missing bytes are mapped right after it or right before it; else the
- * extent grows or moves by mremap; else, being several mappings (a block
- * parked next to a parked neighbour, blocks advised apart, a block
- * gathered before), which mremap refuses whole, it moves mapping by
- * mapping into a fresh range of the new size, at its offset within a
- * huge page so that its huge pages move whole. Then other parked extents
- * fill what the extent lacks. Before, such a block was mapped fresh and
- * the extent unmapped, and what an extent lacked always faulted anew
- * (big-replace: 16 of 200 blocks fresh, 320 MiB of page faults). Returns
- * the block's start, and in [*dirty, *dirty_end) what may hold old data.
+ * Fit a taken parked extent to size bytes (it is size or smaller): grown
+ * in place by mremap, or by a fresh mapping right after it (an extent of
+ * several mappings, which mremap does not grow: a block parked next to a
+ * parked neighbour, blocks advised apart), or, for a block to be written
+ * whole (filled: huge, or zeroed for calloc), by one right before it;
+ * else moved by mremap; else, being several mappings, moved whole into
+ * fresh pages of the new size at its offset within a huge page (its huge
+ * pages move whole). Then, for a filled block, other parked extents fill
+ * what it lacks. Not for other blocks: a block grown downwards, or made of
+ * pieces (several mappings, which realloc can then only copy), cost
+ * realloc 3.5 to 7% of its peak; a move costs big-replace more than a
+ * block grown where it is. Before, an extent of several mappings was
+ * unmapped and its block mapped fresh, and what an extent lacked always
+ * faulted anew (big-replace: 16 of 200 blocks fresh, 320 MiB of page
+ * faults). Returns the block's start, and in [*dirty, *dirty_end) what may
+ * hold old data. On an error the extent is as it was, unless *gone says
+ * that it was moved (it is the caller's no more).
  */
 static int
-park_fit(const struct zero_parked *got, size_t size, uintptr_t *start,
-	 uintptr_t *dirty, uintptr_t *dirty_end)
+park_fit(const struct zero_parked *got, size_t size, bool filled,
+	 uintptr_t *start, uintptr_t *dirty, uintptr_t *dirty_end, bool *gone)
 {
 	size_t have = got->end - got->start, more = size - have;
-	uintptr_t r = got->start;
+	uintptr_t r = got->start, fill;	/* the fresh part: [fill, + more) */
 	void *np;
 	int err;
 
+	*gone = false;
 	*start = *dirty = got->start;
 	*dirty_end = got->start + ZP_MIN(have, size);
 	if (have >= size)
 		return 0;
-	if (os_map_fixed((void *)got->end, more) == 0) {
-		park_fill(got->end, got->end + more);
-	} else if (got->start > more &&
+	if (os_remap((void *)got->start, have, size, NULL,
+		     /* may_move */ false, &np) == 0 ||
+	    os_map_fixed((void *)got->end, more) == 0) {
+		fill = got->end;
+	} else if (filled && got->start > more &&
 		   os_map_fixed((void *)(got->start - more), more) == 0) {
-		r = got->start - more;
-		park_fill(r, got->start);
-	} else {
-		if (os_remap((void *)got->start, have, size, NULL,
-			     /* may_move */ true, &np) == 0) {
-			r = (uintptr_t)np;
-		} else {
-			table_lock();
-			err = gather_locked(got->start, got->end, size,
-					    /* live */ false, &r);
-			table_unlock();
+		r = fill = got->start - more;
+	} else if (os_remap((void *)got->start, have, size, NULL,
+			    /* may_move */ true, &np) == 0) {
+		r = (uintptr_t)np;
+		fill = r + have;
+	} else if (os_remap_moves_several()) {
+		table_lock();
+		err = map_at(size, ZERO_HUGE_SIZE,
+			     got->start & (ZERO_HUGE_SIZE - 1), true, &r);
+		if (!err) {
+			*gone = true;
+			err = move_over_locked(got->start, got->end, r);
 			if (err)
-				return err;
+				unmap_or_keep_locked(r, size);
 		}
-		park_fill(r + have, r + size);
+		table_unlock();
+		if (err)
+			return err;
+		fill = r + have;
+	} else {
+		return EFAULT;
 	}
 	*start = *dirty = r;
 	*dirty_end = r + size;
-	return 0;
+	err = filled ? park_fill(fill, fill + more) : 0;
+	if (err) {
+		*gone = true;
+		unmap_or_keep(r, size);
+	}
+	return err;
 }
 
 /*
@@ -933,7 +933,7 @@ region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
 	struct park_victims vs = { .nr = 0 };
 	struct zero_parked got = { 0 };
 	uintptr_t s, dirty, dirty_end;
-	bool found = false;
+	bool found = false, gone;
 	int err;
 
 	if (size == 0 || (align > ZP_PAGE_SIZE && !zp_is_pow2(align)))
@@ -951,9 +951,11 @@ region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
 	 * parked regions included, and takes again. */
 	if (!found)
 		return region_map_huge(size, align, zero, huge, out);
-	err = park_fit(&got, size, &s, &dirty, &dirty_end);
+	err = park_fit(&got, size, zero || huge, &s, &dirty, &dirty_end,
+		       &gone);
 	if (err) {
-		unmap_or_keep(got.start, got.end - got.start);
+		if (!gone)
+			unmap_or_keep(got.start, got.end - got.start);
 		return region_map_huge(size, align, zero, huge, out);
 	}
 	advise_taken(s, size, zero, huge, false);
@@ -1104,10 +1106,11 @@ table_follow_locked(uintptr_t os, uintptr_t oe, uintptr_t ns, uintptr_t ne,
 }
 
 /*
- * [os, oe) to size bytes: grown in place where the pages after it are
- * free, else by mremap (in place or moved when may_move); a region of
- * several mappings (a block gathered from parked extents), which mremap
- * refuses whole, moves mapping by mapping. Caller holds table.lock.
+ * [os, oe) to size bytes in place, else moved when may_move. mremap grows
+ * one mapping only (keeping its advice and lock); a region of several (a
+ * block filled from parked extents) grows in place by a fresh mapping
+ * after it, and where there is no room the caller copies it. Caller holds
+ * table.lock.
  */
 static int
 resize_locked(uintptr_t os, uintptr_t oe, size_t size, bool may_move,
@@ -1117,13 +1120,14 @@ resize_locked(uintptr_t os, uintptr_t oe, size_t size, bool may_move,
 	int err;
 
 	*ns = os;
-	if (size > oe - os && os_map_fixed((void *)oe, size - (oe - os)) == 0)
+	err = os_remap((void *)os, oe - os, size, NULL, false, &np);
+	if (err && size > oe - os &&
+	    os_map_fixed((void *)oe, size - (oe - os)) == 0)
 		return 0;
-	err = os_remap((void *)os, oe - os, size, NULL, may_move, &np);
+	if (err && may_move)
+		err = os_remap((void *)os, oe - os, size, NULL, true, &np);
 	if (!err)
 		*ns = (uintptr_t)np;
-	else if (err == EFAULT && may_move && size > oe - os)
-		err = gather_locked(os, oe, size, /* live */ true, ns);
 	return err;
 }
 

@@ -471,8 +471,9 @@ Test(large_options, resize_keeps_its_slot_while_others_fill_the_table,
 		nr++;
 	} while ((st.nr_blocks + 1) * 4 <= st.table_capacity * 3 &&
 		 nr < ZP_ARRAY_SIZE(fill));
-	/* The in-place map and the mremap are the first two. */
-	os_fault_inject_nth(3);
+	/* The remap tries in place, by a fresh mapping after it, then
+	 * moves: the table's growth is the fourth. */
+	os_fault_inject_nth(4);
 	reclaim_unlock();
 	pthread_join(t, NULL);
 	os_fault_inject_nth(0);
