@@ -73,11 +73,10 @@ static struct {
  * no particular order. Neighbours are merged when a block is parked (the
  * kernel puts consecutive mappings side by side, so freed blocks often
  * are), a block taken from a bigger extent leaves the rest parked, and a
- * block bigger than any extent grows the biggest smaller one with the
- * pages of the others, moved by mremap (where one move takes several
- * mappings, as an extent may be several): together that is what glibc's
- * heap gives it for free - a freed large block serves the next one of
- * any size without page faults.
+ * block bigger than any extent grows the biggest smaller one (with the
+ * pages of the others, moved by mremap, if it is to be written whole):
+ * together that is what glibc's heap gives it for free - a freed large
+ * block serves the next one of any size without page faults.
  * Guarded by table.lock: they leave the table and enter here in one step.
  */
 #define PARK_MAX	16
@@ -479,10 +478,9 @@ region_add(uintptr_t start, uintptr_t end, bool may_start)
 }
 
 /* Fresh pages for size bytes at offset past a multiple of align (a power
- * of two, or 0 for any page); not a region yet. locked: the caller holds
- * table.lock. */
+ * of two, or 0 for any page); not a region yet. */
 static int
-map_at(size_t size, size_t align, size_t offset, bool locked, uintptr_t *out)
+map_at(size_t size, size_t align, size_t offset, uintptr_t *out)
 {
 	uintptr_t p, a;
 	size_t span;
@@ -505,14 +503,10 @@ map_at(size_t size, size_t align, size_t offset, bool locked, uintptr_t *out)
 	p = (uintptr_t)m;
 	/* The first address from p on that lies offset past a multiple. */
 	a = align ? p + ((offset - p) & (align - 1)) : p;
-	if (!locked)
-		table_lock();
 	if (a > p)
-		unmap_or_keep_locked(p, a - p);
+		unmap_or_keep(p, a - p);
 	if (p + span > a + size)
-		unmap_or_keep_locked(a + size, p + span - (a + size));
-	if (!locked)
-		table_unlock();
+		unmap_or_keep(a + size, p + span - (a + size));
 	*out = a;
 	return 0;
 }
@@ -525,7 +519,7 @@ region_map_at(size_t size, size_t align, size_t offset, void **out)
 	uintptr_t a;
 	int err;
 
-	err = map_at(size, align, offset, false, &a);
+	err = map_at(size, align, offset, &a);
 	if (err)
 		return err;
 	size = zp_align_up(size, ZP_PAGE_SIZE);
@@ -754,6 +748,18 @@ park_pick_locked(size_t size, size_t align, struct zero_parked *got)
 	return true;
 }
 
+/* [s, e) to size bytes where it stands: by mremap, which takes one mapping
+ * only (and keeps its advice and lock), else by a fresh mapping right
+ * after it, which serves a range of several mappings too. */
+static bool
+resize_in_place(uintptr_t s, uintptr_t e, size_t size)
+{
+	void *np;
+
+	return os_remap((void *)s, e - s, size, NULL, false, &np) == 0 ||
+	       (size > e - s && os_map_fixed((void *)e, size - (e - s)) == 0);
+}
+
 /*
  * Moves [a, b), parked pages whose contents do not matter, over dst, our
  * own fresh pages; only where one move takes several mappings
@@ -820,13 +826,13 @@ park_fill(uintptr_t s, uintptr_t e)
  * block grown where it is. Before, an extent of several mappings was
  * unmapped and its block mapped fresh, and what an extent lacked always
  * faulted anew (big-replace: 16 of 200 blocks fresh, 320 MiB of page
- * faults). Returns the block's start, and in [*dirty, *dirty_end) what may
- * hold old data. On an error the extent is as it was, unless *gone says
- * that it was moved (it is the caller's no more).
+ * faults). Returns the block's start; any of its bytes may hold old
+ * data. On an error the extent is as it was, unless *gone says that it
+ * was moved (it is the caller's no more).
  */
 static int
 park_fit(const struct zero_parked *got, size_t size, bool filled,
-	 uintptr_t *start, uintptr_t *dirty, uintptr_t *dirty_end, bool *gone)
+	 uintptr_t *start, bool *gone)
 {
 	size_t have = got->end - got->start, more = size - have;
 	uintptr_t r = got->start, fill;	/* the fresh part: [fill, + more) */
@@ -834,13 +840,10 @@ park_fit(const struct zero_parked *got, size_t size, bool filled,
 	int err;
 
 	*gone = false;
-	*start = *dirty = got->start;
-	*dirty_end = got->start + ZP_MIN(have, size);
+	*start = got->start;
 	if (have >= size)
 		return 0;
-	if (os_remap((void *)got->start, have, size, NULL,
-		     /* may_move */ false, &np) == 0 ||
-	    os_map_fixed((void *)got->end, more) == 0) {
+	if (resize_in_place(got->start, got->end, size)) {
 		fill = got->end;
 	} else if (filled && got->start > more &&
 		   os_map_fixed((void *)(got->start - more), more) == 0) {
@@ -850,15 +853,15 @@ park_fit(const struct zero_parked *got, size_t size, bool filled,
 		r = (uintptr_t)np;
 		fill = r + have;
 	} else if (os_remap_moves_several()) {
-		table_lock();
 		err = map_at(size, ZERO_HUGE_SIZE,
-			     got->start & (ZERO_HUGE_SIZE - 1), true, &r);
-		if (!err) {
-			*gone = true;
-			err = move_over_locked(got->start, got->end, r);
-			if (err)
-				unmap_or_keep_locked(r, size);
-		}
+			     got->start & (ZERO_HUGE_SIZE - 1), &r);
+		if (err)
+			return err;
+		*gone = true;
+		table_lock();
+		err = move_over_locked(got->start, got->end, r);
+		if (err)
+			unmap_or_keep_locked(r, size);
 		table_unlock();
 		if (err)
 			return err;
@@ -866,8 +869,7 @@ park_fit(const struct zero_parked *got, size_t size, bool filled,
 	} else {
 		return EFAULT;
 	}
-	*start = *dirty = r;
-	*dirty_end = r + size;
+	*start = r;
 	err = filled ? park_fill(fill, fill + more) : 0;
 	if (err) {
 		*gone = true;
@@ -932,7 +934,7 @@ region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
 {
 	struct park_victims vs = { .nr = 0 };
 	struct zero_parked got = { 0 };
-	uintptr_t s, dirty, dirty_end;
+	uintptr_t s;
 	bool found = false, gone;
 	int err;
 
@@ -951,8 +953,7 @@ region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
 	 * parked regions included, and takes again. */
 	if (!found)
 		return region_map_huge(size, align, zero, huge, out);
-	err = park_fit(&got, size, zero || huge, &s, &dirty, &dirty_end,
-		       &gone);
+	err = park_fit(&got, size, zero || huge, &s, &gone);
 	if (err) {
 		if (!gone)
 			unmap_or_keep(got.start, got.end - got.start);
@@ -961,8 +962,7 @@ region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
 	advise_taken(s, size, zero, huge, false);
 	*recycled = true;
 	if (zero)
-		zero_make_zero((void *)dirty, dirty_end - dirty,
-			       /* release */ false);
+		zero_make_zero((void *)s, size, /* release */ false);
 	err = region_add(s, s + size, /* may_start */ false);
 	if (err) {
 		unmap_or_keep(s, size);
@@ -1120,12 +1120,11 @@ resize_locked(uintptr_t os, uintptr_t oe, size_t size, bool may_move,
 	int err;
 
 	*ns = os;
-	err = os_remap((void *)os, oe - os, size, NULL, false, &np);
-	if (err && size > oe - os &&
-	    os_map_fixed((void *)oe, size - (oe - os)) == 0)
+	if (resize_in_place(os, oe, size))
 		return 0;
-	if (err && may_move)
-		err = os_remap((void *)os, oe - os, size, NULL, true, &np);
+	if (!may_move)
+		return ENOMEM;
+	err = os_remap((void *)os, oe - os, size, NULL, true, &np);
 	if (!err)
 		*ns = (uintptr_t)np;
 	return err;
