@@ -123,8 +123,16 @@ int
 os_uffd_unregister(int fd, void *p, size_t len)
 {
 	struct uffdio_range range = { .start = (uintptr_t)p, .len = len };
+	int err = sys_ioctl(fd, UFFDIO_UNREGISTER, &range);
 
-	return sys_ioctl(fd, UFFDIO_UNREGISTER, &range);
+	/* UNREGISTER wakes the range's waiters before it write-locks each
+	 * VMA. A fault taken under the per-VMA lock (6.7+) that saw the
+	 * registration but had not queued yet sleeps through that wake,
+	 * with nothing left to wake it (seen: a test thread asleep for a
+	 * minute on a page nobody watched). The lock makes UNREGISTER wait
+	 * for such a fault to queue, so one more wake now reaches it. */
+	(void)sys_ioctl(fd, UFFDIO_WAKE, &range);
+	return err;
 }
 
 int

@@ -28,6 +28,8 @@
 #define READ_PAGES	16		/* zero check in 64 KiB copies */
 #define SAMPLE_BYTES	64		/* stage 1 reads one cache line */
 #define SAMPLE_BATCH	256		/* pages per stage-1 gather */
+#define MAKE_WAY_SLEEPS	1000		/* make_way waits ~20 ms at most */
+#define MAKE_WAY_SLEEP_NS 20000
 
 enum { CHUNK_DONE, CHUNK_NO_UFFD };
 
@@ -53,10 +55,35 @@ static const struct os_scan_match resident_match = {
 static uint64_t nr_reclaimed, nr_scans, scanned_bytes, scanner_ns;
 static uint64_t nr_refused;		/* MOVE said EBUSY: pinned, shared */
 
+/*
+ * Program threads (unmap, protection, mlock, descriptors) go before the
+ * scanner. zp_lock lets the unlocker take the lock straight back, and the
+ * scanner unlocks and relocks between chunks, so a waiter woken at the
+ * unlock mostly finds the lock taken again: one of a test's threads
+ * waited more than 45 s in mprotect behind a scanner with nothing else to
+ * do. Waiters say they are there; the scanner makes way for them.
+ */
+static unsigned nr_waiting;
+
 void
 reclaim_lock(void)
 {
+	if (zp_trylock(&rlock))
+		return;
+	__atomic_add_fetch(&nr_waiting, 1, __ATOMIC_RELAXED);
 	zp_lock(&rlock);
+	__atomic_sub_fetch(&nr_waiting, 1, __ATOMIC_RELAXED);
+}
+
+/* Before the scanner takes the next chunk: let the waiters have the lock,
+ * for as long as it takes a woken thread to be scheduled on a busy
+ * machine (a few milliseconds), not forever (they may keep coming). */
+static void
+make_way(void)
+{
+	for (unsigned i = 0; i < MAKE_WAY_SLEEPS &&
+	     __atomic_load_n(&nr_waiting, __ATOMIC_RELAXED); i++)
+		os_sleep_ns(MAKE_WAY_SLEEP_NS);
 }
 
 void
@@ -335,6 +362,7 @@ reclaim_pass(size_t budget, bool *live, size_t *examined)
 	if (!reclaim_is_configured())
 		no_uffd = true;
 	while (!no_uffd) {
+		make_way();
 		if (full)
 			zero_guard_enter(&g);
 		zp_lock(&rlock);
@@ -398,5 +426,6 @@ void
 reclaim_postfork_child(void)
 {
 	zp_lock_postfork_child(&rlock);
+	nr_waiting = 0;			/* the waiters stayed in the parent */
 	peek_rd.users = peek_wr.users = 0;
 }

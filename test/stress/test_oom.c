@@ -22,6 +22,8 @@
 #include "os/os.h"
 #include "page/zone.h"
 
+#include "../unit/watchdog.h"
+
 #define NTH_MAX		48
 #define NREQ		24
 #define MiB		((size_t)1 << 20)
@@ -34,11 +36,12 @@ struct req {
 static void
 boot(void)
 {
+	watchdog_arm(60);
 	cr_assert(init_boot());
 	cr_assert_not_null(init_tstate());
 }
 
-TestSuite(oom, .init = boot, .timeout = 60);
+TestSuite(oom, .init = boot);
 
 static unsigned char
 byte_of(const struct req *r, size_t i)

@@ -21,6 +21,7 @@
 #include "page/zone_priv.h"
 #include "zero/zero.h"
 #include "zpmalloc.h"
+#include "watchdog.h"
 
 #define MiB ((size_t)1 << 20)
 
@@ -677,11 +678,12 @@ lock_zones(bool take)
  * blocks whose paths take that lock. The malloc fails with ENOMEM, the
  * frees wait for the thread's next slow path; nothing waits.
  */
-Test(alloc, handler_inside_a_zone_lock_fails_and_defers, .timeout = 60)
+Test(alloc, handler_inside_a_zone_lock_fails_and_defers)
 {
 	struct sigaction sa = { .sa_handler = handler_allocates }, old;
 	void *p;
 
+	watchdog_arm(60);
 	in_handler.medium = alloc_malloc(64 * 1024);
 	in_handler.large = alloc_malloc(64 * MiB);
 	cr_assert_eq(kind_of(in_handler.medium), PAGE_MEDIUM);
@@ -723,13 +725,13 @@ free_under_a_lock_and_exit(void *arg)
 	return NULL;
 }
 
-Test(alloc, frees_deferred_by_an_exiting_thread_are_done_later,
-     .timeout = 60)
+Test(alloc, frees_deferred_by_an_exiting_thread_are_done_later)
 {
 	void *blocks[2] = { alloc_malloc(64 * 1024), alloc_malloc(64 * MiB) };
 	pthread_t t;
 	void *p;
 
+	watchdog_arm(60);
 	cr_assert_eq(mprotect(blocks[1], 64 * MiB, PROT_READ), 0);
 	pthread_create(&t, NULL, free_under_a_lock_and_exit, blocks);
 	pthread_join(t, NULL);

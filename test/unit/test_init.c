@@ -15,6 +15,8 @@
 #include "page/zone.h"
 #include "page/zone_priv.h"
 
+#include "watchdog.h"
+
 #define MiB ((size_t)1 << 20)
 
 Test(init, boot_is_idempotent_and_creates_one_state_per_thread)
@@ -162,10 +164,11 @@ child_work(void)
 	return zone_check_all() ? 0 : 3;
 }
 
-Test(init, fork_while_other_threads_allocate, .timeout = 60)
+Test(init, fork_while_other_threads_allocate)
 {
 	pthread_t t[3];
 
+	watchdog_arm(60);
 	cr_assert(init_boot());
 	for (int i = 0; i < 3; i++)
 		pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1));
@@ -211,13 +214,14 @@ purge_all(void *arg)
  * every lock in fork's prepare step deadlocks here; the child must get
  * the allocator as it is, the parent must go on, the purge must finish.
  */
-Test(init, fork_from_a_thread_inside_the_allocator, .timeout = 30)
+Test(init, fork_from_a_thread_inside_the_allocator)
 {
 	struct zone *z = &zone_table[0];
 	pthread_t t;
 	int status;
 	pid_t pid;
 
+	watchdog_arm(30);
 	cr_assert(init_boot());
 	zp_lock(&z->lock);
 	pthread_create(&t, NULL, purge_all, NULL);

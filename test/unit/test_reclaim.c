@@ -23,6 +23,8 @@
 #include "zero/zero_int.h"
 #include "zpmalloc.h"
 
+#include "watchdog.h"
+
 #define PAGE	4096UL
 #define MIB	(1UL << 20)
 
@@ -31,6 +33,7 @@ boot(bool reclaim, uint64_t interval_ns, bool broken)
 {
 	struct zero_config c;
 
+	watchdog_arm(60);
 	zero_config_default(&c);
 	c.reclaim = reclaim;
 	c.reclaim_interval_ns = interval_ns;
@@ -199,12 +202,32 @@ Test(reclaim, background_scanner_reclaims)
 #define REGION_LEN	(8 * MIB)
 #define NR_SLOTS	(NR_REGIONS * REGION_LEN / PAGE)
 
+#define NR_TOGGLES_KEPT	64
+
+/* One change of a chunk's protection or mlock state, for the report. */
+struct toggle {
+	char *chunk;
+	uint64_t from_ns, to_ns;
+	bool held, mlock;
+};
+
+/* The first lost write, as the writer found it. */
+struct loss {
+	atomic_bool seen;
+	size_t slot;
+	uint64_t want, got, written_ns, found_ns, copied, rescued;
+	bool page_zero;
+};
+
 struct torture {
 	char *region[NR_REGIONS];
 	uint32_t off[NR_SLOTS];		/* slot = page: one value */
 	uint64_t val[NR_SLOTS];		/* 0: cleared by its owner */
+	uint64_t when[NR_SLOTS];	/* when val was written */
 	atomic_bool stop;
 	atomic_ulong lost, ops, toggles;
+	struct toggle kept[NR_TOGGLES_KEPT];	/* the last toggles */
+	struct loss loss;
 };
 
 struct writer {
@@ -231,6 +254,66 @@ slot_word(struct torture *t, size_t slot)
 	return (uint64_t *)(page + t->off[slot]);
 }
 
+static bool
+page_is_zero(const uint64_t *w)
+{
+	for (size_t i = 0; i < PAGE / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+static void
+note_loss(struct torture *t, size_t slot)
+{
+	struct loss *l = &t->loss;
+	uint64_t *w = slot_word(t, slot);
+
+	if (atomic_fetch_add(&t->lost, 1) || atomic_exchange(&l->seen, true))
+		return;
+	l->slot = slot;
+	l->want = t->val[slot];
+	l->got = *w;
+	l->written_ns = t->when[slot];
+	l->found_ns = os_now_ns();
+	l->page_zero = page_is_zero((uint64_t *)((char *)w - t->off[slot]));
+	l->copied = uffd_nr_copied();
+	l->rescued = uffd_nr_rescued();
+}
+
+/* Says where the first lost write was, and which toggles of its chunk
+ * fell between the write and its loss being seen. */
+static void
+report_loss(struct torture *t)
+{
+	struct loss *l = &t->loss;
+	char *page = (char *)slot_word(t, l->slot) - t->off[l->slot];
+
+	if (!atomic_load(&l->seen))
+		return;
+	cr_log_error("lost: page %p (%zu KiB into its 2 MiB chunk) held %#lx "
+		     "instead of %#lx (page %s), written %.3f ms before it "
+		     "was seen; %lu pages put back by copy, %lu rescued so "
+		     "far", (void *)page, ((uintptr_t)page % (2 * MIB)) / 1024,
+		     (unsigned long)l->got, (unsigned long)l->want,
+		     l->page_zero ? "all zero" : "not zero",
+		     (l->found_ns - l->written_ns) / 1e6,
+		     (unsigned long)l->copied, (unsigned long)l->rescued);
+	for (unsigned i = 0; i < NR_TOGGLES_KEPT; i++) {
+		struct toggle *g = &t->kept[i];
+
+		if (g->chunk && page >= g->chunk && page < g->chunk + MIB &&
+		    g->to_ns >= l->written_ns && g->from_ns <= l->found_ns)
+			cr_log_error("  its chunk was %s (%s) from %.3f to %.3f "
+				     "ms after the write",
+				     g->mlock ? "mlocked" : "made executable",
+				     g->held ? "held" : "behind our back",
+				     ((double)g->from_ns - l->written_ns) /
+				     1e6, ((double)g->to_ns - l->written_ns) /
+				     1e6);
+	}
+}
+
 /* Each writer owns the slots congruent to its id: it alone writes them,
  * so its record of what a page holds is exact. */
 static void *
@@ -246,9 +329,8 @@ writer_main(void *arg)
 			      w->id;
 
 		if (t->val[slot]) {
-			if (*slot_word(t, slot) != t->val[slot]) {
-				atomic_fetch_add(&t->lost, 1);
-			}
+			if (*slot_word(t, slot) != t->val[slot])
+				note_loss(t, slot);
 			if (r >> 63) {
 				/* Cleared pages are what the scanner hunts. */
 				memset((char *)slot_word(t, slot) -
@@ -258,6 +340,7 @@ writer_main(void *arg)
 		} else {
 			t->off[slot] = (uint32_t)((r >> 20) % (PAGE / 8)) * 8;
 			t->val[slot] = (r >> 8) | 1;
+			t->when[slot] = os_now_ns();
 			*slot_word(t, slot) = t->val[slot];
 		}
 		ops++;
@@ -283,12 +366,16 @@ toggler_main(void *arg)
 	while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
 		char *c = t->region[next_rand(&r) % NR_REGIONS] +
 			  next_rand(&r) % (REGION_LEN / MIB) * MIB;
-		bool hold = next_rand(&r) & 1;
+		bool hold = next_rand(&r) & 1, mlock = next_rand(&r) & 1;
 		struct zero_hold h = { .held = false };
+		struct toggle *kept = &t->kept[atomic_load(&t->toggles) %
+					      NR_TOGGLES_KEPT];
 
+		*kept = (struct toggle){ c, os_now_ns(), UINT64_MAX, hold,
+					 mlock };
 		if (hold)
 			zero_range_hold(c, MIB, &h);
-		if (next_rand(&r) & 1) {
+		if (!mlock) {
 			syscall(SYS_mprotect, c, MIB,
 				PROT_READ | PROT_WRITE | PROT_EXEC);
 			if (hold)
@@ -308,6 +395,7 @@ toggler_main(void *arg)
 		}
 		if (hold)
 			zero_range_release(&h);
+		kept->to_ns = os_now_ns();
 		atomic_fetch_add(&t->toggles, 1);
 	}
 	return NULL;
@@ -327,11 +415,14 @@ torture_run_with(uint64_t max_ns, unsigned long *ops, bool toggle,
 	uint64_t t0;
 
 	memset(&t, 0, sizeof(t));	/* a test may run several rounds */
-	for (int i = 0; i < NR_REGIONS; i++) {
+	for (int i = 0; i < NR_REGIONS; i++)
 		cr_assert_eq(zero_region_map(REGION_LEN, (void **)&t.region[i]),
 			     0);
+	snprintf(watchdog_context, sizeof(watchdog_context),
+		 "torture over %p and %p, %lu MiB each", (void *)t.region[0],
+		 (void *)t.region[1], REGION_LEN / MIB);
+	for (int i = 0; i < NR_REGIONS; i++)
 		dirty_then_zero(t.region[i], REGION_LEN);
-	}
 	for (unsigned i = 0; i < NR_WRITERS; i++) {
 		w[i] = (struct writer){ &t, i,
 					0x9e3779b97f4a7c15ULL * (i + 1) };
@@ -349,10 +440,12 @@ torture_run_with(uint64_t max_ns, unsigned long *ops, bool toggle,
 		pthread_join(tg, NULL);
 	if (toggles)
 		*toggles = atomic_load(&t.toggles);
-	lost = atomic_load(&t.lost);
 	for (size_t s = 0; s < NR_SLOTS; s++)
 		if (t.val[s] && *slot_word(&t, s) != t.val[s])
-			lost++;
+			note_loss(&t, s);
+	lost = atomic_load(&t.lost);
+	if (!zero_cfg.test_break_protection)
+		report_loss(&t);
 	*ops = atomic_load(&t.ops);
 	for (int i = 0; i < NR_REGIONS; i++)
 		cr_assert_eq(zero_region_unmap(t.region[i], REGION_LEN), 0);
@@ -365,7 +458,7 @@ torture_run(uint64_t max_ns, unsigned long *ops)
 	return torture_run_with(max_ns, ops, false, NULL);
 }
 
-Test(reclaim, torture_loses_no_write, .timeout = 30)
+Test(reclaim, torture_loses_no_write)
 {
 	unsigned long ops, lost;
 	struct zp_zero_info in;
@@ -397,8 +490,7 @@ Test(reclaim, torture_loses_no_write, .timeout = 30)
 	cr_assert_eq(lost, 0, "%lu lost writes in %lu ops", lost, ops);
 }
 
-Test(reclaim, torture_with_protection_and_mlock_changes_loses_no_write,
-     .timeout = 45)
+Test(reclaim, torture_with_protection_and_mlock_changes_loses_no_write)
 {
 	unsigned long ops, lost, toggles;
 	struct zp_zero_info in;
@@ -406,13 +498,17 @@ Test(reclaim, torture_with_protection_and_mlock_changes_loses_no_write,
 	boot(true, 0, false);
 	need_uffd();
 	lost = torture_run_with(2500ULL * 1000 * 1000, &ops, true, &toggles);
-	/* Enough toggles to matter, even on a loaded machine: where a page
-	 * fault costs ~10 us (this project's CI VMs), an mlock of a 1 MiB
-	 * chunk takes milliseconds, and an idle machine makes 130 to 160
-	 * toggles in four rounds, a busy one fewer. */
-	for (int round = 1; round < 8 && toggles <= 100 && !lost; round++) {
+	/* Enough toggles and reclaim to matter, even on a loaded machine:
+	 * where a page fault costs ~10 us (this project's CI VMs), an mlock
+	 * of a 1 MiB chunk takes milliseconds; an idle machine makes 150 to
+	 * 220 toggles a round, a busy one far fewer, and its scanner may
+	 * reclaim little in a round. */
+	for (int round = 1; round < 8 && !lost; round++) {
 		unsigned long more_ops, more;
 
+		zero_info(&in);
+		if (toggles > 100 && in.nr_reclaimed_pages > 1000)
+			break;
 		lost = torture_run_with(2500ULL * 1000 * 1000, &more_ops, true,
 					&more);
 		ops += more_ops;
@@ -429,7 +525,7 @@ Test(reclaim, torture_with_protection_and_mlock_changes_loses_no_write,
 	cr_assert_eq(lost, 0, "%lu lost writes in %lu ops", lost, ops);
 }
 
-Test(reclaim, torture_detects_unprotected_reclaim, .timeout = 30)
+Test(reclaim, torture_detects_unprotected_reclaim)
 {
 	unsigned long ops, lost;
 

@@ -21,6 +21,7 @@
 
 #include "check.h"
 #include "zone_fixture.h"
+#include "watchdog.h"
 
 /* What the malloc layer's struct tstate holds for the slab layer. */
 struct tstate {
@@ -628,12 +629,12 @@ parked_all_back(struct parked *pk)
 	free(pk->v);
 }
 
-Test(tcache, parked_slab_woken_under_a_held_lock_is_rescued_later,
-     .timeout = 60)
+Test(tcache, parked_slab_woken_under_a_held_lock_is_rescued_later)
 {
 	struct parked pk = parked_objects(9);
 	struct tcache_path_stats ps0, ps1;
 
+	watchdog_arm(60);
 	tcache_path_stats(&ps0);
 	zp_lock(&slab_caches[pk.sc].lock);
 	for (unsigned i = 0; i < pk.n; i += 2)
@@ -670,13 +671,13 @@ wake_under_a_lock_and_exit(void *arg)
 	return NULL;
 }
 
-Test(tcache, slab_woken_by_an_exiting_thread_is_rescued_later,
-     .timeout = 60)
+Test(tcache, slab_woken_by_an_exiting_thread_is_rescued_later)
 {
 	struct parked pk = parked_objects(9);
 	struct woken w = { .sc = pk.sc, .p = pk.v[0] };
 	pthread_t t;
 
+	watchdog_arm(60);
 	pthread_create(&t, NULL, wake_under_a_lock_and_exit, &w);
 	pthread_join(t, NULL);
 	for (unsigned i = 1; i < pk.n; i++)
@@ -1059,14 +1060,14 @@ Test(tcache, fork_with_threads_leaves_child_working)
  * fails instead of waiting on itself, a free goes the remote way, and the
  * cache works as before once the lock is released.
  */
-Test(tcache, reentry_from_a_handler_fails_fast_and_frees_remotely,
-     .timeout = 20)
+Test(tcache, reentry_from_a_handler_fails_fast_and_frees_remotely)
 {
 	struct tstate ts;
 	unsigned sc = sizeclass_of(100);
 	void *p, *q;
 	struct slab *s;
 
+	watchdog_arm(20);
 	ts_init(&ts);
 	p = tcache_alloc(&ts.tc, sc);
 	cr_assert_not_null(p);

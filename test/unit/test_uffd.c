@@ -15,6 +15,8 @@
 #include <linux/userfaultfd.h>
 #include <stddef.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,8 @@
 #include "zero/zero.h"
 #include "zero/zero_int.h"
 #include "zpmalloc.h"
+
+#include "watchdog.h"
 
 #define PAGE	4096UL
 #define MIB	(1UL << 20)
@@ -320,6 +324,96 @@ Test(uffd, fault_on_untouched_page_of_window_waits_for_close)
 	cr_assert_eq(pthread_join(th, NULL), 0);
 	reclaim_unlock();
 	cr_expect_eq(t.seen, 0);
+}
+
+/* --- faults racing the close of a window ------------------------------- */
+
+#define NR_RACERS	3
+#define RACE_NS		(3ULL * 1000 * 1000 * 1000)
+
+struct racer {
+	char *chunk;
+	unsigned id;
+	atomic_ulong touches;
+	atomic_bool stop;
+};
+
+/* Reads its page of the chunk and drops it, round and round: it faults
+ * all the time, inside windows and out, and in the instants a window
+ * closes. */
+static void *
+racer_main(void *arg)
+{
+	struct racer *r = arg;
+
+	char *page = r->chunk + (r->id + 1) * 64 * PAGE;
+
+	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+		(void)*(volatile char *)page;
+		atomic_fetch_add_explicit(&r->touches, 1,
+					  memory_order_relaxed);
+		madvise(page, PAGE, MADV_DONTNEED);
+	}
+	return NULL;
+}
+
+static void
+wait_for_touch(struct racer *r, unsigned long since, unsigned long windows)
+{
+	uint64_t t0 = os_now_ns();
+
+	while (atomic_load(&r->touches) == since) {
+		if (os_now_ns() - t0 > 10ULL * 1000 * 1000 * 1000)
+			cr_assert_fail("after %lu windows, racer %u has waited "
+				       "10 s in a fault nobody watches",
+				       windows, r->id);
+		sched_yield();
+	}
+}
+
+/*
+ * A thread may fault in the instant a window closes: it sees the chunk
+ * still registered, and queues after UNREGISTER has woken the waiters.
+ * Every such fault must still come back.
+ */
+Test(uffd, faults_racing_the_close_of_a_window_all_return)
+{
+	struct racer r[NR_RACERS];
+	pthread_t th[NR_RACERS];
+	unsigned long windows = 0, seen[NR_RACERS];
+	uint64_t t0;
+	char *p;
+
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	watchdog_arm(120);
+	cr_assert_eq(zero_region_map_aligned(ZERO_CHUNK, ZERO_CHUNK,
+					     (void **)&p), 0);
+	for (unsigned i = 0; i < NR_RACERS; i++) {
+		r[i] = (struct racer){ .chunk = p, .id = i };
+		cr_assert_eq(pthread_create(&th[i], NULL, racer_main, &r[i]),
+			     0);
+	}
+	t0 = os_now_ns();
+	while (os_now_ns() - t0 < RACE_NS) {
+		for (unsigned i = 0; i < NR_RACERS; i++)
+			seen[i] = atomic_load(&r[i].touches);
+		reclaim_lock();
+		cr_assert_eq(uffd_ensure(), 0);
+		cr_assert_eq(uffd_window_open((uintptr_t)p, (uintptr_t)p +
+					      ZERO_CHUNK), 0);
+		uffd_window_close();
+		reclaim_unlock();
+		windows++;
+		for (unsigned i = 0; i < NR_RACERS; i++)
+			wait_for_touch(&r[i], seen[i], windows);
+	}
+	for (unsigned i = 0; i < NR_RACERS; i++) {
+		atomic_store(&r[i].stop, true);
+		pthread_join(th[i], NULL);
+	}
+	cr_log_info("%lu windows", windows);
+	cr_expect_eq(zero_region_unmap(p, ZERO_CHUNK), 0);
 }
 
 static void *
