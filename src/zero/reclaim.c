@@ -28,7 +28,7 @@
 #define READ_PAGES	16		/* zero check in 64 KiB copies */
 #define SAMPLE_BYTES	64		/* stage 1 reads one cache line */
 #define SAMPLE_BATCH	256		/* pages per stage-1 gather */
-#define MAKE_WAY_SLEEPS	1000		/* make_way waits ~20 ms at most */
+#define MAKE_WAY_NS	(20 * 1000 * 1000)	/* make_way's longest wait */
 #define MAKE_WAY_SLEEP_NS 20000
 
 enum { CHUNK_DONE, CHUNK_NO_UFFD };
@@ -77,13 +77,22 @@ reclaim_lock(void)
 
 /* Before the scanner takes the next chunk: let the waiters have the lock,
  * for as long as it takes a woken thread to be scheduled on a busy
- * machine (a few milliseconds), not forever (they may keep coming). */
-static void
+ * machine (a few milliseconds), not forever (they may keep coming).
+ * Returns the time it waited. */
+static uint64_t
 make_way(void)
 {
-	for (unsigned i = 0; i < MAKE_WAY_SLEEPS &&
-	     __atomic_load_n(&nr_waiting, __ATOMIC_RELAXED); i++)
+	uint64_t t0, now;
+
+	if (!__atomic_load_n(&nr_waiting, __ATOMIC_RELAXED))
+		return 0;
+	t0 = now = os_now_ns();
+	while (__atomic_load_n(&nr_waiting, __ATOMIC_RELAXED) &&
+	       now - t0 < MAKE_WAY_NS) {
 		os_sleep_ns(MAKE_WAY_SLEEP_NS);
+		now = os_now_ns();
+	}
+	return now - t0;
 }
 
 void
@@ -355,14 +364,18 @@ reclaim_pass(size_t budget, bool *live, size_t *examined)
 	bool full = live == NULL, wrapped = full, found, no_uffd = false;
 	uintptr_t at = full ? 0 : cursor, first = at, s = 0, e = 0;
 	size_t reclaimed = 0;
-	uint64_t t0 = os_now_ns();
+	uint64_t t0 = os_now_ns(), waited = 0;
 	struct zero_guard g;
 
 	*examined = 0;
 	if (!reclaim_is_configured())
 		no_uffd = true;
 	while (!no_uffd) {
-		make_way();
+		/* Only the background scanner makes way: a full pass runs
+		 * in a program thread (trim, pressure) that should not sleep
+		 * for another's sake. */
+		if (!full)
+			waited += make_way();
 		if (full)
 			zero_guard_enter(&g);
 		zp_lock(&rlock);
@@ -393,7 +406,8 @@ reclaim_pass(size_t budget, bool *live, size_t *examined)
 	if (!full)
 		cursor = at;
 	__atomic_add_fetch(&nr_scans, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&scanner_ns, os_now_ns() - t0, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&scanner_ns, os_now_ns() - t0 - waited,
+			   __ATOMIC_RELAXED);
 	return reclaimed;
 }
 

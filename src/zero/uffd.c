@@ -478,22 +478,38 @@ uffd_window_settle(void)
 	return reclaimed;
 }
 
+/* Drop the descriptor, and with it every registration it holds, waking
+ * every waiter; the next chunk opens a new one (uffd_ensure). */
+static void
+drop_uffd(void)
+{
+	zp_lock(&probe_lock);
+	zfd_close(&uffd);
+	registered = false;
+	zp_unlock(&probe_lock);
+}
+
 void
 uffd_window_close(void)
 {
 	uintptr_t s = win.start, e = win.end;
-	bool refused = win.refused;
+	bool refused = win.refused, stuck = false;
 
 	/* Unregistering wakes any thread still waiting on the chunk; it
-	 * retries and takes a native fault. */
+	 * retries and takes a native fault. If the kernel refuses (a file
+	 * mapped into the chunk behind our back: EINVAL; a split that found
+	 * no memory), the chunk would stay registered with nobody to serve
+	 * its faults. */
 	if (!refused)
-		os_uffd_unregister(win.fd, (void *)s, e - s);
+		stuck = os_uffd_unregister(win.fd, (void *)s, e - s) != 0;
 	win.start = win.end = 0;
 	win.fd = -1;
 	zfd_put(&uffd);
 	__atomic_sub_fetch(&registered_bytes, e - s, __ATOMIC_RELAXED);
 	if (refused)
 		uffd_stop("sandboxed (userfaultfd ioctl refused)");
+	else if (stuck)
+		drop_uffd();
 }
 
 uint64_t

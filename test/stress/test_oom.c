@@ -22,7 +22,7 @@
 #include "os/os.h"
 #include "page/zone.h"
 
-#include "../unit/watchdog.h"
+#include "test/unit/watchdog.h"
 
 #define NTH_MAX		48
 #define NREQ		24

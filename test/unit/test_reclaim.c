@@ -263,17 +263,19 @@ page_is_zero(const uint64_t *w)
 	return true;
 }
 
+/* A loss counts once: the slot then takes what it holds as its value. */
 static void
-note_loss(struct torture *t, size_t slot)
+note_loss(struct torture *t, size_t slot, uint64_t got)
 {
 	struct loss *l = &t->loss;
-	uint64_t *w = slot_word(t, slot);
+	uint64_t *w = slot_word(t, slot), want = t->val[slot];
 
+	t->val[slot] = got;
 	if (atomic_fetch_add(&t->lost, 1) || atomic_exchange(&l->seen, true))
 		return;
 	l->slot = slot;
-	l->want = t->val[slot];
-	l->got = *w;
+	l->want = want;
+	l->got = got;
 	l->written_ns = t->when[slot];
 	l->found_ns = os_now_ns();
 	l->page_zero = page_is_zero((uint64_t *)((char *)w - t->off[slot]));
@@ -329,8 +331,10 @@ writer_main(void *arg)
 			      w->id;
 
 		if (t->val[slot]) {
-			if (*slot_word(t, slot) != t->val[slot])
-				note_loss(t, slot);
+			uint64_t got = *slot_word(t, slot);
+
+			if (got != t->val[slot])
+				note_loss(t, slot, got);
 			if (r >> 63) {
 				/* Cleared pages are what the scanner hunts. */
 				memset((char *)slot_word(t, slot) -
@@ -366,16 +370,16 @@ toggler_main(void *arg)
 	while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
 		char *c = t->region[next_rand(&r) % NR_REGIONS] +
 			  next_rand(&r) % (REGION_LEN / MIB) * MIB;
-		bool hold = next_rand(&r) & 1, mlock = next_rand(&r) & 1;
+		bool hold = next_rand(&r) & 1, lock = next_rand(&r) & 1;
 		struct zero_hold h = { .held = false };
 		struct toggle *kept = &t->kept[atomic_load(&t->toggles) %
 					      NR_TOGGLES_KEPT];
 
 		*kept = (struct toggle){ c, os_now_ns(), UINT64_MAX, hold,
-					 mlock };
+					 lock };
 		if (hold)
 			zero_range_hold(c, MIB, &h);
-		if (!mlock) {
+		if (!lock) {
 			syscall(SYS_mprotect, c, MIB,
 				PROT_READ | PROT_WRITE | PROT_EXEC);
 			if (hold)
@@ -442,7 +446,7 @@ torture_run_with(uint64_t max_ns, unsigned long *ops, bool toggle,
 		*toggles = atomic_load(&t.toggles);
 	for (size_t s = 0; s < NR_SLOTS; s++)
 		if (t.val[s] && *slot_word(&t, s) != t.val[s])
-			note_loss(&t, s);
+			note_loss(&t, s, *slot_word(&t, s));
 	lost = atomic_load(&t.lost);
 	if (!zero_cfg.test_break_protection)
 		report_loss(&t);

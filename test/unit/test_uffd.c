@@ -396,14 +396,15 @@ Test(uffd, faults_racing_the_close_of_a_window_all_return)
 	}
 	t0 = os_now_ns();
 	while (os_now_ns() - t0 < RACE_NS) {
-		for (unsigned i = 0; i < NR_RACERS; i++)
-			seen[i] = atomic_load(&r[i].touches);
 		reclaim_lock();
 		cr_assert_eq(uffd_ensure(), 0);
 		cr_assert_eq(uffd_window_open((uintptr_t)p, (uintptr_t)p +
 					      ZERO_CHUNK), 0);
 		uffd_window_close();
 		reclaim_unlock();
+		/* From here on, a racer that does not move stays put. */
+		for (unsigned i = 0; i < NR_RACERS; i++)
+			seen[i] = atomic_load(&r[i].touches);
 		windows++;
 		for (unsigned i = 0; i < NR_RACERS; i++)
 			wait_for_touch(&r[i], seen[i], windows);
@@ -414,6 +415,63 @@ Test(uffd, faults_racing_the_close_of_a_window_all_return)
 	}
 	cr_log_info("%lu windows", windows);
 	cr_expect_eq(zero_region_unmap(p, ZERO_CHUNK), 0);
+}
+
+/* Mappings registered with a userfaultfd for missing faults. */
+static unsigned
+registered_mappings(void)
+{
+	char line[512];
+	unsigned n = 0;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmFlags:", 8) && strstr(line, " um"))
+			n++;
+	fclose(f);
+	return n;
+}
+
+/*
+ * A program maps a file into a chunk under reclaim behind the engine's
+ * back: UNREGISTER then refuses the whole range (EINVAL), and the rest of
+ * the chunk would stay registered with nobody to serve its faults. The
+ * engine lets go of its descriptor instead, and opens a new one.
+ */
+Test(uffd, refused_unregister_leaves_no_chunk_registered)
+{
+	struct toucher t;
+	struct timespec deadline;
+	pthread_t th;
+	char *p;
+	int fd;
+
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	p = window_with_pages_out(0, 4);
+	cr_assert_eq(uffd_window_settle(), 4);
+	fd = open("/proc/self/exe", O_RDONLY);
+	cr_assert_geq(fd, 0);
+	cr_assert_neq(syscall(SYS_mmap, p + 200 * PAGE, PAGE, PROT_READ,
+			      MAP_PRIVATE | MAP_FIXED, fd, 0), (long)MAP_FAILED);
+	close(fd);
+	uffd_window_close();
+	reclaim_unlock();
+	cr_expect_eq(registered_mappings(), 0, "a registration outlived its "
+		     "window");
+	t = (struct toucher){ .word = (uint64_t *)(p + 300 * PAGE), .seen = 1 };
+	cr_assert_eq(madvise(p + 300 * PAGE, PAGE, MADV_DONTNEED), 0);
+	cr_assert_eq(pthread_create(&th, NULL, toucher_main, &t), 0);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 10;
+	cr_assert_eq(pthread_timedjoin_np(th, NULL, &deadline), 0,
+		     "a touch of the chunk waited 10 s on nobody");
+	cr_expect_eq(t.seen, 0);
+	reclaim_lock();
+	cr_expect_eq(uffd_ensure(), 0, "a new descriptor for the next chunk");
+	reclaim_unlock();
+	cr_expect_eq(zero_level(), ZP_ZERO_LEVEL_UFFD);
 }
 
 static void *
