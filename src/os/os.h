@@ -61,6 +61,9 @@ int os_commit(void *p, size_t size);
 /* Drop the contents of committed pages (MADV_DONTNEED): RSS goes, the
  * range stays usable and reads as zero afterwards. */
 int os_purge(void *p, size_t size);
+/* Which pages of [p, p + size) are resident (mincore): vec gets one byte
+ * per page, bit 0 set for a resident one. */
+int os_resident(void *p, size_t size, unsigned char *vec);
 /* Hint that a span will be touched densely (THP) or sparsely. */
 int os_advise_huge(void *p, size_t size, bool huge);
 /* Faults in [p, p + size), fresh pages that read as zero and start at a

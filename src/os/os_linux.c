@@ -360,6 +360,13 @@ os_purge(void *p, size_t size)
 }
 
 int
+os_resident(void *p, size_t size, unsigned char *vec)
+{
+	long r = os_syscall(SYS_mincore, p, size, vec, 0, 0, 0);
+	return r ? (int)-r : 0;
+}
+
+int
 os_advise_huge(void *p, size_t size, bool huge)
 {
 	long r = os_syscall(SYS_madvise, p, size,

@@ -54,6 +54,7 @@ static uint64_t nr_faults, registered_bytes;
 static uint64_t nr_rescued;		/* pages moved home: a write or fault
 					 * came while they were out */
 static uint64_t nr_copied;		/* put home by COPY or mremap */
+static uint64_t nr_adopted;		/* found in scratch, not reported */
 
 static bool
 is_sandbox_error(int err)
@@ -328,8 +329,10 @@ uffd_window_take(uintptr_t p, size_t nr, int *err)
 				    (nr - moved) * ZP_PAGE_SIZE,
 				    /* wake */ false, &done);
 		for (size_t i = 0; i < done / ZP_PAGE_SIZE; i++, moved++)
-			win.out[(idx + moved) / 64] |= 1ULL << ((idx + moved) %
-								 64);
+			if (!(zero_cfg.test_forget_moved &&
+			      i + 1 == done / ZP_PAGE_SIZE))
+				win.out[(idx + moved) / 64] |=
+					1ULL << ((idx + moved) % 64);
 		note_error(*err);
 		if (*err && (*err != EAGAIN || ++retries > 16))
 			break;
@@ -447,6 +450,29 @@ count_faults(void)
 	}
 }
 
+/*
+ * Every page resident in scratch is out, whatever the moves reported:
+ * scratch is empty when a window opens and page i of scratch can only be
+ * page i of the window. Under load a move has been seen to leave a page
+ * in scratch that no report counted (a write, lost with the purge of
+ * scratch, about once in a few hundred torture runs): the kernel's word
+ * for what is resident decides.
+ */
+static void
+adopt_unreported(size_t nr_pages)
+{
+	static unsigned char vec[ZERO_CHUNK_PAGES];
+
+	if (os_resident((void *)scratch, nr_pages * ZP_PAGE_SIZE, vec) != 0)
+		return;
+	for (size_t i = 0; i < nr_pages; i++) {
+		if (!(vec[i] & 1) || win_is_out(i))
+			continue;
+		win.out[i / 64] |= 1ULL << (i % 64);
+		__atomic_add_fetch(&nr_adopted, 1, __ATOMIC_RELAXED);
+	}
+}
+
 size_t
 uffd_window_settle(void)
 {
@@ -454,6 +480,7 @@ uffd_window_settle(void)
 	size_t reclaimed = 0, run = 0;
 	bool in_run = false;
 
+	adopt_unreported(nr_pages);
 	if (!win.refused)
 		count_faults();
 	for (size_t i = 0; i <= nr_pages; i++) {
@@ -522,6 +549,12 @@ uint64_t
 uffd_nr_copied(void)
 {
 	return __atomic_load_n(&nr_copied, __ATOMIC_RELAXED);
+}
+
+uint64_t
+uffd_nr_adopted(void)
+{
+	return __atomic_load_n(&nr_adopted, __ATOMIC_RELAXED);
 }
 
 void

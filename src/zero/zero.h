@@ -50,6 +50,9 @@ struct zero_config {
 	/* Test-only: reclaim with plain check-zero + MADV_DONTNEED (no
 	 * protection), so the torture test can prove it sees lost writes. */
 	bool test_break_protection;
+	/* Test-only: the window forgets the last page of each move, as a
+	 * move that reported less than it did would have it. */
+	bool test_forget_moved;
 };
 
 /* Defaults matching the option table (auto, reclaim on, 1 s, 256 MiB,
