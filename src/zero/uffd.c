@@ -184,6 +184,16 @@ uffd_is_stopped(void)
 	return __atomic_load_n(&stopped, __ATOMIC_ACQUIRE);
 }
 
+/* Drop the descriptor (caller holds probe_lock): closing it drops every
+ * registration it holds and wakes every waiter; the next chunk opens a
+ * new one (uffd_ensure). */
+static void
+drop_uffd_locked(void)
+{
+	zfd_close(&uffd);
+	registered = false;
+}
+
 /*
  * The uffd and the scratch area, registered. Caller holds reclaim_lock.
  * A descriptor the program took (closed, or replaced through dup2) is
@@ -244,9 +254,7 @@ uffd_stop(const char *why)
 		__atomic_store_n(&level, ZP_ZERO_LEVEL_KERNEL,
 				 __ATOMIC_RELEASE);
 	}
-	/* Closing it drops every registration and wakes every waiter. */
-	zfd_close(&uffd);
-	registered = false;
+	drop_uffd_locked();
 	zp_unlock(&probe_lock);
 	fds_close_all();
 	reclaim_fds_close();
@@ -272,6 +280,12 @@ static bool
 win_is_out(size_t idx)
 {
 	return win.out[idx / 64] & (1ULL << (idx % 64));
+}
+
+static void
+win_set(size_t idx)
+{
+	win.out[idx / 64] |= 1ULL << (idx % 64);
 }
 
 static void
@@ -331,8 +345,7 @@ uffd_window_take(uintptr_t p, size_t nr, int *err)
 		for (size_t i = 0; i < done / ZP_PAGE_SIZE; i++, moved++)
 			if (!(zero_cfg.test_forget_moved &&
 			      i + 1 == done / ZP_PAGE_SIZE))
-				win.out[(idx + moved) / 64] |=
-					1ULL << ((idx + moved) % 64);
+				win_set(idx + moved);
 		note_error(*err);
 		if (*err && (*err != EAGAIN || ++retries > 16))
 			break;
@@ -468,7 +481,7 @@ adopt_unreported(size_t nr_pages)
 	for (size_t i = 0; i < nr_pages; i++) {
 		if (!(vec[i] & 1) || win_is_out(i))
 			continue;
-		win.out[i / 64] |= 1ULL << (i % 64);
+		win_set(i);
 		__atomic_add_fetch(&nr_adopted, 1, __ATOMIC_RELAXED);
 	}
 }
@@ -505,17 +518,6 @@ uffd_window_settle(void)
 	return reclaimed;
 }
 
-/* Drop the descriptor, and with it every registration it holds, waking
- * every waiter; the next chunk opens a new one (uffd_ensure). */
-static void
-drop_uffd(void)
-{
-	zp_lock(&probe_lock);
-	zfd_close(&uffd);
-	registered = false;
-	zp_unlock(&probe_lock);
-}
-
 void
 uffd_window_close(void)
 {
@@ -535,8 +537,11 @@ uffd_window_close(void)
 	__atomic_sub_fetch(&registered_bytes, e - s, __ATOMIC_RELAXED);
 	if (refused)
 		uffd_stop("sandboxed (userfaultfd ioctl refused)");
-	else if (stuck)
-		drop_uffd();
+	else if (stuck) {
+		zp_lock(&probe_lock);
+		drop_uffd_locked();
+		zp_unlock(&probe_lock);
+	}
 }
 
 uint64_t
@@ -586,8 +591,7 @@ uffd_postfork_child(void)
 {
 	zp_lock_postfork_child(&probe_lock);
 	uffd.users = 0;
-	zfd_close(&uffd);
-	registered = false;
+	drop_uffd_locked();
 	if (!stopped) {
 		level = -1;
 		fmt_buf(reason, sizeof(reason), "not probed yet");

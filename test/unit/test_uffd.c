@@ -447,22 +447,6 @@ Test(uffd, page_moved_without_report_goes_home)
 	cr_expect_eq(zero_region_unmap(p, ZERO_CHUNK), 0);
 }
 
-/* Mappings registered with a userfaultfd for missing faults. */
-static unsigned
-registered_mappings(void)
-{
-	char line[512];
-	unsigned n = 0;
-	FILE *f = fopen("/proc/self/smaps", "r");
-
-	cr_assert_not_null(f);
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmFlags:", 8) && strstr(line, " um"))
-			n++;
-	fclose(f);
-	return n;
-}
-
 /*
  * A program maps a file into a chunk under reclaim behind the engine's
  * back: UNREGISTER then refuses the whole range (EINVAL), and the rest of
@@ -488,7 +472,7 @@ Test(uffd, refused_unregister_leaves_no_chunk_registered)
 	close(fd);
 	uffd_window_close();
 	reclaim_unlock();
-	cr_expect_eq(registered_mappings(), 0, "a registration outlived its "
+	cr_expect_eq(watchdog_registered(NULL), 0, "a registration outlived its "
 		     "window");
 	t = (struct toucher){ .word = (uint64_t *)(p + 300 * PAGE), .seen = 1 };
 	cr_assert_eq(madvise(p + 300 * PAGE, PAGE, MADV_DONTNEED), 0);

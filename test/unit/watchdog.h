@@ -56,23 +56,31 @@ watchdog_show_matching(const char *file, const char *key)
 }
 
 /* Mappings registered with a userfaultfd ("um": missing faults): a
- * thread waiting in handle_userfault waits on one of them. */
-static inline void
-watchdog_show_registered(void)
+ * thread waiting in handle_userfault waits on one of them. Returns how
+ * many; prints each to out unless it is NULL. */
+static inline unsigned
+watchdog_registered(FILE *out)
 {
 	char line[512], head[512] = "";
+	unsigned n = 0;
 	FILE *f = fopen("/proc/self/smaps", "r");
 
 	if (!f)
-		return;
+		return 0;
 	while (fgets(line, sizeof(line), f)) {
 		if (strchr(line, '-') && strchr(line, ' ') &&
-		    strchr(line, '-') < strchr(line, ' '))
+		    strchr(line, '-') < strchr(line, ' ')) {
 			snprintf(head, sizeof(head), "%s", line);
-		else if (!strncmp(line, "VmFlags:", 8) && strstr(line, " um"))
-			fprintf(stderr, "    %s      %s", head, line);
+			continue;
+		}
+		if (strncmp(line, "VmFlags:", 8) || !strstr(line, " um"))
+			continue;
+		n++;
+		if (out)
+			fprintf(out, "    %s      %s", head, line);
 	}
 	fclose(f);
+	return n;
 }
 
 /* What the test says it is doing, for the report (optional). */
@@ -113,7 +121,7 @@ watchdog_main(void *arg)
 		"threads:\n", seconds, watchdog_context);
 	watchdog_dump();
 	fprintf(stderr, "  registered with a userfaultfd:\n");
-	watchdog_show_registered();
+	(void)watchdog_registered(stderr);
 	/* Once more a moment later: who moved on, who is stuck. */
 	sleep(1);
 	fprintf(stderr, "watchdog: one second later:\n");
