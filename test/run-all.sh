@@ -36,6 +36,16 @@ if [ "$(id -u)" -ne 0 ]; then
 else
 	user=zptest
 	id "$user" >/dev/null 2>&1 || useradd --system --no-create-home "$user"
+	# Criterion 2.4.1's runner binds /tmp/criterion_<pid>.sock, a fixed
+	# path it cannot unlink when another user owns it: a root runner
+	# killed earlier leaves its socket, and the user's runner that is
+	# given the same pid fails ("Address already in use").
+	for sock in /tmp/criterion_*.sock; do
+		pid=${sock#/tmp/criterion_}
+		pid=${pid%.sock}
+		[ -e "$sock" ] && ! kill -0 "$pid" 2>/dev/null &&
+			rm -f "$sock"
+	done
 	home=$(mktemp -d /tmp/zptest-home.XXXXXX)
 	chown "$user" "$home"
 	trap 'rm -rf "$home"' EXIT

@@ -131,8 +131,16 @@ os_uffd_unregister(int fd, void *p, size_t len)
 	 * with nothing left to wake it (seen: a test thread asleep for a
 	 * minute on a page nobody watched). The lock makes UNREGISTER wait
 	 * for such a fault to queue, so one more wake now reaches it. */
-	(void)sys_ioctl(fd, UFFDIO_WAKE, &range);
+	os_uffd_wake(fd, p, len);
 	return err;
+}
+
+void
+os_uffd_wake(int fd, void *p, size_t len)
+{
+	struct uffdio_range range = { .start = (uintptr_t)p, .len = len };
+
+	(void)sys_ioctl(fd, UFFDIO_WAKE, &range);
 }
 
 int

@@ -35,6 +35,8 @@ int os_uffd_api(int fd, uint64_t features, uint64_t *have);
 /* Register / unregister [p, p + len) for MISSING faults. */
 int os_uffd_register_missing(int fd, void *p, size_t len);
 int os_uffd_unregister(int fd, void *p, size_t len);
+/* Wake the threads waiting on faults in [p, p + len). */
+void os_uffd_wake(int fd, void *p, size_t len);
 /*
  * UFFDIO_MOVE len bytes from src to dst (dst must be unmapped and inside a
  * range registered with fd). *moved gets the bytes moved even on failure.

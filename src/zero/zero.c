@@ -1545,9 +1545,11 @@ zero_print(struct outbuf *o)
 		   (unsigned long)in.nr_scans,
 		   (unsigned long)in.scanned_bytes);
 	out_printf(o, "  scanner %lu ns  pages rescued %lu  put back by copy "
-		   "%lu\n", (unsigned long)in.scanner_ns,
+		   "%lu  adopted unreported %lu\n",
+		   (unsigned long)in.scanner_ns,
 		   (unsigned long)uffd_nr_rescued(),
-		   (unsigned long)uffd_nr_copied());
+		   (unsigned long)uffd_nr_copied(),
+		   (unsigned long)uffd_nr_adopted());
 	park_print(o, false);
 	helper_print(o, false);
 }
@@ -1575,9 +1577,11 @@ zero_print_json(struct outbuf *o)
 		   (unsigned long)in.scanned_bytes,
 		   (unsigned long)in.handler_ns,
 		   (unsigned long)in.scanner_ns);
-	out_printf(o, ",\"pages_rescued\":%lu,\"pages_copied_back\":%lu",
+	out_printf(o, ",\"pages_rescued\":%lu,\"pages_copied_back\":%lu,"
+		   "\"pages_adopted\":%lu",
 		   (unsigned long)uffd_nr_rescued(),
-		   (unsigned long)uffd_nr_copied());
+		   (unsigned long)uffd_nr_copied(),
+		   (unsigned long)uffd_nr_adopted());
 	out_printf(o, ",\"kernel_zero_page\":%d", zero_kernel_zero_page());
 	park_print(o, true);
 	helper_print(o, true);

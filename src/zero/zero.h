@@ -53,6 +53,10 @@ struct zero_config {
 	/* Test-only: the window forgets the last page of each move, as a
 	 * move that reported less than it did would have it. */
 	bool test_forget_moved;
+	/* Test-only: a move that succeeded reports EEXIST and nothing
+	 * moved, and wakes nobody, as Linux 6.18's does after a transient
+	 * EAGAIN (uffd.c). */
+	bool test_move_says_eexist;
 };
 
 /* Defaults matching the option table (auto, reclaim on, 1 s, 256 MiB,

@@ -146,7 +146,8 @@ uint64_t uffd_nr_rescued(void);
 /* Pages put back with UFFDIO_COPY or mremap because the move home was
  * refused (protection or lock state changed, a sandbox). */
 uint64_t uffd_nr_copied(void);
-/* Pages found in scratch that no move reported (adopt_unreported). */
+/* Pages found in scratch that no move reported (claim_unreported,
+ * adopt_unreported). */
 uint64_t uffd_nr_adopted(void);
 /*
  * Stop using userfaultfd and the pagemap ioctls for good: a sandbox, or
