@@ -159,6 +159,9 @@ long os_write(int fd, const void *buf, size_t len);
 long os_read_file(const char *path, char *buf, size_t size);
 int os_open_write(const char *path, int *fd);
 void os_close(int fd);
+/* fd, or a copy of it at a high number (fd then closed): a descriptor we
+ * keep must not take a number the program counts on getting. */
+int os_fd_out_of_the_way(int fd);
 uint64_t os_now_ns(void);
 int os_gettid(void);
 int os_getpid(void);

@@ -13,6 +13,7 @@
 #include <linux/mempolicy.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -641,6 +642,37 @@ void
 os_close(int fd)
 {
 	os_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+}
+
+/* Numbers for our descriptors: just under the soft limit, and no higher
+ * than this, so that the kernel's table does not grow for them. */
+#define FD_HIGH_TOP	1024
+#define FD_HIGH_SPAN	64
+
+/*
+ * open() gives the lowest free number (POSIX), and programs count on it:
+ * a daemon closes 0, 1 and 2 and opens /dev/null three times. A
+ * descriptor we keep (userfaultfd, pagemap, the peek pipe) lives near
+ * the top of the first 1024 numbers instead, where nobody expects one.
+ */
+int
+os_fd_out_of_the_way(int fd)
+{
+	struct { uint64_t cur, max; } lim;
+	long top, want, nfd;
+
+	if (os_syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, (long)&lim, 0,
+		       0) != 0)
+		return fd;
+	top = lim.cur < FD_HIGH_TOP ? (long)lim.cur : FD_HIGH_TOP;
+	want = top - (top / 2 < FD_HIGH_SPAN ? top / 2 : FD_HIGH_SPAN);
+	if (want <= fd)
+		return fd;
+	nfd = os_syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, want, 0, 0, 0);
+	if (nfd < 0)
+		return fd;
+	os_close(fd);
+	return (int)nfd;
 }
 
 uint64_t

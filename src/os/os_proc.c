@@ -57,7 +57,7 @@ os_status_open(int *fd)
 
 	if (r < 0)
 		return (int)-r;
-	*fd = (int)r;
+	*fd = os_fd_out_of_the_way((int)r);
 	return 0;
 }
 

@@ -78,7 +78,7 @@ os_uffd_open(bool user_mode_only, int *fd, const char **via)
 	long dev;
 
 	if (r >= 0) {
-		*fd = (int)r;
+		*fd = os_fd_out_of_the_way((int)r);
 		*via = "syscall";
 		return 0;
 	}
@@ -92,7 +92,7 @@ os_uffd_open(bool user_mode_only, int *fd, const char **via)
 	os_close((int)dev);
 	if (r < 0)
 		return (int)-r;
-	*fd = (int)r;
+	*fd = os_fd_out_of_the_way((int)r);
 	*via = "dev";
 	return 0;
 }
@@ -212,7 +212,7 @@ os_pagemap_open(int *fd)
 
 	if (r < 0)
 		return (int)-r;
-	*fd = (int)r;
+	*fd = os_fd_out_of_the_way((int)r);
 	return 0;
 }
 
@@ -281,6 +281,8 @@ os_peek_open(int fds[2])
 			    0);
 	if (r < 0)
 		return (int)-r;
+	fds[0] = os_fd_out_of_the_way(fds[0]);
+	fds[1] = os_fd_out_of_the_way(fds[1]);
 	r = os_syscall(SYS_fcntl, fds[1], F_SETPIPE_SZ, PEEK_PIPE_BYTES, 0, 0,
 		       0);
 	if (r < (long)PEEK_PIPE_BYTES) {
