@@ -301,6 +301,24 @@ note_error(int err)
 		win.refused = true;
 }
 
+/*
+ * Scratch is registered only from uffd_ensure to the close of the window
+ * that follows: a registered range that holds no page and whose faults
+ * nobody reads hangs whatever populates it, and mlockall(MCL_CURRENT)
+ * populates every mapping of the process (seen: a program's mlockall
+ * after the engine's first reclaim pass never returned). A program's
+ * mlockall waits for reclaim_lock, so it never meets an open window.
+ */
+static void
+scratch_unregister(int fd)
+{
+	zp_lock(&probe_lock);
+	if (registered)
+		(void)os_uffd_unregister(fd, (void *)scratch, ZERO_CHUNK);
+	registered = false;
+	zp_unlock(&probe_lock);
+}
+
 int
 uffd_window_open(uintptr_t start, uintptr_t end)
 {
@@ -310,6 +328,7 @@ uffd_window_open(uintptr_t start, uintptr_t end)
 		return EBADF;
 	err = os_uffd_register_missing(fd, (void *)start, end - start);
 	if (err) {
+		scratch_unregister(fd);
 		zfd_put(&uffd);
 		if (err == EBUSY || err == EINVAL) {
 			/* Registered with someone else's userfaultfd, or no
@@ -587,8 +606,10 @@ uffd_window_close(void)
 	 * mapped into the chunk behind our back: EINVAL; a split that found
 	 * no memory), the chunk would stay registered with nobody to serve
 	 * its faults. */
-	if (!refused)
+	if (!refused) {
 		stuck = os_uffd_unregister(win.fd, (void *)s, e - s) != 0;
+		scratch_unregister(win.fd);
+	}
 	win.start = win.end = 0;
 	win.fd = -1;
 	zfd_put(&uffd);

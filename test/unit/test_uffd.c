@@ -505,6 +505,39 @@ Test(uffd, move_home_that_says_eexist_wakes_the_fault)
 	cr_expect_eq(zero_region_unmap(p, ZERO_CHUNK), 0);
 }
 
+static atomic_int mlockall_result;	/* 0 while mlockall runs */
+
+static void *
+mlockall_main(void *arg)
+{
+	(void)arg;
+	atomic_store(&mlockall_result, mlockall(MCL_CURRENT) == 0 ? 1 : 2);
+	return NULL;
+}
+
+/* mlockall(MCL_CURRENT) populates every mapping of the process: after a
+ * window has closed, no mapping of the engine may be registered with
+ * nobody to serve its faults (scratch was, and mlockall slept for ever). */
+Test(uffd, mlockall_after_a_window_returns)
+{
+	pthread_t th;
+	char *p;
+
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	p = window_with_pages_out(0, 4);
+	cr_expect_eq(uffd_window_settle(), 4);
+	uffd_window_close();
+	reclaim_unlock();
+	cr_assert_eq(pthread_create(&th, NULL, mlockall_main, NULL), 0);
+	for (int i = 0; i < 300 && !atomic_load(&mlockall_result); i++)
+		usleep(10 * 1000);
+	cr_assert(atomic_load(&mlockall_result), "mlockall never returned");
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	munlockall();
+	cr_expect_eq(zero_region_unmap(p, ZERO_CHUNK), 0);
+}
+
 /*
  * A program maps a file into a chunk under reclaim behind the engine's
  * back: UNREGISTER then refuses the whole range (EINVAL), and the rest of
