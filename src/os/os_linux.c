@@ -645,7 +645,8 @@ os_close(int fd)
 }
 
 /* Numbers for our descriptors: just under the soft limit, and no higher
- * than this, so that the kernel's table does not grow for them. */
+ * than this: the kernel's table then grows to 1024 slots at most (once a
+ * process, waiting for an RCU grace period when threads share it). */
 #define FD_HIGH_TOP	1024
 #define FD_HIGH_SPAN	64
 
