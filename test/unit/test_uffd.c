@@ -514,6 +514,7 @@ Test(uffd, move_home_that_says_eexist_wakes_the_fault)
 #endif
 #endif
 
+#ifndef UNDER_ASAN
 static atomic_int mlockall_result;	/* 0 while mlockall runs */
 
 static void *
@@ -524,12 +525,31 @@ mlockall_main(void *arg)
 	return NULL;
 }
 
+/* In a thread of its own: if it never returns, the test still ends. */
+static void
+expect_mlockall_returns(void)
+{
+	pthread_t th;
+
+	cr_assert_eq(pthread_create(&th, NULL, mlockall_main, NULL), 0);
+	for (int i = 0; i < 300 && !atomic_load(&mlockall_result); i++)
+		usleep(10 * 1000);
+	cr_assert(atomic_load(&mlockall_result), "mlockall never returned");
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	munlockall();
+}
+#else
+static void
+expect_mlockall_returns(void)
+{
+}
+#endif
+
 /* mlockall(MCL_CURRENT) populates every mapping of the process: after a
  * window has closed, no mapping of the engine may be registered with
  * nobody to serve its faults (scratch was, and mlockall slept for ever). */
 Test(uffd, mlockall_after_a_window_returns)
 {
-	pthread_t th;
 	char *p;
 
 	boot(ZERO_UFFD_AUTO, false, 0);
@@ -540,17 +560,7 @@ Test(uffd, mlockall_after_a_window_returns)
 	reclaim_unlock();
 	cr_expect_eq(watchdog_registered(stderr), 0,
 		     "still registered after the window closed");
-#ifndef UNDER_ASAN
-	cr_assert_eq(pthread_create(&th, NULL, mlockall_main, NULL), 0);
-	for (int i = 0; i < 300 && !atomic_load(&mlockall_result); i++)
-		usleep(10 * 1000);
-	cr_assert(atomic_load(&mlockall_result), "mlockall never returned");
-	cr_assert_eq(pthread_join(th, NULL), 0);
-	munlockall();
-#else
-	(void)th;
-	(void)mlockall_main;
-#endif
+	expect_mlockall_returns();
 	cr_expect_eq(zero_region_unmap(p, ZERO_CHUNK), 0);
 }
 
