@@ -361,22 +361,28 @@ scratch_resident(size_t first, size_t nr)
 }
 
 /*
- * A move that failed with EEXIST may have moved pages all the same:
- * Linux 6.18's move loop keeps a transient EAGAIN from one step into the
- * next, so after a retry it moves a batch without counting it, steps on
- * the page it just moved and says EEXIST (seen under load: a page or a
- * batch of up to five in a few hundred torture runs). The pages from idx
- * on that scratch holds are out; how many.
+ * Pages [idx, idx + nr) that scratch holds and no report counted are
+ * out: scratch can hold page i of the window only because a move put it
+ * there. Up to the first page scratch lacks or that is out already
+ * (prefix: what one move left), or all of them. How many were taken.
  */
 static size_t
-claim_unreported(size_t idx, size_t nr)
+adopt_resident(size_t idx, size_t nr, bool prefix)
 {
 	size_t n = 0;
 
 	if (!scratch_resident(idx, nr))
 		return 0;
-	while (n < nr && (scratch_vec[idx + n] & 1) && !win_is_out(idx + n))
-		win_set(idx + n++);
+	for (size_t i = idx; i < idx + nr; i++) {
+		bool lacks = !(scratch_vec[i] & 1) || win_is_out(i);
+
+		if (lacks && prefix)
+			break;
+		if (lacks)
+			continue;
+		win_set(i);
+		n++;
+	}
 	__atomic_add_fetch(&nr_adopted, n, __ATOMIC_RELAXED);
 	return n;
 }
@@ -409,8 +415,15 @@ uffd_window_take(uintptr_t p, size_t nr, int *err)
 			done = 0;
 		}
 		moved += note_moved(idx + moved, done / ZP_PAGE_SIZE);
+		/* A move that failed with EEXIST may have moved pages all
+		 * the same: Linux 6.18's move loop keeps a transient EAGAIN
+		 * into its next step, so it moves a batch without counting
+		 * it, steps on the page it just moved and says EEXIST (seen
+		 * under load: up to five pages, a few times in a few hundred
+		 * torture runs). */
 		if (*err == EEXIST) {
-			done = claim_unreported(idx + moved, nr - moved);
+			done = adopt_resident(idx + moved, nr - moved,
+					      /* prefix */ true);
 			moved += done;
 			if (done) {
 				*err = 0;
@@ -479,7 +492,7 @@ move_home(size_t idx)
 	if (err && err != ENOENT && err != EEXIST)
 		remap_home(home, src);
 	/* The kernel wakes a page's waiters only for a move it reports;
-	 * 6.18's can put the page home and say EEXIST (claim_unreported),
+	 * 6.18's can put the page home and say EEXIST (uffd_window_take),
 	 * and a thread that faulted on it would sleep until the window
 	 * closes. */
 	if (err == EEXIST)
@@ -543,26 +556,6 @@ count_faults(void)
 	}
 }
 
-/*
- * Every page resident in scratch is out, whatever the moves reported:
- * scratch is empty when a window opens and page i of scratch can only be
- * page i of the window. Moves that said EEXIST are claimed as they
- * happen (claim_unreported); this catches any other report that fell
- * short, since the purge of scratch would lose the page's write.
- */
-static void
-adopt_unreported(size_t nr_pages)
-{
-	if (!scratch_resident(0, nr_pages))
-		return;
-	for (size_t i = 0; i < nr_pages; i++) {
-		if (!(scratch_vec[i] & 1) || win_is_out(i))
-			continue;
-		win_set(i);
-		__atomic_add_fetch(&nr_adopted, 1, __ATOMIC_RELAXED);
-	}
-}
-
 size_t
 uffd_window_settle(void)
 {
@@ -570,7 +563,9 @@ uffd_window_settle(void)
 	size_t reclaimed = 0, run = 0;
 	bool in_run = false;
 
-	adopt_unreported(nr_pages);
+	/* Any report that fell short: the purge of scratch would lose the
+	 * page's write. */
+	(void)adopt_resident(0, nr_pages, /* prefix */ false);
 	if (!win.refused)
 		count_faults();
 	for (size_t i = 0; i <= nr_pages; i++) {

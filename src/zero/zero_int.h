@@ -146,8 +146,7 @@ uint64_t uffd_nr_rescued(void);
 /* Pages put back with UFFDIO_COPY or mremap because the move home was
  * refused (protection or lock state changed, a sandbox). */
 uint64_t uffd_nr_copied(void);
-/* Pages found in scratch that no move reported (claim_unreported,
- * adopt_unreported). */
+/* Pages found in scratch that no move reported (adopt_resident). */
 uint64_t uffd_nr_adopted(void);
 /*
  * Stop using userfaultfd and the pagemap ioctls for good: a sandbox, or

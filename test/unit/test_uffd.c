@@ -238,18 +238,23 @@ fresh_window(void)
 	return p;
 }
 
-/* Move pages [first, first + nr) of a fresh chunk out, as the reclaimer
- * does, and return the chunk. */
+/* Move pages [first, first + nr) of window p out, as the reclaimer does. */
 static char *
-window_with_pages_out(size_t first, size_t nr)
+take_out(char *p, size_t first, size_t nr)
 {
-	char *p = fresh_window();
 	size_t moved;
 	int err;
 
 	moved = uffd_window_take((uintptr_t)p + first * PAGE, nr, &err);
 	cr_assert_eq(moved, nr, "moved %zu (%d)", moved, err);
 	return p;
+}
+
+/* The same, of a fresh chunk; returns the chunk. */
+static char *
+window_with_pages_out(size_t first, size_t nr)
+{
+	return take_out(fresh_window(), first, nr);
 }
 
 /* Let a started toucher reach its fault. */
@@ -480,16 +485,13 @@ Test(uffd, move_home_that_says_eexist_wakes_the_fault)
 {
 	struct toucher t;
 	pthread_t th;
-	size_t moved;
 	char *p;
-	int err;
 
 	boot(ZERO_UFFD_AUTO, false, 0);
 	need_uffd();
 	p = fresh_window();
 	p[11 * PAGE + 8] = 42;		/* a write the zero check missed */
-	moved = uffd_window_take((uintptr_t)p + 10 * PAGE, 4, &err);
-	cr_assert_eq(moved, 4, "moved %zu (%d)", moved, err);
+	take_out(p, 10, 4);
 	zero_cfg.test_move_says_eexist = true;	/* on the way home only */
 	t = (struct toucher){ .word = (uint64_t *)(p + 11 * PAGE + 64) };
 	cr_assert_eq(pthread_create(&th, NULL, toucher_main, &t), 0);
@@ -618,17 +620,14 @@ mlock_main(void *arg)
 Test(uffd, page_out_survives_protection_and_mlock_changes)
 {
 	pthread_t th;
-	size_t moved;
 	char *p;
-	int err;
 
 	boot(ZERO_UFFD_AUTO, false, 0);
 	need_uffd();
 	for (int lock = 0; lock < 2; lock++) {
 		p = fresh_window();
 		p[2 * PAGE + 100] = 42;
-		moved = uffd_window_take((uintptr_t)p, 4, &err);
-		cr_assert_eq(moved, 4, "moved %zu (%d)", moved, err);
+		take_out(p, 0, 4);
 		if (lock) {
 			cr_assert_eq(pthread_create(&th, NULL, mlock_main, p),
 				     0);
