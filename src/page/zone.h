@@ -161,6 +161,10 @@ bool zone_purge_timed(uint64_t interval_ns);
 void zone_purge_before_map(uint64_t outside_pages);
 /* The pages in use outside the zones changed (a large block went). */
 void zone_note_outside(uint64_t outside_pages);
+/* The same, and how many pages may be kept for reuse outside the zones
+ * (parked large blocks) without taking the process past the most it has
+ * had in use, with the zones' own kept pages counted first. */
+uint64_t zone_room_under_peak(uint64_t outside_pages);
 /* Boot: no timer, no peak yet. */
 void zone_purge_reset(void);
 /*

@@ -608,6 +608,12 @@ park_remove_locked(unsigned i)
 	return e;
 }
 
+static size_t
+park_len(long i)
+{
+	return park.v[i].end - park.v[i].start;
+}
+
 static void
 park_drop_locked(unsigned i, struct park_victims *out)
 {
@@ -674,6 +680,27 @@ park_smallest_locked(void)
 	return o;
 }
 
+/* Cuts parked pages, the longest parked first and each extent from its
+ * end (its start serves the next block), until at most keep bytes stay:
+ * drops of whole extents, then at most one cut, fit in out. */
+static void
+park_trim_locked(size_t keep, struct park_victims *out)
+{
+	while (park.bytes > keep) {
+		unsigned i = park_oldest_locked();
+		size_t cut = park.bytes - keep;
+
+		if (cut >= park_len(i)) {
+			park_drop_locked(i, out);
+			continue;
+		}
+		park.v[i].end -= cut;
+		park.bytes -= cut;
+		out->v[out->nr++] = (struct zero_parked){
+			park.v[i].end, park.v[i].end + cut, 0 };
+	}
+}
+
 /* Grows [*s, *e) by the parked extents that touch it, taking them off
  * the list (one mapping of the kernel's already). */
 static void
@@ -705,12 +732,6 @@ park_unmap(const struct park_victims *vs)
 		bytes += len;
 	}
 	return bytes;
-}
-
-static size_t
-park_len(long i)
-{
-	return park.v[i].end - park.v[i].start;
 }
 
 /*
@@ -996,9 +1017,10 @@ zero_region_take_huge(size_t size, size_t align, bool zero, bool huge,
 	return err;
 }
 
-/* Park [s, e) if it is one whole region; EINVAL (nothing done) if not. */
+/* Park [s, e) if it is one whole region; EINVAL (nothing done) if not.
+ * room: what the caller allows parked in all, if more than the budget. */
 static int
-region_park(uintptr_t s, uintptr_t e)
+region_park(uintptr_t s, uintptr_t e, size_t room)
 {
 	struct park_victims vs = { .nr = 0 };
 	size_t budget;
@@ -1017,7 +1039,8 @@ region_park(uintptr_t s, uintptr_t e)
 	now = os_now_ns();
 	park_expire_locked(now, false, &vs);
 	park_merge_locked(&s, &e);
-	budget = park_budget_locked();
+	budget = ZP_MAX(park_budget_locked(),
+			ZP_MIN(room, zero_cfg.park_max));
 	while (park.nr && (park.nr == PARK_MAX ||
 			   park.bytes + (e - s) > budget))
 		park_drop_locked(park.nr == PARK_MAX ? park_smallest_locked()
@@ -1044,6 +1067,12 @@ region_park(uintptr_t s, uintptr_t e)
 int
 zero_region_park(void *p, size_t size)
 {
+	return zero_region_park_within(p, size, 0);
+}
+
+int
+zero_region_park_within(void *p, size_t size, size_t room)
+{
 	uintptr_t s = (uintptr_t)p, e = s + zp_align_up(size, ZP_PAGE_SIZE);
 	struct zero_guard g;
 	int err;
@@ -1056,7 +1085,7 @@ zero_region_park(void *p, size_t size)
 	 * one whole region (a program unmapped part of it): plain unmap
 	 * semantics. */
 	if (zero_cfg.park_bytes == 0 || e <= s ||
-	    os_commit(p, e - s) != 0 || region_park(s, e) != 0) {
+	    os_commit(p, e - s) != 0 || region_park(s, e, room) != 0) {
 		err = region_unmap(s, e);
 		zero_guard_leave(&g);
 		return err;
@@ -1080,6 +1109,24 @@ zero_park_release(bool all)
 	kept_retry();
 	table_lock();
 	park_expire_locked(os_now_ns(), all, &vs);
+	table_unlock();
+	bytes = park_unmap(&vs);
+	zero_guard_leave(&g);
+	return bytes;
+}
+
+size_t
+zero_park_trim(size_t keep)
+{
+	struct park_victims vs = { .nr = 0 };
+	struct zero_guard g;
+	size_t bytes;
+
+	if (__atomic_load_n(&park.bytes, __ATOMIC_RELAXED) <= keep)
+		return 0;
+	zero_guard_enter(&g);
+	table_lock();
+	park_trim_locked(zp_align_down(keep, ZP_PAGE_SIZE), &vs);
 	table_unlock();
 	bytes = park_unmap(&vs);
 	zero_guard_leave(&g);

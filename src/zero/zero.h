@@ -55,8 +55,11 @@ struct zero_config {
 	bool test_forget_moved;
 	/* Test-only: a move that succeeded reports EEXIST and nothing
 	 * moved, and wakes nobody, as Linux 6.18's does after a transient
-	 * EAGAIN (uffd.c). */
+	 * EAGAIN (uffd.c); with test_move_reports, it counts that many
+	 * pages first, and with test_move_pages, each take moves at most
+	 * that many (0: no limit). */
 	bool test_move_says_eexist;
+	unsigned test_move_reports, test_move_pages;
 };
 
 /* Defaults matching the option table (auto, reclaim on, 1 s, 256 MiB,
@@ -120,9 +123,16 @@ size_t zero_resident_sample(uintptr_t s, uintptr_t e, unsigned max_calls,
  * go to make room. Anything but one whole region is unmapped as by
  * zero_region_unmap (EINVAL unless inside one region). */
 int zero_region_park(void *p, size_t size);
+/* The same, with room: how much the caller allows parked in all when
+ * that is more than the budget (a teardown's blocks, up to what was
+ * live), park_max at most. */
+int zero_region_park_within(void *p, size_t size, size_t room);
 /* Unmap parked regions: every one (all), or those parked for longer than
  * park_delay_ns. Returns the bytes unmapped. */
 size_t zero_park_release(bool all);
+/* Unmap parked pages, the longest parked first, until at most keep bytes
+ * stay parked. Returns the bytes unmapped. */
+size_t zero_park_trim(size_t keep);
 /* Bytes parked now. */
 size_t zero_park_bytes(void);
 /* Grow or shrink a region in place, or move it when may_move; contents

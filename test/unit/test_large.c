@@ -207,6 +207,68 @@ Test(large, churned_region_is_parked_and_serves_the_next_block)
 	cr_assert(large_free(q));
 }
 
+/* Frees followed at once by allocations, until one parks: churn. A
+ * stall between them (a busy machine) only costs another try. */
+static void
+churn_until_parked(size_t size)
+{
+	for (int tries = 0; tries < 20 && !zero_park_bytes(); tries++)
+		for (int i = 0; i < 3; i++)
+			large_free(large_alloc(size, 0, 0, -1, false));
+	cr_assert_eq(zero_park_bytes(), size);
+}
+
+enum { TEARDOWN_NR = 12 };	/* of 8 MiB: past the 64 MiB budget */
+
+/* Builds TEARDOWN_NR blocks of 8 MiB after churn and frees them all. */
+static void
+tear_down(void)
+{
+	void *p[TEARDOWN_NR];
+
+	churn_until_parked(8 * MiB);
+	for (int i = 0; i < TEARDOWN_NR; i++)
+		cr_assert_not_null(p[i] = large_alloc(8 * MiB, 0, 0, -1,
+						      false));
+	for (int i = TEARDOWN_NR - 1; i >= 0; i--)
+		cr_assert(large_free(p[i]));
+}
+
+/* A teardown by a program that allocates again at once after its frees
+ * parks what was live, past the budget, for the blocks it builds next. */
+Test(large, teardown_parks_what_was_live_for_the_blocks_built_next)
+{
+	void *p[TEARDOWN_NR];
+
+	tear_down();
+	cr_assert_eq(zero_park_bytes(), TEARDOWN_NR * 8 * MiB);
+	for (int i = 0; i < TEARDOWN_NR; i++)
+		cr_assert_not_null(p[i] = large_alloc(8 * MiB, 0, 0, -1,
+						      false));
+	cr_assert_eq(zero_park_bytes(), 0, "the next blocks took it all");
+	for (int i = 0; i < TEARDOWN_NR; i++)
+		cr_assert(large_free(p[i]));
+}
+
+/* Blocks live and parked never pass the most that was live: a block
+ * grown past what its parked pages gave cuts the park back. */
+Test(large, parked_pages_never_raise_the_peak)
+{
+	size_t peak = TEARDOWN_NR * 8 * MiB;
+	void *q;
+
+	tear_down();
+	q = large_alloc(8 * MiB, 0, 0, -1, false);
+	cr_assert_eq(zero_park_bytes(), peak - 8 * MiB, "served from it");
+	q = large_resize(q, 64 * MiB);
+	cr_assert_not_null(q);
+	cr_expect_eq(zero_park_bytes(), peak - 64 * MiB);
+	q = large_resize(q, peak + 8 * MiB);
+	cr_assert_not_null(q);
+	cr_expect_eq(zero_park_bytes(), 0, "a new peak keeps nothing");
+	cr_assert(large_free(q));
+}
+
 /* --- huge pages for sizes the program fills ------------------------------ */
 
 #define HUGE ((size_t)2 << 20)

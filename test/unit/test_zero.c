@@ -696,6 +696,47 @@ Test(zero, parking_keeps_to_its_budget_and_delay)
 		cr_assert_eq(zero_region_unmap(p[i], 8 * MIB), 0);
 }
 
+/* Room past the budget (a teardown's blocks, large.c), and a trim that
+ * takes the longest parked first, cut from its end. */
+Test(zero, parking_takes_the_room_given_and_trims_the_oldest_first)
+{
+	struct zero_config c;
+	char *p[4];
+
+	zero_config_default(&c);
+	c.park_bytes = 8 * MIB;
+	c.park_max = 64 * MIB;
+	c.park_delay_ns = 60ULL * 1000 * 1000 * 1000;	/* none expires */
+	c.reclaim = false;
+	zero_boot(&c);
+	/* 8 MiB at 16 MiB boundaries: no two touch, so none merge. */
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(zero_region_take(8 * MIB, 16 * MIB, false,
+					      (void **)&p[i]), 0);
+		p[i][0] = (char)(i + 1);
+	}
+	cr_assert_eq(zero_region_park_within(p[0], 8 * MIB, 16 * MIB), 0);
+	cr_assert_eq(zero_region_park_within(p[2], 8 * MIB, 16 * MIB), 0);
+	cr_expect_eq(zero_park_bytes(), 16 * MIB, "twice the budget");
+	/* Room beyond park_max counts as park_max. */
+	cr_assert_eq(zero_region_park_within(p[1], 8 * MIB, 1ULL << 40), 0);
+	cr_assert_eq(zero_region_park_within(p[3], 8 * MIB, 1ULL << 40), 0);
+	cr_expect_eq(zero_park_bytes(), 32 * MIB);
+	cr_expect_eq(zero_park_trim(32 * MIB), 0, "nothing over");
+	/* 12 MiB: p[0], the oldest, whole; then 4 MiB off p[2]'s end. */
+	cr_expect_eq(zero_park_trim(20 * MIB), 12 * MIB);
+	cr_expect_eq(zero_park_bytes(), 20 * MIB);
+	cr_expect_not(is_mapped(p[0]));
+	cr_expect(is_mapped(p[2]));
+	cr_expect_eq(p[2][0], 3);
+	cr_expect_not(is_mapped(p[2] + 6 * MIB));
+	cr_expect(is_mapped(p[1]) && is_mapped(p[3]));
+	cr_expect_eq(zero_park_trim(0), 20 * MIB);
+	cr_expect_eq(zero_park_bytes(), 0);
+	for (int i = 0; i < 4; i++)
+		cr_expect_not(is_mapped(p[i]), "block %d", i);
+}
+
 /* Out of slots, the smallest extent goes: the oldest may be the one big
  * enough for the next block, the small ones are leftovers of cuts. */
 Test(zero, parking_out_of_slots_drops_the_smallest)
