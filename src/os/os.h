@@ -61,6 +61,9 @@ int os_commit(void *p, size_t size);
 /* Drop the contents of committed pages (MADV_DONTNEED): RSS goes, the
  * range stays usable and reads as zero afterwards. */
 int os_purge(void *p, size_t size);
+/* Unlock pages a program's mlockall locked (munlock): MADV_DONTNEED
+ * refuses locked ones. */
+int os_unlock(void *p, size_t size);
 /* Which pages of [p, p + size) are resident (mincore): vec gets one byte
  * per page, bit 0 set for a resident one. */
 int os_resident(void *p, size_t size, unsigned char *vec);
@@ -159,9 +162,11 @@ long os_write(int fd, const void *buf, size_t len);
 long os_read_file(const char *path, char *buf, size_t size);
 int os_open_write(const char *path, int *fd);
 void os_close(int fd);
-/* fd, or a copy of it at a high number (fd then closed): a descriptor we
- * keep must not take a number the program counts on getting. */
-int os_fd_out_of_the_way(int fd);
+/* A descriptor to keep: *out is fd or a copy of it at a high number (fd
+ * then closed), as a descriptor we keep must not take a number the
+ * program counts on getting. EMFILE (fd closed) under a descriptor limit
+ * too low to spare one. */
+int os_fd_keep(int fd, int *out);
 uint64_t os_now_ns(void);
 int os_gettid(void);
 int os_getpid(void);

@@ -361,6 +361,13 @@ os_purge(void *p, size_t size)
 }
 
 int
+os_unlock(void *p, size_t size)
+{
+	long r = os_syscall(SYS_munlock, p, size, 0, 0, 0, 0);
+	return r ? (int)-r : 0;
+}
+
+int
 os_resident(void *p, size_t size, unsigned char *vec)
 {
 	long r = os_syscall(SYS_mincore, p, size, vec, 0, 0, 0);
@@ -649,6 +656,10 @@ os_close(int fd)
  * process, waiting for an RCU grace period when threads share it). */
 #define FD_HIGH_TOP	1024
 #define FD_HIGH_SPAN	64
+/* Below this soft limit, every number is the program's: with `ulimit -n
+ * 8` the engine's five would leave Python three. What needs one goes
+ * without (reclaim; the pagemap's scans, for memset). */
+#define FD_KEEP_MIN	64
 
 /*
  * open() gives the lowest free number (POSIX), and programs count on it:
@@ -657,23 +668,30 @@ os_close(int fd)
  * the top of the first 1024 numbers instead, where nobody expects one.
  */
 int
-os_fd_out_of_the_way(int fd)
+os_fd_keep(int fd, int *out)
 {
 	struct { uint64_t cur, max; } lim;
 	long top, want, nfd;
 
+	*out = fd;
 	if (os_syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, (long)&lim, 0,
 		       0) != 0)
-		return fd;
+		return 0;
+	if (lim.cur < FD_KEEP_MIN) {
+		os_close(fd);
+		*out = -1;
+		return EMFILE;
+	}
 	top = lim.cur < FD_HIGH_TOP ? (long)lim.cur : FD_HIGH_TOP;
 	want = top - (top / 2 < FD_HIGH_SPAN ? top / 2 : FD_HIGH_SPAN);
 	if (want <= fd)
-		return fd;
+		return 0;
 	nfd = os_syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, want, 0, 0, 0);
 	if (nfd < 0)
-		return fd;
+		return 0;
 	os_close(fd);
-	return (int)nfd;
+	*out = (int)nfd;
+	return 0;
 }
 
 uint64_t

@@ -50,15 +50,15 @@ os_thread_is_gone(int tid)
 }
 
 int
-os_status_open(int *fd)
+os_status_open(bool keep, int *fd)
 {
 	long r = os_syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/status",
 			    O_RDONLY | O_CLOEXEC, 0, 0, 0);
 
 	if (r < 0)
 		return (int)-r;
-	*fd = os_fd_out_of_the_way((int)r);
-	return 0;
+	*fd = (int)r;
+	return keep ? os_fd_keep((int)r, fd) : 0;
 }
 
 static int
@@ -93,7 +93,7 @@ int
 os_seccomp_mode_self(void)
 {
 	int fd = -1, mode;
-	int err = os_status_open(&fd);
+	int err = os_status_open(/* keep */ false, &fd);
 
 	if (err)
 		return -err;

@@ -27,7 +27,7 @@ bool os_thread_is_gone(int tid);
  * file kept open (os_status_open: /proc/thread-self/status): 0 none,
  * 1 strict, 2 filter; a negative errno when it cannot be read.
  */
-int os_status_open(int *fd);
+int os_status_open(bool keep, int *fd);
 int os_seccomp_mode(int status_fd);
 /* The same for the calling thread, opening and closing the file. */
 int os_seccomp_mode_self(void);

@@ -69,8 +69,16 @@ sys_ioctl(int fd, unsigned long cmd, void *arg)
 	return r < 0 ? (int)-r : 0;
 }
 
+/* A probe's descriptor is closed at once: only a kept one moves. */
+static int
+opened(long r, bool keep, int *fd)
+{
+	*fd = (int)r;
+	return keep ? os_fd_keep((int)r, fd) : 0;
+}
+
 int
-os_uffd_open(bool user_mode_only, int *fd, const char **via)
+os_uffd_open(bool user_mode_only, bool keep, int *fd, const char **via)
 {
 	int flags = O_CLOEXEC | O_NONBLOCK |
 		    (user_mode_only ? UFFD_USER_MODE_ONLY : 0);
@@ -78,9 +86,8 @@ os_uffd_open(bool user_mode_only, int *fd, const char **via)
 	long dev;
 
 	if (r >= 0) {
-		*fd = os_fd_out_of_the_way((int)r);
 		*via = "syscall";
-		return 0;
+		return opened(r, keep, fd);
 	}
 	/* The sysctl refuses the system call to the unprivileged, but the
 	 * device node may be open to them (its mode is the admin's choice). */
@@ -92,9 +99,8 @@ os_uffd_open(bool user_mode_only, int *fd, const char **via)
 	os_close((int)dev);
 	if (r < 0)
 		return (int)-r;
-	*fd = os_fd_out_of_the_way((int)r);
 	*via = "dev";
-	return 0;
+	return opened(r, keep, fd);
 }
 
 int
@@ -212,8 +218,7 @@ os_pagemap_open(int *fd)
 
 	if (r < 0)
 		return (int)-r;
-	*fd = os_fd_out_of_the_way((int)r);
-	return 0;
+	return os_fd_keep((int)r, fd);
 }
 
 int
@@ -281,8 +286,14 @@ os_peek_open(int fds[2])
 			    0);
 	if (r < 0)
 		return (int)-r;
-	fds[0] = os_fd_out_of_the_way(fds[0]);
-	fds[1] = os_fd_out_of_the_way(fds[1]);
+	if (os_fd_keep(fds[0], &fds[0]) != 0) {
+		os_close(fds[1]);
+		return EMFILE;
+	}
+	if (os_fd_keep(fds[1], &fds[1]) != 0) {
+		os_close(fds[0]);
+		return EMFILE;
+	}
 	r = os_syscall(SYS_fcntl, fds[1], F_SETPIPE_SZ, PEEK_PIPE_BYTES, 0, 0,
 		       0);
 	if (r < (long)PEEK_PIPE_BYTES) {

@@ -26,9 +26,11 @@
  * call, and where that is refused, /dev/userfaultfd with USERFAULTFD_IOC_NEW.
  * user_mode_only asks for UFFD_USER_MODE_ONLY (a probe only: program memory
  * must never be registered with it, kernel accesses would EFAULT).
- * *via says which way worked ("syscall" or "dev").
+ * *via says which way worked ("syscall" or "dev"). keep: one the engine
+ * keeps (os_fd_keep places it, or refuses it: EMFILE); a probe's is not.
  */
-int os_uffd_open(bool user_mode_only, int *fd, const char **via);
+int os_uffd_open(bool user_mode_only, bool keep, int *fd,
+		 const char **via);
 /* UFFDIO_API handshake asking for features; *have gets the kernel's whole
  * feature mask when it accepts. EINVAL when a feature is unknown. */
 int os_uffd_api(int fd, uint64_t features, uint64_t *have);

@@ -111,7 +111,7 @@ helper_is_sandboxed(void)
 	int fd = zfd_get(&status_fd), mode;
 
 	if (fd < 0) {
-		if (os_status_open(&fd) != 0)
+		if (os_status_open(/* keep */ true, &fd) != 0)
 			return false;
 		zfd_set(&status_fd, fd);
 		fd = zfd_get(&status_fd);

@@ -294,7 +294,7 @@ static size_t
 reclaim_protected(uintptr_t s, uintptr_t e)
 {
 	size_t nr_pages = (e - s) / ZP_PAGE_SIZE, n = 0, i = 0, j, moved;
-	int err;
+	int err = 0;
 
 	if (uffd_window_open(s, e) != 0)
 		return 0;
@@ -317,6 +317,10 @@ reclaim_protected(uintptr_t s, uintptr_t e)
 			}
 		}
 		n += uffd_window_settle();
+		/* Locked (mlock) or protected apart from scratch: the kernel
+		 * refuses the rest of the chunk's region too. */
+		if (err == EINVAL)
+			break;
 	}
 	uffd_window_close();
 	return n;

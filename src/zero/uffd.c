@@ -72,11 +72,13 @@ open_failure(int err)
 
 	if (err == ENOSYS)
 		return "no userfaultfd (kernel or seccomp)";
+	if (err == EMFILE)
+		return "descriptor limit too low to keep one";
 	if (err != EPERM && err != EACCES)
 		return "userfaultfd refused";
 	/* Tell "user-mode-only only" apart from "nothing at all": that mode
 	 * is never used for program memory (kernel accesses would EFAULT). */
-	if (os_uffd_open(true, &fd, &via) == 0) {
+	if (os_uffd_open(true, /* keep */ false, &fd, &via) == 0) {
 		os_close(fd);
 		return "only user-mode-only uffd (EPERM)";
 	}
@@ -90,7 +92,7 @@ open_uffd(const char **via)
 	uint64_t have = 0;
 	int fd, err;
 
-	err = os_uffd_open(false, &fd, via);
+	err = os_uffd_open(false, /* keep */ true, &fd, via);
 	if (err) {
 		fmt_buf(reason, sizeof(reason), "%s", open_failure(err));
 		return err;
@@ -195,6 +197,21 @@ drop_uffd_locked(void)
 }
 
 /*
+ * Empties scratch. A program's mlockall locks it (MCL_CURRENT, or
+ * MCL_FUTURE before it was made), and MADV_DONTNEED refuses locked pages;
+ * unlocked, it empties, and the kernel then refuses a move into it from
+ * a locked home (it moves only between areas both locked or both not):
+ * locked memory, which its program wants resident, is never reclaimed.
+ */
+static void
+scratch_purge(void)
+{
+	if (os_purge((void *)scratch, ZERO_CHUNK) == EINVAL &&
+	    os_unlock((void *)scratch, ZERO_CHUNK) == 0)
+		(void)os_purge((void *)scratch, ZERO_CHUNK);
+}
+
+/*
  * The uffd and the scratch area, registered. Caller holds reclaim_lock.
  * A descriptor the program took (closed, or replaced through dup2) is
  * given up and a new one opened: its registrations went with it.
@@ -232,6 +249,7 @@ uffd_ensure(void)
 		if (err)
 			goto put;
 		scratch = (uintptr_t)p;
+		scratch_purge();	/* made under mlockall(MCL_FUTURE) */
 	}
 	err = os_uffd_register_missing(fd, (void *)scratch, ZERO_CHUNK);
 	registered = err == 0;
@@ -360,26 +378,43 @@ scratch_resident(size_t first, size_t nr)
 			   nr * ZP_PAGE_SIZE, scratch_vec + first) == 0;
 }
 
+static unsigned char home_vec[ZERO_CHUNK_PAGES];
+
+static bool
+is_adoptable(size_t i)
+{
+	return (scratch_vec[i] & 1) && !(home_vec[i] & 1) && !win_is_out(i);
+}
+
 /*
- * Pages [idx, idx + nr) that scratch holds and no report counted are
- * out: scratch can hold page i of the window only because a move put it
- * there. Up to the first page scratch lacks or that is out already
- * (prefix: what one move left), or all of them. How many were taken.
+ * Pages [idx, idx + nr) that scratch holds, home lacks and no report
+ * counted are out: scratch can hold page i of the window only because a
+ * move put it there - unless something filled scratch (a program's
+ * mlockall(MCL_CURRENT) populates it), and then home still holds its
+ * page. Up to the first page that is not (prefix: what one move left),
+ * or all of them. How many were taken.
  */
 static size_t
 adopt_resident(size_t idx, size_t nr, bool prefix)
 {
-	size_t n = 0;
+	uintptr_t home = win.start + idx * ZP_PAGE_SIZE;
+	size_t n = 0, i;
 
+	memset(home_vec + idx, 0, nr);
 	if (!scratch_resident(idx, nr))
 		return 0;
-	for (size_t i = idx; i < idx + nr; i++) {
-		bool lacks = !(scratch_vec[i] & 1) || win_is_out(i);
-
-		if (lacks && prefix)
-			break;
-		if (lacks)
+	for (i = idx; i < idx + nr && !is_adoptable(i); i++)
+		if (prefix)
+			return 0;
+	if (i == idx + nr || os_resident((void *)home, nr * ZP_PAGE_SIZE,
+					 home_vec + idx) != 0)
+		return 0;
+	for (i = idx; i < idx + nr; i++) {
+		if (!is_adoptable(i)) {
+			if (prefix)
+				break;
 			continue;
+		}
 		win_set(i);
 		n++;
 	}
@@ -405,14 +440,18 @@ uffd_window_take(uintptr_t p, size_t nr, int *err)
 
 	*err = 0;
 	while (moved < nr && !win.refused) {
+		size_t len = nr - moved;
+
+		if (zero_cfg.test_move_pages)
+			len = ZP_MIN(len, zero_cfg.test_move_pages);
 		*err = os_uffd_move(win.fd, (void *)(scratch + (idx + moved) *
 						      ZP_PAGE_SIZE),
 				    (void *)(p + moved * ZP_PAGE_SIZE),
-				    (nr - moved) * ZP_PAGE_SIZE,
-				    /* wake */ false, &done);
+				    len * ZP_PAGE_SIZE, /* wake */ false, &done);
 		if (zero_cfg.test_move_says_eexist && !*err) {
 			*err = EEXIST;
-			done = 0;
+			done = ZP_MIN(done, (size_t)zero_cfg.test_move_reports *
+						    ZP_PAGE_SIZE);
 		}
 		moved += note_moved(idx + moved, done / ZP_PAGE_SIZE);
 		/* A move that failed with EEXIST may have moved pages all
@@ -586,7 +625,7 @@ uffd_window_settle(void)
 			move_home(i);	/* a write slipped in */
 	}
 	/* What is left in scratch are the zero frames: free them. */
-	os_purge((void *)scratch, ZERO_CHUNK);
+	scratch_purge();
 	return reclaimed;
 }
 

@@ -11,8 +11,13 @@
  * zeroed and freed; under live reclaim, wait until the scanner has given
  * pages back), open /dev/null three times and check the numbers. Messages
  * go to a copy of stderr kept at a high number.
+ *
+ * Then again under `ulimit -n 16` (the program runs itself anew with
+ * that limit): the engine keeps no descriptor, so the program can open
+ * as many files as the limit leaves it, as under glibc.
  */
 #include <fcntl.h>
+#include <sys/resource.h>
 
 #include "common.h"
 #include "zpinfo.h"
@@ -54,10 +59,68 @@ engine_work(void)
 		free(b[i]);
 }
 
+#define LOW_LIMIT 16
+
+/* The allocator's work under a low limit: nothing to wait for. */
+static void
+engine_work_briefly(void)
+{
+	char *b[NR];
+
+	for (int i = 0; i < NR; i++) {
+		b[i] = calloc(1, BLOCK);
+		if (!b[i])
+			fail("calloc: %s", strerror(errno));
+		memset(b[i], 1, BLOCK);
+		memset(b[i], 0, BLOCK);
+	}
+	usleep(100 * 1000);	/* passes of the scanner, every 1 ms */
+	for (int i = 0; i < NR; i++)
+		free(b[i]);
+}
+
+static int
+limited(void)
+{
+	int free_fds = 0, opened = 0;
+
+	for (int i = 0; i < LOW_LIMIT; i++)
+		free_fds += fcntl(i, F_GETFD) < 0;
+	engine_work_briefly();
+	while (open("/dev/null", O_RDONLY) >= 0)
+		opened++;
+	if (errno != EMFILE)
+		fail("open: %s", strerror(errno));
+	if (opened != free_fds)
+		fail("under ulimit -n %d: %d opens, %d numbers were free",
+		     LOW_LIMIT, opened, free_fds);
+	fprintf(stderr, "compat_lowfd: all %d free numbers opened under "
+		"ulimit -n %d\n", opened, LOW_LIMIT);
+	return 0;
+}
+
+static void
+run_limited(const char *self)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		die("getrlimit: %s", strerror(errno));
+	rl.rlim_cur = LOW_LIMIT;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		die("setrlimit: %s", strerror(errno));
+	dup2(saved_err, 2);
+	execl("/proc/self/exe", self, "limited", (char *)NULL);
+	fail("exec: %s", strerror(errno));
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	int fd[3];
+
+	if (argc > 1 && strcmp(argv[1], "limited") == 0)
+		return limited();
 
 	saved_err = fcntl(2, F_DUPFD_CLOEXEC, 100);
 	if (saved_err < 0)
@@ -76,5 +139,6 @@ main(void)
 	}
 	dprintf(saved_err, "compat_lowfd: 0 1 2 reopened twice, %lu pages "
 		"reclaimed\n", (unsigned long)reclaimed());
-	return 0;
+	run_limited(argv[0]);
+	return 1;
 }

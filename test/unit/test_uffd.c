@@ -194,6 +194,7 @@ struct toucher {
 	ssize_t got;
 	uint64_t seen;
 	atomic_bool done;
+	atomic_int tid;
 };
 
 static void *
@@ -201,6 +202,7 @@ toucher_main(void *arg)
 {
 	struct toucher *t = arg;
 
+	atomic_store(&t->tid, (int)syscall(SYS_gettid));
 	if (t->kernel_dst)
 		t->got = read(t->fd, t->kernel_dst, t->len);
 	else if (t->value)
@@ -262,6 +264,40 @@ static void
 let_it_fault(void)
 {
 	usleep(50 * 1000);
+}
+
+/* Is thread tid asleep ('S' in its stat)? */
+static bool
+is_asleep(int tid)
+{
+	char path[64], buf[256], *s;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	s = strrchr(buf, ')');
+	return s && s[1] == ' ' && s[2] == 'S';
+}
+
+/* Until the toucher sleeps in its fault (it does nothing else), 5 s at
+ * most: a test that means the fault must not start before it. */
+static void
+wait_for_fault(struct toucher *t)
+{
+	for (int i = 0; i < 500; i++) {
+		int tid = atomic_load(&t->tid);
+
+		if (tid && is_asleep(tid))
+			return;
+		usleep(10 * 1000);
+	}
+	cr_assert_fail("the toucher never reached its fault");
 }
 
 Test(uffd, thread_write_during_window_survives)
@@ -478,12 +514,35 @@ Test(uffd, move_that_says_eexist_counts_what_it_moved)
 	take_with_write_on_page_5(3, 3);
 }
 
+/* The same after a counted prefix: the claim starts where the count
+ * stopped. */
+Test(uffd, move_that_counts_a_prefix_then_says_eexist_counts_the_rest)
+{
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	zero_cfg.test_move_says_eexist = true;
+	zero_cfg.test_move_reports = 1;
+	take_with_write_on_page_5(4, 3);
+}
+
+/* A move that stopped short, then said EEXIST: the claim stops where
+ * scratch lacks a page, and the take moves the rest. */
+Test(uffd, move_that_stops_short_then_says_eexist_moves_the_rest)
+{
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	zero_cfg.test_move_says_eexist = true;
+	zero_cfg.test_move_pages = 2;
+	take_with_write_on_page_5(5, 5);
+}
+
 /* The same bug on the way home: the move puts the page home, says EEXIST
  * and wakes nobody. The thread that faulted on the page returns before
  * the window closes, and the write the page carries is home. */
 Test(uffd, move_home_that_says_eexist_wakes_the_fault)
 {
 	struct toucher t;
+	uint64_t faults;
 	pthread_t th;
 	char *p;
 
@@ -494,9 +553,11 @@ Test(uffd, move_home_that_says_eexist_wakes_the_fault)
 	take_out(p, 10, 4);
 	zero_cfg.test_move_says_eexist = true;	/* on the way home only */
 	t = (struct toucher){ .word = (uint64_t *)(p + 11 * PAGE + 64) };
+	faults = faults_handled();
 	cr_assert_eq(pthread_create(&th, NULL, toucher_main, &t), 0);
-	let_it_fault();
+	wait_for_fault(&t);
 	cr_expect_eq(uffd_window_settle(), 3, "pages 10, 12 and 13");
+	cr_assert_gt(faults_handled(), faults, "the touch never faulted");
 	for (int i = 0; i < 200 && !atomic_load(&t.done); i++)
 		usleep(10 * 1000);
 	cr_expect(atomic_load(&t.done), "the fault slept on: nobody woke it");
@@ -565,6 +626,59 @@ Test(uffd, mlockall_after_a_window_returns)
 	expect_mlockall_returns();
 	cr_expect_eq(zero_region_unmap(p, ZERO_CHUNK), 0);
 }
+
+#ifndef UNDER_ASAN
+/* A take of a fresh window of 4 pages that scratch refuses: err, and no
+ * page counted out. */
+static void
+expect_take_refused(int want)
+{
+	char *p = fresh_window();
+	int err;
+
+	cr_expect_eq(uffd_window_take((uintptr_t)p, 4, &err), 0);
+	cr_expect_eq(err, want, "err %d", err);
+	cr_expect_eq(uffd_nr_adopted(), 0, "pages scratch held were adopted");
+	cr_expect_eq(uffd_window_settle(), 0);
+	uffd_window_close();
+	reclaim_unlock();
+	cr_expect_eq(zero_region_unmap(p, ZERO_CHUNK), 0);
+}
+
+/* Four pages of a fresh window out and back as zero pages. */
+static void
+expect_reclaim_works(void)
+{
+	char *p = window_with_pages_out(0, 4);
+
+	cr_expect_eq(uffd_window_settle(), 4);
+	uffd_window_close();
+	reclaim_unlock();
+	cr_expect_eq(zero_region_unmap(p, ZERO_CHUNK), 0);
+}
+
+/* A program's mlockall(MCL_CURRENT) fills scratch between windows, and
+ * locks it: no page it holds may count as moved out (home still has its
+ * page), and the settle after empties scratch for the windows after it,
+ * unlocked, as MADV_DONTNEED refuses locked pages. */
+Test(uffd, scratch_filled_by_mlockall_counts_nothing)
+{
+	boot(ZERO_UFFD_AUTO, false, 0);
+	need_uffd();
+	expect_reclaim_works();
+	/* Filled, then unlocked: the move says EEXIST. */
+	cr_assert_eq(mlockall(MCL_CURRENT), 0);
+	munlockall();
+	expect_take_refused(EEXIST);
+	expect_reclaim_works();
+	/* Filled and locked: the kernel refuses a move between a locked
+	 * area and one that is not. */
+	cr_assert_eq(mlockall(MCL_CURRENT), 0);
+	expect_take_refused(EINVAL);
+	expect_reclaim_works();
+	munlockall();
+}
+#endif
 
 /*
  * A program maps a file into a chunk under reclaim behind the engine's
