@@ -288,6 +288,7 @@ boot_core(void)
 	zero_boot(&zc);
 	large_set_huge_fill((unsigned)zp_opt.huge_fill);
 	zone_limit_set_hook(alloc_reclaim_hook);
+	zone_set_peak_hook(large_park_within_peak);
 	zero_set_idle_hook(alloc_idle_hook);
 #else
 	(void)li;

@@ -148,8 +148,9 @@ park_is_worth_locked(uint64_t now, bool first_free)
  * LARGE_CHURN_NS. Its blocks may park up to the most the process has had
  * in use, so that the blocks it builds next take no page faults (Python
  * dropping a list of 400 MiB of bytearrays and building the next: 2.4x
- * glibc's time, whose heap keeps them); park_within_peak cuts the park
- * back whenever what is in use and parked would pass that mark. Not a
+ * glibc's time, whose heap keeps them); large_park_within_peak cuts the
+ * park back whenever what is in use and parked would pass that mark
+ * (large blocks allocated or grown, or the zones grown). Not a
  * block realloc grew: such a buffer is built again from a small block
  * up, by mremap, which parked pages do not serve, and they would only
  * stand beside it until cut back (realloc's rounds: +4 to 7% peak RSS
@@ -174,15 +175,17 @@ park_room(void)
 }
 
 /* Parked pages that did not serve a new block go before it adds to the
- * peak. Called at every growth: it keeps that mark up to date. */
-static void
-park_within_peak(void)
+ * peak. Called at every growth (and by the zones' peak hook when they
+ * grow): it keeps that mark up to date. */
+void
+large_park_within_peak(void)
 {
 	size_t room = park_room();
 
 #if ZP_HAVE_ZERO
 	if (zero_park_bytes() > room)
 		zero_park_trim(room);
+	zone_note_outside_kept(zero_park_bytes() >> ZP_PAGE_SHIFT);
 #else
 	(void)room;
 #endif
@@ -532,7 +535,7 @@ large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 		large_unmap(p, size, flags, /* park */ false, 0);
 		return NULL;
 	}
-	park_within_peak();
+	large_park_within_peak();
 	return p;
 }
 
@@ -572,6 +575,9 @@ large_free(void *p)
 		learn_fill(p, size & ~LARGE_FLAG_MASK, size & LARGE_HUGE_BIT);
 	large_unmap(p, size & ~LARGE_FLAG_MASK, size & LARGE_FLAG_MASK,
 		    park || room, room);
+#if ZP_HAVE_ZERO
+	zone_note_outside_kept(zero_park_bytes() >> ZP_PAGE_SHIFT);
+#endif
 	zone_note_outside(__atomic_load_n(&large.st.bytes, __ATOMIC_RELAXED) >>
 			  ZP_PAGE_SHIFT);
 	return true;
@@ -645,7 +651,7 @@ large_resize(void *p, size_t n)
 	large.st.nr_remap++;
 	zp_unlock(&large.lock);
 	if (new_size > old)
-		park_within_peak();
+		large_park_within_peak();
 	return q;
 }
 

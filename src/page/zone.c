@@ -653,7 +653,7 @@ alloc_locked(struct zone *z, unsigned order, unsigned gfp)
 	/* New pages came in while free ones may be kept for the background
 	 * pass (pg, and any block the caller took before, is off the lists,
 	 * so the purge may drop the lock). */
-	if (zp_unlikely(grew) && zone_timer_alive(os_now_ns()))
+	if (zp_unlikely(grew))
 		zone_purge_after_grow_locked(z);
 	return pg;
 }

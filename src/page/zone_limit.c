@@ -43,6 +43,7 @@
 #define MIN_INTERVAL_NS	((uint64_t)50 * 1000 * 1000)
 
 enum { PRESSURE_NONE, PRESSURE_LOW, PRESSURE_MIN };
+enum { DUE_LIMIT = 1, DUE_PEAK = 2 };
 
 static struct {
 	struct zp_lock lock;
@@ -55,9 +56,10 @@ static struct {
 	int state;			/* PRESSURE_* (lock) */
 	uint64_t last_min_ns;		/* last direct reclaim (lock) */
 	bool react_low, react_min;	/* a reaction is due (lock) */
-	bool hook_due;			/* atomic: the hook's part is due */
+	unsigned hook_due;		/* atomic: DUE_* of the hooks due */
 	uint64_t nr_low, nr_min;	/* reactions run */
 	void (*hook)(void);		/* more to give back (malloc layer) */
+	void (*peak_hook)(void);	/* pages kept outside the zones */
 } zlimit = { .lock = ZP_LOCK_INIT };
 
 void
@@ -89,6 +91,18 @@ void
 zone_limit_set_hook(void (*hook)(void))
 {
 	__atomic_store_n(&zlimit.hook, hook, __ATOMIC_RELEASE);
+}
+
+void
+zone_set_peak_hook(void (*hook)(void))
+{
+	__atomic_store_n(&zlimit.peak_hook, hook, __ATOMIC_RELEASE);
+}
+
+void
+zone_peak_hook_due(void)
+{
+	__atomic_or_fetch(&zlimit.hook_due, DUE_PEAK, __ATOMIC_RELEASE);
 }
 
 /* Pages still to be had under the limit (UINT64_MAX without one). */
@@ -190,20 +204,24 @@ zone_limit_react(void)
 	if (!low && !min)
 		return;
 	zone_purge(/* all */ true);
-	__atomic_store_n(&zlimit.hook_due, true, __ATOMIC_RELEASE);
+	__atomic_or_fetch(&zlimit.hook_due, DUE_LIMIT, __ATOMIC_RELEASE);
 }
 
 void
 zone_limit_run_hook(void)
 {
-	void (*hook)(void);
+	void (*hook)(void), (*peak_hook)(void);
+	unsigned due;
 
-	if (zp_likely(!__atomic_load_n(&zlimit.hook_due, __ATOMIC_RELAXED)) ||
-	    !__atomic_exchange_n(&zlimit.hook_due, false, __ATOMIC_ACQUIRE))
+	if (zp_likely(!__atomic_load_n(&zlimit.hook_due, __ATOMIC_RELAXED)))
 		return;
+	due = __atomic_exchange_n(&zlimit.hook_due, 0, __ATOMIC_ACQUIRE);
 	hook = __atomic_load_n(&zlimit.hook, __ATOMIC_ACQUIRE);
-	if (hook)
+	peak_hook = __atomic_load_n(&zlimit.peak_hook, __ATOMIC_ACQUIRE);
+	if ((due & DUE_LIMIT) && hook)
 		hook();
+	if ((due & DUE_PEAK) && peak_hook)
+		peak_hook();
 }
 
 /* The retained budget's ceiling: 1/64 of the limit, from 1 MiB to

@@ -161,10 +161,12 @@ zone_purge_check_locked(struct zone *z, uint64_t now)
 		zone_purge_run_locked(z, now, budget);
 }
 
-/* The zone grew (zone.c) while the timer runs (without it nothing is
- * kept, and the peak is what the pages in use make it): kept pages that
- * would now raise the peak go (zone_purge.c). */
+/* The zone grew (zone.c): kept pages that would now raise the peak go
+ * (zone_purge.c), the zones' own at once (only while the timer runs:
+ * without it the free path keeps none), those kept outside them by the
+ * peak hook (zone_limit.c). */
 void zone_purge_after_grow_locked(struct zone *z);
+void zone_peak_hook_due(void);
 
 /* An allocation took known-zero block pg (under z->lock): if the zone
  * purged it less than a purge delay ago, the budget grows by its pages

@@ -489,6 +489,7 @@ zone_purge(bool all)
  */
 uint64_t zone_timer_until_ns;
 static uint64_t outside_pages;		/* atomic: in use outside the zones */
+static uint64_t outside_kept_pages;	/* atomic: kept outside them */
 static uint64_t peak_use_pages;		/* atomic: the most in use */
 
 void
@@ -496,6 +497,7 @@ zone_purge_reset(void)
 {
 	__atomic_store_n(&zone_timer_until_ns, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&outside_pages, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&outside_kept_pages, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&peak_use_pages, 0, __ATOMIC_RELAXED);
 }
 
@@ -503,6 +505,12 @@ void
 zone_note_outside(uint64_t pages)
 {
 	__atomic_store_n(&outside_pages, pages, __ATOMIC_RELAXED);
+}
+
+void
+zone_note_outside_kept(uint64_t pages)
+{
+	__atomic_store_n(&outside_kept_pages, pages, __ATOMIC_RELAXED);
 }
 
 /* Read without the zone's lock, a heuristic's input: three counters read
@@ -583,10 +591,16 @@ purge_kept_locked(struct zone *z, uint64_t now, uint64_t *over)
 void
 zone_purge_after_grow_locked(struct zone *z)
 {
-	uint64_t over = kept_over_peak();
+	uint64_t now = os_now_ns(), over, peak, dirty, use;
+	uint64_t kept = __atomic_load_n(&outside_kept_pages, __ATOMIC_RELAXED);
 
-	if (over)
-		purge_kept_locked(z, os_now_ns(), &over);
+	if (zone_timer_alive(now) && (over = kept_over_peak()) != 0)
+		purge_kept_locked(z, now, &over);
+	if (kept) {
+		use = use_and_peak(&peak, &dirty);
+		if (use + dirty + kept > peak)
+			zone_peak_hook_due();
+	}
 }
 
 void

@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "smaps.h"
+#include "malloc/alloc.h"
 #include "malloc/large.h"
 #include "malloc/init.h"
 #include "os/os.h"
@@ -267,6 +268,24 @@ Test(large, parked_pages_never_raise_the_peak)
 	cr_assert_not_null(q);
 	cr_expect_eq(zero_park_bytes(), 0, "a new peak keeps nothing");
 	cr_assert(large_free(q));
+}
+
+/* The same when the zones grow after a teardown (a program dropping its
+ * buffers and building a heap of small objects): parked pages go as the
+ * zones' pages come. */
+Test(large, parked_pages_give_way_to_the_zones)
+{
+	enum { NR = 128 };		/* of 512 KiB: 64 MiB of zone pages */
+	void *p[NR];
+
+	tear_down();
+	cr_assert_eq(zero_park_bytes(), TEARDOWN_NR * 8 * MiB);
+	for (int i = 0; i < NR; i++)
+		cr_assert_not_null(p[i] = alloc_malloc(512 << 10));
+	cr_expect_leq(zero_park_bytes(), (TEARDOWN_NR * 8 - 64 + 4) * MiB,
+		      "%zu MiB still parked", zero_park_bytes() / MiB);
+	for (int i = 0; i < NR; i++)
+		alloc_free(p[i]);
 }
 
 /* --- huge pages for sizes the program fills ------------------------------ */
