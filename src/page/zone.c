@@ -653,7 +653,9 @@ alloc_locked(struct zone *z, unsigned order, unsigned gfp)
 	/* New pages came in while free ones may be kept for the background
 	 * pass (pg, and any block the caller took before, is off the lists,
 	 * so the purge may drop the lock). */
-	if (zp_unlikely(grew))
+	if (zp_unlikely(grew) &&
+	    (zone_timer_alive(os_now_ns()) ||
+	     __atomic_load_n(&zone_outside_kept_pages, __ATOMIC_RELAXED)))
 		zone_purge_after_grow_locked(z);
 	return pg;
 }

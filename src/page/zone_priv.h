@@ -131,6 +131,10 @@ zone_timer_alive(uint64_t now)
 	return now < __atomic_load_n(&zone_timer_until_ns, __ATOMIC_RELAXED);
 }
 
+/* Pages kept for reuse outside the zones (zone_note_outside_kept).
+ * Atomic. */
+extern uint64_t zone_outside_kept_pages;
+
 /* Zones smaller than this give excess back at the free even while the
  * timer runs: refaulting a few MiB costs little, and a small program's
  * other memory (thread stacks, which the zones cannot see) grows beside
@@ -161,10 +165,10 @@ zone_purge_check_locked(struct zone *z, uint64_t now)
 		zone_purge_run_locked(z, now, budget);
 }
 
-/* The zone grew (zone.c): kept pages that would now raise the peak go
- * (zone_purge.c), the zones' own at once (only while the timer runs:
- * without it the free path keeps none), those kept outside them by the
- * peak hook (zone_limit.c). */
+/* The zone grew (zone.c) while pages are kept, the zones' own (only while
+ * the timer runs: without it the free path keeps none) or outside them:
+ * those that would now raise the peak go (zone_purge.c), the zones' own
+ * at once, the others by the peak hook (zone_limit.c). */
 void zone_purge_after_grow_locked(struct zone *z);
 void zone_peak_hook_due(void);
 

@@ -489,7 +489,7 @@ zone_purge(bool all)
  */
 uint64_t zone_timer_until_ns;
 static uint64_t outside_pages;		/* atomic: in use outside the zones */
-static uint64_t outside_kept_pages;	/* atomic: kept outside them */
+uint64_t zone_outside_kept_pages;
 static uint64_t peak_use_pages;		/* atomic: the most in use */
 
 void
@@ -497,7 +497,7 @@ zone_purge_reset(void)
 {
 	__atomic_store_n(&zone_timer_until_ns, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&outside_pages, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&outside_kept_pages, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&zone_outside_kept_pages, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&peak_use_pages, 0, __ATOMIC_RELAXED);
 }
 
@@ -510,7 +510,7 @@ zone_note_outside(uint64_t pages)
 void
 zone_note_outside_kept(uint64_t pages)
 {
-	__atomic_store_n(&outside_kept_pages, pages, __ATOMIC_RELAXED);
+	__atomic_store_n(&zone_outside_kept_pages, pages, __ATOMIC_RELAXED);
 }
 
 /* Read without the zone's lock, a heuristic's input: three counters read
@@ -592,7 +592,7 @@ void
 zone_purge_after_grow_locked(struct zone *z)
 {
 	uint64_t now = os_now_ns(), over, peak, dirty, use;
-	uint64_t kept = __atomic_load_n(&outside_kept_pages, __ATOMIC_RELAXED);
+	uint64_t kept = __atomic_load_n(&zone_outside_kept_pages, __ATOMIC_RELAXED);
 
 	if (zone_timer_alive(now) && (over = kept_over_peak()) != 0)
 		purge_kept_locked(z, now, &over);
