@@ -145,16 +145,16 @@ park_is_worth_locked(uint64_t now, bool first_free)
 /*
  * A teardown: frees in a row (not the first since an allocation) by a
  * program whose allocations have followed its frees within
- * LARGE_CHURN_NS. Its blocks may park up to the most the process has had
- * in use, so that the blocks it builds next take no page faults (Python
- * dropping a list of 400 MiB of bytearrays and building the next: 2.4x
- * glibc's time, whose heap keeps them); large_park_within_peak cuts the
- * park back whenever what is in use and parked would pass that mark
- * (large blocks allocated or grown, or the zones grown). Not a
- * block realloc grew: such a buffer is built again from a small block
- * up, by mremap, which parked pages do not serve, and they would only
- * stand beside it until cut back (realloc's rounds: +4 to 7% peak RSS
- * with that bound, +31% without it).
+ * LARGE_CHURN_NS. Its blocks park (up to park_max, for the park delay),
+ * so that the blocks it builds next take no page faults (Python dropping
+ * a list of 400 MiB of bytearrays and building the next: 2.4x glibc's
+ * time, whose heap keeps them); park_within_peak cuts the park back
+ * whenever memory comes from elsewhere (a large block mapped or grown,
+ * the zones grown) and would take the resident set past its peak with
+ * them. Not a block realloc grew: such a buffer is built again from a
+ * small block up, by mremap, which parked pages do not serve, and they
+ * would only stand beside it until cut back (realloc's rounds: +4 to 7%
+ * peak RSS even so, +31% without the cuts).
  */
 static bool
 is_teardown_locked(bool first_free, size_t size)
@@ -164,31 +164,47 @@ is_teardown_locked(bool first_free, size_t size)
 	       large.reuse_ns <= LARGE_CHURN_NS;
 }
 
-/* Bytes that may stay parked: the zones' sums read without their locks
- * and the blocks live, a heuristic's inputs. */
+/*
+ * Of parked bytes, how many may stay while coming more become resident:
+ * as many as keep the resident set within the most it has been (the
+ * kernel's high-water mark). Parked pages are resident (a teardown's
+ * blocks were written), so what the process adds beside them raises its
+ * peak by as much. Sizes mapped would not do: one untouched 1 GiB block
+ * made room for 400 MiB parked beside 400 MiB of new objects (803 MiB
+ * peak against glibc's 405). A read of /proc/self/status, made only
+ * while pages are parked.
+ */
 static size_t
-park_room(void)
+park_room(size_t parked, size_t coming)
 {
-	uint64_t live = __atomic_load_n(&large.st.bytes, __ATOMIC_RELAXED);
+	size_t rss, peak, over;
 
-	return zone_room_under_peak(live >> ZP_PAGE_SHIFT) << ZP_PAGE_SHIFT;
+	if (os_rss_and_peak(&rss, &peak) != 0)
+		return 0;
+	over = rss + coming > peak ? rss + coming - peak : 0;
+	return parked > over ? parked - over : 0;
 }
 
-/* Parked pages that did not serve a new block go before it adds to the
- * peak. Called at every growth (and by the zones' peak hook when they
- * grow): it keeps that mark up to date. */
-void
-large_park_within_peak(void)
+/* Parked pages go before coming bytes from elsewhere raise the peak. */
+static void
+park_within_peak(size_t coming)
 {
-	size_t room = park_room();
-
 #if ZP_HAVE_ZERO
-	if (zero_park_bytes() > room)
+	size_t parked = zero_park_bytes(), room;
+
+	if (parked && (room = park_room(parked, coming)) < parked)
 		zero_park_trim(room);
 	zone_note_outside_kept(zero_park_bytes() >> ZP_PAGE_SHIFT);
 #else
-	(void)room;
+	(void)coming;
 #endif
+}
+
+/* The zones' peak hook: they grew by a step while pages were parked. */
+void
+large_park_within_peak(void)
+{
+	park_within_peak(ZP_COMMIT_STEP);
 }
 
 /* A smoothed gap: the first one as it is, then a quarter of each new. */
@@ -535,7 +551,7 @@ large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 		large_unmap(p, size, flags, /* park */ false, 0);
 		return NULL;
 	}
-	large_park_within_peak();
+	park_within_peak(recycled ? 0 : size);
 	return p;
 }
 
@@ -568,7 +584,7 @@ large_free(void *p)
 	park = park_is_worth_locked(large.last_free_ns, first);
 	teardown = is_teardown_locked(first, size);
 	zp_unlock(&large.lock);
-	room = teardown ? park_room() : 0;
+	room = teardown ? SIZE_MAX : 0;
 
 	/* A parked region's pages were resident before the block was. */
 	if (!(size & (LARGE_LOW32 | LARGE_PLACED | LARGE_RECYCLED_BIT)))
@@ -651,7 +667,7 @@ large_resize(void *p, size_t n)
 	large.st.nr_remap++;
 	zp_unlock(&large.lock);
 	if (new_size > old)
-		large_park_within_peak();
+		park_within_peak(new_size - old);
 	return q;
 }
 

@@ -38,8 +38,8 @@ void *large_alloc(size_t n, size_t align, unsigned flags, int node,
  * not ours. A recently freed block freed again is fatal. The region may
  * stay mapped for a while, parked for the next large block. */
 bool large_free(void *p);
-/* Parked pages go where, with what is in use, they would take the
- * process past the most it has had in use (the zones' peak hook). */
+/* Parked pages go where, with a zone step more resident, they would take
+ * the resident set past its peak (the zones' peak hook). */
 void large_park_within_peak(void);
 /* The usable size of a live large block, 0 when p is not one. */
 size_t large_usable_size(const void *p);

@@ -167,6 +167,9 @@ void os_close(int fd);
  * program counts on getting. EMFILE (fd closed) under a descriptor limit
  * too low to spare one. */
 int os_fd_keep(int fd, int *out);
+/* Whether the limit allows one: asked before opening, so that even a
+ * descriptor closed at once never takes one of the program's few. */
+bool os_fd_can_keep(void);
 uint64_t os_now_ns(void);
 int os_gettid(void);
 int os_getpid(void);
@@ -174,6 +177,9 @@ int os_getpid(void);
 uint64_t os_random64(void);
 /* Resident set size of this process in bytes, from /proc/self/statm. */
 size_t os_rss_bytes(void);
+/* The resident set now and the most it has been (the kernel's high-water
+ * mark), in bytes, from /proc/self/status. */
+int os_rss_and_peak(size_t *rss, size_t *peak);
 
 /* Copies len bytes from addr if every one is readable; false otherwise
  * (never faults). For judging pointers the program hands us. */

@@ -667,22 +667,36 @@ os_close(int fd)
  * descriptor we keep (userfaultfd, pagemap, the peek pipe) lives near
  * the top of the first 1024 numbers instead, where nobody expects one.
  */
+static uint64_t
+fd_soft_limit(void)
+{
+	struct { uint64_t cur, max; } lim;
+
+	if (os_syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, (long)&lim, 0,
+		       0) != 0)
+		return UINT64_MAX;
+	return lim.cur;
+}
+
+bool
+os_fd_can_keep(void)
+{
+	return fd_soft_limit() >= FD_KEEP_MIN;
+}
+
 int
 os_fd_keep(int fd, int *out)
 {
-	struct { uint64_t cur, max; } lim;
+	uint64_t cur = fd_soft_limit();
 	long top, want, nfd;
 
 	*out = fd;
-	if (os_syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, (long)&lim, 0,
-		       0) != 0)
-		return 0;
-	if (lim.cur < FD_KEEP_MIN) {
+	if (cur < FD_KEEP_MIN) {
 		os_close(fd);
 		*out = -1;
 		return EMFILE;
 	}
-	top = lim.cur < FD_HIGH_TOP ? (long)lim.cur : FD_HIGH_TOP;
+	top = cur < FD_HIGH_TOP ? (long)cur : FD_HIGH_TOP;
 	want = top - (top / 2 < FD_HIGH_SPAN ? top / 2 : FD_HIGH_SPAN);
 	if (want <= fd)
 		return 0;
@@ -775,6 +789,20 @@ meminfo_field(const char *buf, const char *key)
 	const char *s = strstr(buf, key);
 
 	return s ? parse_size(s + strlen(key)) << 10 : 0;
+}
+
+/* One read of status: the kernel computes both from the same counters
+ * (statm and getrusage, read apart, differ by up to a MiB). */
+int
+os_rss_and_peak(size_t *rss, size_t *peak)
+{
+	char buf[2048];
+
+	if (os_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
+		return EIO;
+	*rss = meminfo_field(buf, "VmRSS:");
+	*peak = meminfo_field(buf, "VmHWM:");
+	return *peak ? 0 : EIO;
 }
 
 static size_t

@@ -52,9 +52,12 @@ os_thread_is_gone(int tid)
 int
 os_status_open(bool keep, int *fd)
 {
-	long r = os_syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/status",
-			    O_RDONLY | O_CLOEXEC, 0, 0, 0);
+	long r;
 
+	if (!os_fd_can_keep())
+		return EMFILE;
+	r = os_syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/status",
+		       O_RDONLY | O_CLOEXEC, 0, 0, 0);
 	if (r < 0)
 		return (int)-r;
 	*fd = (int)r;

@@ -82,9 +82,11 @@ os_uffd_open(bool user_mode_only, bool keep, int *fd, const char **via)
 {
 	int flags = O_CLOEXEC | O_NONBLOCK |
 		    (user_mode_only ? UFFD_USER_MODE_ONLY : 0);
-	long r = os_syscall(SYS_userfaultfd, flags, 0, 0, 0, 0, 0);
-	long dev;
+	long r, dev;
 
+	if (keep && !os_fd_can_keep())
+		return EMFILE;
+	r = os_syscall(SYS_userfaultfd, flags, 0, 0, 0, 0, 0);
 	if (r >= 0) {
 		*via = "syscall";
 		return opened(r, keep, fd);
@@ -213,9 +215,12 @@ os_uffd_read(int fd, struct os_uffd_fault *out)
 int
 os_pagemap_open(int *fd)
 {
-	long r = os_syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap",
-			    O_RDONLY | O_CLOEXEC, 0, 0, 0);
+	long r;
 
+	if (!os_fd_can_keep())
+		return EMFILE;
+	r = os_syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap",
+		       O_RDONLY | O_CLOEXEC, 0, 0, 0);
 	if (r < 0)
 		return (int)-r;
 	return os_fd_keep((int)r, fd);
@@ -282,8 +287,11 @@ os_read_self_gather(void *dst, const uintptr_t *src, size_t nr, size_t each,
 int
 os_peek_open(int fds[2])
 {
-	long r = os_syscall(SYS_pipe2, fds, O_CLOEXEC | O_NONBLOCK, 0, 0, 0,
-			    0);
+	long r;
+
+	if (!os_fd_can_keep())
+		return EMFILE;
+	r = os_syscall(SYS_pipe2, fds, O_CLOEXEC | O_NONBLOCK, 0, 0, 0, 0);
 	if (r < 0)
 		return (int)-r;
 	if (os_fd_keep(fds[0], &fds[0]) != 0) {

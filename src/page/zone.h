@@ -161,10 +161,6 @@ bool zone_purge_timed(uint64_t interval_ns);
 void zone_purge_before_map(uint64_t outside_pages);
 /* The pages in use outside the zones changed (a large block went). */
 void zone_note_outside(uint64_t outside_pages);
-/* The same, and how many pages may be kept for reuse outside the zones
- * (parked large blocks) without taking the process past the most it has
- * had in use, with the zones' own kept pages counted first. */
-uint64_t zone_room_under_peak(uint64_t outside_pages);
 /* Pages kept for reuse outside the zones now (parked large blocks). */
 void zone_note_outside_kept(uint64_t pages);
 /* Boot: no timer, no peak yet. */
@@ -214,9 +210,9 @@ void zone_print_limit(struct outbuf *o, bool json);
  * zone_limit_run_hook (one load when nothing is due). */
 void zone_limit_set_hook(void (*hook)(void));
 void zone_limit_run_hook(void);
-/* What gives back pages kept outside the zones (parked large blocks) when
- * a zone's growth would take the process past the most it has had in use
- * with them: run as the hook above is. */
+/* What gives back pages kept outside the zones (parked large blocks) if
+ * they would take the resident set past its peak: due when a zone grows
+ * while some are kept, run as the hook above is. */
 void zone_set_peak_hook(void (*hook)(void));
 /* bytes were mapped outside the zones (no lock held): sampled and reacted
  * to once per zone step's worth. */

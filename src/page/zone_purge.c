@@ -526,48 +526,27 @@ in_use_pages(const struct zone *z)
 	return all > free ? all - free : 0;
 }
 
-/* The pages in use, and the most there have been (raised to those), from
- * sums over the zones read without their locks; *dirty: the zones' kept
- * ones. */
+/* How many pages the kept ones take the process past the most it has had
+ * in use (0: none), from sums over the zones read without their locks.
+ * Raises that mark to what is in use now. */
 static uint64_t
-use_and_peak(uint64_t *peak_out, uint64_t *dirty)
+kept_over_peak(void)
 {
 	uint64_t use = __atomic_load_n(&outside_pages, __ATOMIC_RELAXED);
-	uint64_t peak;
+	uint64_t dirty = 0, peak;
 
-	*dirty = 0;
 	for (unsigned i = 0; i < nr_zones; i++) {
 		use += in_use_pages(&zone_table[i]);
-		*dirty += __atomic_load_n(&zone_table[i].buddy.nr_free_dirty,
-					  __ATOMIC_RELAXED);
+		dirty += __atomic_load_n(&zone_table[i].buddy.nr_free_dirty,
+					 __ATOMIC_RELAXED);
 	}
 	peak = __atomic_load_n(&peak_use_pages, __ATOMIC_RELAXED);
 	while (use > peak &&
 	       !__atomic_compare_exchange_n(&peak_use_pages, &peak, use, true,
 					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
-	*peak_out = ZP_MAX(peak, use);
-	return use;
-}
-
-/* How many pages the kept ones take the process past the most it has had
- * in use (0: none). */
-static uint64_t
-kept_over_peak(void)
-{
-	uint64_t peak, dirty, use = use_and_peak(&peak, &dirty);
-
+	peak = ZP_MAX(peak, use);
 	return use + dirty > peak ? use + dirty - peak : 0;
-}
-
-uint64_t
-zone_room_under_peak(uint64_t outside)
-{
-	uint64_t peak, dirty, use;
-
-	zone_note_outside(outside);
-	use = use_and_peak(&peak, &dirty);
-	return peak > use + dirty ? peak - use - dirty : 0;
 }
 
 /* Gives back the longest idle kept pages of z, *over of them at most and
@@ -591,16 +570,12 @@ purge_kept_locked(struct zone *z, uint64_t now, uint64_t *over)
 void
 zone_purge_after_grow_locked(struct zone *z)
 {
-	uint64_t now = os_now_ns(), over, peak, dirty, use;
-	uint64_t kept = __atomic_load_n(&zone_outside_kept_pages, __ATOMIC_RELAXED);
+	uint64_t now = os_now_ns(), over;
 
 	if (zone_timer_alive(now) && (over = kept_over_peak()) != 0)
 		purge_kept_locked(z, now, &over);
-	if (kept) {
-		use = use_and_peak(&peak, &dirty);
-		if (use + dirty + kept > peak)
-			zone_peak_hook_due();
-	}
+	if (__atomic_load_n(&zone_outside_kept_pages, __ATOMIC_RELAXED))
+		zone_peak_hook_due();
 }
 
 void

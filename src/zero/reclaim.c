@@ -305,7 +305,7 @@ reclaim_protected(uintptr_t s, uintptr_t e)
 		}
 		for (j = i; j < nr_pages && is_cand(j); j++)
 			;
-		while (i < j) {
+		while (i < j && err != EINVAL) {
 			moved = uffd_window_take(s + i * ZP_PAGE_SIZE, j - i,
 						 &err);
 			i += moved;
@@ -318,7 +318,8 @@ reclaim_protected(uintptr_t s, uintptr_t e)
 		}
 		n += uffd_window_settle();
 		/* Locked (mlock) or protected apart from scratch: the kernel
-		 * refuses the rest of the chunk's region too. */
+		 * would refuse the rest of the page's mapping too, which
+		 * is the whole chunk as a rule; the next pass tries again. */
 		if (err == EINVAL)
 			break;
 	}

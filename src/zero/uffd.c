@@ -48,6 +48,7 @@ static struct {
 	uintptr_t start, end;		/* the chunk; 0, 0 when closed */
 	bool refused;			/* an ioctl got EPERM/ENOSYS */
 	uint64_t out[ZERO_CHUNK_PAGES / 64];	/* page i is in scratch */
+	uint64_t asked[ZERO_CHUNK_PAGES / 64];	/* a take asked for page i */
 } win = { .fd = -1 };
 
 static uint64_t nr_faults, registered_bytes;
@@ -123,6 +124,10 @@ probe_locked(void)
 	if (zero_cfg.uffd_mode == ZERO_UFFD_OFF) {
 		fmt_buf(reason, sizeof(reason), "forced off (ZPMALLOC_UFFD=0)");
 		return ZP_ZERO_LEVEL_OFF;
+	}
+	if (!os_fd_can_keep()) {
+		fmt_buf(reason, sizeof(reason), "%s", open_failure(EMFILE));
+		return ZP_ZERO_LEVEL_KERNEL;
 	}
 	/* Under a seccomp filter we did not see installed, a userfaultfd
 	 * or ioctl call might be the one that kills the process. */
@@ -362,6 +367,7 @@ uffd_window_open(uintptr_t start, uintptr_t end)
 	win.end = end;
 	win.refused = false;
 	memset(win.out, 0, sizeof(win.out));
+	memset(win.asked, 0, sizeof(win.asked));
 	__atomic_add_fetch(&registered_bytes, end - start, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -383,16 +389,18 @@ static unsigned char home_vec[ZERO_CHUNK_PAGES];
 static bool
 is_adoptable(size_t i)
 {
-	return (scratch_vec[i] & 1) && !(home_vec[i] & 1) && !win_is_out(i);
+	return (win.asked[i / 64] & (1ULL << (i % 64))) &&
+	       (scratch_vec[i] & 1) && !(home_vec[i] & 1) && !win_is_out(i);
 }
 
 /*
- * Pages [idx, idx + nr) that scratch holds, home lacks and no report
- * counted are out: scratch can hold page i of the window only because a
- * move put it there - unless something filled scratch (a program's
- * mlockall(MCL_CURRENT) populates it), and then home still holds its
- * page. Up to the first page that is not (prefix: what one move left),
- * or all of them. How many were taken.
+ * Pages [idx, idx + nr) that a take asked for, scratch holds, home lacks
+ * and no report counted are out: scratch can hold page i of the window
+ * only because a move put it there - unless something filled scratch (a
+ * program's mlockall(MCL_CURRENT) populates it), and then home still
+ * holds its page, or never had one (a page no take asked for). Up to the
+ * first page that is not (prefix: what one move left), or all of them.
+ * How many were taken.
  */
 static size_t
 adopt_resident(size_t idx, size_t nr, bool prefix)
@@ -439,6 +447,8 @@ uffd_window_take(uintptr_t p, size_t nr, int *err)
 	unsigned retries = 0;
 
 	*err = 0;
+	for (size_t i = idx; i < idx + nr; i++)
+		win.asked[i / 64] |= 1ULL << (i % 64);
 	while (moved < nr && !win.refused) {
 		size_t len = nr - moved;
 

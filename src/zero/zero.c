@@ -596,12 +596,19 @@ struct park_victims {
 	unsigned nr;
 };
 
+/* Written under table.lock, read without it (zero_park_bytes). */
+static void
+park_bytes_set(size_t bytes)
+{
+	__atomic_store_n(&park.bytes, bytes, __ATOMIC_RELAXED);
+}
+
 static struct zero_parked
 park_remove_locked(unsigned i)
 {
 	struct zero_parked e = park.v[i];
 
-	park.bytes -= e.end - e.start;
+	park_bytes_set(park.bytes - (e.end - e.start));
 	memmove(&park.v[i], &park.v[i + 1],
 		(park.nr - i - 1) * sizeof(park.v[0]));
 	__atomic_store_n(&park.nr, park.nr - 1, __ATOMIC_RELAXED);
@@ -695,7 +702,7 @@ park_trim_locked(size_t keep, struct park_victims *out)
 			continue;
 		}
 		park.v[i].end -= cut;
-		park.bytes -= cut;
+		park_bytes_set(park.bytes - cut);
 		out->v[out->nr++] = (struct zero_parked){
 			park.v[i].end, park.v[i].end + cut, 0 };
 	}
@@ -761,7 +768,7 @@ park_pick_locked(size_t size, size_t align, struct zero_parked *got)
 		*got = park.v[fit];
 		got->end = got->start + size;
 		park.v[fit].start += size;
-		park.bytes -= size;
+		park_bytes_set(park.bytes - size);
 	} else {
 		*got = park_remove_locked((unsigned)(fit >= 0 ? fit : grow));
 	}
@@ -822,7 +829,7 @@ park_fill(uintptr_t s, uintptr_t e)
 		uintptr_t from = park.v[i].end - len;
 
 		park.v[i].end = from;
-		park.bytes -= len;
+		park_bytes_set(park.bytes - len);
 		if (park.v[i].end == park.v[i].start)
 			park_remove_locked(i);
 		err = move_over_locked(from, from + len, s);
@@ -1056,7 +1063,7 @@ region_park(uintptr_t s, uintptr_t e, size_t room)
 	}
 	park.v[park.nr] = (struct zero_parked){ s, e, now };
 	__atomic_store_n(&park.nr, park.nr + 1, __ATOMIC_RELAXED);
-	park.bytes += e - s;
+	park_bytes_set(park.bytes + (e - s));
 	park.nr_parked++;
 	table_unlock();
 	reclaim_unlock();

@@ -83,10 +83,15 @@ static int
 limited(void)
 {
 	int free_fds = 0, opened = 0;
+	struct zp_info in;
 
 	for (int i = 0; i < LOW_LIMIT; i++)
 		free_fds += fcntl(i, F_GETFD) < 0;
 	engine_work_briefly();
+	/* The engine looked and said no (zpmalloc only). */
+	if (zp_info_get(&in) && !strstr(in.level_reason, "descriptor limit"))
+		fail("under ulimit -n %d the engine says: level %d, %s",
+		     LOW_LIMIT, in.level, in.level_reason);
 	while (open("/dev/null", O_RDONLY) >= 0)
 		opened++;
 	if (errno != EMFILE)

@@ -222,22 +222,29 @@ faults_handled(void)
 	return in.nr_faults_handled;
 }
 
-/* A fresh chunk, every page written and zero again, open as a window
- * (reclaim_lock held). */
+/* A fresh chunk, its first len bytes written and zero again, open as a
+ * window (reclaim_lock held). */
 static char *
-fresh_window(void)
+fresh_window_of(size_t len)
 {
 	char *p;
 
 	cr_assert_eq(zero_region_map_aligned(ZERO_CHUNK, ZERO_CHUNK,
 					     (void **)&p), 0);
-	memset(p, 1, ZERO_CHUNK);
-	memset(p, 0, ZERO_CHUNK);
+	memset(p, 1, len);
+	memset(p, 0, len);
 	reclaim_lock();
 	cr_assert_eq(uffd_ensure(), 0);
 	cr_assert_eq(uffd_window_open((uintptr_t)p, (uintptr_t)p +
 				      ZERO_CHUNK), 0);
 	return p;
+}
+
+/* The same, every page written. */
+static char *
+fresh_window(void)
+{
+	return fresh_window_of(ZERO_CHUNK);
 }
 
 /* Move pages [first, first + nr) of window p out, as the reclaimer does. */
@@ -628,12 +635,12 @@ Test(uffd, mlockall_after_a_window_returns)
 }
 
 #ifndef UNDER_ASAN
-/* A take of a fresh window of 4 pages that scratch refuses: err, and no
- * page counted out. */
+/* A take of 4 pages of a fresh window (8 pages written, the rest never
+ * touched) that scratch refuses: err, and no page counted out. */
 static void
 expect_take_refused(int want)
 {
-	char *p = fresh_window();
+	char *p = fresh_window_of(8 * PAGE);
 	int err;
 
 	cr_expect_eq(uffd_window_take((uintptr_t)p, 4, &err), 0);
