@@ -40,8 +40,11 @@ reclaimed(void)
 	return zp_info_get(&in) ? in.nr_reclaimed_pages : 0;
 }
 
+/* wait: until the scanner has given pages back (under live reclaim);
+ * else a few of its passes (every 1 ms), under a limit that leaves it
+ * nothing to do. */
 static void
-engine_work(void)
+engine_work(bool wait)
 {
 	uint64_t before = reclaimed(), end = now_ns() + 5000000000ULL;
 	char *b[NR];
@@ -53,31 +56,16 @@ engine_work(void)
 		memset(b[i], 1, BLOCK);
 		memset(b[i], 0, BLOCK);
 	}
-	while (zp_has_reclaim() && reclaimed() == before && now_ns() < end)
+	if (!wait)
+		usleep(100 * 1000);
+	while (wait && zp_has_reclaim() && reclaimed() == before &&
+	       now_ns() < end)
 		usleep(10000);
 	for (int i = 0; i < NR; i++)
 		free(b[i]);
 }
 
 #define LOW_LIMIT 16
-
-/* The allocator's work under a low limit: nothing to wait for. */
-static void
-engine_work_briefly(void)
-{
-	char *b[NR];
-
-	for (int i = 0; i < NR; i++) {
-		b[i] = calloc(1, BLOCK);
-		if (!b[i])
-			fail("calloc: %s", strerror(errno));
-		memset(b[i], 1, BLOCK);
-		memset(b[i], 0, BLOCK);
-	}
-	usleep(100 * 1000);	/* passes of the scanner, every 1 ms */
-	for (int i = 0; i < NR; i++)
-		free(b[i]);
-}
 
 static int
 limited(void)
@@ -87,7 +75,7 @@ limited(void)
 
 	for (int i = 0; i < LOW_LIMIT; i++)
 		free_fds += fcntl(i, F_GETFD) < 0;
-	engine_work_briefly();
+	engine_work(/* wait */ false);
 	/* The engine looked and said no (zpmalloc only). */
 	if (zp_info_get(&in) && !strstr(in.level_reason, "descriptor limit"))
 		fail("under ulimit -n %d the engine says: level %d, %s",
@@ -134,7 +122,7 @@ main(int argc, char **argv)
 		close(0);
 		close(1);
 		close(2);
-		engine_work();
+		engine_work(/* wait */ true);
 		for (int i = 0; i < 3; i++)
 			fd[i] = open("/dev/null", O_RDWR);
 		for (int i = 0; i < 3; i++)

@@ -267,6 +267,21 @@ Test(large, teardown_parks_what_was_live_for_the_blocks_built_next)
 		cr_assert(large_free(p[i]));
 }
 
+/* A program's first teardown, before any allocation has followed a free:
+ * every block but the first freed parks (that one is the first free
+ * after an allocation, which parks only if allocations came within
+ * LARGE_CHURN_NS of each other: writing 8 MiB takes longer here). */
+Test(large, first_teardown_parks)
+{
+	void *p[TEARDOWN_NR];
+
+	for (int i = 0; i < TEARDOWN_NR; i++)
+		p[i] = written(large_alloc(8 * MiB, 0, 0, -1, false), 8 * MiB);
+	for (int i = TEARDOWN_NR - 1; i >= 0; i--)
+		cr_assert(large_free(p[i]));
+	cr_expect_geq(zero_park_bytes(), (TEARDOWN_NR - 1) * 8 * MiB);
+}
+
 /* Parked pages never take the resident set past its peak: a block grown
  * past what its parked pages gave cuts the park back. */
 Test(large, parked_pages_never_raise_the_peak)
