@@ -246,7 +246,7 @@ large_unmap(void *p, size_t size, unsigned flags, bool park, size_t room)
 	else if ((flags & LARGE_PLACED) || !park)
 		err = zero_region_unmap(p, size);
 	else
-		err = zero_region_park_within(p, size, room);
+		err = zero_region_park(p, size, room);
 	/* Not (all) a region any more: the program unmapped or remapped
 	 * part of its block. Unmap whatever is there. */
 	if (err)
@@ -566,7 +566,6 @@ large_free(void *p)
 	struct large_entry *e;
 	size_t size;
 	bool park, first, teardown;
-	size_t room;
 
 	zp_lock(&large.lock);
 	e = find_locked(addr);
@@ -588,13 +587,12 @@ large_free(void *p)
 	park = park_is_worth_locked(large.last_free_ns, first);
 	teardown = is_teardown_locked(first, size);
 	zp_unlock(&large.lock);
-	room = teardown ? SIZE_MAX : 0;
 
 	/* A parked region's pages were resident before the block was. */
 	if (!(size & (LARGE_LOW32 | LARGE_PLACED | LARGE_RECYCLED_BIT)))
 		learn_fill(p, size & ~LARGE_FLAG_MASK, size & LARGE_HUGE_BIT);
 	large_unmap(p, size & ~LARGE_FLAG_MASK, size & LARGE_FLAG_MASK,
-		    park || room, room);
+		    park || teardown, teardown ? SIZE_MAX : 0);
 #if ZP_HAVE_ZERO
 	zone_note_outside_kept(zero_park_bytes() >> ZP_PAGE_SHIFT);
 #endif

@@ -1072,13 +1072,7 @@ region_park(uintptr_t s, uintptr_t e, size_t room)
 }
 
 int
-zero_region_park(void *p, size_t size)
-{
-	return zero_region_park_within(p, size, 0);
-}
-
-int
-zero_region_park_within(void *p, size_t size, size_t room)
+zero_region_park(void *p, size_t size, size_t room)
 {
 	uintptr_t s = (uintptr_t)p, e = s + zp_align_up(size, ZP_PAGE_SIZE);
 	struct zero_guard g;

@@ -122,11 +122,9 @@ size_t zero_resident_sample(uintptr_t s, uintptr_t e, unsigned max_calls,
  * unmapped when it is bigger than the budget; the oldest parked regions
  * go to make room. Anything but one whole region is unmapped as by
  * zero_region_unmap (EINVAL unless inside one region). */
-int zero_region_park(void *p, size_t size);
-/* The same, with room: how much the caller allows parked in all when
- * that is more than the budget (a teardown's blocks, up to what was
- * live), park_max at most. */
-int zero_region_park_within(void *p, size_t size, size_t room);
+/* room: how much the caller allows parked in all when that is more than
+ * the budget (a teardown's blocks), park_max at most; 0 for the budget. */
+int zero_region_park(void *p, size_t size, size_t room);
 /* Unmap parked regions: every one (all), or those parked for longer than
  * park_delay_ns. Returns the bytes unmapped. */
 size_t zero_park_release(bool all);

@@ -416,7 +416,7 @@ Test(zero, parked_region_leaves_the_table_and_is_taken_back_zeroed)
 
 	cr_assert_eq(zero_region_take(len, 0, true, (void **)&p), 0);
 	memset(p, 9, len);
-	cr_assert_eq(zero_region_park(p, len), 0);
+	cr_assert_eq(zero_region_park(p, len, 0), 0);
 	cr_expect_not(zero_region_owns(p, NULL, NULL));
 	cr_expect(is_mapped(p));
 	cr_expect_eq(zero_park_bytes(), len);
@@ -428,7 +428,7 @@ Test(zero, parked_region_leaves_the_table_and_is_taken_back_zeroed)
 	cr_assert(all_zero(q, len, 64));
 	/* Without zero a parked region keeps what it held. */
 	memset(q, 4, len);
-	cr_assert_eq(zero_region_park(q, len), 0);
+	cr_assert_eq(zero_region_park(q, len, 0), 0);
 	cr_assert_eq(zero_region_take(len, 0, false, (void **)&p), 0);
 	cr_assert_eq(p, q);
 	cr_expect_eq(p[len / 2], 4);
@@ -441,7 +441,7 @@ Test(zero, parked_region_splits_for_a_smaller_block)
 
 	cr_assert_eq(zero_region_take(len, 0, true, (void **)&p), 0);
 	memset(p, 1, len);
-	cr_assert_eq(zero_region_park(p, len), 0);
+	cr_assert_eq(zero_region_park(p, len, 0), 0);
 	cr_assert_eq(zero_region_take(10 * MIB, 0, true, (void **)&q), 0);
 	cr_assert_eq(q, p);
 	cr_assert(zero_region_owns(q, NULL, &sz));
@@ -476,8 +476,8 @@ Test(zero, parked_neighbours_merge_and_serve_a_larger_block)
 		zero_region_unmap(p, len);
 		cr_skip_test("the kernel did not place the blocks together");
 	}
-	cr_assert_eq(zero_region_park(p, len), 0);
-	cr_assert_eq(zero_region_park(q, len), 0);
+	cr_assert_eq(zero_region_park(p, len, 0), 0);
+	cr_assert_eq(zero_region_park(q, len, 0), 0);
 	cr_expect_eq(zero_park_bytes(), 2 * len);
 	cr_assert_eq(zero_region_take(2 * len, 0, false, (void **)&q), 0);
 	cr_expect_eq(q, p, "the merged extent served it whole");
@@ -493,7 +493,7 @@ Test(zero, parked_region_grows_for_a_larger_block)
 
 	cr_assert_eq(zero_region_take(len, 0, true, (void **)&p), 0);
 	memset(p, 2, len);
-	cr_assert_eq(zero_region_park(p, len), 0);
+	cr_assert_eq(zero_region_park(p, len, 0), 0);
 	cr_assert_eq(zero_region_take(3 * len, 0, true, (void **)&q), 0);
 	cr_expect_eq(zero_park_bytes(), 0);
 	cr_assert(zero_region_owns(q + 3 * len - 1, NULL, NULL));
@@ -518,7 +518,7 @@ Test(zero, parked_extent_of_two_mappings_grows_keeping_its_pages)
 	memset(p, 5, 2 * len);
 	if (madvise(p, len, MADV_NOHUGEPAGE) != 0)
 		cr_skip_test("no MADV_NOHUGEPAGE to split the mapping with");
-	cr_assert_eq(zero_region_park(p, 2 * len), 0);
+	cr_assert_eq(zero_region_park(p, 2 * len, 0), 0);
 	/* A block to be written whole (huge) grows downwards too. */
 	cr_assert_eq(zero_region_take_huge(3 * len, 0, false, true, &recycled,
 					   (void **)&q), 0);
@@ -553,7 +553,7 @@ Test(zero, parked_extent_hemmed_in_moves_into_the_block)
 	p[len - 1] = 7;
 	if (madvise(p, len, MADV_NOHUGEPAGE) != 0)
 		cr_skip_test("no MADV_NOHUGEPAGE to split the mapping with");
-	cr_assert_eq(zero_region_park(p, 2 * len), 0);
+	cr_assert_eq(zero_region_park(p, 2 * len, 0), 0);
 	/* Fails where something is there already, which does as well. */
 	lo = mmap(p - PAGE, PAGE, PROT_NONE,
 		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -605,8 +605,8 @@ grow_with_other_extent(bool hem)
 		cr_skip_test("the kernel placed the blocks together");
 	memset(a, 1, len);
 	memset(b, 2, len / 2);
-	cr_assert_eq(zero_region_park(a, len), 0);
-	cr_assert_eq(zero_region_park(b, len / 2), 0);
+	cr_assert_eq(zero_region_park(a, len, 0), 0);
+	cr_assert_eq(zero_region_park(b, len / 2, 0), 0);
 	if (hem) {
 		/* Fails where something is there already, as well. */
 		lo = mmap(a - PAGE, PAGE, PROT_NONE, MAP_PRIVATE |
@@ -674,7 +674,7 @@ Test(zero, parking_keeps_to_its_budget_and_delay)
 	}
 	/* Every other one, so that no two parked blocks are neighbours. */
 	for (int i = 0; i < 8; i += 2)
-		cr_assert_eq(zero_region_park(p[i], 8 * MIB), 0);
+		cr_assert_eq(zero_region_park(p[i], 8 * MIB, 0), 0);
 	/* The oldest went to make room. */
 	cr_expect_eq(zero_park_bytes(), 16 * MIB);
 	cr_expect_not(is_mapped(p[0]));
@@ -688,7 +688,7 @@ Test(zero, parking_keeps_to_its_budget_and_delay)
 	cr_expect_not(is_mapped(p[6]));
 	/* Bigger than the budget: unmapped at once. */
 	cr_assert_eq(zero_region_take(32 * MIB, 0, false, (void **)&p[0]), 0);
-	cr_assert_eq(zero_region_park(p[0], 32 * MIB), 0);
+	cr_assert_eq(zero_region_park(p[0], 32 * MIB, 0), 0);
 	cr_expect_not(is_mapped(p[0]));
 	left = zero_park_bytes();
 	cr_expect_eq(left, 0);
@@ -715,12 +715,12 @@ Test(zero, parking_takes_the_room_given_and_trims_the_oldest_first)
 					      (void **)&p[i]), 0);
 		p[i][0] = (char)(i + 1);
 	}
-	cr_assert_eq(zero_region_park_within(p[0], 8 * MIB, 16 * MIB), 0);
-	cr_assert_eq(zero_region_park_within(p[2], 8 * MIB, 16 * MIB), 0);
+	cr_assert_eq(zero_region_park(p[0], 8 * MIB, 16 * MIB), 0);
+	cr_assert_eq(zero_region_park(p[2], 8 * MIB, 16 * MIB), 0);
 	cr_expect_eq(zero_park_bytes(), 16 * MIB, "twice the budget");
 	/* Room beyond park_max counts as park_max. */
-	cr_assert_eq(zero_region_park_within(p[1], 8 * MIB, 1ULL << 40), 0);
-	cr_assert_eq(zero_region_park_within(p[3], 8 * MIB, 1ULL << 40), 0);
+	cr_assert_eq(zero_region_park(p[1], 8 * MIB, 1ULL << 40), 0);
+	cr_assert_eq(zero_region_park(p[3], 8 * MIB, 1ULL << 40), 0);
 	cr_expect_eq(zero_park_bytes(), 32 * MIB);
 	cr_expect_eq(zero_park_trim(32 * MIB), 0, "nothing over");
 	/* 12 MiB: p[0], the oldest, whole; then 4 MiB off p[2]'s end. */
@@ -756,10 +756,10 @@ Test(zero, parking_out_of_slots_drops_the_smallest)
 	for (int i = 0; i < NR; i++)
 		cr_assert_eq(zero_region_take((size_t)(NR - i) * PAGE, MIB,
 					      false, (void **)&p[i]), 0);
-	cr_assert_eq(zero_region_park(big, 16 * MIB), 0);
+	cr_assert_eq(zero_region_park(big, 16 * MIB, 0), 0);
 	/* Every other one; the last, one page, finds the slots full. */
 	for (int i = 1; i < NR; i += 2)
-		cr_assert_eq(zero_region_park(p[i], (size_t)(NR - i) * PAGE),
+		cr_assert_eq(zero_region_park(p[i], (size_t)(NR - i) * PAGE, 0),
 			     0);
 	cr_expect(is_mapped(big), "the oldest and biggest stayed");
 	cr_expect_not(is_mapped(p[NR - 3]), "the smallest went");
@@ -787,7 +787,7 @@ Test(zero, parked_regions_expire_in_the_background)
 	zero_boot(&c);
 	cr_assert_eq(zero_region_take(8 * MIB, 0, false, (void **)&p), 0);
 	memset(p, 1, 8 * MIB);
-	cr_assert_eq(zero_region_park(p, 8 * MIB), 0);
+	cr_assert_eq(zero_region_park(p, 8 * MIB, 0), 0);
 	for (int i = 0; i < 200 && zero_park_bytes(); i++)
 		os_sleep_ns(10 * 1000 * 1000);
 	cr_expect_eq(zero_park_bytes(), 0, "still parked after 2 s");
@@ -800,11 +800,11 @@ Test(zero, park_of_part_of_a_region_just_unmaps_it)
 	char *p;
 
 	cr_assert_eq(zero_region_map(len, (void **)&p), 0);
-	cr_assert_eq(zero_region_park(p, 8 * MIB), 0);
+	cr_assert_eq(zero_region_park(p, 8 * MIB, 0), 0);
 	cr_expect_eq(zero_park_bytes(), 0);
 	cr_expect_not(is_mapped(p));
 	cr_expect(zero_region_owns(p + 8 * MIB, NULL, NULL));
-	cr_expect_eq(zero_region_park(p, 8 * MIB), EINVAL);
+	cr_expect_eq(zero_region_park(p, 8 * MIB, 0), EINVAL);
 }
 
 Test(zero, parked_region_drops_a_changed_protection)
@@ -814,7 +814,7 @@ Test(zero, parked_region_drops_a_changed_protection)
 
 	cr_assert_eq(zero_region_take(len, 0, false, (void **)&p), 0);
 	cr_assert_eq(mprotect(p + MIB, PAGE, PROT_NONE), 0);
-	cr_assert_eq(zero_region_park(p, len), 0);
+	cr_assert_eq(zero_region_park(p, len, 0), 0);
 	cr_assert_eq(zero_region_take(len, 0, /* zero */ true, (void **)&q),
 		     0);
 	cr_assert_eq(q, p);
