@@ -34,6 +34,8 @@ struct options zp_opt = {
 	.memory_limit = 0,
 };
 
+/* Whole names, so that boot looks them up without the formatter (which
+ * would otherwise sit in the code window every process maps). */
 struct opt_row {
 	const char *name;
 	long *value;
@@ -41,23 +43,23 @@ struct opt_row {
 };
 
 static const struct opt_row rows[] = {
-	{ "VERBOSE", &zp_opt.verbose, 0, 1 },
-	{ "FAKE_NUMA", &zp_opt.fake_numa, 0, 64 },
-	{ "ZONE_RESERVE_MB", &zp_opt.zone_reserve_mb, 16, 1L << 27 },
-	{ "LOW32_RESERVE_MB", &zp_opt.low32_reserve_mb, 0, 2048 },
-	{ "PURGE_DELAY_MS", &zp_opt.purge_delay_ms, 0, 1L << 30 },
-	{ "PCP_HIGH", &zp_opt.pcp_high, 0, 4096 },
-	{ "PCP_BATCH", &zp_opt.pcp_batch, 1, 1024 },
-	{ "RECLAIM", &zp_opt.reclaim, 0, 1 },
-	{ "RECLAIM_INTERVAL_MS", &zp_opt.reclaim_interval_ms, 1, 1L << 30 },
-	{ "RECLAIM_BUDGET_MB", &zp_opt.reclaim_budget_mb, 1, 1L << 30 },
-	{ "MMAP_THRESHOLD", &zp_opt.mmap_threshold, 4096, 1L << 40 },
-	{ "PARK_MB", &zp_opt.park_mb, 0, 1L << 20 },
-	{ "PARK_MS", &zp_opt.park_ms, 0, 1L << 30 },
-	{ "HUGE_FILL", &zp_opt.huge_fill, 0, 100 },
-	{ "HUGE_HEAP_MB", &zp_opt.huge_heap_mb, 0, 1L << 30 },
-	{ "ABORT_ON_FOREIGN", &zp_opt.abort_on_foreign, 0, 1 },
-	{ "MEMORY_LIMIT", &zp_opt.memory_limit, 0, 1L << 50 },
+	{ "ZPMALLOC_VERBOSE", &zp_opt.verbose, 0, 1 },
+	{ "ZPMALLOC_FAKE_NUMA", &zp_opt.fake_numa, 0, 64 },
+	{ "ZPMALLOC_ZONE_RESERVE_MB", &zp_opt.zone_reserve_mb, 16, 1L << 27 },
+	{ "ZPMALLOC_LOW32_RESERVE_MB", &zp_opt.low32_reserve_mb, 0, 2048 },
+	{ "ZPMALLOC_PURGE_DELAY_MS", &zp_opt.purge_delay_ms, 0, 1L << 30 },
+	{ "ZPMALLOC_PCP_HIGH", &zp_opt.pcp_high, 0, 4096 },
+	{ "ZPMALLOC_PCP_BATCH", &zp_opt.pcp_batch, 1, 1024 },
+	{ "ZPMALLOC_RECLAIM", &zp_opt.reclaim, 0, 1 },
+	{ "ZPMALLOC_RECLAIM_INTERVAL_MS", &zp_opt.reclaim_interval_ms, 1, 1L << 30 },
+	{ "ZPMALLOC_RECLAIM_BUDGET_MB", &zp_opt.reclaim_budget_mb, 1, 1L << 30 },
+	{ "ZPMALLOC_MMAP_THRESHOLD", &zp_opt.mmap_threshold, 4096, 1L << 40 },
+	{ "ZPMALLOC_PARK_MB", &zp_opt.park_mb, 0, 1L << 20 },
+	{ "ZPMALLOC_PARK_MS", &zp_opt.park_ms, 0, 1L << 30 },
+	{ "ZPMALLOC_HUGE_FILL", &zp_opt.huge_fill, 0, 100 },
+	{ "ZPMALLOC_HUGE_HEAP_MB", &zp_opt.huge_heap_mb, 0, 1L << 30 },
+	{ "ZPMALLOC_ABORT_ON_FOREIGN", &zp_opt.abort_on_foreign, 0, 1 },
+	{ "ZPMALLOC_MEMORY_LIMIT", &zp_opt.memory_limit, 0, 1L << 50 },
 };
 
 /* Decimal with an optional k/m/g suffix; false on anything else, and on
@@ -90,11 +92,9 @@ parse_long(const char *s, long *out)
 static void
 read_row(const struct opt_row *r)
 {
-	char name[64];
-	const char *s;
+	const char *name = r->name, *s;
 	long v;
 
-	fmt_buf(name, sizeof(name), "ZPMALLOC_%s", r->name);
 	s = secure_getenv(name);
 	if (!s)
 		return;
@@ -185,7 +185,7 @@ void
 options_print(struct outbuf *o)
 {
 	for (size_t i = 0; i < ZP_ARRAY_SIZE(rows); i++)
-		out_printf(o, "ZPMALLOC_%s=%ld\n", rows[i].name,
+		out_printf(o, "%s=%ld\n", rows[i].name,
 			   *rows[i].value);
 	out_printf(o, "ZPMALLOC_STATS=%ld\nZPMALLOC_UFFD=%s\n", zp_opt.stats,
 		   zp_opt.uffd == OPT_UFFD_OFF ? "0" : "auto");

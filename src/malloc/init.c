@@ -40,6 +40,7 @@ static int boot_owner;		/* tid of the booting thread */
 static bool key_ready;		/* tstate_key exists */
 static pthread_key_t tstate_key;
 static char mode_line[128];
+static unsigned nr_nodes;
 
 /* --- fork ----------------------------------------------------------------- */
 
@@ -256,7 +257,7 @@ boot_core(void)
 		.memory_limit = (size_t)zp_opt.memory_limit,
 		.huge_from = (size_t)zp_opt.huge_heap_mb << 20,
 	};
-	struct zone_limit_info li;
+	size_t limit;
 	int err;
 
 	err = zone_boot(&cfg);
@@ -278,11 +279,11 @@ boot_core(void)
 	/* Parked blocks are resident memory kept for reuse: a sixteenth
 	 * of the memory limit at most for the floor, and up to half the
 	 * live large blocks within an eighth of it (zero.c). */
-	zone_limit_info(&li);
+	limit = zone_limit_bytes();
 	zc.park_bytes = (size_t)zp_opt.park_mb << 20;
-	if (li.limit_bytes) {
-		zc.park_bytes = ZP_MIN(zc.park_bytes, li.limit_bytes / 16);
-		zc.park_max = li.limit_bytes / 8;
+	if (limit) {
+		zc.park_bytes = ZP_MIN(zc.park_bytes, limit / 16);
+		zc.park_max = limit / 8;
 	}
 	zc.park_delay_ns = (uint64_t)zp_opt.park_ms * 1000000;
 	zero_boot(&zc);
@@ -291,10 +292,10 @@ boot_core(void)
 	zone_set_peak_hook(large_park_within_peak);
 	zero_set_idle_hook(alloc_idle_hook);
 #else
-	(void)li;
+	(void)limit;
 #endif
-	build_mode_line(zp_opt.fake_numa ? (unsigned)zp_opt.fake_numa
-					 : cfg.nr_nodes);
+	nr_nodes = zp_opt.fake_numa ? (unsigned)zp_opt.fake_numa
+				    : cfg.nr_nodes;
 	return 0;
 }
 
@@ -311,7 +312,7 @@ boot_finish(void)
 	map_boot();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	if (zp_opt.verbose)
-		log_msg("active (version %s, %s)", ZP_VERSION, mode_line);
+		log_msg("active (version %s, %s)", ZP_VERSION, init_mode());
 }
 
 static zp_cold bool
@@ -365,9 +366,14 @@ init_is_booted(void)
 	return __atomic_load_n(&boot_state, __ATOMIC_ACQUIRE) >= BOOT_CORE;
 }
 
+/* Built when first asked for (the verbose line, the statistics), so that
+ * boot runs no formatter; two threads asking at once write the same
+ * bytes. */
 const char *
 init_mode(void)
 {
+	if (!mode_line[0])
+		build_mode_line(nr_nodes);
 	return mode_line;
 }
 

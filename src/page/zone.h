@@ -201,6 +201,8 @@ struct zone_limit_info {
 	char source[200];
 };
 void zone_limit_info(struct zone_limit_info *out);
+/* The limit alone, 0 if none is known (without zone_limit_info's text). */
+size_t zone_limit_bytes(void);
 /* The limit and the reactions, as a text line or one JSON object. */
 struct outbuf;
 void zone_print_limit(struct outbuf *o, bool json);

@@ -236,6 +236,12 @@ zone_limit_retain_max(void)
 	return ZP_MIN(ZP_MAX(cap, (uint64_t)256), (uint64_t)131072);
 }
 
+size_t
+zone_limit_bytes(void)
+{
+	return __atomic_load_n(&zlimit.limit.bytes, __ATOMIC_RELAXED);
+}
+
 void
 zone_limit_info(struct zone_limit_info *out)
 {
