@@ -59,6 +59,7 @@ static struct {
 	/* The free block of a chunk with nothing in use, kept for the next
 	 * request rather than given back at once (NULL: none). */
 	struct fblk *empty;
+	uint16_t live[SC_NR_PLAIN];	/* blocks in use, by class */
 	struct heap_stats st;
 } heap = { .lock = ZP_LOCK_INIT };
 
@@ -227,6 +228,7 @@ carve(struct fblk *b, uint32_t need, unsigned sc)
 		size = need;
 	}
 	hdr_set(h, size | sc << CLASS_SHIFT | USED);
+	heap.live[sc]++;
 	heap.st.used_bytes += size;
 	heap.st.nr_used++;
 }
@@ -301,6 +303,7 @@ release(struct hdr *h)
 
 	heap.st.used_bytes -= size;
 	heap.st.nr_used--;
+	heap.live[h->size >> CLASS_SHIFT]--;
 	/* Free before any merge: freed again after its left neighbour
 	 * took it, it still reads as freed (twice), not as a stray. The
 	 * class goes with the USED bit: a free block serves any. */
@@ -340,6 +343,12 @@ unsigned
 heap_class(const void *p, struct page *head, const char *call)
 {
 	return block_check(p, head, call)->size >> CLASS_SHIFT;
+}
+
+unsigned
+heap_live(unsigned sc)
+{
+	return __atomic_load_n(&heap.live[sc], __ATOMIC_RELAXED);
 }
 
 /* --- trim, fork, stats --------------------------------------------------- */

@@ -28,8 +28,10 @@
 #include "page/page.h"
 
 /* Requests of one class the first thread sends here before it takes
- * slabs. */
+ * slabs; for classes of HEAP_WIDE_MIN bytes and more, blocks of the class
+ * live here at once (heap_live) before it does. */
 #define HEAP_LIGHT_MAX	16
+#define HEAP_WIDE_MIN	1024
 
 /* The heap takes zone blocks of this size (stats). */
 #define HEAP_CHUNK_ORDER	4
@@ -49,6 +51,8 @@ void heap_free(void *p, struct page *head, const char *call);
 /* The class p was allocated as (checked as heap_free checks): a block
  * holds, frees and reallocs as a slab object of its class does. */
 unsigned heap_class(const void *p, struct page *head, const char *call);
+/* Blocks of class sc in use (read without the lock: a hint). */
+unsigned heap_live(unsigned sc);
 /* Gives the empty chunk kept for reuse back to the zone; bytes. */
 size_t heap_trim(void);
 

@@ -91,6 +91,43 @@ Test(alloc, small_sizes_route_to_the_heap_then_to_slabs)
 	}
 }
 
+/* A class of HEAP_WIDE_MIN bytes or more stays in the heap however often
+ * it is asked for while few of its blocks are live, and leaves it for
+ * good once HEAP_LIGHT_MAX are; a smaller class leaves after
+ * HEAP_LIGHT_MAX requests, live or not. */
+Test(alloc, wide_classes_stay_in_the_heap_until_many_are_live)
+{
+	size_t wide = 3000, light = 300;
+	void *v[HEAP_LIGHT_MAX + 1], *p;
+
+	cr_assert_geq(sizeclass_size(sizeclass_of(wide)), HEAP_WIDE_MIN);
+	cr_assert_lt(sizeclass_size(sizeclass_of(light)), HEAP_WIDE_MIN);
+	for (unsigned k = 0; k < 4 * HEAP_LIGHT_MAX; k++) {
+		p = alloc_malloc(wide);
+		cr_assert_eq(kind_of(p), PAGE_HEAP, "request %u", k);
+		alloc_free(p);
+	}
+	for (unsigned k = 0; k <= HEAP_LIGHT_MAX; k++) {
+		p = alloc_malloc(light);
+		cr_assert_eq(kind_of(p),
+			     k < HEAP_LIGHT_MAX ? PAGE_HEAP : PAGE_SLAB,
+			     "request %u", k);
+		alloc_free(p);
+	}
+	for (unsigned k = 0; k <= HEAP_LIGHT_MAX; k++) {
+		v[k] = alloc_malloc(wide);
+		cr_assert_eq(kind_of(v[k]),
+			     k < HEAP_LIGHT_MAX ? PAGE_HEAP : PAGE_SLAB,
+			     "live %u", k);
+	}
+	for (unsigned k = 0; k <= HEAP_LIGHT_MAX; k++)
+		alloc_free(v[k]);
+	/* Nothing of the class is live now: it stays on its slabs. */
+	p = alloc_malloc(wide);
+	cr_assert_eq(kind_of(p), PAGE_SLAB);
+	alloc_free(p);
+}
+
 /* The kind of page another thread's first 700-byte object lies in, once
  * the thread has a cache of its own (its first objects come from shared
  * slabs without one, heap or no heap). */

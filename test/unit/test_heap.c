@@ -182,6 +182,29 @@ Test(heap, a_block_keeps_its_class_whatever_it_holds)
 	cr_assert_eq(usable(b), 1024);
 }
 
+/* The live count of a class follows its blocks, whatever a free merges
+ * them with, and counts no other class. */
+Test(heap, live_counts_follow_each_class)
+{
+	unsigned a = sizeclass_of(2000), b = sizeclass_of(3000);
+	void *x = take(2000, false), *y = take(2000, false);
+	void *z = take(3000, false);
+
+	cr_assert_eq(heap_live(a), 2);
+	cr_assert_eq(heap_live(b), 1);
+	release(x);
+	cr_assert_eq(heap_live(a), 1);
+	release(y);			/* merges with x's block */
+	cr_assert_eq(heap_live(a), 0);
+	cr_assert_eq(heap_live(b), 1);
+	x = take(2000, false);		/* carved from the merged block */
+	cr_assert_eq(heap_live(a), 1);
+	release(z);
+	release(x);
+	cr_assert_eq(heap_live(a), 0);
+	cr_assert_eq(heap_live(b), 0);
+}
+
 Test(heap, double_free_aborts, .signal = SIGABRT)
 {
 	void *p = take(2000, false);
