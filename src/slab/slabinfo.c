@@ -81,11 +81,13 @@ slab_print_slabinfo(struct outbuf *o)
 	}
 	tcache_path_stats(&ps);
 	out_printf(o, "# slab paths: threads %lu refill %lu flush %lu "
-		   "mail %lu new_slab %lu adopt %lu orphan %lu rescue %lu\n",
+		   "mail %lu new_slab %lu adopt %lu orphan %lu rescue %lu "
+		   "taken %lu\n",
 		   (unsigned long)ps.nr_threads, (unsigned long)ps.nr_refill,
 		   (unsigned long)ps.nr_flush, (unsigned long)ps.nr_mail,
 		   (unsigned long)ps.nr_new, (unsigned long)ps.nr_adopt,
-		   (unsigned long)ps.nr_orphan, (unsigned long)ps.nr_rescue);
+		   (unsigned long)ps.nr_orphan, (unsigned long)ps.nr_rescue,
+		   (unsigned long)ps.nr_taken);
 }
 
 void
@@ -123,9 +125,11 @@ slab_print_json(struct outbuf *o)
 	tcache_path_stats(&ps);
 	out_printf(o, "],\"paths\":{\"threads\":%lu,\"refill\":%lu,"
 		   "\"flush\":%lu,\"mail\":%lu,\"new_slab\":%lu,"
-		   "\"adopt\":%lu,\"orphan\":%lu,\"rescue\":%lu}}",
+		   "\"adopt\":%lu,\"orphan\":%lu,\"rescue\":%lu,"
+		   "\"taken\":%lu}}",
 		   (unsigned long)ps.nr_threads, (unsigned long)ps.nr_refill,
 		   (unsigned long)ps.nr_flush, (unsigned long)ps.nr_mail,
 		   (unsigned long)ps.nr_new, (unsigned long)ps.nr_adopt,
-		   (unsigned long)ps.nr_orphan, (unsigned long)ps.nr_rescue);
+		   (unsigned long)ps.nr_orphan, (unsigned long)ps.nr_rescue,
+		   (unsigned long)ps.nr_taken);
 }

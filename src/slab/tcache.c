@@ -5,7 +5,8 @@
  * Owns:  struct tcache contents, the registry of live tcaches.
  * Locks: registry_lock (init/fini/stats/trim), then tc->lock (the owner's
  *        slow paths; another thread's trim), then cache->lock inside
- *        cache.c, then the zone's. Fast paths: none.
+ *        cache.c, then the zone's; take_emptied, under its own tc->lock,
+ *        only tries the registry's and other threads'. Fast paths: none.
  * Path:  tcache_alloc (inline) -> tcache_alloc_slow -> tcache_fill ->
  *          mail_drain | slab_take | slab_collect | slab_delay |
  *          spare | cache_take (orphan or reserve) | zone;
@@ -13,7 +14,8 @@
  *          flush_one [-> give_back] -> flush_edges;
  *        tcache_free_remote -> chain [-> push_chain ->
  *          CAS [-> post | cache_rescue]];
- *        malloc_trim -> tcache_trim_others -> trim_other (each thread).
+ *        malloc_trim -> tcache_trim_others -> trim_other (each thread);
+ *        get_slab -> take_emptied -> trim_class (other live threads).
  *
  * A thread holds slabs of each class on three lists: partial (a refill
  * can take from them), full (nothing local left) and one spare empty
@@ -29,10 +31,12 @@
  * Slabs change hands only under the giving thread's lock: at exit, at
  * trim, and when a thread adopts an orphan - a slab of an exited thread
  * that still has live objects - instead of carving a new slab, so that
- * objects which outlive their threads do not each pin a slab. Another
- * thread's trim takes only slabs with no object out (none live, none in
- * a bin): a live thread's malloc and free write the bits of its slabs'
- * objects without a lock (slab.h).
+ * objects which outlive their threads do not each pin a slab. Before a
+ * carve, a thread also takes the slabs that remote frees emptied in
+ * other live threads (take_emptied), as another thread's trim does: it
+ * takes only slabs with no object out (none live, none in a bin), since
+ * a live thread's malloc and free write the bits of its slabs' objects
+ * without a lock (slab.h).
  *
  * Remote frees into the same slab are chained in the freeing thread's
  * class (up to RBATCH_MAX) and pushed with one CAS; a chain goes out when
@@ -46,6 +50,7 @@
  */
 #include "slab/tcache.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "base/lock.h"
@@ -203,6 +208,7 @@ own_emptied(struct tcache *tc, struct slab *s)
 
 static zp_must_check bool push_chain(struct slab *s, uintptr_t head,
 				    uintptr_t tail, unsigned n);
+static void take_emptied(struct tcache *tc, unsigned sc);
 
 /* A slab of tc's that an object just went back to, if it was full or is
  * empty now. */
@@ -354,6 +360,29 @@ rescue_pending(void)
  * producer's messages is one CAS, and an object waits little. */
 #define RBATCH_MAX	32
 
+/*
+ * Classes in which a remote free may have left a live thread's slab with
+ * no object out. Such a slab would stay its holder's until the holder
+ * allocated from the class again or trimmed: a thread that built a table
+ * and handed it to others, or a worker idle in a pool, stranded what the
+ * others freed (larson: the main thread's 2 MiB of first objects, all
+ * freed by the workers, beside the workers' own). A thread about to
+ * carve a new slab of a class so marked takes them first (take_emptied).
+ */
+static uint8_t emptied_elsewhere[SC_NR];
+
+/* After a push that left listed objects on s's remote list: is none of
+ * s out but those (and one posted to the holder's mailbox)? inuse was
+ * read before the push; a hint, which a steal checks under the lock. */
+static void
+note_emptied(const struct slab *s, unsigned sc, unsigned inuse,
+	     uintptr_t listed)
+{
+	if (listed + 1 >= inuse && slab_owner(s) != SLAB_UNOWNED &&
+	    !__atomic_load_n(&emptied_elsewhere[sc], __ATOMIC_RELAXED))
+		__atomic_store_n(&emptied_elsewhere[sc], 1, __ATOMIC_RELAXED);
+}
+
 /* Pushes the chain head..tail (n objects of s, linked, tail's link not
  * yet set) onto s's remote list, by the rules of its state. True when
  * the caller woke s from PARKED and is to hand it to its cache. */
@@ -361,6 +390,7 @@ static zp_must_check bool
 push_chain(struct slab *s, uintptr_t head, uintptr_t tail, unsigned n)
 {
 	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+	unsigned sc = s->sc, inuse = slab_inuse(s);
 	uintptr_t list;
 
 	for (;;) {
@@ -400,8 +430,11 @@ push_chain(struct slab *s, uintptr_t head, uintptr_t tail, unsigned n)
 				    &s->remote, &old,
 				    (old & ~SLAB_LIST) + n * SLAB_COUNT_ONE +
 					    head,
-				    true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+				    true, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+				note_emptied(s, sc, inuse,
+					     (old >> SLAB_COUNT_SHIFT) + n);
 				return false;
+			}
 		}
 	}
 }
@@ -541,8 +574,11 @@ get_slab(struct tcache *tc, unsigned sc)
 		adopted = true;
 	else if ((s = cache_take(sc, tc)) != NULL)
 		adopted = true;
-	else if ((s = new_slab(tc, sc)) == NULL)
-		return NULL;
+	else {
+		take_emptied(tc, sc);
+		if ((s = new_slab(tc, sc)) == NULL)
+			return NULL;
+	}
 	if (adopted)
 		zp_stat_inc(tc->nr_adopt);
 	k->nr_slabs++;
@@ -1021,6 +1057,24 @@ trim_keep_or_take(struct tcache *tc, struct slab *s, struct slab **empties)
 	}
 }
 
+/* tc's slabs of class sc that no object is out of go onto *empties
+ * (another thread's trim, tc->lock held, its lists settled); up to
+ * budget slabs are looked at. */
+static void
+trim_class(struct tcache *tc, unsigned sc, struct slab **empties,
+	   unsigned budget)
+{
+	struct tclass *k = &tc->cls[sc];
+	struct slab *lists[2] = { k->full, k->partial }, *s, *next;
+
+	for (unsigned i = 0; i < 2; i++)
+		for (s = lists[i]; s != NULL && budget != 0; s = next) {
+			next = s->next;
+			budget--;
+			trim_keep_or_take(tc, s, empties);
+		}
+}
+
 /*
  * malloc_trim from another thread (tc->lock held): every slab of tc's
  * that remote frees emptied, and its spare, go back; one with an object
@@ -1033,19 +1087,60 @@ trim_other(struct tcache *tc)
 	settle_all(tc);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		struct tclass *k = &tc->cls[sc];
-		struct slab *empties = NULL, *s, *next;
-		struct slab *lists[2] = { k->partial, k->full };
+		struct slab *empties = NULL;
 
-		for (unsigned i = 0; i < 2; i++)
-			for (s = lists[i]; s != NULL; s = next) {
-				next = s->next;
-				trim_keep_or_take(tc, s, &empties);
-			}
+		trim_class(tc, sc, &empties, UINT_MAX);
 		if (k->spare != NULL)
 			trim_keep_or_take(tc, k->spare, &empties);
 		if (empties != NULL)
 			cache_put_list(sc, NULL, empties, tc->pcp);
 	}
+}
+
+/* Slabs of a holder a take looks at: a thread holding thousands of a
+ * class is not walked whole at every carve. */
+#define TAKE_SCAN	64
+
+/*
+ * Before tc carves a new slab of class sc (tc->lock held): the slabs of
+ * the class that remote frees emptied in other live threads go back to
+ * the zone through tc's page cache, where the carve finds their pages
+ * (full ones first: their holder does not look at them).
+ * The registry's and the holders' locks are tried, never waited for: tc's
+ * own is held, and a holder may be waiting for one of ours. A holder
+ * passed over leaves the class marked.
+ */
+static void
+take_emptied(struct tcache *tc, unsigned sc)
+{
+	bool missed = false;
+
+	if (!__atomic_load_n(&emptied_elsewhere[sc], __ATOMIC_RELAXED) ||
+	    !zp_trylock(&registry_lock))
+		return;
+	__atomic_store_n(&emptied_elsewhere[sc], 0, __ATOMIC_RELAXED);
+	for (struct tcache *o = registry_head; o != NULL; o = o->reg_next) {
+		struct slab *empties = NULL;
+
+		if (o == tc)
+			continue;
+		if (!zp_trylock(&o->lock)) {
+			missed = true;
+			continue;
+		}
+		settle_list(o->cls[sc].partial);
+		settle_list(o->cls[sc].full);
+		mail_drain(o);
+		trim_class(o, sc, &empties, TAKE_SCAN);
+		zp_unlock(&o->lock);
+		if (empties != NULL) {
+			zp_stat_inc(tc->nr_taken_emptied);
+			cache_put_list(sc, NULL, empties, tc->pcp);
+		}
+	}
+	zp_unlock(&registry_lock);
+	if (missed)
+		__atomic_store_n(&emptied_elsewhere[sc], 1, __ATOMIC_RELAXED);
 }
 
 void
@@ -1143,6 +1238,7 @@ fold_stats_locked(struct tcache *tc)
 	exited_paths.nr_new += tc->nr_new;
 	exited_paths.nr_mail += tc->nr_mail;
 	exited_paths.nr_adopt += tc->nr_adopt;
+	exited_paths.nr_taken += tc->nr_taken_emptied;
 }
 
 void
@@ -1200,6 +1296,7 @@ tcache_path_stats(struct tcache_path_stats *out)
 		out->nr_new += rd(&tc->nr_new);
 		out->nr_mail += rd(&tc->nr_mail);
 		out->nr_adopt += rd(&tc->nr_adopt);
+		out->nr_taken += rd(&tc->nr_taken_emptied);
 	}
 	zp_unlock(&registry_lock);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {

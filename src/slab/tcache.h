@@ -103,6 +103,7 @@ struct tcache {
 	uint64_t rbatch_mask[(SC_NR + 63) / 64];	/* classes with a
 							 * remote chain */
 	uint64_t nr_refill, nr_flush, nr_new, nr_mail, nr_adopt; /* stats */
+	uint64_t nr_taken_emptied;	/* stats: take_emptied's hauls */
 	struct tcache *reg_next, *reg_prev;	/* registry_lock */
 	struct tclass cls[SC_NR];
 	/* Objects remote freers posted to tell this thread that a full
@@ -282,6 +283,8 @@ void tcache_class_stats(unsigned sc, struct tcache_class_stats *out);
 struct tcache_path_stats {
 	uint64_t nr_threads, nr_refill, nr_flush, nr_new, nr_mail, nr_adopt;
 	uint64_t nr_orphan, nr_rescue;
+	/* Emptied slabs taken from other live threads (batches). */
+	uint64_t nr_taken;
 };
 void tcache_path_stats(struct tcache_path_stats *out);
 

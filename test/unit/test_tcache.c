@@ -846,6 +846,72 @@ Test(tcache, trim_from_another_thread_takes_only_emptied_slabs)
 	pthread_barrier_destroy(&trim_bar);
 }
 
+/* --- slabs emptied in a live thread, taken before a carve --------------- */
+
+static void *taken_obj[TRIM_OBJS];
+static struct tstate taken_ts;
+static pthread_barrier_t taken_bar;
+
+/* Allocates, then idles (alive) while main frees everything and
+ * allocates again. */
+static void *
+taken_owner(void *arg)
+{
+	(void)arg;
+	ts_init(&taken_ts);
+	for (unsigned i = 0; i < TRIM_OBJS; i++)
+		taken_obj[i] = tcache_alloc(&taken_ts.tc, TRIM_SC);
+	pthread_barrier_wait(&taken_bar);	/* main frees, reallocates */
+	pthread_barrier_wait(&taken_bar);
+	ts_fini(&taken_ts);
+	return NULL;
+}
+
+static uint64_t
+nr_taken(void)
+{
+	struct tcache_path_stats ps;
+
+	tcache_path_stats(&ps);
+	return ps.nr_taken;
+}
+
+/* Objects freed by another thread into the slabs of a live thread that
+ * no longer allocates serve the freer's next allocations of the class:
+ * it takes the emptied slabs before it carves new ones, without the
+ * holder's help, and the holder's slabs with an object out stay its. */
+Test(tcache, slabs_emptied_in_an_idle_thread_serve_the_next_carve)
+{
+	uint64_t before = used_pages(), held, taken = nr_taken();
+	struct tstate self;
+	pthread_t t;
+
+	pthread_barrier_init(&taken_bar, NULL, 2);
+	pthread_create(&t, NULL, taken_owner, NULL);
+	pthread_barrier_wait(&taken_bar);
+	held = used_pages() - before;
+	ts_init(&self);
+	for (unsigned i = 0; i < TRIM_OBJS; i++)
+		tcache_free_remote(taken_obj[i], &self.tc);
+	tcache_flush(&self.tc);		/* the chains go out */
+	for (unsigned i = 0; i < TRIM_OBJS; i++)
+		taken_obj[i] = tcache_alloc(&self.tc, TRIM_SC);
+	CHECK_OP(nr_taken(), >, taken, "no emptied slab was taken");
+	CHECK_OP(used_pages() - before, <, held + held / 4,
+		 "the freed slabs served nothing (%llu pages, %llu held)",
+		 (unsigned long long)(used_pages() - before),
+		 (unsigned long long)held);
+	for (unsigned i = 0; i < TRIM_OBJS; i++)
+		xfree(&self.tc, taken_obj[i]);
+	pthread_barrier_wait(&taken_bar);
+	pthread_join(t, NULL);
+	ts_fini(&self);
+	slab_trim();
+	CHECK_OP(used_pages(), ==, before, "pages leaked");
+	CHECK(zone_check_all(), "zone_check_all()");
+	pthread_barrier_destroy(&taken_bar);
+}
+
 /* Objects of slab s in v[0, n) and in the bins of me. */
 static unsigned
 count_in(const struct slab *s, void **v, unsigned n, struct tstate *me,
