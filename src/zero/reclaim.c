@@ -319,11 +319,14 @@ reclaim_protected(uintptr_t s, uintptr_t e)
 		n += uffd_window_settle();
 		/* Locked (mlock) or protected apart from scratch: the kernel
 		 * would refuse the rest of the page's mapping too, which
-		 * is the whole chunk as a rule; the next pass tries again. */
+		 * is the whole region as a rule; passes try it again after
+		 * a while. */
 		if (err == EINVAL)
 			break;
 	}
 	uffd_window_close();
+	if (err == EINVAL)
+		zero_table_refuse(s);
 	return n;
 }
 

@@ -49,6 +49,7 @@ static const struct os_scan_match resident_match = {
 struct zero_region {
 	uintptr_t start, end;
 	uint64_t born_ns;		/* when it entered the table */
+	uint64_t refused_ns;		/* passed over until then (locked) */
 };
 
 /* One table array; a grown table leaves the old one mapped (retired) for
@@ -222,7 +223,8 @@ table_insert_locked(uintptr_t start, uintptr_t end)
 	i = table_find_locked(start);
 	zp_assert(i == table.nr || tv()[i].start >= end);
 	memmove(&tv()[i + 1], &tv()[i], (table.nr - i) * sizeof(tv()[0]));
-	tv()[i] = (struct zero_region){ start, end, os_now_ns() };
+	tv()[i] = (struct zero_region){ .start = start, .end = end,
+					.born_ns = os_now_ns() };
 	__atomic_store_n(&table.nr, table.nr + 1, __ATOMIC_RELAXED);
 	table.bytes += end - start;
 	return 0;
@@ -311,6 +313,9 @@ table_read(uintptr_t addr, struct zero_region *out)
 							   __ATOMIC_RELAXED);
 				out->born_ns = __atomic_load_n(
 					&a->v[lo].born_ns, __ATOMIC_RELAXED);
+				out->refused_ns = __atomic_load_n(
+					&a->v[lo].refused_ns,
+					__ATOMIC_RELAXED);
 				found = true;
 			}
 		}
@@ -354,9 +359,10 @@ zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
 	for (;;) {
 		if (!table_read(addr, &r))
 			return false;
-		if (all_ages || r.born_ns > now ||
-		    now - r.born_ns >= zero_cfg.reclaim_interval_ns ||
-		    zero_cfg.test_break_protection)
+		if (zero_cfg.test_break_protection ||
+		    (r.refused_ns <= now &&
+		     (all_ages || r.born_ns > now ||
+		      now - r.born_ns >= zero_cfg.reclaim_interval_ns)))
 			break;
 		__atomic_store_n(&young_seen, true, __ATOMIC_RELAXED);
 		addr = r.end;
@@ -365,6 +371,28 @@ zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
 	*start = s;
 	*end = ZP_MIN(r.end, zp_align_down(s, ZERO_CHUNK) + ZERO_CHUNK);
 	return true;
+}
+
+/*
+ * The kernel refused to move pages of the region holding addr out (it is
+ * locked: mlock, mlockall): passes leave the whole region alone for a
+ * while, rather than checking its pages each interval only to be refused
+ * again (311 ms of scanner time per 5 s for 128 MiB under mlockall). A
+ * region that changes enters the table anew, unmarked.
+ */
+void
+zero_table_refuse(uintptr_t addr)
+{
+	size_t i;
+
+	table_lock();
+	i = table_find_locked(addr);
+	if (i < table.nr && tv()[i].start <= addr)
+		__atomic_store_n(&tv()[i].refused_ns,
+				 os_now_ns() + ZERO_REFUSED_INTERVALS *
+						       zero_cfg.reclaim_interval_ns,
+				 __ATOMIC_RELAXED);
+	table_unlock();
 }
 
 bool

@@ -57,8 +57,14 @@ bool zero_table_is_empty(void);
 bool zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
 			   uintptr_t *end);
 /* Whether a pass since the last call passed over a region too young to
- * reclaim (work for a later pass); clears the note. */
+ * reclaim, or one refused a while ago (work for a later pass); clears
+ * the note. */
 bool zero_table_took_young(void);
+/* The kernel refused to move the pages of the region holding addr out:
+ * passes leave it alone for ZERO_REFUSED_INTERVALS reclaim intervals.
+ * Caller holds reclaim_lock. */
+#define ZERO_REFUSED_INTERVALS	16
+void zero_table_refuse(uintptr_t addr);
 /* [start, end) is plain memory from now on (someone else registered it
  * with a userfaultfd, or the kernel refused it): forget it. Caller holds
  * reclaim_lock. */

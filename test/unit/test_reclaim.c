@@ -6,6 +6,7 @@
  * writes, which proves they can.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <linux/io_uring.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -121,6 +122,44 @@ Test(reclaim, nonzero_pages_stay)
 		if (p[i * PAGE / 8 + (i % 512)] != want)
 			cr_assert_fail("page %zu", i);
 	}
+}
+
+static uint64_t
+scanned_bytes(void)
+{
+	struct zp_zero_info in;
+
+	zero_info(&in);
+	return in.scanned_bytes;
+}
+
+/* Locked pages cannot be moved out (the kernel refuses MOVE between a
+ * locked area and scratch): passes leave a region that refused alone for
+ * ZERO_REFUSED_INTERVALS intervals, without reading its pages, and take
+ * it up again after that, unlocked by then. */
+Test(reclaim, locked_region_is_passed_over_then_taken_up_again)
+{
+	uint64_t interval = 50 * 1000 * 1000, scanned;
+	size_t len = 4 * MIB;
+	char *p;
+
+	boot(false, interval, false);
+	need_uffd();
+	cr_assert_eq(zero_region_map(len, (void **)&p), 0);
+	dirty_then_zero(p, len);
+	if (mlock(p, len) != 0)
+		cr_skip_test("mlock: %s", strerror(errno));
+	cr_expect_eq(zero_reclaim_now(), 0);
+	scanned = scanned_bytes();
+	cr_expect_eq(zero_reclaim_now(), 0);
+	cr_expect_eq(scanned_bytes(), scanned,
+		     "a refused region was scanned again at once");
+	cr_assert_eq(munlock(p, len), 0);
+	usleep((ZERO_REFUSED_INTERVALS + 2) * interval / 1000);
+	cr_expect_eq(zero_reclaim_now(), len / PAGE);
+	cr_expect_eq(zero_resident_bytes((uintptr_t)p, (uintptr_t)p + len),
+		     0);
+	cr_expect_eq(zero_region_unmap(p, len), 0);
 }
 
 /* Bytes of [p, p + len) mapped by huge pages (PAGEMAP_SCAN). */
