@@ -167,6 +167,9 @@ void os_close(int fd);
  * program counts on getting. EMFILE (fd closed) under a descriptor limit
  * too low to spare one. */
 int os_fd_keep(int fd, int *out);
+/* An open's result r (a descriptor) into *out: kept (os_fd_keep) when
+ * keep, else as it is (a probe's, closed at once by its caller). */
+int os_fd_opened(long r, bool keep, int *out);
 /* Whether the limit allows one: asked before opening, so that even a
  * descriptor closed at once never takes one of the program's few. */
 bool os_fd_can_keep(void);

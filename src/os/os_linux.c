@@ -708,6 +708,13 @@ os_fd_keep(int fd, int *out)
 	return 0;
 }
 
+int
+os_fd_opened(long r, bool keep, int *out)
+{
+	*out = (int)r;
+	return keep ? os_fd_keep((int)r, out) : 0;
+}
+
 uint64_t
 os_now_ns(void)
 {

@@ -60,8 +60,7 @@ os_status_open(bool keep, int *fd)
 		       O_RDONLY | O_CLOEXEC, 0, 0, 0);
 	if (r < 0)
 		return (int)-r;
-	*fd = (int)r;
-	return keep ? os_fd_keep((int)r, fd) : 0;
+	return os_fd_opened(r, keep, fd);
 }
 
 static int

@@ -69,14 +69,6 @@ sys_ioctl(int fd, unsigned long cmd, void *arg)
 	return r < 0 ? (int)-r : 0;
 }
 
-/* A probe's descriptor is closed at once: only a kept one moves. */
-static int
-opened(long r, bool keep, int *fd)
-{
-	*fd = (int)r;
-	return keep ? os_fd_keep((int)r, fd) : 0;
-}
-
 int
 os_uffd_open(bool user_mode_only, bool keep, int *fd, const char **via)
 {
@@ -89,7 +81,7 @@ os_uffd_open(bool user_mode_only, bool keep, int *fd, const char **via)
 	r = os_syscall(SYS_userfaultfd, flags, 0, 0, 0, 0, 0);
 	if (r >= 0) {
 		*via = "syscall";
-		return opened(r, keep, fd);
+		return os_fd_opened(r, keep, fd);
 	}
 	/* The sysctl refuses the system call to the unprivileged, but the
 	 * device node may be open to them (its mode is the admin's choice). */
@@ -102,7 +94,7 @@ os_uffd_open(bool user_mode_only, bool keep, int *fd, const char **via)
 	if (r < 0)
 		return (int)-r;
 	*via = "dev";
-	return opened(r, keep, fd);
+	return os_fd_opened(r, keep, fd);
 }
 
 int
