@@ -28,10 +28,13 @@
 #include "page/page.h"
 
 /* Requests of one class the first thread sends here before it takes
- * slabs; for classes of HEAP_WIDE_MIN bytes and more, blocks of the class
- * live here at once (heap_live) before it does. */
+ * slabs. A class of HEAP_WIDE_MIN to HEAP_WIDE_MAX bytes stays for up to
+ * HEAP_WIDE_REQS requests, or until HEAP_LIGHT_MAX of its blocks are
+ * live at once (heap_live). */
 #define HEAP_LIGHT_MAX	16
 #define HEAP_WIDE_MIN	1024
+#define HEAP_WIDE_MAX	4096
+#define HEAP_WIDE_REQS	4096
 
 /* The heap takes zone blocks of this size (stats). */
 #define HEAP_CHUNK_ORDER	4

@@ -312,31 +312,39 @@ release_held(void)
  * reuse each other's frees; after that the class has earned slabs of the
  * thread's own, whose paths take no lock. (Python's start-up asks for
  * ~60 classes above 512 bytes, a few objects each: their slabs' sum of
- * per-class peaks made it 570 KiB heavier than on glibc.) A class of
- * HEAP_WIDE_MIN bytes or more stays in the heap until HEAP_LIGHT_MAX of
- * its blocks are live at once, however often it is asked for: with a
- * few live, each would hold a page or more of a slab to itself, and the
- * lock costs little beside the bytes such an object carries (small
- * programs with a few live blocks in each of many such classes: 1.44x
- * glibc's peak when the count of requests decided). Other threads start
- * a class on its shared slab instead (tcache.c), which keeps the heap's
- * lock off the paths of a program that starts threads by the thousand
- * (larson: 15% more RSS when each new thread began in the heap, its
- * early objects outliving it).
+ * per-class peaks made it 570 KiB heavier than on glibc.)
+ *
+ * A class of HEAP_WIDE_MIN to HEAP_WIDE_MAX bytes stays longer: until
+ * HEAP_LIGHT_MAX of its blocks are live at once, or for HEAP_WIDE_REQS
+ * requests. With a few live, each would hold a page or more of a slab
+ * to itself (small programs with a few live blocks in each of many such
+ * classes: 1.44x glibc's peak when 16 requests decided); the heap's lock
+ * and best fit cost ~35 ns a malloc and free more than a slab's, so the
+ * requests bound what a class spends on saving its pages (0.15 ms), and
+ * a class churned by the million, few live (a buffer per message), gets
+ * its slabs after that. Larger blocks would leave a 64 KiB chunk a
+ * quarter unused.
+ *
+ * Other threads start a class on its shared slab instead (tcache.c),
+ * which keeps the heap's lock off the paths of a program that starts
+ * threads by the thousand (larson: 15% more RSS when each new thread
+ * began in the heap, its early objects outliving it).
  */
 static void *
 heap_light(struct tstate *ts, unsigned sc, size_t n, bool zero)
 {
+	unsigned size = sizeclass_size(sc), limit = HEAP_LIGHT_MAX;
 	void *p;
 
-	if (ts->tc.use_shared || ts->heap_uses[sc] >= HEAP_LIGHT_MAX)
+	if (ts->tc.use_shared)
 		return NULL;
-	if (sizeclass_size(sc) >= HEAP_WIDE_MIN) {
-		if (heap_live(sc) < HEAP_LIGHT_MAX)
-			return heap_alloc(sc, n, zero);
-		ts->heap_uses[sc] = HEAP_LIGHT_MAX;	/* for good */
-		return NULL;
+	if (size >= HEAP_WIDE_MIN && size <= HEAP_WIDE_MAX) {
+		limit = HEAP_WIDE_REQS;
+		if (heap_live(sc) >= HEAP_LIGHT_MAX)
+			ts->heap_uses[sc] = HEAP_WIDE_REQS;	/* for good */
 	}
+	if (ts->heap_uses[sc] >= limit)
+		return NULL;
 	p = heap_alloc(sc, n, zero);
 	if (p)
 		ts->heap_uses[sc]++;

@@ -34,9 +34,9 @@ struct tstate {
 	struct page *self;		/* the META block holding this */
 	uint64_t nr_medium_alloc;	/* stats: this thread's page-served */
 	uint64_t nr_medium_free;
-	/* Requests of each class the heap served this thread; HEAP_LIGHT_MAX
-	 * once the class has left it (alloc.c). */
-	uint8_t heap_uses[SC_NR_PLAIN];
+	/* Requests of each class the heap served this thread; a class that
+	 * left it for its live blocks reads as out of requests (alloc.c). */
+	uint16_t heap_uses[SC_NR_PLAIN];
 	struct tcache tc;
 };
 

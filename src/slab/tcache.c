@@ -15,7 +15,7 @@
  *        tcache_free_remote -> chain [-> push_chain ->
  *          CAS [-> post | cache_rescue]];
  *        malloc_trim -> tcache_trim_others -> trim_other (each thread);
- *        get_slab -> take_emptied -> trim_class (other live threads).
+ *        get_slab -> take_emptied -> take_from (other live threads).
  *
  * A thread holds slabs of each class on three lists: partial (a refill
  * can take from them), full (nothing local left) and one spare empty
@@ -50,7 +50,6 @@
  */
 #include "slab/tcache.h"
 
-#include <limits.h>
 #include <string.h>
 
 #include "base/lock.h"
@@ -601,8 +600,11 @@ tcache_fill(struct tcache *tc, unsigned sc)
 	unsigned got = 0;
 
 	zp_stat_inc(tc->nr_refill);
-	/* Now and then is enough for chained remote frees to go home. */
-	rbatch_flush_all(tc);
+	/* Now and then is enough for chained remote frees to go home; not
+	 * from a signal handler that interrupted this thread's remote free
+	 * mid-chain. */
+	if (!tc->chaining)
+		rbatch_flush_all(tc);
 	if (__atomic_load_n(&tc->mailbox, __ATOMIC_RELAXED) != 0)
 		mail_drain(tc);
 	while (got < want) {
@@ -1057,24 +1059,6 @@ trim_keep_or_take(struct tcache *tc, struct slab *s, struct slab **empties)
 	}
 }
 
-/* tc's slabs of class sc that no object is out of go onto *empties
- * (another thread's trim, tc->lock held, its lists settled); up to
- * budget slabs are looked at. */
-static void
-trim_class(struct tcache *tc, unsigned sc, struct slab **empties,
-	   unsigned budget)
-{
-	struct tclass *k = &tc->cls[sc];
-	struct slab *lists[2] = { k->full, k->partial }, *s, *next;
-
-	for (unsigned i = 0; i < 2; i++)
-		for (s = lists[i]; s != NULL && budget != 0; s = next) {
-			next = s->next;
-			budget--;
-			trim_keep_or_take(tc, s, empties);
-		}
-}
-
 /*
  * malloc_trim from another thread (tc->lock held): every slab of tc's
  * that remote frees emptied, and its spare, go back; one with an object
@@ -1087,9 +1071,14 @@ trim_other(struct tcache *tc)
 	settle_all(tc);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		struct tclass *k = &tc->cls[sc];
-		struct slab *empties = NULL;
+		struct slab *empties = NULL, *s, *next;
+		struct slab *lists[2] = { k->partial, k->full };
 
-		trim_class(tc, sc, &empties, UINT_MAX);
+		for (unsigned i = 0; i < 2; i++)
+			for (s = lists[i]; s != NULL; s = next) {
+				next = s->next;
+				trim_keep_or_take(tc, s, &empties);
+			}
 		if (k->spare != NULL)
 			trim_keep_or_take(tc, k->spare, &empties);
 		if (empties != NULL)
@@ -1102,13 +1091,44 @@ trim_other(struct tcache *tc)
 #define TAKE_SCAN	64
 
 /*
+ * o's partial slabs of class sc that no object is out of go onto
+ * *empties (o->lock held, its mailbox just drained): the drain put the
+ * slabs that remote frees reached while full at the head of the list.
+ * Nothing here waits: a slab with a post in flight (or, on the full
+ * list, DELAYED: nothing came back to it) is left for later. False when
+ * the budget ran out first.
+ */
+static bool
+take_from(struct tcache *o, unsigned sc, struct slab **empties)
+{
+	struct slab *s, *next;
+	unsigned budget = TAKE_SCAN;
+
+	for (s = o->cls[sc].partial; s != NULL; s = next) {
+		next = s->next;
+		if (budget-- == 0)
+			return false;
+		if ((__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) &
+		     SLAB_STATE) != SLAB_NORMAL)
+			continue;
+		slab_collect(s);
+		if (slab_inuse(s) == 0) {
+			own_del(o, s);
+			s->next = *empties;
+			*empties = s;
+		}
+	}
+	return true;
+}
+
+/*
  * Before tc carves a new slab of class sc (tc->lock held): the slabs of
  * the class that remote frees emptied in other live threads go back to
- * the zone through tc's page cache, where the carve finds their pages
- * (full ones first: their holder does not look at them).
+ * the zone through tc's page cache, where the carve finds their pages.
  * The registry's and the holders' locks are tried, never waited for: tc's
- * own is held, and a holder may be waiting for one of ours. A holder
- * passed over leaves the class marked.
+ * own is held, and a holder may be waiting for one of ours (or be the
+ * thread a signal handler of ours interrupted). A holder passed over
+ * leaves the class marked.
  */
 static void
 take_emptied(struct tcache *tc, unsigned sc)
@@ -1122,16 +1142,20 @@ take_emptied(struct tcache *tc, unsigned sc)
 	for (struct tcache *o = registry_head; o != NULL; o = o->reg_next) {
 		struct slab *empties = NULL;
 
-		if (o == tc)
+		/* Read without its lock: a thread with neither posts nor
+		 * partial slabs of the class has nothing to give. */
+		if (o == tc ||
+		    (__atomic_load_n(&o->mailbox, __ATOMIC_RELAXED) == 0 &&
+		     __atomic_load_n(&o->cls[sc].partial,
+				     __ATOMIC_RELAXED) == NULL))
 			continue;
 		if (!zp_trylock(&o->lock)) {
 			missed = true;
 			continue;
 		}
-		settle_list(o->cls[sc].partial);
-		settle_list(o->cls[sc].full);
 		mail_drain(o);
-		trim_class(o, sc, &empties, TAKE_SCAN);
+		if (!take_from(o, sc, &empties))
+			missed = true;
 		zp_unlock(&o->lock);
 		if (empties != NULL) {
 			zp_stat_inc(tc->nr_taken_emptied);

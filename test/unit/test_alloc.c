@@ -91,28 +91,37 @@ Test(alloc, small_sizes_route_to_the_heap_then_to_slabs)
 	}
 }
 
-/* A class of HEAP_WIDE_MIN bytes or more stays in the heap however often
- * it is asked for while few of its blocks are live, and leaves it for
- * good once HEAP_LIGHT_MAX are; a smaller class leaves after
+/* A class of HEAP_WIDE_MIN to HEAP_WIDE_MAX bytes stays in the heap for
+ * HEAP_WIDE_REQS requests while few of its blocks are live, and leaves
+ * it for good once HEAP_LIGHT_MAX are; other classes leave after
  * HEAP_LIGHT_MAX requests, live or not. */
 Test(alloc, wide_classes_stay_in_the_heap_until_many_are_live)
 {
-	size_t wide = 3000, light = 300;
+	size_t wide = 3000, churned = 1500, light = 300, big = 8000;
 	void *v[HEAP_LIGHT_MAX + 1], *p;
 
-	cr_assert_geq(sizeclass_size(sizeclass_of(wide)), HEAP_WIDE_MIN);
+	cr_assert_geq(sizeclass_size(sizeclass_of(churned)), HEAP_WIDE_MIN);
+	cr_assert_leq(sizeclass_size(sizeclass_of(wide)), HEAP_WIDE_MAX);
 	cr_assert_lt(sizeclass_size(sizeclass_of(light)), HEAP_WIDE_MIN);
-	for (unsigned k = 0; k < 4 * HEAP_LIGHT_MAX; k++) {
-		p = alloc_malloc(wide);
-		cr_assert_eq(kind_of(p), PAGE_HEAP, "request %u", k);
+	cr_assert_gt(sizeclass_size(sizeclass_of(big)), HEAP_WIDE_MAX);
+	for (unsigned k = 0; k <= HEAP_WIDE_REQS; k++) {
+		p = alloc_malloc(churned);
+		cr_assert_eq(kind_of(p),
+			     k < HEAP_WIDE_REQS ? PAGE_HEAP : PAGE_SLAB,
+			     "request %u", k);
 		alloc_free(p);
 	}
 	for (unsigned k = 0; k <= HEAP_LIGHT_MAX; k++) {
-		p = alloc_malloc(light);
-		cr_assert_eq(kind_of(p),
-			     k < HEAP_LIGHT_MAX ? PAGE_HEAP : PAGE_SLAB,
-			     "request %u", k);
-		alloc_free(p);
+		size_t sizes[] = { light, big };
+
+		for (unsigned i = 0; i < ZP_ARRAY_SIZE(sizes); i++) {
+			p = alloc_malloc(sizes[i]);
+			cr_assert_eq(kind_of(p),
+				     k < HEAP_LIGHT_MAX ? PAGE_HEAP
+							: PAGE_SLAB,
+				     "%zu bytes, request %u", sizes[i], k);
+			alloc_free(p);
+		}
 	}
 	for (unsigned k = 0; k <= HEAP_LIGHT_MAX; k++) {
 		v[k] = alloc_malloc(wide);

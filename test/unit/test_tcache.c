@@ -912,6 +912,91 @@ Test(tcache, slabs_emptied_in_an_idle_thread_serve_the_next_carve)
 	pthread_barrier_destroy(&taken_bar);
 }
 
+/* A take must not change how a holder's full slabs come back to it: a
+ * slab on its full list that another thread then frees whole still
+ * posts to the holder, whose next refills take it up again (a take
+ * that set every full slab NORMAL and delayed only some again left the
+ * rest where no one looks). */
+enum { FULL_SLABS = 100 };
+static void **full_obj;
+static unsigned full_n;
+static struct tstate full_ts;
+static pthread_barrier_t full_bar;
+static struct slab *full_old;
+static uint64_t full_remote_after;
+
+static void *
+full_owner(void *arg)
+{
+	(void)arg;
+	ts_init(&full_ts);
+	for (unsigned i = 0; i < full_n; i++)
+		full_obj[i] = tcache_alloc(&full_ts.tc, TRIM_SC);
+	pthread_barrier_wait(&full_bar);	/* main: a take, then frees */
+	pthread_barrier_wait(&full_bar);
+	for (unsigned i = 0; i < 4 * slab_class[TRIM_SC].nr_objs; i++)
+		(void)tcache_alloc(&full_ts.tc, TRIM_SC);
+	full_remote_after = __atomic_load_n(&full_old->remote,
+					    __ATOMIC_RELAXED);
+	pthread_barrier_wait(&full_bar);
+	ts_fini(&full_ts);
+	return NULL;
+}
+
+static struct slab *
+slab_at(void *p)
+{
+	return slab_of(page_head(page_lookup(p)));
+}
+
+static void
+free_slab_remotely(struct slab *s, struct tcache *tc)
+{
+	for (unsigned i = 0; i < full_n; i++)
+		if (full_obj[i] && slab_at(full_obj[i]) == s) {
+			tcache_free_remote(full_obj[i], tc);
+			full_obj[i] = NULL;
+		}
+	tcache_flush(tc);
+}
+
+Test(tcache, full_slabs_come_back_to_their_holder_after_a_take)
+{
+	unsigned per = slab_class[TRIM_SC].nr_objs, nv;
+	struct tstate self;
+	pthread_t t;
+	void *v[4096];
+
+	full_n = FULL_SLABS * per;
+	full_obj = calloc(full_n, sizeof(void *));
+	cr_assert_not_null(full_obj);
+	pthread_barrier_init(&full_bar, NULL, 2);
+	pthread_create(&t, NULL, full_owner, NULL);
+	pthread_barrier_wait(&full_bar);
+	full_old = slab_at(full_obj[100]);
+	ts_init(&self);
+	/* A recent slab emptied marks the class; main's carve takes. */
+	free_slab_remotely(slab_at(full_obj[full_n - 2 * per]), &self.tc);
+	for (nv = 0; nv < 3 * per && nv < ZP_ARRAY_SIZE(v); nv++)
+		v[nv] = tcache_alloc(&self.tc, TRIM_SC);
+	free_slab_remotely(full_old, &self.tc);
+	pthread_barrier_wait(&full_bar);
+	pthread_barrier_wait(&full_bar);
+	CHECK_OP(full_remote_after >> SLAB_COUNT_SHIFT, ==, 0,
+		 "a full slab freed whole was never taken up by its holder");
+	pthread_join(t, NULL);
+	for (unsigned i = 0; i < nv; i++)
+		xfree(&self.tc, v[i]);
+	ts_fini(&self);
+	for (unsigned i = 0; i < full_n; i++)
+		if (full_obj[i])
+			tcache_free_remote(full_obj[i], &tcache_none);
+	free(full_obj);
+	pthread_barrier_destroy(&full_bar);
+	slab_trim();
+	CHECK(zone_check_all(), "zone_check_all()");
+}
+
 /* Objects of slab s in v[0, n) and in the bins of me. */
 static unsigned
 count_in(const struct slab *s, void **v, unsigned n, struct tstate *me,
