@@ -189,6 +189,16 @@ own_del(struct tcache *tc, struct slab *s)
 }
 
 /* A held slab with no object out: kept as the spare or given back. */
+/* A freer is between posting an object of s and clearing s's state:
+ * the object may be back already, but s may not leave its holder (the
+ * freer's last CAS would clear the state of the slab's next user). */
+static bool
+slab_is_freeing(const struct slab *s)
+{
+	return (__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) & SLAB_STATE) ==
+	       SLAB_FREEING;
+}
+
 static void
 own_emptied(struct tcache *tc, struct slab *s)
 {
@@ -200,6 +210,10 @@ own_emptied(struct tcache *tc, struct slab *s)
 	if (k->spare == NULL) {
 		k->spare = s;
 		s->where = SLAB_OWN_SPARE;
+		return;
+	}
+	if (slab_is_freeing(s)) {
+		own_add(tc, s, SLAB_OWN_PARTIAL);
 		return;
 	}
 	cache_put_empty(s, tc->pcp);
@@ -404,8 +418,10 @@ push_chain(struct slab *s, uintptr_t head, uintptr_t tail, unsigned n)
 				/* One object tells the owner; the rest
 				 * follow onto the list. */
 				post(s, (void *)head);
-				if (--n == 0)
+				if (--n == 0) {
+					note_emptied(s, sc, inuse, 0);
 					return false;
+				}
 				head = next;
 				old = __atomic_load_n(&s->remote,
 						      __ATOMIC_RELAXED);
@@ -874,6 +890,10 @@ flush_edges(struct tcache *tc, unsigned sc, const uint64_t *e, unsigned n)
 			s->where = SLAB_OWN_SPARE;
 			continue;
 		}
+		if (slab_is_freeing(s)) {
+			own_add(tc, s, SLAB_OWN_PARTIAL);
+			continue;
+		}
 		s->next = empties;
 		empties = s;
 	}
@@ -1094,23 +1114,25 @@ trim_other(struct tcache *tc)
  * o's partial slabs of class sc that no object is out of go onto
  * *empties (o->lock held, its mailbox just drained): the drain put the
  * slabs that remote frees reached while full at the head of the list.
- * Nothing here waits: a slab with a post in flight (or, on the full
- * list, DELAYED: nothing came back to it) is left for later. False when
- * the budget ran out first.
+ * Nothing here waits: a slab with a post in flight is left for later
+ * (false: look again). An emptied slab past the first TAKE_SCAN waits
+ * for its holder (refill, trim, exit): looking again would walk the
+ * same slabs at every carve.
  */
 static bool
 take_from(struct tcache *o, unsigned sc, struct slab **empties)
 {
 	struct slab *s, *next;
 	unsigned budget = TAKE_SCAN;
+	bool done = true;
 
-	for (s = o->cls[sc].partial; s != NULL; s = next) {
+	for (s = o->cls[sc].partial; s != NULL && budget != 0; s = next) {
 		next = s->next;
-		if (budget-- == 0)
-			return false;
-		if ((__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) &
-		     SLAB_STATE) != SLAB_NORMAL)
+		budget--;
+		if (slab_is_freeing(s)) {
+			done = false;
 			continue;
+		}
 		slab_collect(s);
 		if (slab_inuse(s) == 0) {
 			own_del(o, s);
@@ -1118,7 +1140,7 @@ take_from(struct tcache *o, unsigned sc, struct slab **empties)
 			*empties = s;
 		}
 	}
-	return true;
+	return done;
 }
 
 /*
