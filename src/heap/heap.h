@@ -11,8 +11,9 @@
  * as glibc's heap does. A block is of its class's size and records the
  * class, so malloc_usable_size, realloc and sized frees treat it as they
  * treat a slab object of that class. The malloc layer sends the first
- * thread's first HEAP_LIGHT_MAX requests of each class here (alloc.c);
- * a class used more than that goes to slabs, whose paths take no lock.
+ * thread's first HEAP_LIGHT_MAX requests of each class here, and more of
+ * a class of HEAP_WIDE_MIN to HEAP_WIDE_MAX bytes (alloc.c); a class
+ * used more than that goes to slabs, whose paths take no lock.
  *
  * Each block has a 16-byte header: the size of the block before it (so
  * that a free finds its left neighbour), its own size with its class and
