@@ -188,7 +188,6 @@ own_del(struct tcache *tc, struct slab *s)
 	s->where = SLAB_NOWHERE;
 }
 
-/* A held slab with no object out: kept as the spare or given back. */
 /* A freer is between posting an object of s and clearing s's state:
  * the object may be back already, but s may not leave its holder (the
  * freer's last CAS would clear the state of the slab's next user). */
@@ -199,6 +198,8 @@ slab_is_freeing(const struct slab *s)
 	       SLAB_FREEING;
 }
 
+/* A held slab with no object out: kept as the spare or given back (or,
+ * while a freer posts into it, kept partial). */
 static void
 own_emptied(struct tcache *tc, struct slab *s)
 {

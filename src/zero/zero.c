@@ -383,15 +383,14 @@ zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
 void
 zero_table_refuse(uintptr_t addr)
 {
+	uint64_t until = os_now_ns() +
+			 ZERO_REFUSED_INTERVALS * zero_cfg.reclaim_interval_ns;
 	size_t i;
 
 	table_lock();
 	i = table_find_locked(addr);
 	if (i < table.nr && tv()[i].start <= addr)
-		__atomic_store_n(&tv()[i].refused_ns,
-				 os_now_ns() + ZERO_REFUSED_INTERVALS *
-						       zero_cfg.reclaim_interval_ns,
-				 __ATOMIC_RELAXED);
+		__atomic_store_n(&tv()[i].refused_ns, until, __ATOMIC_RELAXED);
 	table_unlock();
 }
 
