@@ -896,11 +896,12 @@ Test(tcache, slabs_emptied_in_an_idle_thread_serve_the_next_carve)
 	tcache_flush(&self.tc);		/* the chains go out */
 	for (unsigned i = 0; i < TRIM_OBJS; i++)
 		taken_obj[i] = tcache_alloc(&self.tc, TRIM_SC);
-	CHECK_OP(nr_taken(), >, taken, "no emptied slab was taken");
 	CHECK_OP(used_pages() - before, <, held + held / 4,
 		 "the freed slabs served nothing (%llu pages, %llu held)",
 		 (unsigned long long)(used_pages() - before),
 		 (unsigned long long)held);
+	if (ZP_IS_STATS)
+		CHECK_OP(nr_taken(), >, taken, "no take was counted");
 	for (unsigned i = 0; i < TRIM_OBJS; i++)
 		xfree(&self.tc, taken_obj[i]);
 	pthread_barrier_wait(&taken_bar);
