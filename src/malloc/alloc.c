@@ -333,18 +333,17 @@ release_held(void)
 static void *
 heap_light(struct tstate *ts, unsigned sc, size_t n, bool zero)
 {
-	unsigned size = sizeclass_size(sc), limit = HEAP_LIGHT_MAX;
+	unsigned size = sizeclass_size(sc);
+	bool wide = size >= HEAP_WIDE_MIN && size <= HEAP_WIDE_MAX;
+	unsigned limit = wide ? HEAP_WIDE_REQS : HEAP_LIGHT_MAX;
 	void *p;
 
-	if (ts->tc.use_shared)
+	if (ts->tc.use_shared || ts->heap_uses[sc] >= limit)
 		return NULL;
-	if (size >= HEAP_WIDE_MIN && size <= HEAP_WIDE_MAX) {
-		limit = HEAP_WIDE_REQS;
-		if (heap_live(sc) >= HEAP_LIGHT_MAX)
-			ts->heap_uses[sc] = HEAP_WIDE_REQS;	/* for good */
+	if (wide && heap_live(sc) >= HEAP_LIGHT_MAX) {
+		ts->heap_uses[sc] = limit;	/* for good */
+		return NULL;
 	}
-	if (ts->heap_uses[sc] >= limit)
-		return NULL;
 	p = heap_alloc(sc, n, zero);
 	if (p)
 		ts->heap_uses[sc]++;

@@ -348,6 +348,18 @@ zero_table_is_empty(void)
  */
 static bool young_seen;		/* a pass passed a region over */
 
+/* Not refused a while ago, and old enough (or all ages wanted). */
+static bool
+region_is_due(const struct zero_region *r, uint64_t now, bool all_ages)
+{
+	if (zero_cfg.test_break_protection)
+		return true;
+	if (r->refused_ns > now)
+		return false;
+	return all_ages || r->born_ns > now ||
+	       now - r->born_ns >= zero_cfg.reclaim_interval_ns;
+}
+
 bool
 zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
 		      uintptr_t *end)
@@ -359,10 +371,7 @@ zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
 	for (;;) {
 		if (!table_read(addr, &r))
 			return false;
-		if (zero_cfg.test_break_protection ||
-		    (r.refused_ns <= now &&
-		     (all_ages || r.born_ns > now ||
-		      now - r.born_ns >= zero_cfg.reclaim_interval_ns)))
+		if (region_is_due(&r, now, all_ages))
 			break;
 		__atomic_store_n(&young_seen, true, __ATOMIC_RELAXED);
 		addr = r.end;
@@ -378,7 +387,7 @@ zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
  * locked: mlock, mlockall): passes leave the whole region alone for a
  * while, rather than checking its pages each interval only to be refused
  * again (311 ms of scanner time per 5 s for 128 MiB under mlockall). A
- * region that changes enters the table anew, unmarked.
+ * region entered anew (a new block, a split's tail) is unmarked.
  */
 void
 zero_table_refuse(uintptr_t addr)

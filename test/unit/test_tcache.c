@@ -846,11 +846,9 @@ Test(tcache, trim_from_another_thread_takes_only_emptied_slabs)
 	pthread_barrier_destroy(&trim_bar);
 }
 
-/* --- slabs emptied in a live thread, taken before a carve --------------- */
-
-static void *taken_obj[TRIM_OBJS];
-static struct tstate taken_ts;
-static pthread_barrier_t taken_bar;
+/* --- slabs emptied in a live thread, taken before a carve ---------------
+ * (each test runs in a process of its own: the trim test's statics serve
+ * these too) */
 
 /* Allocates, then idles (alive) while main frees everything and
  * allocates again. */
@@ -858,12 +856,12 @@ static void *
 taken_owner(void *arg)
 {
 	(void)arg;
-	ts_init(&taken_ts);
+	ts_init(&trim_ts);
 	for (unsigned i = 0; i < TRIM_OBJS; i++)
-		taken_obj[i] = tcache_alloc(&taken_ts.tc, TRIM_SC);
-	pthread_barrier_wait(&taken_bar);	/* main frees, reallocates */
-	pthread_barrier_wait(&taken_bar);
-	ts_fini(&taken_ts);
+		trim_obj[i] = tcache_alloc(&trim_ts.tc, TRIM_SC);
+	pthread_barrier_wait(&trim_bar);	/* main frees, reallocates */
+	pthread_barrier_wait(&trim_bar);
+	ts_fini(&trim_ts);
 	return NULL;
 }
 
@@ -886,16 +884,16 @@ Test(tcache, slabs_emptied_in_an_idle_thread_serve_the_next_carve)
 	struct tstate self;
 	pthread_t t;
 
-	pthread_barrier_init(&taken_bar, NULL, 2);
+	pthread_barrier_init(&trim_bar, NULL, 2);
 	pthread_create(&t, NULL, taken_owner, NULL);
-	pthread_barrier_wait(&taken_bar);
+	pthread_barrier_wait(&trim_bar);
 	held = used_pages() - before;
 	ts_init(&self);
 	for (unsigned i = 0; i < TRIM_OBJS; i++)
-		tcache_free_remote(taken_obj[i], &self.tc);
+		tcache_free_remote(trim_obj[i], &self.tc);
 	tcache_flush(&self.tc);		/* the chains go out */
 	for (unsigned i = 0; i < TRIM_OBJS; i++)
-		taken_obj[i] = tcache_alloc(&self.tc, TRIM_SC);
+		trim_obj[i] = tcache_alloc(&self.tc, TRIM_SC);
 	CHECK_OP(used_pages() - before, <, held + held / 4,
 		 "the freed slabs served nothing (%llu pages, %llu held)",
 		 (unsigned long long)(used_pages() - before),
@@ -903,14 +901,14 @@ Test(tcache, slabs_emptied_in_an_idle_thread_serve_the_next_carve)
 	if (ZP_IS_STATS)
 		CHECK_OP(nr_taken(), >, taken, "no take was counted");
 	for (unsigned i = 0; i < TRIM_OBJS; i++)
-		xfree(&self.tc, taken_obj[i]);
-	pthread_barrier_wait(&taken_bar);
+		xfree(&self.tc, trim_obj[i]);
+	pthread_barrier_wait(&trim_bar);
 	pthread_join(t, NULL);
 	ts_fini(&self);
 	slab_trim();
 	CHECK_OP(used_pages(), ==, before, "pages leaked");
 	CHECK(zone_check_all(), "zone_check_all()");
-	pthread_barrier_destroy(&taken_bar);
+	pthread_barrier_destroy(&trim_bar);
 }
 
 /* A take must not change how a holder's full slabs come back to it: a
@@ -921,8 +919,6 @@ Test(tcache, slabs_emptied_in_an_idle_thread_serve_the_next_carve)
 enum { FULL_SLABS = 100 };
 static void **full_obj;
 static unsigned full_n;
-static struct tstate full_ts;
-static pthread_barrier_t full_bar;
 static struct slab *full_old;
 static uint64_t full_remote_after;
 
@@ -930,17 +926,17 @@ static void *
 full_owner(void *arg)
 {
 	(void)arg;
-	ts_init(&full_ts);
+	ts_init(&trim_ts);
 	for (unsigned i = 0; i < full_n; i++)
-		full_obj[i] = tcache_alloc(&full_ts.tc, TRIM_SC);
-	pthread_barrier_wait(&full_bar);	/* main: a take, then frees */
-	pthread_barrier_wait(&full_bar);
+		full_obj[i] = tcache_alloc(&trim_ts.tc, TRIM_SC);
+	pthread_barrier_wait(&trim_bar);	/* main: a take, then frees */
+	pthread_barrier_wait(&trim_bar);
 	for (unsigned i = 0; i < 4 * slab_class[TRIM_SC].nr_objs; i++)
-		(void)tcache_alloc(&full_ts.tc, TRIM_SC);
+		(void)tcache_alloc(&trim_ts.tc, TRIM_SC);
 	full_remote_after = __atomic_load_n(&full_old->remote,
 					    __ATOMIC_RELAXED);
-	pthread_barrier_wait(&full_bar);
-	ts_fini(&full_ts);
+	pthread_barrier_wait(&trim_bar);
+	ts_fini(&trim_ts);
 	return NULL;
 }
 
@@ -971,9 +967,9 @@ Test(tcache, full_slabs_come_back_to_their_holder_after_a_take)
 	full_n = FULL_SLABS * per;
 	full_obj = calloc(full_n, sizeof(void *));
 	cr_assert_not_null(full_obj);
-	pthread_barrier_init(&full_bar, NULL, 2);
+	pthread_barrier_init(&trim_bar, NULL, 2);
 	pthread_create(&t, NULL, full_owner, NULL);
-	pthread_barrier_wait(&full_bar);
+	pthread_barrier_wait(&trim_bar);
 	full_old = slab_at(full_obj[100]);
 	ts_init(&self);
 	/* A recent slab emptied marks the class; main's carve takes. */
@@ -981,8 +977,8 @@ Test(tcache, full_slabs_come_back_to_their_holder_after_a_take)
 	for (nv = 0; nv < 3 * per && nv < ZP_ARRAY_SIZE(v); nv++)
 		v[nv] = tcache_alloc(&self.tc, TRIM_SC);
 	free_slab_remotely(full_old, &self.tc);
-	pthread_barrier_wait(&full_bar);
-	pthread_barrier_wait(&full_bar);
+	pthread_barrier_wait(&trim_bar);
+	pthread_barrier_wait(&trim_bar);
 	CHECK_OP(full_remote_after >> SLAB_COUNT_SHIFT, ==, 0,
 		 "a full slab freed whole was never taken up by its holder");
 	pthread_join(t, NULL);
@@ -993,7 +989,7 @@ Test(tcache, full_slabs_come_back_to_their_holder_after_a_take)
 		if (full_obj[i])
 			tcache_free_remote(full_obj[i], &tcache_none);
 	free(full_obj);
-	pthread_barrier_destroy(&full_bar);
+	pthread_barrier_destroy(&trim_bar);
 	slab_trim();
 	CHECK(zone_check_all(), "zone_check_all()");
 }
