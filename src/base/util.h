@@ -21,6 +21,14 @@
 #define zp_unused	__attribute__((unused))
 #define zp_must_check	__attribute__((warn_unused_result))
 #define zp_cacheline_aligned __attribute__((aligned(ZP_CACHELINE)))
+/*
+ * For a large zeroed array: placed after the rest of .bss (ld puts .lbss
+ * there), so that the scalars every process touches share two or three
+ * pages instead of being strewn between arrays of which a process touches
+ * a page or none (on a kernel without a zero page for reads, a read
+ * commits a page too). Only for arrays of a page or more.
+ */
+#define zp_bss_large	__attribute__((section(".lbss.zp")))
 
 #define ZP_CACHELINE	64
 #define ZP_PAGE_SHIFT	12

@@ -59,7 +59,7 @@ _Static_assert(DESC_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0 &&
 	       "descriptors, facts and bits of one step are whole pages");
 _Static_assert(ZP_MAX_BLOCK % ZP_COMMIT_STEP == 0, "steps tile blocks");
 
-struct zone zone_table[ZP_MAX_ZONES];
+struct zone zone_table[ZP_MAX_ZONES] zp_bss_large;
 unsigned nr_zones;
 struct zone_span zone_spans[ZP_MAX_ZONES];
 unsigned nr_zone_spans;

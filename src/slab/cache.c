@@ -16,7 +16,7 @@
 #include "page/zone.h"
 #include "slab/tcache.h"
 
-struct slab_cache slab_caches[SC_NR];
+struct slab_cache slab_caches[SC_NR] zp_bss_large;
 
 /* Orphans a take inspects for remote frees that emptied them; each goes
  * to the back of the list, so every orphan is looked at in turn. */

@@ -14,7 +14,7 @@
 #include "slab/cache.h"
 #include "slab/tcache.h"
 
-struct slab_class slab_class[SC_NR];
+struct slab_class slab_class[SC_NR] zp_bss_large;
 uintptr_t slab_key;
 
 /* Bytes a tcache bin may cache of one class, and its bounds in objects:

@@ -63,7 +63,7 @@ static unsigned long nr_tcaches;		/* ever created (lock) */
 /* Owner ids in use: bit i for id i + 1 (0 is no thread's), under
  * registry_lock. In .bss, so a page of it becomes resident only per
  * 32768 threads alive at once. */
-static uint64_t id_map[TCACHE_IDS / 64];
+static uint64_t id_map[TCACHE_IDS / 64] zp_bss_large;
 
 /* A thread that is not the process's first takes up to this many
  * objects of a class from the class's shared slab before it holds slabs
@@ -90,7 +90,7 @@ static __thread uint8_t light_used
  * exists (an id of 0 would match unowned slabs): every other path that
  * would write it is a slow one, which returns first. In .bss, so that
  * reading its bins maps the zero page, not 45 KiB of the file. */
-struct tcache tcache_none;
+struct tcache tcache_none zp_bss_large;
 
 /* The lowest free id (registry_lock held). Without one the thread's own
  * slabs carry id 0 like an unowned slab's, and its frees into them take

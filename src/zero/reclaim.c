@@ -37,11 +37,11 @@ static struct zp_lock rlock = ZP_LOCK_INIT;
 static uintptr_t cursor;		/* where the next pass starts */
 
 /* Guarded by rlock. */
-static struct os_page_region vec[ZERO_CHUNK_PAGES / 2 + 1];
+static struct os_page_region vec[ZERO_CHUNK_PAGES / 2 + 1] zp_bss_large;
 static uint64_t cand[ZERO_CHUNK_PAGES / 64];
-static uintptr_t page[ZERO_CHUNK_PAGES];	/* resident pages of a chunk */
+static uintptr_t page[ZERO_CHUNK_PAGES] zp_bss_large;	/* resident pages of a chunk */
 static unsigned char copy[READ_PAGES * ZP_PAGE_SIZE]
-	__attribute__((aligned(64)));
+	__attribute__((aligned(64))) zp_bss_large;
 
 /* Swapped-out pages are left alone: reading them would swap them in.
  * Huge pages too: moving one 4 KiB page out of a THP would split it, and
