@@ -14,6 +14,16 @@
  * has one, which always fits (TLSF's good fit). A block is cut from the
  * front of the one found, so a fresh chunk is used from its start and its
  * untouched tail stays untouched.
+ *
+ * Memory freed here serves only the heap. malloc_trim gives back the
+ * whole pages inside free blocks (heap_trim), as glibc's gives back those
+ * of its free chunks; each free block knows from where its whole pages
+ * are untouched (clean_off: since its chunk came fresh or since a trim),
+ * so a trim drops and counts only pages that may be resident. The free
+ * path gives nothing back: measured on Python's start-up and a program
+ * churning every class, purging past a budget at the free saved 8 KiB or
+ * less of the peak and costs a page fault for every page the heap then
+ * reuses.
  */
 #include "heap/heap.h"
 
@@ -21,6 +31,7 @@
 
 #include "base/lock.h"
 #include "base/log.h"
+#include "os/os.h"
 #include "page/zone.h"
 #include "slab/sizeclass.h"
 
@@ -49,7 +60,12 @@ struct hdr {
 struct fblk {
 	struct hdr h;
 	struct fblk *next, *prev;	/* in bins[bin_of(size)] */
+	/* The block's whole pages at or past this offset are untouched
+	 * (an estimate of RSS only: never a reason to skip a clear). */
+	uint32_t clean_off;
 };
+
+_Static_assert(sizeof(struct fblk) <= MIN_SPLIT, "a free block fits");
 
 static struct {
 	struct zp_lock lock;
@@ -168,22 +184,25 @@ fit(uint32_t need)
 static struct fblk *
 chunk_new(void)
 {
+	bool zero;
 	struct page *head = zone_alloc_pages(NULL, CHUNK_ORDER,
 					     GFP_ARENA | GFP_SMALL,
-					     PAGE_HEAP, NULL);
-	struct hdr *first, *fence;
+					     PAGE_HEAP, &zero);
+	struct fblk *first;
+	struct hdr *fence;
 
 	if (head == NULL)
 		return NULL;
 	first = page_address(head);
 	fence = (struct hdr *)((char *)first + CHUNK_BYTES - HDR);
-	first->prev_size = 0;
-	hdr_set(first, CHUNK_BYTES - HDR);
+	first->h.prev_size = 0;
+	hdr_set(&first->h, CHUNK_BYTES - HDR);
+	first->clean_off = zero ? sizeof(*first) : CHUNK_BYTES - HDR;
 	fence->prev_size = CHUNK_BYTES - HDR;
 	hdr_set(fence, HDR | USED);
 	heap.st.nr_chunks++;
-	bin_add((struct fblk *)first);
-	return (struct fblk *)first;
+	bin_add(first);
+	return first;
 }
 
 /* The chunk whose one free block b is (in no bin) goes back to the
@@ -219,12 +238,15 @@ carve(struct fblk *b, uint32_t need, unsigned sc)
 	struct hdr *h = &b->h;
 
 	if (size - need >= MIN_SPLIT) {
-		struct hdr *rest = (struct hdr *)((char *)h + need);
+		struct fblk *rest = (struct fblk *)((char *)h + need);
+		uint32_t clean = ZP_MAX(b->clean_off,
+					need + (uint32_t)sizeof(*rest));
 
-		rest->prev_size = need;
-		hdr_set(rest, size - need);
-		hdr_next(rest)->prev_size = size - need;
-		bin_add((struct fblk *)rest);
+		rest->h.prev_size = need;
+		hdr_set(&rest->h, size - need);
+		rest->clean_off = clean - need;
+		hdr_next(&rest->h)->prev_size = size - need;
+		bin_add(rest);
 		size = need;
 	}
 	hdr_set(h, size | sc << CLASS_SHIFT | USED);
@@ -300,6 +322,7 @@ release(struct hdr *h)
 {
 	uint32_t size = hdr_bytes(h);
 	struct hdr *next = hdr_next(h);
+	uint32_t clean;
 
 	heap.st.used_bytes -= size;
 	heap.st.nr_used--;
@@ -308,8 +331,10 @@ release(struct hdr *h)
 	 * took it, it still reads as freed (twice), not as a stray. The
 	 * class goes with the USED bit: a free block serves any. */
 	hdr_set(h, size);
+	clean = size;
 	if (!(next->size & USED)) {
 		bin_del((struct fblk *)next);
+		clean += ((struct fblk *)next)->clean_off;
 		size += hdr_bytes(next);
 	}
 	if (h->prev_size != 0) {
@@ -353,10 +378,31 @@ heap_live(unsigned sc)
 
 /* --- trim, fork, stats --------------------------------------------------- */
 
+/* Gives back the whole pages of free block b that may be resident: past
+ * its own words, before its clean part and the next block's header. b
+ * stays binned: those pages hold none of the words the bins use. */
+static uint64_t
+purge_block(struct fblk *b)
+{
+	uintptr_t a = (uintptr_t)b;
+	uintptr_t s = zp_align_up(a + sizeof(*b), ZP_PAGE_SIZE);
+	uintptr_t e = ZP_MIN(zp_align_up(a + b->clean_off, ZP_PAGE_SIZE),
+			     zp_align_down(a + hdr_bytes(&b->h), ZP_PAGE_SIZE));
+
+	if (e <= s)
+		return 0;
+	/* Refused (mlock), the pages count as given back all the same:
+	 * clean_off is an estimate, never a reason to skip a clear. */
+	(void)os_purge((void *)s, e - s);
+	b->clean_off = sizeof(*b);
+	return e - s;
+}
+
 size_t
 heap_trim(void)
 {
 	struct fblk *b;
+	size_t done;
 
 	if (zp_lock_held_any())
 		return 0;
@@ -366,8 +412,13 @@ heap_trim(void)
 		bin_del(b);
 		chunk_free(b);
 	}
+	done = 0;
+	for (uint64_t m = heap.map; m != 0; m &= m - 1)
+		for (b = heap.bins[__builtin_ctzll(m)]; b; b = b->next)
+			done += purge_block(b);
+	heap.st.purged_bytes += done;
 	zp_unlock(&heap.lock);
-	return b != NULL ? CHUNK_BYTES : 0;
+	return done + (b != NULL ? CHUNK_BYTES : 0);
 }
 
 void

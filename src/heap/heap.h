@@ -57,7 +57,8 @@ void heap_free(void *p, struct page *head, const char *call);
 unsigned heap_class(const void *p, struct page *head, const char *call);
 /* Blocks of class sc in use (read without the lock: a hint). */
 unsigned heap_live(unsigned sc);
-/* Gives the empty chunk kept for reuse back to the zone; bytes. */
+/* Gives the empty chunk kept for reuse back to the zone, and the whole
+ * pages inside free blocks back to the system; bytes. */
 size_t heap_trim(void);
 
 void heap_prefork(void);
@@ -69,6 +70,7 @@ struct heap_stats {
 	uint64_t used_bytes;		/* blocks handed out, headers too */
 	uint64_t nr_used;		/* blocks handed out */
 	uint64_t nr_alloc, nr_free;
+	uint64_t purged_bytes;		/* free pages given back, ever */
 };
 void heap_get_stats(struct heap_stats *out);
 

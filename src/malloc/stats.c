@@ -90,15 +90,18 @@ print_heap(struct outbuf *o, bool json)
 	heap_get_stats(&hs);
 	out_printf(o, json ? "{\"chunks\":%llu,\"chunk_bytes\":%llu,"
 			     "\"used_blocks\":%llu,\"used_bytes\":%llu,"
-			     "\"nr_alloc\":%llu,\"nr_free\":%llu}"
+			     "\"nr_alloc\":%llu,\"nr_free\":%llu,"
+			     "\"purged_bytes\":%llu}"
 			   : "chunks %llu (%llu bytes) used blocks %llu "
-			     "(%llu bytes)\nnr_alloc %llu nr_free %llu\n",
+			     "(%llu bytes)\nnr_alloc %llu nr_free %llu "
+			     "purged %llu bytes\n",
 		   (unsigned long long)hs.nr_chunks,
 		   (unsigned long long)(hs.nr_chunks * HEAP_CHUNK_BYTES),
 		   (unsigned long long)hs.nr_used,
 		   (unsigned long long)hs.used_bytes,
 		   (unsigned long long)hs.nr_alloc,
-		   (unsigned long long)hs.nr_free);
+		   (unsigned long long)hs.nr_free,
+		   (unsigned long long)hs.purged_bytes);
 }
 
 static void

@@ -7,6 +7,7 @@
 #include <criterion/logging.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <zpmalloc.h>
 
 #include "heap/heap.h"
@@ -203,6 +204,58 @@ Test(heap, live_counts_follow_each_class)
 	release(x);
 	cr_assert_eq(heap_live(a), 0);
 	cr_assert_eq(heap_live(b), 0);
+}
+
+static bool
+resident(const void *p)
+{
+	unsigned char v = 0;
+
+	cr_assert_eq(mincore((void *)((uintptr_t)p & ~(uintptr_t)4095),
+			     4096, &v), 0);
+	return v & 1;
+}
+
+/* malloc_trim's part: the whole pages inside a free block amid live
+ * ones go back to the system, and only those; the live blocks keep
+ * their bytes, a second trim finds nothing more, and the space serves
+ * requests again. */
+Test(heap, trim_gives_back_whole_free_pages_between_live_blocks)
+{
+	enum { N = 14 };
+	unsigned char *v[N];
+	uintptr_t lo, hi;
+	size_t got;
+
+	for (unsigned i = 0; i < N; i++) {
+		v[i] = take(4096, false);
+		memset(v[i], 0x5a, 4096);
+	}
+	for (unsigned i = 2; i < N - 2; i++)
+		release(v[i]);
+	/* The free block runs from v[2]'s header to v[N - 2]'s. */
+	lo = zp_align_up((uintptr_t)v[2] - 16 + 64, 4096);
+	hi = zp_align_down((uintptr_t)v[N - 2] - 16, 4096);
+	cr_assert_geq(hi - lo, 8 * 4096);
+	for (uintptr_t a = lo; a < hi; a += 4096)
+		cr_assert(resident((void *)a), "written before the trim");
+	got = heap_trim();
+	cr_assert_geq(got, hi - lo);
+	cr_assert_leq(got, hi - lo + 4096);
+	for (uintptr_t a = lo; a < hi; a += 4096)
+		CHECK(!resident((void *)a), "page %#lx kept",
+		      (unsigned long)a);
+	for (unsigned i = 0; i < N; i += (i == 1 ? N - 3 : 1))
+		for (size_t k = 0; k < 4096; k += 97)
+			CHECK_OP(v[i][k], ==, 0x5a, "block %u byte %zu", i, k);
+	cr_assert_eq(heap_trim(), 0, "nothing resident is left to drop");
+	cr_assert_eq(stats().purged_bytes, got);
+	v[2] = take(4096 * 4, true);
+	for (size_t k = 0; k < 4096 * 4; k += 97)
+		CHECK_OP(v[2][k], ==, 0, "byte %zu", k);
+	release(v[2]);
+	for (unsigned i = 0; i < N; i += (i == 1 ? N - 3 : 1))
+		release(v[i]);
 }
 
 Test(heap, double_free_aborts, .signal = SIGABRT)
