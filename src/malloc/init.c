@@ -260,6 +260,7 @@ boot_core(void)
 	size_t limit;
 	int err;
 
+	os_clock_boot();
 	err = zone_boot(&cfg);
 	if (err)
 		return err;

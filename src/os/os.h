@@ -173,7 +173,11 @@ int os_fd_opened(long r, bool keep, int *out);
 /* Whether the limit allows one: asked before opening, so that even a
  * descriptor closed at once never takes one of the program's few. */
 bool os_fd_can_keep(void);
+/* CLOCK_MONOTONIC in ns. Through the vDSO once os_clock_boot found it. */
 uint64_t os_now_ns(void);
+/* Finds the vDSO's clock (os_libc.c); before, or where there is none
+ * (valgrind), os_now_ns goes through libc's clock_gettime. */
+void os_clock_boot(void);
 int os_gettid(void);
 int os_getpid(void);
 /* Cryptographic randomness for freelist keys; falls back to a clock mix. */
