@@ -178,6 +178,7 @@ uint64_t os_now_ns(void);
 /* Finds the vDSO's clock (os_libc.c); before, or where there is none
  * (valgrind), os_now_ns goes through libc's clock_gettime. */
 void os_clock_boot(void);
+bool os_clock_is_vdso(void);
 int os_gettid(void);
 int os_getpid(void);
 /* Cryptographic randomness for freelist keys; falls back to a clock mix. */

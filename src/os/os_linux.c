@@ -732,6 +732,12 @@ os_clock_boot(void)
 			 __ATOMIC_RELAXED);
 }
 
+bool
+os_clock_is_vdso(void)
+{
+	return __atomic_load_n(&vdso_clock, __ATOMIC_RELAXED) != NULL;
+}
+
 uint64_t
 os_now_ns(void)
 {

@@ -7,11 +7,13 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "malloc/alloc.h"
 #include "malloc/init.h"
+#include "os/os.h"
 #include "page/zone.h"
 #include "page/zone_priv.h"
 
@@ -251,4 +253,25 @@ Test(init, fork_from_a_thread_inside_the_allocator)
 	zp_lock(&z->purge_lock);	/* released by the purge, not fork */
 	zp_unlock(&z->purge_lock);
 	cr_assert(zone_check_all());
+}
+
+/* Boot finds the vDSO's clock where the process has a vDSO (valgrind
+ * gives none), and os_now_ns reads the same clock as libc's
+ * clock_gettime: never behind a reading taken before it, never ahead of
+ * one taken after. */
+Test(init, the_clock_is_the_vdso_s_and_reads_as_clock_gettime)
+{
+	struct timespec a, b;
+	uint64_t t;
+
+	cr_assert(init_boot());
+	cr_assert_eq(os_clock_is_vdso(), getauxval(AT_SYSINFO_EHDR) != 0,
+		     "boot found __vdso_clock_gettime");
+	for (int i = 0; i < 1000; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		t = os_now_ns();
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		cr_assert_geq(t, (uint64_t)a.tv_sec * 1000000000u + a.tv_nsec);
+		cr_assert_leq(t, (uint64_t)b.tv_sec * 1000000000u + b.tv_nsec);
+	}
 }
