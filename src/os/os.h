@@ -175,8 +175,8 @@ int os_fd_opened(long r, bool keep, int *out);
 bool os_fd_can_keep(void);
 /* CLOCK_MONOTONIC in ns. Through the vDSO once os_clock_boot found it. */
 uint64_t os_now_ns(void);
-/* Finds the vDSO's clock (os_libc.c); before, or where there is none
- * (valgrind), os_now_ns goes through libc's clock_gettime. */
+/* Finds the vDSO's clock_gettime in its symbol table (os_dso_symbol);
+ * before, or where there is no vDSO (valgrind), os_now_ns calls libc's. */
 void os_clock_boot(void);
 bool os_clock_is_vdso(void);
 int os_gettid(void);

@@ -39,7 +39,8 @@ static uintptr_t cursor;		/* where the next pass starts */
 /* Guarded by rlock. */
 static struct os_page_region vec[ZERO_CHUNK_PAGES / 2 + 1] zp_bss_large;
 static uint64_t cand[ZERO_CHUNK_PAGES / 64];
-static uintptr_t page[ZERO_CHUNK_PAGES] zp_bss_large;	/* resident pages of a chunk */
+/* The resident pages of a chunk. */
+static uintptr_t page[ZERO_CHUNK_PAGES] zp_bss_large;
 static unsigned char copy[READ_PAGES * ZP_PAGE_SIZE]
 	__attribute__((aligned(64))) zp_bss_large;
 
