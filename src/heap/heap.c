@@ -342,11 +342,13 @@ release(struct hdr *h)
 
 		if (!(prev->size & USED)) {
 			bin_del((struct fblk *)prev);
+			clean += hdr_bytes(prev);
 			size += hdr_bytes(prev);
 			h = prev;
 		}
 	}
 	hdr_set(h, size);
+	((struct fblk *)h)->clean_off = clean;
 	hdr_next(h)->prev_size = size;
 	if (h->prev_size == 0 && size == CHUNK_BYTES - HDR)
 		chunk_empty((struct fblk *)h);

@@ -976,8 +976,12 @@ alloc_trim(void)
 	/* And every other thread's, without its help: objects freed into
 	 * an idle thread's slabs are free memory too. */
 	tcache_trim_others(tc);
+	/* Before the pause: the heap gives nothing back while this thread
+	 * holds any of our locks (a signal handler may have interrupted
+	 * it), and the pause holds the zones' purge locks. */
+	released = heap_trim();
 	zone_purge_pause();
-	released = slab_trim() + heap_trim();
+	released += slab_trim();
 	zone_purge_resume();
 	released += zone_purge(/* all */ true);
 #if ZP_HAVE_ZERO

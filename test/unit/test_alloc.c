@@ -95,6 +95,36 @@ Test(alloc, small_sizes_route_to_the_heap_then_to_slabs)
  * HEAP_WIDE_REQS requests while few of its blocks are live, and leaves
  * it for good once HEAP_LIGHT_MAX are; other classes leave after
  * HEAP_LIGHT_MAX requests, live or not. */
+/* malloc_trim's path gives back the heap's free pages too: blocks of
+ * light classes freed between live ones leave whole free pages in the
+ * heap's chunks, resident until the trim. */
+Test(alloc, trim_gives_back_the_heap_s_free_pages)
+{
+	enum { CLASSES = 12, EACH = 10 };
+	char *v[CLASSES * EACH];
+	struct heap_stats st0, st;
+	unsigned n = 0;
+
+	for (unsigned k = 0; k < EACH; k++)
+		for (unsigned c = 0; c < CLASSES; c++) {
+			size_t size = HEAP_WIDE_MIN + 256 * c;
+
+			v[n] = alloc_malloc(size);
+			cr_assert_eq(kind_of(v[n]), PAGE_HEAP);
+			memset(v[n++], 0, size);
+		}
+	for (unsigned i = 0; i < n; i++)
+		if (i % 16)
+			alloc_free(v[i]);
+	heap_get_stats(&st0);
+	cr_assert_gt(alloc_trim(), 0);
+	heap_get_stats(&st);
+	cr_assert_geq(st.purged_bytes - st0.purged_bytes, 8 * ZP_PAGE_SIZE,
+		      "whole free pages inside the chunks went back");
+	for (unsigned i = 0; i < n; i += 16)
+		alloc_free(v[i]);
+}
+
 Test(alloc, wide_classes_stay_in_the_heap_until_many_are_live)
 {
 	size_t wide = 3000, churned = 1500, light = 300, big = 8000;
