@@ -1,7 +1,8 @@
 /*
  * os_libc.c - find a loaded library's own definition of a function: glibc's
  *             malloc entry points in libc.so.6, the C++ runtime's operator
- *             new in libstdc++.so.6 or libc++abi.so.1.
+ *             new in libstdc++.so.6 or libc++abi.so.1, the vDSO's
+ *             clock_gettime in linux-vdso.so.1.
  *
  * A preloaded allocator must hand pointers it never gave out back to the
  * allocator that did, and a failed operator new to the runtime that knows
