@@ -22,13 +22,21 @@
 #define zp_must_check	__attribute__((warn_unused_result))
 #define zp_cacheline_aligned __attribute__((aligned(ZP_CACHELINE)))
 /*
- * For a large zeroed array: placed after the rest of .bss (ld puts .lbss
- * there), so that the scalars every process touches share two or three
- * pages instead of being strewn between arrays of which a process touches
- * a page or none (on a kernel without a zero page for reads, a read
- * commits a page too). Only for arrays of a page or more.
+ * For a large zeroed array: placed after the rest of .bss, so that the
+ * scalars every process touches share two or three pages instead of being
+ * strewn between arrays of which a process touches a page or none (on a
+ * kernel without a zero page for reads, a read commits a page too). Only
+ * for arrays of a page or more. x86-64's GCC makes .lbss sections NOBITS
+ * and its ld places them after .bss; elsewhere they would be zeros in the
+ * file (other GCC targets) or large-model data (clang 18 on), and a named
+ * section loses ASan's redzones: there, plain .bss.
  */
+#if defined(__x86_64__) && !defined(__clang__) && \
+	!defined(__SANITIZE_ADDRESS__)
 #define zp_bss_large	__attribute__((section(".lbss.zp")))
+#else
+#define zp_bss_large
+#endif
 
 #define ZP_CACHELINE	64
 #define ZP_PAGE_SHIFT	12

@@ -4,7 +4,8 @@
  * Owns:  chunks (zone blocks of kind PAGE_HEAP) and every header in them.
  * Locks: heap.lock, then the zone's (a chunk comes and goes under it).
  * Path:  heap_alloc -> fit | chunk_new; heap_free -> block_check ->
- *          merge -> bin_add | chunk_empty.
+ *          merge -> bin_add | chunk_empty; heap_trim -> chunk_free,
+ *          purge_block -> os_purge.
  *
  * A chunk is one free block and a fence when it comes from the zone: the
  * fence is a used header at its end that no merge passes. Free blocks
@@ -19,7 +20,9 @@
  * whole pages inside free blocks (heap_trim), as glibc's gives back those
  * of its free chunks; each free block knows from where its whole pages
  * are untouched (clean_off: since its chunk came fresh or since a trim),
- * so a trim drops and counts only pages that may be resident. The free
+ * so a trim drops and counts only pages that may be resident (an
+ * estimate: a merge with a left neighbour forgets the neighbour's clean
+ * part, and a trim drops those pages again, at no cost). The free
  * path gives nothing back: measured on Python's start-up and a program
  * churning every class, purging past a budget at the free saved 8 KiB or
  * less of the peak and costs a page fault for every page the heap then
@@ -61,11 +64,12 @@ struct fblk {
 	struct hdr h;
 	struct fblk *next, *prev;	/* in bins[bin_of(size)] */
 	/* The block's whole pages at or past this offset are untouched
-	 * (an estimate of RSS only: never a reason to skip a clear). */
+	 * (an estimate of RSS only: never a reason to skip a clear). Not in
+	 * a block of fewer bytes (a freed 16-byte object's): see clean_of. */
 	uint32_t clean_off;
 };
 
-_Static_assert(sizeof(struct fblk) <= MIN_SPLIT, "a free block fits");
+_Static_assert(sizeof(struct fblk) <= MIN_SPLIT, "a split's rest holds one");
 
 static struct {
 	struct zp_lock lock;
@@ -113,6 +117,23 @@ static struct hdr *
 hdr_next(struct hdr *h)
 {
 	return (struct hdr *)((char *)h + hdr_bytes(h));
+}
+
+/* A free block too small for clean_off (32 bytes: a 16-byte object's)
+ * has no whole page to drop; its words end where clean_off would be. */
+static uint32_t
+clean_of(const struct fblk *b)
+{
+	uint32_t size = hdr_bytes(&b->h);
+
+	return size >= sizeof(*b) ? b->clean_off : size;
+}
+
+static void
+set_clean(struct fblk *b, uint32_t off)
+{
+	if (hdr_bytes(&b->h) >= sizeof(*b))
+		b->clean_off = off;
 }
 
 /* --- bins ---------------------------------------------------------------- */
@@ -197,7 +218,7 @@ chunk_new(void)
 	fence = (struct hdr *)((char *)first + CHUNK_BYTES - HDR);
 	first->h.prev_size = 0;
 	hdr_set(&first->h, CHUNK_BYTES - HDR);
-	first->clean_off = zero ? sizeof(*first) : CHUNK_BYTES - HDR;
+	set_clean(first, zero ? sizeof(*first) : CHUNK_BYTES - HDR);
 	fence->prev_size = CHUNK_BYTES - HDR;
 	hdr_set(fence, HDR | USED);
 	heap.st.nr_chunks++;
@@ -239,12 +260,12 @@ carve(struct fblk *b, uint32_t need, unsigned sc)
 
 	if (size - need >= MIN_SPLIT) {
 		struct fblk *rest = (struct fblk *)((char *)h + need);
-		uint32_t clean = ZP_MAX(b->clean_off,
+		uint32_t clean = ZP_MAX(clean_of(b),
 					need + (uint32_t)sizeof(*rest));
 
 		rest->h.prev_size = need;
 		hdr_set(&rest->h, size - need);
-		rest->clean_off = clean - need;
+		set_clean(rest, clean - need);
 		hdr_next(&rest->h)->prev_size = size - need;
 		bin_add(rest);
 		size = need;
@@ -334,7 +355,7 @@ release(struct hdr *h)
 	clean = size;
 	if (!(next->size & USED)) {
 		bin_del((struct fblk *)next);
-		clean += ((struct fblk *)next)->clean_off;
+		clean += clean_of((struct fblk *)next);
 		size += hdr_bytes(next);
 	}
 	if (h->prev_size != 0) {
@@ -348,7 +369,7 @@ release(struct hdr *h)
 		}
 	}
 	hdr_set(h, size);
-	((struct fblk *)h)->clean_off = clean;
+	set_clean((struct fblk *)h, clean);
 	hdr_next(h)->prev_size = size;
 	if (h->prev_size == 0 && size == CHUNK_BYTES - HDR)
 		chunk_empty((struct fblk *)h);
@@ -388,39 +409,42 @@ purge_block(struct fblk *b)
 {
 	uintptr_t a = (uintptr_t)b;
 	uintptr_t s = zp_align_up(a + sizeof(*b), ZP_PAGE_SIZE);
-	uintptr_t e = ZP_MIN(zp_align_up(a + b->clean_off, ZP_PAGE_SIZE),
+	uintptr_t e = ZP_MIN(zp_align_up(a + clean_of(b), ZP_PAGE_SIZE),
 			     zp_align_down(a + hdr_bytes(&b->h), ZP_PAGE_SIZE));
 
-	if (e <= s)
+	/* Refused (mlock, a seccomp filter), the pages stay counted as
+	 * resident, for the next trim. */
+	if (e <= s || os_purge((void *)s, e - s) != 0)
 		return 0;
-	/* Refused (mlock), the pages count as given back all the same:
-	 * clean_off is an estimate, never a reason to skip a clear. */
-	(void)os_purge((void *)s, e - s);
-	b->clean_off = sizeof(*b);
+	set_clean(b, sizeof(*b));
 	return e - s;
 }
 
 size_t
 heap_trim(void)
 {
-	struct fblk *b;
-	size_t done;
+	struct fblk *empty;
+	size_t done = 0;
 
 	if (zp_lock_held_any())
 		return 0;
 	zp_lock(&heap.lock);
-	b = heap.empty;
-	if (b != NULL) {
-		bin_del(b);
-		chunk_free(b);
+	empty = heap.empty;
+	if (empty != NULL) {
+		bin_del(empty);
+		chunk_free(empty);
+		done = CHUNK_BYTES;
 	}
-	done = 0;
 	for (uint64_t m = heap.map; m != 0; m &= m - 1)
-		for (b = heap.bins[__builtin_ctzll(m)]; b; b = b->next)
-			done += purge_block(b);
-	heap.st.purged_bytes += done;
+		for (struct fblk *b = heap.bins[__builtin_ctzll(m)]; b;
+		     b = b->next) {
+			size_t purged = purge_block(b);
+
+			heap.st.purged_bytes += purged;
+			done += purged;
+		}
 	zp_unlock(&heap.lock);
-	return done + (b != NULL ? CHUNK_BYTES : 0);
+	return done;
 }
 
 void

@@ -175,8 +175,8 @@ int os_fd_opened(long r, bool keep, int *out);
 bool os_fd_can_keep(void);
 /* CLOCK_MONOTONIC in ns. Through the vDSO once os_clock_boot found it. */
 uint64_t os_now_ns(void);
-/* Finds the vDSO's clock_gettime in its symbol table (os_dso_symbol);
- * before, or where there is no vDSO (valgrind), os_now_ns calls libc's. */
+/* Finds the vDSO's clock_gettime (os_vdso_symbol); before, or where there
+ * is none (valgrind, another architecture), os_now_ns calls libc's. */
 void os_clock_boot(void);
 bool os_clock_is_vdso(void);
 int os_gettid(void);
@@ -203,5 +203,9 @@ void *os_libc_symbol(const char *name);
  * directory) is dso, e.g. "libstdc++.so.6": never an interposed definition
  * of name, so never ours. */
 void *os_dso_symbol(const char *dso, const char *name);
+/* A function the vDSO defines, read from the image the kernel maps
+ * (AT_SYSINFO_EHDR), taking no lock: NULL when there is no vDSO or it
+ * has no sysv hash table to count its symbols by. */
+void *os_vdso_symbol(const char *name);
 
 #endif /* ZP_OS_OS_H */

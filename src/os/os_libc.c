@@ -1,8 +1,8 @@
 /*
  * os_libc.c - find a loaded library's own definition of a function: glibc's
  *             malloc entry points in libc.so.6, the C++ runtime's operator
- *             new in libstdc++.so.6 or libc++abi.so.1, the vDSO's
- *             clock_gettime in linux-vdso.so.1.
+ *             new in libstdc++.so.6 or libc++abi.so.1; and a function of
+ *             the vDSO (its clock_gettime).
  *
  * A preloaded allocator must hand pointers it never gave out back to the
  * allocator that did, and a failed operator new to the runtime that knows
@@ -15,6 +15,7 @@
 #include <elf.h>
 #include <link.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #include "os/os.h"
 
@@ -142,4 +143,69 @@ void *
 os_libc_symbol(const char *name)
 {
 	return os_dso_symbol("libc.so.6", name);
+}
+
+/* --- the vDSO ------------------------------------------------------------ */
+
+/* The vDSO is read where the kernel mapped it, without dl_iterate_phdr:
+ * boot looks for its clock, and boot may run while another thread that
+ * waits for it holds the loader's lock (inside a dl_iterate_phdr
+ * callback that allocates). Its .dynamic is never relocated: every
+ * address in it is a link-time one, moved by the load bias. */
+static bool
+vdso_tables(const ElfW(Ehdr) *eh, struct dso_tables *t,
+	    const ElfW(Word) **hash)
+{
+	const ElfW(Phdr) *ph = (const void *)((const char *)eh + eh->e_phoff);
+	const ElfW(Dyn) *dyn = NULL;
+	bool have_base = false;
+
+	*t = (struct dso_tables){ .base = 0 };
+	*hash = NULL;
+	for (int i = 0; i < eh->e_phnum; i++) {
+		if (ph[i].p_type == PT_LOAD && !have_base) {
+			t->base = (uintptr_t)eh + ph[i].p_offset -
+				  ph[i].p_vaddr;
+			have_base = true;
+		} else if (ph[i].p_type == PT_DYNAMIC) {
+			dyn = (const void *)((const char *)eh +
+					     ph[i].p_offset);
+		}
+	}
+	for (; have_base && dyn && dyn->d_tag != DT_NULL; dyn++) {
+		const void *p = (const void *)(t->base + dyn->d_un.d_ptr);
+
+		if (dyn->d_tag == DT_SYMTAB)
+			t->symtab = p;
+		else if (dyn->d_tag == DT_STRTAB)
+			t->strtab = p;
+		else if (dyn->d_tag == DT_HASH)
+			*hash = p;
+		else if (dyn->d_tag == DT_VERSYM)
+			t->versym = p;
+	}
+	return t->symtab && t->strtab && *hash;
+}
+
+void *
+os_vdso_symbol(const char *name)
+{
+	const ElfW(Ehdr) *eh = (const void *)getauxval(AT_SYSINFO_EHDR);
+	const ElfW(Word) *hash;
+	struct dso_tables t;
+
+	if (eh == NULL || eh->e_ident[EI_MAG0] != ELFMAG0 ||
+	    eh->e_ident[EI_MAG1] != ELFMAG1 ||
+	    eh->e_ident[EI_MAG2] != ELFMAG2 ||
+	    eh->e_ident[EI_MAG3] != ELFMAG3 ||
+	    eh->e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64
+							   : ELFCLASS32) ||
+	    !vdso_tables(eh, &t, &hash))
+		return NULL;
+	/* The sysv table's chain count is the number of symbols. */
+	for (ElfW(Word) i = 0; i < hash[1]; i++)
+		if (t.symtab[i].st_shndx != SHN_UNDEF &&
+		    sym_matches(&t, i, name))
+			return (void *)(t.base + t.symtab[i].st_value);
+	return NULL;
 }

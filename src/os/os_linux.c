@@ -719,14 +719,24 @@ os_fd_opened(long r, bool keep, int *out)
  * The vDSO's own clock_gettime, called directly: libc's wrapper is all it
  * adds, and it lies in a 64 KiB window of libc's text that a program that
  * reads no clock itself never maps, which fault-around then maps whole
- * (64 KiB more resident in a small C program).
+ * (64 to 128 KiB more resident in a small C program, by where libc lands).
  */
 static int (*vdso_clock)(clockid_t, struct timespec *);
+
+#if defined(__x86_64__)
+#define VDSO_CLOCK	"__vdso_clock_gettime"
+#elif defined(__aarch64__)
+#define VDSO_CLOCK	"__kernel_clock_gettime"
+#endif
 
 void
 os_clock_boot(void)
 {
-	void *fn = os_dso_symbol("linux-vdso.so.1", "__vdso_clock_gettime");
+#ifdef VDSO_CLOCK
+	void *fn = os_vdso_symbol(VDSO_CLOCK);
+#else
+	void *fn = NULL;
+#endif
 
 	__atomic_store_n(&vdso_clock, (int (*)(clockid_t, struct timespec *))fn,
 			 __ATOMIC_RELAXED);

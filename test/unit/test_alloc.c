@@ -91,10 +91,6 @@ Test(alloc, small_sizes_route_to_the_heap_then_to_slabs)
 	}
 }
 
-/* A class of HEAP_WIDE_MIN to HEAP_WIDE_MAX bytes stays in the heap for
- * HEAP_WIDE_REQS requests while few of its blocks are live, and leaves
- * it for good once HEAP_LIGHT_MAX are; other classes leave after
- * HEAP_LIGHT_MAX requests, live or not. */
 /* malloc_trim's path gives back the heap's free pages too: blocks of
  * light classes freed between live ones leave whole free pages in the
  * heap's chunks, resident until the trim. */
@@ -125,6 +121,10 @@ Test(alloc, trim_gives_back_the_heap_s_free_pages)
 		alloc_free(v[i]);
 }
 
+/* A class of HEAP_WIDE_MIN to HEAP_WIDE_MAX bytes stays in the heap for
+ * HEAP_WIDE_REQS requests while few of its blocks are live, and leaves
+ * it for good once HEAP_LIGHT_MAX are; other classes leave after
+ * HEAP_LIGHT_MAX requests, live or not. */
 Test(alloc, wide_classes_stay_in_the_heap_until_many_are_live)
 {
 	size_t wide = 3000, churned = 1500, light = 300, big = 8000;

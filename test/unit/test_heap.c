@@ -211,8 +211,8 @@ resident(const void *p)
 {
 	unsigned char v = 0;
 
-	cr_assert_eq(mincore((void *)((uintptr_t)p & ~(uintptr_t)4095),
-			     4096, &v), 0);
+	cr_assert_eq(mincore((void *)zp_align_down((uintptr_t)p, ZP_PAGE_SIZE),
+			     ZP_PAGE_SIZE, &v), 0);
 	return v & 1;
 }
 
@@ -236,15 +236,15 @@ Test(heap, trim_gives_back_whole_free_pages_between_live_blocks)
 	for (unsigned i = 2; i < N - 2; i++)
 		release(v[i]);
 	/* The free block runs from v[2]'s header to v[N - 2]'s. */
-	lo = zp_align_up((uintptr_t)v[2] - 16 + 64, 4096);
-	hi = zp_align_down((uintptr_t)v[N - 2] - 16, 4096);
-	cr_assert_geq(hi - lo, 8 * 4096);
-	for (uintptr_t a = lo; a < hi; a += 4096)
+	lo = zp_align_up((uintptr_t)v[2] - 16 + 64, ZP_PAGE_SIZE);
+	hi = zp_align_down((uintptr_t)v[N - 2] - 16, ZP_PAGE_SIZE);
+	cr_assert_geq(hi - lo, 8 * ZP_PAGE_SIZE);
+	for (uintptr_t a = lo; a < hi; a += ZP_PAGE_SIZE)
 		cr_assert(resident((void *)a), "written before the trim");
 	got = heap_trim();
 	cr_assert_geq(got, hi - lo);
-	cr_assert_leq(got, hi - lo + 4096);
-	for (uintptr_t a = lo; a < hi; a += 4096)
+	cr_assert_leq(got, hi - lo + ZP_PAGE_SIZE);
+	for (uintptr_t a = lo; a < hi; a += ZP_PAGE_SIZE)
 		CHECK(!resident((void *)a), "page %#lx kept",
 		      (unsigned long)a);
 	for (unsigned i = 0; i < N; i += (i == 1 ? N - 3 : 1))
@@ -258,6 +258,41 @@ Test(heap, trim_gives_back_whole_free_pages_between_live_blocks)
 	release(v[2]);
 	for (unsigned i = 0; i < N; i += (i == 1 ? N - 3 : 1))
 		release(v[i]);
+}
+
+/* What a trim reports is the kept empty chunk and the pages dropped from
+ * the other chunks' free blocks, both. */
+Test(heap, trim_counts_the_kept_chunk_and_the_dropped_pages)
+{
+	enum { N = 2 * (CHUNK / (4096 + 16)) };
+	unsigned char *v[N];
+	struct page *a, *b;
+	unsigned first_b = 0, last_b = 0;
+	uint64_t purged0;
+	size_t got;
+
+	for (unsigned i = 0; i < N; i++) {
+		v[i] = take(4096, false);
+		memset(v[i], 0x5a, 4096);
+	}
+	a = head_of(v[0]);
+	b = head_of(v[N - 1]);
+	cr_assert_neq(a, b, "two chunks");
+	for (unsigned i = 0; i < N; i++)
+		if (head_of(v[i]) == b && !first_b)
+			first_b = i;
+	last_b = N - 1;
+	cr_assert_geq(last_b - first_b, 4);
+	/* Chunk a empties (kept), b keeps its ends and frees between. */
+	for (unsigned i = 0; i < N; i++)
+		if (head_of(v[i]) == a || (i > first_b && i < last_b))
+			release(v[i]);
+	purged0 = stats().purged_bytes;
+	got = heap_trim();
+	cr_assert_gt(stats().purged_bytes, purged0);
+	cr_assert_eq(got, CHUNK + (stats().purged_bytes - purged0));
+	release(v[first_b]);
+	release(v[last_b]);
 }
 
 Test(heap, double_free_aborts, .signal = SIGABRT)

@@ -256,17 +256,19 @@ Test(init, fork_from_a_thread_inside_the_allocator)
 }
 
 /* Boot finds the vDSO's clock where the process has a vDSO (valgrind
- * gives none), and os_now_ns reads the same clock as libc's
- * clock_gettime: never behind a reading taken before it, never ahead of
- * one taken after. */
+ * gives none; on x86-64 and arm64, whose names for it os_linux.c knows),
+ * and os_now_ns reads the same clock as libc's clock_gettime: never
+ * behind a reading taken before it, never ahead of one taken after. */
 Test(init, the_clock_is_the_vdso_s_and_reads_as_clock_gettime)
 {
 	struct timespec a, b;
 	uint64_t t;
 
 	cr_assert(init_boot());
+#if defined(__x86_64__) || defined(__aarch64__)
 	cr_assert_eq(os_clock_is_vdso(), getauxval(AT_SYSINFO_EHDR) != 0,
-		     "boot found __vdso_clock_gettime");
+		     "boot found the vDSO's clock_gettime");
+#endif
 	for (int i = 0; i < 1000; i++) {
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		t = os_now_ns();
