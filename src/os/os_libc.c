@@ -30,6 +30,7 @@ struct dso_tables {
 	const ElfW(Sym) *symtab;
 	const char *strtab;
 	const uint32_t *gnu_hash;
+	const ElfW(Word) *sysv_hash;
 	const ElfW(Half) *versym;
 };
 
@@ -49,6 +50,29 @@ dyn_ptr(uintptr_t base, ElfW(Addr) v)
 	return (const void *)(v < base ? v + base : v);
 }
 
+/* The tables .dynamic names, t->base set; link_time: every address in
+ * it is a link-time one (the vDSO's), moved by t->base. */
+static void
+read_dynamic(const ElfW(Dyn) *dyn, bool link_time, struct dso_tables *t)
+{
+	for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
+		const void *p = link_time
+			? (const void *)(t->base + dyn->d_un.d_ptr)
+			: dyn_ptr(t->base, dyn->d_un.d_ptr);
+
+		if (dyn->d_tag == DT_SYMTAB)
+			t->symtab = p;
+		else if (dyn->d_tag == DT_STRTAB)
+			t->strtab = p;
+		else if (dyn->d_tag == DT_GNU_HASH)
+			t->gnu_hash = p;
+		else if (dyn->d_tag == DT_HASH)
+			t->sysv_hash = p;
+		else if (dyn->d_tag == DT_VERSYM)
+			t->versym = p;
+	}
+}
+
 static bool
 read_tables(const struct dl_phdr_info *info, struct dso_tables *t)
 {
@@ -58,18 +82,7 @@ read_tables(const struct dl_phdr_info *info, struct dso_tables *t)
 	for (int i = 0; i < info->dlpi_phnum; i++)
 		if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
 			dyn = (const void *)(t->base + info->dlpi_phdr[i].p_vaddr);
-	for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
-		const void *p = dyn_ptr(t->base, dyn->d_un.d_ptr);
-
-		if (dyn->d_tag == DT_SYMTAB)
-			t->symtab = p;
-		else if (dyn->d_tag == DT_STRTAB)
-			t->strtab = p;
-		else if (dyn->d_tag == DT_GNU_HASH)
-			t->gnu_hash = p;
-		else if (dyn->d_tag == DT_VERSYM)
-			t->versym = p;
-	}
+	read_dynamic(dyn, false, t);
 	return t->symtab && t->strtab && t->gnu_hash;
 }
 
@@ -153,15 +166,13 @@ os_libc_symbol(const char *name)
  * callback that allocates). Its .dynamic is never relocated: every
  * address in it is a link-time one, moved by the load bias. */
 static bool
-vdso_tables(const ElfW(Ehdr) *eh, struct dso_tables *t,
-	    const ElfW(Word) **hash)
+vdso_tables(const ElfW(Ehdr) *eh, struct dso_tables *t)
 {
 	const ElfW(Phdr) *ph = (const void *)((const char *)eh + eh->e_phoff);
 	const ElfW(Dyn) *dyn = NULL;
 	bool have_base = false;
 
 	*t = (struct dso_tables){ .base = 0 };
-	*hash = NULL;
 	for (int i = 0; i < eh->e_phnum; i++) {
 		if (ph[i].p_type == PT_LOAD && !have_base) {
 			t->base = (uintptr_t)eh + ph[i].p_offset -
@@ -172,26 +183,16 @@ vdso_tables(const ElfW(Ehdr) *eh, struct dso_tables *t,
 					     ph[i].p_offset);
 		}
 	}
-	for (; have_base && dyn && dyn->d_tag != DT_NULL; dyn++) {
-		const void *p = (const void *)(t->base + dyn->d_un.d_ptr);
-
-		if (dyn->d_tag == DT_SYMTAB)
-			t->symtab = p;
-		else if (dyn->d_tag == DT_STRTAB)
-			t->strtab = p;
-		else if (dyn->d_tag == DT_HASH)
-			*hash = p;
-		else if (dyn->d_tag == DT_VERSYM)
-			t->versym = p;
-	}
-	return t->symtab && t->strtab && *hash;
+	if (!have_base)
+		return false;
+	read_dynamic(dyn, true, t);
+	return t->symtab && t->strtab && t->sysv_hash;
 }
 
 void *
 os_vdso_symbol(const char *name)
 {
 	const ElfW(Ehdr) *eh = (const void *)getauxval(AT_SYSINFO_EHDR);
-	const ElfW(Word) *hash;
 	struct dso_tables t;
 
 	if (eh == NULL || eh->e_ident[EI_MAG0] != ELFMAG0 ||
@@ -200,10 +201,10 @@ os_vdso_symbol(const char *name)
 	    eh->e_ident[EI_MAG3] != ELFMAG3 ||
 	    eh->e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64
 							   : ELFCLASS32) ||
-	    !vdso_tables(eh, &t, &hash))
+	    !vdso_tables(eh, &t))
 		return NULL;
 	/* The sysv table's chain count is the number of symbols. */
-	for (ElfW(Word) i = 0; i < hash[1]; i++)
+	for (ElfW(Word) i = 0; i < t.sysv_hash[1]; i++)
 		if (t.symtab[i].st_shndx != SHN_UNDEF &&
 		    sym_matches(&t, i, name))
 			return (void *)(t.base + t.symtab[i].st_value);
