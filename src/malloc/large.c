@@ -87,16 +87,16 @@ static struct {
  */
 static int
 large_map(size_t size, size_t align, unsigned flags, bool zero, bool huge,
-	  bool *recycled, void **out)
+	  size_t *fresh, void **out)
 {
 	int err;
 
-	*recycled = false;
+	*fresh = size;
 #if ZP_HAVE_ZERO
 	if (!(flags & LARGE_LOW32)) {
 		if (flags & LARGE_PLACED)
 			return zero_region_map_aligned(size, align, out);
-		return zero_region_take_huge(size, align, zero, huge, recycled,
+		return zero_region_take_huge(size, align, zero, huge, fresh,
 					     out);
 	}
 #else
@@ -508,7 +508,7 @@ account_locked(size_t bytes, bool add)
 void *
 large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 {
-	size_t size = zp_align_up(n, ZP_PAGE_SIZE);
+	size_t size = zp_align_up(n, ZP_PAGE_SIZE), fresh;
 	bool huge, recycled;
 	void *p;
 	int err;
@@ -527,17 +527,18 @@ large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 	zp_lock(&large.lock);
 	huge = wants_huge_locked(size, flags);
 	zp_unlock(&large.lock);
-	err = large_map(size, align, flags, zero, huge, &recycled, &p);
+	err = large_map(size, align, flags, zero, huge, &fresh, &p);
 	if (err) {
 		__atomic_fetch_add(&large.st.nr_failed, 1, __ATOMIC_RELAXED);
 		return NULL;
 	}
+	recycled = fresh < size;
 	if (node >= 0)
 		os_mbind_node(p, size, node); /* a preference: may fail */
-	/* Parked pages were counted when first mapped: a teardown's 400
-	 * MiB rebuilt read /proc/meminfo 600 times more. */
-	if (!recycled)
-		zone_limit_note_map(size);
+	/* Parked pages were counted when first mapped (a teardown's 400
+	 * MiB rebuilt read /proc/meminfo 600 times more); what a parked
+	 * region was grown by was not. */
+	zone_limit_note_map(fresh);
 
 	zp_lock(&large.lock);
 	err = insert_locked((uintptr_t)p, size | (flags & LARGE_FLAG_MASK) |
@@ -555,7 +556,7 @@ large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 		large_unmap(p, size, flags, /* park */ false, 0);
 		return NULL;
 	}
-	park_within_peak(recycled ? 0 : size);
+	park_within_peak(fresh);
 	return p;
 }
 
@@ -668,8 +669,10 @@ large_resize(void *p, size_t n)
 	account_locked(new_size, true);
 	large.st.nr_remap++;
 	zp_unlock(&large.lock);
-	if (new_size > old)
+	if (new_size > old) {
+		zone_limit_note_map(new_size - old);
 		park_within_peak(new_size - old);
+	}
 	return q;
 }
 

@@ -9,7 +9,8 @@
  *        zone->lock when a zone grows). Reactions run with no lock held.
  * Path:  zone_boot -> zone_limit_boot -> os_memory_limit;
  *        grow_locked -> zone_limit_sample_locked -> os_memory_usage;
- *        large_alloc -> zone_limit_note_map -> the same, then the react;
+ *        large_alloc, large_resize -> zone_limit_note_map -> the same,
+ *        then the react;
  *        zone_alloc_pages_slow -> zone_limit_react -> zone_purge(true);
  *        slow paths above, lock-free -> zone_limit_run_hook -> the hook
  *        (zero-page reclaim, parked regions)

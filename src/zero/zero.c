@@ -849,13 +849,15 @@ move_over_locked(uintptr_t a, uintptr_t b, uintptr_t dst)
  * Fills [s, e), the fresh part of a block being grown, with the pages of
  * other parked extents, smallest first (leftovers of cuts), each cut from
  * its end: moved, not faulted anew, and the park holds that much less.
- * ENOMEM if part of [s, e) could not be mapped again.
+ * *left: the bytes no extent filled (fresh pages still). ENOMEM if part
+ * of [s, e) could not be mapped again.
  */
 static int
-park_fill(uintptr_t s, uintptr_t e)
+park_fill(uintptr_t s, uintptr_t e, size_t *left)
 {
 	int err = 0;
 
+	*left = e - s;
 	if (!os_remap_moves_several())
 		return 0;
 	table_lock();
@@ -872,6 +874,7 @@ park_fill(uintptr_t s, uintptr_t e)
 		s += len;
 	}
 	table_unlock();
+	*left = e - s;
 	return err;
 }
 
@@ -891,12 +894,13 @@ park_fill(uintptr_t s, uintptr_t e)
  * unmapped and its block mapped fresh, and what an extent lacked always
  * faulted anew (big-replace: 16 of 200 blocks fresh, 320 MiB of page
  * faults). Returns the block's start; any of its bytes may hold old
- * data. On an error the extent is as it was, unless *gone says that it
- * was moved (it is the caller's no more).
+ * data; *fresh: how many are new pages, which no parked page backs. On an
+ * error the extent is as it was, unless *gone says that it was moved (it
+ * is the caller's no more).
  */
 static int
 park_fit(const struct zero_parked *got, size_t size, bool filled,
-	 uintptr_t *start, bool *gone)
+	 uintptr_t *start, size_t *fresh, bool *gone)
 {
 	size_t have = got->end - got->start, more = size - have;
 	uintptr_t r = got->start, fill;	/* the fresh part: [fill, + more) */
@@ -905,6 +909,7 @@ park_fit(const struct zero_parked *got, size_t size, bool filled,
 
 	*gone = false;
 	*start = got->start;
+	*fresh = 0;
 	if (have >= size)
 		return 0;
 	if (resize_in_place(got->start, got->end, size)) {
@@ -934,7 +939,8 @@ park_fit(const struct zero_parked *got, size_t size, bool filled,
 		return EFAULT;
 	}
 	*start = r;
-	err = filled ? park_fill(fill, fill + more) : 0;
+	*fresh = more;
+	err = filled ? park_fill(fill, fill + more, fresh) : 0;
 	if (err) {
 		*gone = true;
 		unmap_or_keep(r, size);
@@ -993,7 +999,7 @@ region_map_huge(size_t size, size_t align, bool zero, bool huge, void **out)
 }
 
 static int
-region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
+region_take(size_t size, size_t align, bool zero, bool huge, size_t *fresh,
 	    void **out)
 {
 	struct park_victims vs = { .nr = 0 };
@@ -1006,6 +1012,7 @@ region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
 		return EINVAL;
 	size = zp_align_up(size, ZP_PAGE_SIZE);
 	align = ZP_MAX(align, ZP_PAGE_SIZE);
+	*fresh = size;
 	kept_retry();
 	table_lock();
 	park_expire_locked(os_now_ns(), false, &vs);
@@ -1017,14 +1024,14 @@ region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
 	 * parked regions included, and takes again. */
 	if (!found)
 		return region_map_huge(size, align, zero, huge, out);
-	err = park_fit(&got, size, zero || huge, &s, &gone);
+	err = park_fit(&got, size, zero || huge, &s, fresh, &gone);
 	if (err) {
+		*fresh = size;
 		if (!gone)
 			unmap_or_keep(got.start, got.end - got.start);
 		return region_map_huge(size, align, zero, huge, out);
 	}
 	advise_taken(s, size, zero, huge, false);
-	*recycled = true;
 	if (zero)
 		zero_make_zero((void *)s, size, /* release */ false);
 	err = region_add(s, s + size, /* may_start */ false);
@@ -1039,21 +1046,20 @@ region_take(size_t size, size_t align, bool zero, bool huge, bool *recycled,
 int
 zero_region_take(size_t size, size_t align, bool zero, void **out)
 {
-	bool recycled;
+	size_t fresh;
 
-	return zero_region_take_huge(size, align, zero, false, &recycled, out);
+	return zero_region_take_huge(size, align, zero, false, &fresh, out);
 }
 
 int
 zero_region_take_huge(size_t size, size_t align, bool zero, bool huge,
-		      bool *recycled, void **out)
+		      size_t *fresh, void **out)
 {
 	struct zero_guard g;
 	int err;
 
-	*recycled = false;
 	zero_guard_enter(&g);
-	err = region_take(size, align, zero, huge, recycled, out);
+	err = region_take(size, align, zero, huge, fresh, out);
 	zero_guard_leave(&g);
 	if (!err)
 		helper_kick(/* may_start */ true);

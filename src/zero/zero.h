@@ -109,10 +109,12 @@ int zero_region_take(size_t size, size_t align, bool zero, void **out);
 /* The same, for a block its caller expects the program to fill: with
  * huge, a fresh region is advised to take huge pages and placed half a
  * huge page past a boundary, so that its head and tail take small ones
- * (a parked one is advised only). *recycled: a parked region served it
- * (its pages are resident whatever the new block's use). */
+ * (a parked one is advised only). *fresh: how many of its bytes (size,
+ * rounded to pages, unless a parked region served it, whose pages are
+ * resident whatever the new block's use) are new pages, which count
+ * against the memory limit and the peak as they are written. */
 int zero_region_take_huge(size_t size, size_t align, bool zero, bool huge,
-			  bool *recycled, void **out);
+			  size_t *fresh, void **out);
 /* The resident bytes (not the zero page) that at most max_calls
  * PAGEMAP_SCAN calls find from s on, up to e; *done: where they stopped
  * (s when the kernel or a sandbox allows no scan: then 0). */

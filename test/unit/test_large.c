@@ -20,6 +20,7 @@
 #include "malloc/large.h"
 #include "malloc/init.h"
 #include "os/os.h"
+#include "page/zone.h"
 #include "zero/zero.h"
 #include "zero/zero_int.h"
 
@@ -526,6 +527,77 @@ Test(large, resize_of_unknown_block_aborts, .signal = SIGABRT)
 	static char buf[64];
 
 	large_resize(buf, 10 * MiB);
+}
+
+/* --- large blocks against the memory limit ------------------------------- */
+
+/* A limit of 1 GiB given: the usage the watermarks follow is then the
+ * process's own resident set, sampled once per step's worth mapped. */
+static void
+boot_with_limit(void)
+{
+	setenv("ZPMALLOC_MEMORY_LIMIT", "1073741824", 1);
+	boot();
+}
+
+static size_t
+sampled_usage(void)
+{
+	struct zone_limit_info li;
+
+	zone_limit_info(&li);
+	return li.usage_bytes;
+}
+
+/* n bytes resident that the allocator does not know of. */
+static void *
+unseen_rss(size_t n)
+{
+	int err;
+	void *p = os_mmap_raw(NULL, n, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &err);
+
+	cr_assert_neq(p, MAP_FAILED, "errno %d", err);
+	return written(p, n);
+}
+
+/* A program that grows one buffer by realloc maps no new block: the
+ * growth itself must be sampled, or the watermarks never see it. */
+Test(large_options, growth_by_realloc_is_sampled_against_the_limit,
+     .init = boot_with_limit)
+{
+	void *p = written(large_alloc(BIG, 0, 0, -1, false), BIG), *other;
+	size_t before = sampled_usage();
+
+	other = unseen_rss(64 * MiB);
+	p = large_resize(p, BIG + 8 * MiB);
+	cr_assert_not_null(p);
+	cr_expect_geq(sampled_usage(), before + 60 * MiB,
+		      "sampled %zu MiB, %zu before", sampled_usage() / MiB,
+		      before / MiB);
+	cr_assert(large_free(p));
+	munmap(other, 64 * MiB);
+}
+
+/* A parked region that serves a bigger block is grown by new pages,
+ * which count as a fresh block's do. */
+Test(large_options, parked_region_grown_by_new_pages_is_sampled,
+     .init = boot_with_limit)
+{
+	size_t before;
+	void *q, *other;
+
+	churn_until_parked(8 * MiB);
+	before = sampled_usage();
+	other = unseen_rss(64 * MiB);
+	q = large_alloc(24 * MiB, 0, 0, -1, false);
+	cr_assert_not_null(q);
+	cr_assert_eq(zero_park_bytes(), 0, "the parked region served it");
+	cr_expect_geq(sampled_usage(), before + 60 * MiB,
+		      "sampled %zu MiB, %zu before", sampled_usage() / MiB,
+		      before / MiB);
+	cr_assert(large_free(q));
+	munmap(other, 64 * MiB);
 }
 
 struct resize_job {

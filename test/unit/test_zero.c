@@ -509,7 +509,7 @@ Test(zero, parked_extent_of_two_mappings_grows_keeping_its_pages)
 {
 	size_t len = 8 * MIB;
 	char *p, *q;
-	bool recycled;
+	size_t fresh;
 
 	/* Room below the extent: its first third, unmapped. */
 	cr_assert_eq(zero_region_take(3 * len, 0, false, (void **)&p), 0);
@@ -520,8 +520,9 @@ Test(zero, parked_extent_of_two_mappings_grows_keeping_its_pages)
 		cr_skip_test("no MADV_NOHUGEPAGE to split the mapping with");
 	cr_assert_eq(zero_region_park(p, 2 * len, 0), 0);
 	/* A block to be written whole (huge) grows downwards too. */
-	cr_assert_eq(zero_region_take_huge(3 * len, 0, false, true, &recycled,
+	cr_assert_eq(zero_region_take_huge(3 * len, 0, false, true, &fresh,
 					   (void **)&q), 0);
+	cr_expect_eq(fresh, len, "the third the extent lacked is new pages");
 	if (!(q <= p && q + 3 * len >= p + 2 * len)) {
 		/* Something took the room: moved whole, where the kernel
 		 * moves several mappings at once. */
@@ -586,7 +587,7 @@ grow_with_other_extent(bool hem)
 	size_t len = 8 * MIB;
 	char *a, *b, *gap, *q;
 	void *lo = MAP_FAILED, *hi = MAP_FAILED;
-	bool recycled;
+	size_t fresh;
 
 	if (!os_remap_moves_several())
 		cr_skip_test("this kernel does not move several mappings");
@@ -616,8 +617,9 @@ grow_with_other_extent(bool hem)
 	}
 	/* A block to be written whole (huge): the others fill it. */
 	cr_assert_eq(zero_region_take_huge(len + len / 2, 0, false, true,
-					   &recycled, (void **)&q), 0);
+					   &fresh, (void **)&q), 0);
 	cr_expect_eq(zero_park_bytes(), 0, "both extents went into it");
+	cr_expect_eq(fresh, 0, "no byte of it is a new page");
 	cr_expect_eq(zero_resident_bytes((uintptr_t)q,
 					 (uintptr_t)q + len + len / 2),
 		     len + len / 2, "no page faulted anew");
