@@ -29,11 +29,14 @@
  * for arrays of a page or more. x86-64's GCC makes .lbss sections NOBITS
  * and its ld places them after .bss; elsewhere they would be zeros in the
  * file (other GCC targets) or large-model data (clang 18 on), and a named
- * section loses ASan's redzones: there, plain .bss.
+ * section loses ASan's redzones: there, plain .bss. Each starts on a
+ * page (the padding is NOBITS: it costs address space only), so that an
+ * array of exactly a page, such as the class table every process reads,
+ * is one page and not the ends of two.
  */
 #if defined(__x86_64__) && !defined(__clang__) && \
 	!defined(__SANITIZE_ADDRESS__)
-#define zp_bss_large	__attribute__((section(".lbss.zp")))
+#define zp_bss_large	__attribute__((section(".lbss.zp"), aligned(4096)))
 #else
 #define zp_bss_large
 #endif
