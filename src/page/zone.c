@@ -621,8 +621,22 @@ fail:
 	return false;
 }
 
-/* Blocks group by size in typed regions (see buddy.h); only a zone that
- * cannot grow mixes them. */
+/*
+ * Blocks group by size in typed regions (see buddy.h); only a zone that
+ * cannot grow mixes them, and a zone that has not outgrown its first
+ * region. There, grouping has nothing to keep whole (a program this small
+ * has no large block waiting for a free region), and a region per type
+ * costs a small program the split chain of each: blocks of 512, 256, 128
+ * and 64 pages whose heads lie on four pages of descriptors (python3's
+ * start-up touched 11 pages of them, 44 KiB, for 172 pages in use, most
+ * of a second region's its heap chunks and one 128 KiB block).
+ */
+static bool
+mixes_types(const struct zone *z)
+{
+	return zone_committed_pages(z) <= ((size_t)1 << ZP_MAX_ORDER);
+}
+
 static struct page *
 alloc_locked(struct zone *z, unsigned order, unsigned gfp)
 {
@@ -632,7 +646,8 @@ alloc_locked(struct zone *z, unsigned order, unsigned gfp)
 	bool grew = false;
 	size_t idx;
 
-	while (!(pg = buddy_alloc_typed(&z->buddy, order, type, false))) {
+	while (!(pg = buddy_alloc_typed(&z->buddy, order, type,
+					mixes_types(z)))) {
 		if (!grow_locked(z, type))
 			break;
 		grew = true;

@@ -316,6 +316,41 @@ Test(zone, boot_without_a_window_fails_cleanly)
 	cr_assert_eq(zone_count(), 1);
 }
 
+/* Which 4 MiB region of zone 0 p lies in. */
+static size_t
+region_of(const void *p)
+{
+	return ((uintptr_t)p - info(0).base) / ZP_MAX_BLOCK;
+}
+
+/* A zone within its first region serves every size from it, so that a
+ * small program pays one split chain of descriptors, not one per size;
+ * past it, sizes group in regions of their own again. */
+Test(zone, a_zone_within_its_first_region_mixes_sizes)
+{
+	struct page *small, *medium, *large, *later;
+
+	boot_cfg(64 * MIB, 0, 0, NEVER);
+	small = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
+	medium = zone_alloc_pages(NULL, 5, 0, PAGE_MEDIUM, NULL);
+	cr_assert(small && medium);
+	cr_assert_eq(info(0).grown_bytes, ZP_COMMIT_STEP, "one step for both");
+	cr_assert_eq(region_of(page_address(medium)), 0);
+	/* A whole region grows the zone past its first. */
+	large = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(large);
+	cr_assert_eq(region_of(page_address(large)), 1);
+	later = zone_alloc_pages(NULL, 5, 0, PAGE_MEDIUM, NULL);
+	cr_assert_not_null(later);
+	cr_assert_eq(region_of(page_address(later)), 2,
+		     "a medium block in a region of its own again");
+	zone_free_pages(NULL, later);
+	zone_free_pages(NULL, large);
+	zone_free_pages(NULL, medium);
+	zone_free_pages(NULL, small);
+	cr_assert(zone_check_all());
+}
+
 Test(zone, zone_that_cannot_grow_returns_null_cleanly)
 {
 	struct page *pg, *first;
@@ -335,11 +370,12 @@ Test(zone, zone_that_cannot_grow_returns_null_cleanly)
 	cr_assert_eq(info(0).grown_bytes, ZP_COMMIT_STEP);
 	cr_assert(zone_check_all());
 	/* And once memory is there again, it works (the next step completes
-	 * the large block's region, so the small page takes one more). */
+	 * the large block's region, which a zone within its first region
+	 * shares between sizes: the small page comes from it). */
 	pg = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
 	cr_assert_not_null(pg);
 	memset(page_address(pg), 1, ZP_PAGE_SIZE);
-	cr_assert_eq(info(0).grown_bytes, 3 * ZP_COMMIT_STEP);
+	cr_assert_eq(info(0).grown_bytes, 2 * ZP_COMMIT_STEP);
 	zone_free_pages(NULL, pg);
 	zone_free_pages(NULL, first);
 	cr_assert(zone_check_all());
