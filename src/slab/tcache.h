@@ -81,17 +81,22 @@ struct tclass {
 };
 
 /*
- * The fast paths touch only bins[] (and the objects). Everything else -
- * the slab lists, the page cache, the mailbox drain - happens under
- * `lock`, which the owner takes in its slow paths and another thread
- * takes to give the owner's memory back (malloc_trim) without its help.
+ * The fast paths touch only id and bins[] (and the objects). Everything
+ * else - the slab lists, the page cache, the mailbox drain - happens
+ * under `lock`, which the owner takes in its slow paths and another
+ * thread takes to give the owner's memory back (malloc_trim) without its
+ * help.
  */
 struct tcache {
-	struct tbin bins[SC_NR];	/* a bin never straddles two lines */
 	/* Names the thread in its slabs' facts words (slab.h): unique
 	 * among live caches, never 0; TCACHE_NO_ID when all are taken,
-	 * which only costs this thread's frees the fast path. */
+	 * which only costs this thread's frees the fast path. First, in
+	 * the line before the bins: the stand-in cache that threads without
+	 * state free through (tcache_none) then has its id and all but the
+	 * last two bins in one page, not two. */
 	uint32_t id;
+	struct tbin bins[SC_NR] zp_cacheline_aligned;	/* a bin never
+							 * straddles two lines */
 	struct pcp_set *pcp;		/* the thread's page cache (lock) */
 	struct zp_lock lock;		/* the slow paths; see above */
 	unsigned nr_slots_used;		/* slots handed to bins (lock) */
@@ -114,7 +119,7 @@ struct tcache {
 };
 
 _Static_assert(sizeof(struct tbin) == 32 && sizeof(struct tbin) == SC_SCALE &&
-	       offsetof(struct tcache, bins) == 0 &&
+	       offsetof(struct tcache, bins) == ZP_CACHELINE &&
 	       _Alignof(struct tcache) >= 64,
 	       "each bin lies in one cache line");
 
