@@ -36,7 +36,7 @@
  */
 #if defined(__x86_64__) && !defined(__clang__) && \
 	!defined(__SANITIZE_ADDRESS__)
-#define zp_bss_large	__attribute__((section(".lbss.zp"), aligned(4096)))
+#define zp_bss_large	__attribute__((section(".lbss.zp"), aligned(ZP_PAGE_SIZE)))
 #else
 #define zp_bss_large
 #endif

@@ -718,13 +718,19 @@ realloc_medium(void *p, struct page *head, size_t n)
 static void *
 realloc_large(void *p, size_t old, size_t n)
 {
-	if (n > ZP_MAX_BLOCK || n >= ALLOC_REMAP_MIN / 2) {
-		void *q = large_resize(p, n);
+	void *q = NULL;
+	int saved = errno;
 
-		if (q)
-			return q;
-	}
-	return realloc_move(p, old, n);
+	if (n > ZP_MAX_BLOCK || n >= ALLOC_REMAP_MIN / 2)
+		q = large_resize(p, n);
+	if (!q)
+		return realloc_move(p, old, n);
+	/* Growth may have crossed a watermark: what the zones cannot give
+	 * back themselves (parked regions, zero-page reclaim) goes now, not
+	 * at some later malloc (no lock is held: alloc_realloc checked). */
+	zone_limit_run_hook();
+	errno = saved;
+	return q;
 }
 
 void *

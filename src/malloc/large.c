@@ -532,6 +532,8 @@ large_alloc(size_t n, size_t align, unsigned flags, int node, bool zero)
 		__atomic_fetch_add(&large.st.nr_failed, 1, __ATOMIC_RELAXED);
 		return NULL;
 	}
+	/* A parked extent is never empty, so one that served the block
+	 * left fewer new bytes than its size; a fresh mapping, all. */
 	recycled = fresh < size;
 	if (node >= 0)
 		os_mbind_node(p, size, node); /* a preference: may fail */
@@ -670,6 +672,8 @@ large_resize(void *p, size_t n)
 	large.st.nr_remap++;
 	zp_unlock(&large.lock);
 	if (new_size > old) {
+		/* A program that grows one buffer maps no new block: its
+		 * growth must reach the watermarks all the same. */
 		zone_limit_note_map(new_size - old);
 		park_within_peak(new_size - old);
 	}

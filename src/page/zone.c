@@ -628,8 +628,8 @@ fail:
  * has no large block waiting for a free region), and a region per type
  * costs a small program the split chain of each: blocks of 512, 256, 128
  * and 64 pages whose heads lie on four pages of descriptors (python3's
- * start-up touched 11 pages of them, 44 KiB, for 172 pages in use, most
- * of a second region's its heap chunks and one 128 KiB block).
+ * start-up touched 11 pages of them, 44 KiB, for 172 pages in use: a
+ * second region held its heap chunks and one 128 KiB block).
  */
 static bool
 mixes_types(const struct zone *z)

@@ -92,8 +92,9 @@ struct tcache {
 	 * among live caches, never 0; TCACHE_NO_ID when all are taken,
 	 * which only costs this thread's frees the fast path. First, in
 	 * the line before the bins: the stand-in cache that threads without
-	 * state free through (tcache_none) then has its id and all but the
-	 * last two bins in one page, not two. */
+	 * state free through (tcache_none, page-aligned where zp_bss_large
+	 * places it) then has its id and the bins of all but its top two
+	 * classes in one page, not two. */
 	uint32_t id;
 	struct tbin bins[SC_NR] zp_cacheline_aligned;	/* a bin never
 							 * straddles two lines */

@@ -1058,6 +1058,7 @@ zero_region_take_huge(size_t size, size_t align, bool zero, bool huge,
 	struct zero_guard g;
 	int err;
 
+	*fresh = size;
 	zero_guard_enter(&g);
 	err = region_take(size, align, zero, huge, fresh, out);
 	zero_guard_leave(&g);
