@@ -42,7 +42,7 @@ zp_lock_held_any(void)
 
 /* The count and the lock word must change in program order as far as a
  * signal handler of this thread can tell. */
-static inline void
+static zp_always_inline void
 zp_lock_depth_add(int d)
 {
 	zp_assert(d > 0 || zp_lock_depth != 0);

@@ -18,6 +18,12 @@
 
 struct slab_cache slab_caches[SC_NR] zp_bss_large;
 
+/* Classes that ever had a slab (the first one counted marks its class).
+ * malloc_trim and every thread's exit visit only these: a visit writes
+ * the class's line of slab_caches[] (its lock, its counters), and all of
+ * them are four pages a program using a few classes never needed. */
+static uint64_t cache_used[(SC_NR + 63) / 64];
+
 /* Orphans a take inspects for remote frees that emptied them; each goes
  * to the back of the list, so every orphan is looked at in turn. */
 #define CACHE_SCAN	4
@@ -30,18 +36,38 @@ cache_boot(void)
 {
 	static bool booted;
 
-	if (booted)
+	if (booted) {
 		memset(slab_caches, 0, sizeof(slab_caches));
+		memset(cache_used, 0, sizeof(cache_used));
+	}
 	booted = true;
 }
 
 /* Each atomic add waits for the stores before it: a list of slabs
  * going back is counted with one pair. */
+bool
+cache_is_used(unsigned sc)
+{
+	return (__atomic_load_n(&cache_used[sc / 64], __ATOMIC_RELAXED) >>
+		(sc % 64)) & 1;
+}
+
+const struct slab_cache *
+cache_peek(unsigned sc)
+{
+	static const struct slab_cache unused;
+
+	return cache_is_used(sc) ? &slab_caches[sc] : &unused;
+}
+
 static void
 count_slabs(unsigned sc, int64_t slabs, int64_t objs)
 {
 	struct slab_cache *c = &slab_caches[sc];
 
+	if (!cache_is_used(sc))
+		__atomic_fetch_or(&cache_used[sc / 64], (uint64_t)1 << (sc % 64),
+				  __ATOMIC_RELAXED);
 	__atomic_add_fetch(&c->nr_slabs, (uint64_t)slabs, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&c->nr_objs, (uint64_t)objs, __ATOMIC_RELAXED);
 }
@@ -307,6 +333,8 @@ slab_trim(void)
 		struct slab_cache *c = &slab_caches[sc];
 		struct slab *spill = NULL, *s, *next;
 
+		if (!cache_is_used(sc))
+			continue;
 		zp_lock(&c->lock);
 		for (s = c->partial_head; s != NULL; s = next) {
 			next = s->next;

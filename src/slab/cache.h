@@ -64,5 +64,11 @@ struct slab *cache_take_shared(unsigned sc, struct tcache *tc);
 void cache_rescue(struct slab *s);
 /* A slab leaves the zone for its class (+1) / goes back to it (-1). */
 void cache_count_slab(const struct slab *s, int delta);
+/* Has class sc ever had a slab? If not, its slab_caches[] entry is all
+ * zero and need not be read (or written). */
+bool cache_is_used(unsigned sc);
+/* Class sc's entry for reading (statistics): an all-zero one for a class
+ * never used, so that reading does not touch its page. */
+const struct slab_cache *cache_peek(unsigned sc);
 
 #endif /* ZP_SLAB_CACHE_H */

@@ -22,7 +22,7 @@ slab_info(unsigned sc, struct zp_slab_info *out)
 
 	if (sc >= SC_NR)
 		return -1;
-	c = &slab_caches[sc];
+	c = cache_peek(sc);
 	tcache_class_stats(sc, &st);
 	allocs = st.nr_alloc_fast + st.nr_alloc_slow;
 	frees = st.nr_free_local + st.nr_free_remote;
@@ -97,7 +97,7 @@ slab_print_json(struct outbuf *o)
 
 	out_printf(o, "{\"classes\":[");
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
-		const struct slab_cache *c = &slab_caches[sc];
+		const struct slab_cache *c = cache_peek(sc);
 		struct zp_slab_info si;
 
 		slab_info(sc, &si);

@@ -1270,6 +1270,8 @@ fold_stats_locked(struct tcache *tc)
 		struct slab_cache *c = &slab_caches[sc];
 		struct tcache_class_stats st;
 
+		if (!cache_is_used(sc))		/* no object: no counts */
+			continue;
 		class_stats_of(tc, sc, &st);
 		__atomic_add_fetch(&c->nr_alloc_fast, st.nr_alloc_fast,
 				   __ATOMIC_RELAXED);
@@ -1311,8 +1313,12 @@ tcache_fini(struct tcache *tc)
 void
 tcache_class_stats(unsigned sc, struct tcache_class_stats *out)
 {
-	const struct slab_cache *c = &slab_caches[sc];
+	const struct slab_cache *c = cache_peek(sc);
 
+	if (!cache_is_used(sc)) {	/* no object: no counts */
+		*out = (struct tcache_class_stats){ 0 };
+		return;
+	}
 	zp_lock(&registry_lock);
 	out->nr_alloc_fast = rd(&c->nr_alloc_fast);
 	out->nr_alloc_slow = rd(&c->nr_alloc_slow);
@@ -1347,7 +1353,7 @@ tcache_path_stats(struct tcache_path_stats *out)
 	}
 	zp_unlock(&registry_lock);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
-		const struct slab_cache *c = &slab_caches[sc];
+		const struct slab_cache *c = cache_peek(sc);
 
 		out->nr_orphan += rd(&c->nr_orphan);
 		out->nr_rescue += rd(&c->nr_rescue);

@@ -1238,3 +1238,22 @@ Test(tcache, reentry_from_a_handler_fails_fast_and_frees_remotely)
 	ts_fini(&ts);
 	cr_assert(zone_check_all());
 }
+
+/* A thread's exit and malloc_trim visit only the classes that ever had a
+ * slab: the lines of the others in slab_caches[] (four pages in all) stay
+ * untouched, where a program that uses a few classes never needed them. */
+Test(tcache, exit_and_trim_leave_unused_classes_untouched)
+{
+	uintptr_t lo = (uintptr_t)&slab_caches[SC_NR - 32];
+	uintptr_t hi = (uintptr_t)&slab_caches[SC_NR];
+	struct tstate ts;
+
+	CHECK(!range_resident(lo, hi), "resident before the test");
+	ts_init(&ts);
+	xfree(&ts.tc, tcache_alloc(&ts.tc, 0));
+	ts_fini(&ts);
+	slab_trim();
+	CHECK(cache_is_used(0) && !cache_is_used(SC_NR - 1));
+	CHECK(!range_resident(lo, hi),
+	      "exit or trim wrote the last classes' lines");
+}
