@@ -9,17 +9,36 @@
 #include "page/buddy.h"
 
 #define REGION_PAGES ((size_t)1 << ZP_MAX_ORDER)
+#define REGION_STEPS (ZP_MAX_BLOCK / ZP_COMMIT_STEP)
+
+_Static_assert(REGION_NR - 1 <= STEP_TYPE_MASK, "a type fits its bits");
 
 void
-buddy_init(struct buddy *b, struct page *descs, uint8_t *region_type)
+buddy_init(struct buddy *b, struct page *descs, uint8_t *steps)
 {
-	*b = (struct buddy){ .descs = descs, .region_type = region_type };
+	*b = (struct buddy){ .descs = descs, .steps = steps };
 }
 
 static enum region_type
 region_type_of(const struct buddy *b, size_t idx)
 {
-	return (enum region_type)b->region_type[idx / REGION_PAGES];
+	return (enum region_type)(__atomic_load_n(
+		&b->steps[idx / REGION_PAGES * REGION_STEPS],
+		__ATOMIC_RELAXED) & STEP_TYPE_MASK);
+}
+
+/* The zone changes the step flags of the same byte (under its lock, but
+ * a lookup reads them without): no plain store. */
+static void
+region_type_set(struct buddy *b, size_t idx, enum region_type t)
+{
+	uint8_t *p = &b->steps[idx / REGION_PAGES * REGION_STEPS];
+	uint8_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
+
+	while (!__atomic_compare_exchange_n(
+		p, &old, (uint8_t)((old & ~STEP_TYPE_MASK) | t), true,
+		__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 }
 
 /* A block that holds every committed page of its region. */
@@ -173,7 +192,7 @@ buddy_alloc_typed(struct buddy *b, unsigned order, enum region_type type,
 	/* A whole free region becomes the requester's. */
 	if (t == REGION_FREE) {
 		zp_assert(is_whole_region(b, idx, k));
-		b->region_type[idx / REGION_PAGES] = (uint8_t)type;
+		region_type_set(b, idx, type);
 		t = type;
 	}
 	/* Keep the low half, give the high halves back. */
@@ -235,7 +254,7 @@ buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 		t = REGION_FREE;
 	else if (t == REGION_FREE)
 		t = buddy_region_type(order);
-	b->region_type[idx / REGION_PAGES] = (uint8_t)t;
+	region_type_set(b, idx, t);
 	insert_block(b, &b->descs[idx], order, !dirty_seen,
 		     dirty_seen ? dirty_when : zero_when, dirty, t);
 }

@@ -56,7 +56,8 @@ struct free_area {
 struct buddy {
 	struct free_area free_area[ZP_MAX_ORDER + 1][REGION_NR];
 	struct page *descs;		/* descriptor of page 0 */
-	uint8_t *region_type;		/* enum region_type per region */
+	uint8_t *steps;			/* region types, in the zone's
+					 * side table (page.h) */
 	size_t nr_pages;		/* pages with valid descriptors */
 	uint64_t nr_free;		/* pages on the lists */
 	uint64_t nr_free_zero;		/* of those, in PG_ZERO blocks */
@@ -71,8 +72,10 @@ struct buddy {
  */
 #define BUDDY_DIRTY_REACH 2
 
-/* region_type: one zeroed byte per region the descriptors can cover. */
-void buddy_init(struct buddy *b, struct page *descs, uint8_t *region_type);
+/* steps: the zone's side table (page.h), zeroed, a byte per step the
+ * descriptors can cover; the type of each region is in the low bits of
+ * its first step's byte. */
+void buddy_init(struct buddy *b, struct page *descs, uint8_t *steps);
 
 /* The region type for blocks of order. */
 static inline enum region_type

@@ -70,16 +70,28 @@ _Static_assert(sizeof(struct page) == 64, "one descriptor per cache line");
  * grows and unmaps whole free steps when it gives them back, so it
  * reserves no address space it does not use (a program may lower
  * RLIMIT_AS later). "committed" bounds the descriptors that exist (it
- * grows only); step_map has a bit per step, set while the step is
- * mapped by us: some other mapping may land in a step we gave back.
+ * grows only); a step's byte in `steps` has STEP_MAPPED while the step
+ * is mapped by us: some other mapping may land in a step we gave back.
  */
 #define ZP_MAX_ZONES 16
+
+/*
+ * A zone's side table has a byte per 2 MiB step: STEP_MAPPED, STEP_HOLE
+ * (zone.c), and in the first step of each 4 MiB region the region's type
+ * (buddy.c, STEP_TYPE_MASK). One byte array rather than a bitmap each,
+ * so that what a zone of a few regions uses is one page, not three.
+ * Written with atomic operations: the bits of one byte have different
+ * writers.
+ */
+#define STEP_TYPE_MASK	3u
+#define STEP_MAPPED	4u
+#define STEP_HOLE	8u
 
 struct zone_span {
 	uintptr_t base;		/* first byte of the zone */
 	uintptr_t committed;	/* bytes with descriptors (grows only) */
 	struct page *descs;	/* descriptor of the page at base */
-	uint64_t *step_map;	/* a bit per 2 MiB step, set while mapped */
+	uint8_t *steps;		/* the zone's side table (above) */
 };
 
 extern struct zone_span zone_spans[ZP_MAX_ZONES];
@@ -126,11 +138,8 @@ extern struct zp_arena zp_arena;
 static inline bool
 span_step_is_mapped(const struct zone_span *s, uintptr_t off)
 {
-	size_t step = off / ZP_COMMIT_STEP;
-	uint64_t w = __atomic_load_n(&s->step_map[step / 64],
-				     __ATOMIC_ACQUIRE);
-
-	return (w >> (step % 64)) & 1;
+	return __atomic_load_n(&s->steps[off / ZP_COMMIT_STEP],
+			       __ATOMIC_ACQUIRE) & STEP_MAPPED;
 }
 
 /* Is p in the part of an arena zone that has descriptors and facts

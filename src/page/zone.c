@@ -239,34 +239,18 @@ struct zone_place {
 	struct page *descs;
 	uint64_t *facts;		/* NULL: none (LOW32) */
 	struct page_bits *bits;		/* NULL: none (LOW32) */
-	void *tables;			/* region types, then the step map */
-	size_t tables_bytes;
+	void *steps;			/* the side table (page.h) */
+	size_t steps_bytes;
 };
 
-static size_t
-region_table_bytes(size_t span)
-{
-	return zp_align_up(span / ZP_MAX_BLOCK, sizeof(uint64_t));
-}
-
-/* A bit per step, in words. */
-static size_t
-step_bitmap_bytes(size_t span)
-{
-	return (span / ZP_COMMIT_STEP + 63) / 64 * 8;
-}
-
-/* The side tables: a byte per region for buddy.c, and two bits per step
- * (mapped, hole). Fresh mappings read as zero: REGION_FREE, unmapped, no
- * hole; only the part a zone uses ever becomes resident. */
+/* The side table, a byte per step. A fresh mapping reads as zero:
+ * REGION_FREE, unmapped, no hole; only the part a zone uses ever becomes
+ * resident (a page for the first 8 GiB). */
 static int
-map_tables(struct zone_place *pl)
+map_steps(struct zone_place *pl)
 {
-	size_t bytes = region_table_bytes(pl->span) +
-		       2 * step_bitmap_bytes(pl->span);
-
-	pl->tables_bytes = zp_align_up(bytes, ZP_PAGE_SIZE);
-	return os_map(pl->tables_bytes, NULL, &pl->tables);
+	pl->steps_bytes = zp_align_up(pl->span / ZP_COMMIT_STEP, ZP_PAGE_SIZE);
+	return os_map(pl->steps_bytes, NULL, &pl->steps);
 }
 
 static size_t
@@ -284,21 +268,17 @@ zone_create(const struct zone_place *pl, enum zone_type type, unsigned node,
 	*z = (struct zone){ .base = pl->base, .span = pl->span,
 			    .descs = pl->descs, .facts = pl->facts,
 			    .bits = pl->bits,
-			    .tables = pl->tables,
-			    .tables_bytes = pl->tables_bytes,
+			    .steps = pl->steps,
+			    .steps_bytes = pl->steps_bytes,
 			    .is_bound = bind, .id = nr_zones, .node = node,
 			    .type = type };
-	z->step_map = (uint64_t *)((char *)pl->tables +
-				   region_table_bytes(pl->span));
-	z->hole_map = (uint64_t *)((char *)z->step_map +
-				   step_bitmap_bytes(pl->span));
 	zp_lock_init(&z->lock);
 	zp_lock_init(&z->purge_lock);
-	buddy_init(&z->buddy, pl->descs, pl->tables);
+	buddy_init(&z->buddy, pl->descs, pl->steps);
 	set_default_watermarks(z);
 	zone_spans[nr_zones] = (struct zone_span){ .base = pl->base,
 						   .descs = pl->descs,
-						   .step_map = z->step_map };
+						   .steps = z->steps };
 	__atomic_store_n(&nr_zones, nr_zones + 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&nr_zone_spans, nr_zones, __ATOMIC_RELEASE);
 	return z;
@@ -327,7 +307,7 @@ zones_teardown(void)
 			os_unmap(z->facts, z->facts_committed);
 		if (z->bits_committed)
 			os_unmap(z->bits, z->bits_committed);
-		os_unmap(z->tables, z->tables_bytes);
+		os_unmap(z->steps, z->steps_bytes);
 	}
 	zp_arena = (struct zp_arena){ 0 };
 	nr_zones = 0;
@@ -407,7 +387,7 @@ zone_boot(const struct zone_config *cfg)
 
 		/* A node whose tables cannot be had borrows node 0's zone;
 		 * its part of the window stays unused. */
-		if (map_tables(&pl) != 0) {
+		if (map_steps(&pl) != 0) {
 			if (n == 0)
 				return ENOMEM;
 			normal_of_node[n] = normal_of_node[0];
@@ -445,7 +425,7 @@ low32_get(bool create)
 			      OS_RESERVE_LOW32, &w) == 0) {
 		pl.descs = w;
 		pl.base = (uintptr_t)w + dbytes;
-		if (map_tables(&pl) == 0) {
+		if (map_steps(&pl) == 0) {
 			z = zone_create(&pl, ZONE_LOW32, 0, false);
 			z->purge_delay_ns = low32_purge_delay_ns;
 			__atomic_store_n(&low32_zone, z, __ATOMIC_RELEASE);
@@ -518,14 +498,14 @@ hole_fill_locked(struct zone *z, size_t st, bool huge)
 {
 	size_t first = st * STEP_PAGES;
 
-	zp_assert(step_bit(z->hole_map, st) && !zone_step_is_mapped(z, st));
+	zp_assert(step_flag(z, st, STEP_HOLE) && !zone_step_is_mapped(z, st));
 	if (map_step_locked(z, st, huge) != 0) {
 		z->nr_grow_failed++;
 		return false;
 	}
 	/* Its descriptors were dropped: they read zero, as at growth. */
 	init_step_zone(z, first);
-	step_bit_set(z->hole_map, st, false);
+	step_flag_set(z, st, STEP_HOLE, false);
 	zone_step_set_mapped(z, st, true);
 	z->nr_hole_steps--;
 	z->nr_unmapped_steps--;
@@ -541,15 +521,13 @@ hole_fill_locked(struct zone *z, size_t st, bool huge)
 static bool
 fill_a_hole_locked(struct zone *z, bool huge)
 {
-	size_t words = (zone_committed_pages(z) / STEP_PAGES + 63) / 64;
+	size_t steps = zone_committed_pages(z) / STEP_PAGES;
 
 	if (z->nr_hole_steps == 0)
 		return false;
-	for (size_t w = 0; w < words; w++)
-		if (z->hole_map[w])
-			return hole_fill_locked(
-				z, w * 64 + (size_t)__builtin_ctzll(
-						    z->hole_map[w]), huge);
+	for (size_t st = 0; st < steps; st++)
+		if (step_flag(z, st, STEP_HOLE))
+			return hole_fill_locked(z, st, huge);
 	return false;
 }
 
@@ -561,7 +539,7 @@ fill_holes_in_locked(struct zone *z, size_t lo, size_t hi)
 	if (z->nr_hole_steps == 0 || lo >= hi)
 		return true;
 	for (size_t st = lo / STEP_PAGES; st <= (hi - 1) / STEP_PAGES; st++)
-		if (step_bit(z->hole_map, st) &&
+		if (step_flag(z, st, STEP_HOLE) &&
 		    !hole_fill_locked(z, st, false))
 			return false;
 	return true;

@@ -57,10 +57,8 @@ struct zone {
 	size_t facts_committed;		/* bytes of facts read-write (lock) */
 	struct page_bits *bits;		/* span / 64 bytes; NULL: LOW32 */
 	size_t bits_committed;		/* bytes of bits read-write (lock) */
-	void *tables;			/* region types, step map */
-	size_t tables_bytes;
-	uint64_t *step_map;		/* a bit per mapped step */
-	uint64_t *hole_map;		/* a bit per hole step (lock) */
+	uint8_t *steps;			/* a byte per step (page.h) */
+	size_t steps_bytes;
 	bool is_bound;			/* mbind each mapping to node */
 	unsigned id;			/* index in zone_table and zone_spans */
 	unsigned node;
@@ -84,37 +82,35 @@ zone_committed_pages(const struct zone *z)
 	return z->buddy.nr_pages;
 }
 
-/* The per-step bitmaps (mapped, hole). Release: page_lookup may read the
- * mapped bit without the lock; a step's bit is set only while it is
- * mapped, and cleared before it is unmapped. */
+/* A step's flags (STEP_MAPPED, STEP_HOLE). Release: page_lookup may read
+ * STEP_MAPPED without the lock; it is set only while the step is mapped,
+ * and cleared before it is unmapped. */
 static inline bool
-step_bit(const uint64_t *map, size_t step)
+step_flag(const struct zone *z, size_t step, uint8_t flag)
 {
-	return (__atomic_load_n(&map[step / 64], __ATOMIC_RELAXED) >>
-		(step % 64)) & 1;
+	return __atomic_load_n(&z->steps[step], __ATOMIC_RELAXED) & flag;
 }
 
 static inline void
-step_bit_set(uint64_t *map, size_t step, bool on)
+step_flag_set(struct zone *z, size_t step, uint8_t flag, bool on)
 {
-	uint64_t bit = (uint64_t)1 << (step % 64);
-
 	if (on)
-		__atomic_fetch_or(&map[step / 64], bit, __ATOMIC_RELEASE);
+		__atomic_fetch_or(&z->steps[step], flag, __ATOMIC_RELEASE);
 	else
-		__atomic_fetch_and(&map[step / 64], ~bit, __ATOMIC_RELEASE);
+		__atomic_fetch_and(&z->steps[step], (uint8_t)~flag,
+				   __ATOMIC_RELEASE);
 }
 
 static inline bool
 zone_step_is_mapped(const struct zone *z, size_t step)
 {
-	return step_bit(z->step_map, step);
+	return step_flag(z, step, STEP_MAPPED);
 }
 
 static inline void
 zone_step_set_mapped(struct zone *z, size_t step, bool mapped)
 {
-	step_bit_set(z->step_map, step, mapped);
+	step_flag_set(z, step, STEP_MAPPED, mapped);
 }
 
 /* Runs the purges due (zone_purge.c), under z->lock, which it may drop and

@@ -187,7 +187,7 @@ hole_add_locked(struct zone *z, struct page *pg, uint64_t now)
 	size_t n = (size_t)1 << pg->order;
 
 	for (size_t st = head / STEP_PAGES; st < (head + n) / STEP_PAGES; st++)
-		step_bit_set(z->hole_map, st, true);
+		step_flag_set(z, st, STEP_HOLE, true);
 	z->nr_hole_steps += n / STEP_PAGES;
 	z->last_hole_ns = now;
 	(void)os_purge(pg, n * sizeof(struct page));

@@ -21,7 +21,7 @@ check_steps(const struct zone *z, const char *name)
 	uint64_t unmapped = 0, holes = 0;
 
 	for (size_t st = 0; st < zone_committed_pages(z) / STEP_PAGES; st++) {
-		bool hole = step_bit(z->hole_map, st);
+		bool hole = step_flag(z, st, STEP_HOLE);
 		bool mapped = zone_step_is_mapped(z, st);
 		const struct page *blk;
 
@@ -122,8 +122,8 @@ count_holes_locked(const struct zone *z, uint64_t *by_order)
 
 	_Static_assert(ZP_MAX_ORDER == STEP_ORDER + 1, "two steps a block");
 	for (size_t st = 0; z->nr_hole_steps && st < steps; st += pair) {
-		bool lo = step_bit(z->hole_map, st);
-		bool hi = st + 1 < steps && step_bit(z->hole_map, st + 1);
+		bool lo = step_flag(z, st, STEP_HOLE);
+		bool hi = st + 1 < steps && step_flag(z, st + 1, STEP_HOLE);
 
 		if (lo && hi)
 			by_order[ZP_MAX_ORDER]++;
