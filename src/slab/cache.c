@@ -43,8 +43,6 @@ cache_boot(void)
 	booted = true;
 }
 
-/* Each atomic add waits for the stores before it: a list of slabs
- * going back is counted with one pair. */
 bool
 cache_is_used(unsigned sc)
 {
@@ -60,6 +58,8 @@ cache_peek(unsigned sc)
 	return cache_is_used(sc) ? &slab_caches[sc] : &unused;
 }
 
+/* Each atomic add waits for the stores before it: a list of slabs
+ * going back is counted with one pair. */
 static void
 count_slabs(unsigned sc, int64_t slabs, int64_t objs)
 {
