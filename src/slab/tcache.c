@@ -1313,7 +1313,7 @@ tcache_fini(struct tcache *tc)
 void
 tcache_class_stats(unsigned sc, struct tcache_class_stats *out)
 {
-	const struct slab_cache *c = cache_peek(sc);
+	const struct slab_cache *c = &slab_caches[sc];
 
 	if (!cache_is_used(sc)) {	/* no object: no counts */
 		*out = (struct tcache_class_stats){ 0 };
