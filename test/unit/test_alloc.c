@@ -127,7 +127,7 @@ Test(alloc, trim_gives_back_the_heap_s_free_pages)
  * HEAP_LIGHT_MAX requests, live or not. */
 Test(alloc, wide_classes_stay_in_the_heap_until_many_are_live)
 {
-	size_t wide = 3000, churned = 1500, light = 300, big = 8000;
+	size_t wide = 3000, churned = 300, light = 100, big = 8000;
 	void *v[HEAP_LIGHT_MAX + 1], *p;
 
 	cr_assert_geq(sizeclass_size(sizeclass_of(churned)), HEAP_WIDE_MIN);
