@@ -33,7 +33,7 @@
  * HEAP_WIDE_REQS requests, or until HEAP_LIGHT_MAX of its blocks are
  * live at once (heap_live). */
 #define HEAP_LIGHT_MAX	16
-#define HEAP_WIDE_MIN	144
+#define HEAP_WIDE_MIN	160	/* the first class above 128 bytes */
 #define HEAP_WIDE_MAX	4096
 #define HEAP_WIDE_REQS	4096
 

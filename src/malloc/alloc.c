@@ -318,9 +318,9 @@ release_held(void)
  * HEAP_LIGHT_MAX of its blocks are live at once, or for HEAP_WIDE_REQS
  * requests. With a few live, each would hold a page or more of a slab
  * to itself (small programs with a few live blocks in each of many such
- * classes: 1.44x glibc's peak when 16 requests decided; from 144 bytes,
- * not 1 KiB, the small-classes benchmark's zone holds 152 KiB at its
- * end, not 264); the heap's lock and best fit cost ~35 ns a malloc and
+ * classes: 1.44x glibc's peak when 16 requests decided; from the first
+ * class above 128 bytes, not 1 KiB, the small-classes benchmark's zone
+ * holds 152 KiB at its end, not 264); the heap's lock and best fit cost ~35 ns a malloc and
  * free more than a slab's, so the requests bound what a class spends on
  * saving its pages (0.15 ms), and a class churned by the million, few
  * live (a buffer per message), gets its slabs after that. Larger blocks
@@ -783,11 +783,13 @@ alloc_realloc(void *p, size_t n)
 static unsigned
 aligned_class(size_t align, size_t n)
 {
-	/* The classes of n's doubling are steps of 2^(k-3) (16 bytes up to
-	 * 128; above 1 KiB the aligned classes, sizeclass.h), so the first
-	 * one aligned to align is n rounded up to the coarser of the two; a
-	 * power of two when align passes the doubling. */
-	size_t step = n > 128 ? (size_t)1 << (zp_log2_floor(n - 1) - 3) : 16;
+	/* The classes of n's doubling are steps of 16 bytes up to 128, of
+	 * 2^(k-2) up to 512 and of 2^(k-3) above (the aligned classes among
+	 * them above 1 KiB; sizeclass.h), so the first one aligned to align
+	 * is n rounded up to the coarser of the two; a power of two when
+	 * align passes the doubling. */
+	unsigned k = zp_log2_floor(ZP_MAX(n, (size_t)2) - 1);
+	size_t step = n <= 128 ? 16 : (size_t)1 << (k - (n > 512 ? 3 : 2));
 	size_t s = zp_align_up(ZP_MAX(n, (size_t)1), ZP_MAX(align, step));
 
 	return s > 1024 ? sizeclass_aligned_of(s) : sizeclass_of(s);

@@ -9,19 +9,21 @@
  */
 #include "slab/sizeclass.h"
 
-/* Class sc: 16 * (sc + 1) below 8, (9 + sc % 8) << (sc / 8 + 3) below
- * 32 (144 .. 1024); then seventeen per doubling from 2^k, k = 10 .. 13:
- * with j = sc - 32, r = j % 17 and k = 10 + j / 17, the r-th of sixteen
+/* Class sc: 16 * (sc + 1) below 8, (5 + (sc - 8) % 4) << ((sc - 8) / 4 +
+ * 5) below 16 (160 .. 512), (9 + sc % 8) << 6 below 24 (576 .. 1024); then
+ * seventeen per doubling from 2^k, k = 10 .. 13: with j = sc - 24, r = j %
+ * 17 and k = 10 + j / 17, the r-th of sixteen
  * steps of 2^k / 16 starting 16 bytes past 2^k, and 2^(k+1) for r = 16.
  * The aligned classes after them: with j = sc - SC_NR_PLAIN, k = 10 +
  * j / 7, 2^k + (j % 7 + 1) 2^(k-3). */
-#define SC_K(sc)	(10 + ((sc) - 32) / 17)
-#define SC_R(sc)	(((sc) - 32) % 17)
+#define SC_K(sc)	(10 + ((sc) - 24) / 17)
+#define SC_R(sc)	(((sc) - 24) % 17)
 #define SC_AK(sc)	(10 + ((sc) - SC_NR_PLAIN) / 7)
 #define SC_AR(sc)	(((sc) - SC_NR_PLAIN) % 7 + 1u)
 #define SC_SIZE(sc)							\
 	((sc) < 8 ? 16u * ((sc) + 1)					\
-	 : (sc) < 32 ? (9u + ((sc) & 7)) << (((sc) >> 3) + 3)		\
+	 : (sc) < 16 ? (5u + (((sc) - 8) & 3)) << ((((sc) - 8) >> 2) + 5) \
+	 : (sc) < 24 ? (9u + ((sc) & 7)) << 6				\
 	 : (sc) >= SC_NR_PLAIN ?					\
 		(1u << SC_AK(sc)) + (SC_AR(sc) << (SC_AK(sc) - 3))	\
 	 : SC_R(sc) == 16 ? 2u << SC_K(sc)				\
@@ -34,26 +36,28 @@
 
 const uint32_t sizeclass_sizes[SC_NR] = {
 	SC_20(0), SC_20(20), SC_20(40), SC_20(60), SC_20(80),
-	SC_4(100), SC_4(104), SC_4(108), SC_4(112), SC_4(116), SC_4(120),
-	SC_4(124),
+	SC_4(100), SC_4(104), SC_4(108), SC_4(112), SC_4(116),
 };
 
 _Static_assert(sizeof(struct sizeclass_span) == SC_SCALE,
 	       "a scaled class indexes the spans");
-_Static_assert(SC_NR_PLAIN == 32 + 4 * 17, "four doublings of 17 above 1 KiB");
+_Static_assert(SC_NR_PLAIN == 24 + 4 * 17, "four doublings of 17 above 1 KiB");
 _Static_assert(SC_NR == SC_NR_PLAIN + 4 * 7, "seven aligned ones in each");
 _Static_assert(SC_SIZE(SC_NR_PLAIN - 1) == SC_MAX_SIZE,
 	       "last class is the max");
 _Static_assert(SC_SIZE(SC_NR_PLAIN) == 1152 && SC_SIZE(SC_NR - 1) == 15360,
 	       "aligned classes from 1152 to 15360");
-_Static_assert(SC_SIZE(31) == 1024 && SC_SIZE(32) == 1040 &&
-	       SC_SIZE(48) == 2048 && SC_SIZE(67) == 4368,
+_Static_assert(SC_SIZE(8) == 160 && SC_SIZE(12) == 320 &&
+	       SC_SIZE(16) == 576 && SC_SIZE(23) == 1024 &&
+	       SC_SIZE(24) == 1040 &&
+	       SC_SIZE(40) == 2048 && SC_SIZE(59) == 4368,
 	       "the formula gives the documented classes");
 
 /*
  * Entry i is the class of sizes (16(i-1), 16i], the inverse of SC_SIZE
  * for s = 16i: up to 128 that is i - 1; up to 1024, for s in (2^k,
- * 2^(k+1)], the step of 2^(k-3) that s - 1 lies in; above, with s in
+ * 2^(k+1)], the step of 2^(k-2) (to 512) or 2^(k-3) (above) that s - 1
+ * lies in; above, with s in
  * (2^k, 2^(k+1)], the first step of 2^(k-4) from 2^k + 16 that reaches s.
  */
 #define SI_K(s)		((s) <= 2048 ? 10 : (s) <= 4096 ? 11 :		\
@@ -64,10 +68,10 @@ _Static_assert(SC_SIZE(31) == 1024 && SC_SIZE(32) == 1040 &&
 			 (SI_OFF(s) + SI_STEP(s) - 1) >> (SI_K(s) - 4))
 #define SC_INDEX(i)							\
 	((i) <= 8 ? ((i) == 0 ? 0 : (i) - 1) :				\
-	 (i) <= 16 ? 8 + (((16 * (i) - 1) >> 4) - 8) :			\
-	 (i) <= 32 ? 16 + (((16 * (i) - 1) >> 5) - 8) :			\
-	 (i) <= 64 ? 24 + (((16 * (i) - 1) >> 6) - 8) :			\
-	 32 + 17 * (SI_K(16 * (i)) - 10) + SI_R(16 * (i)))
+	 (i) <= 16 ? 8 + (((16 * (i) - 1) >> 5) - 4) :			\
+	 (i) <= 32 ? 12 + (((16 * (i) - 1) >> 6) - 4) :			\
+	 (i) <= 64 ? 16 + (((16 * (i) - 1) >> 6) - 8) :			\
+	 24 + 17 * (SI_K(16 * (i)) - 10) + SI_R(16 * (i)))
 
 #define SI(i)		(SC_INDEX(i) << SC_SCALE_SHIFT)
 #define SI_8(b)		SI(b), SI(b + 1), SI(b + 2), SI(b + 3),		\
@@ -97,9 +101,9 @@ __attribute__((aligned(ZP_PAGE_SIZE))) = {
 	.span = {
 		SPAN_20(0), SPAN_20(20), SPAN_20(40), SPAN_20(60),
 		SPAN_20(80), SPAN_4(100), SPAN_4(104), SPAN_4(108),
-		SPAN_4(112), SPAN_4(116), SPAN_4(120), SPAN_4(124),
+		SPAN_4(112), SPAN_4(116),
 	},
 };
 _Static_assert(offsetof(struct sizeclass_tables, span) +
-	       32 * sizeof(struct sizeclass_span) <= ZP_PAGE_SIZE,
+	       24 * sizeof(struct sizeclass_span) <= ZP_PAGE_SIZE,
 	       "the small sizes' index and spans share the first page");

@@ -1,13 +1,21 @@
 /*
  * sizeclass.h - the small-object size classes.
  *
- * 16-byte steps up to 128 bytes, eight classes per doubling up to 1 KiB
- * (144, 160, ... 256, 288, ... 512, ... 1024), then from each power of two
- * 2^k up to SC_MAX_SIZE sixteen steps of 2^k / 16 that start 16 bytes past
- * it, and the next power of two (1040, 1104, ... 2000, 2048, 2064, 2192,
- * ... 4096, 4112, 4368, ... 16384). Every class is a multiple of 16, so
- * every object is 16-aligned as glibc's are; internal waste stays under
- * 12.5% above 128 bytes and under 6.25% above 1 KiB. The 16-byte offset is
+ * 16-byte steps up to 128 bytes, four classes per doubling up to 512
+ * (160, 192, 224, 256, 320, 384, 448, 512), eight up to 1 KiB (576, 640,
+ * ... 1024), then from each power of two 2^k up to SC_MAX_SIZE sixteen
+ * steps of 2^k / 16 that start 16 bytes past it, and the next power of two
+ * (1040, 1104, ... 2000, 2048, 2064, 2192, ... 4096, 4112, 4368, ...
+ * 16384). Every class is a multiple of 16, so every object is 16-aligned
+ * as glibc's are; internal waste stays under 25% from 128 to 512 bytes,
+ * 12.5% to 1 KiB and 6.25% above. Between 128 and 512 bytes a class is a
+ * quarter of a doubling, not an eighth (measured, bench/RESULTS.md stop
+ * 39): a thread's slabs of a class hold that class's own peak of live
+ * objects, and where a program has few objects of each of these sizes the
+ * peaks of twice as many classes cost more than what a coarser step
+ * rounds up (churn: 5% of its peak). Above 512 bytes the finer step
+ * stays: a quarter step there cost a program of many such objects 8% of
+ * its throughput in cache misses (larson). The 16-byte offset is
  * measured (bench/sizes.c): above 1 KiB programs ask for a power of two
  * or a step of one plus a small header (sqlite's 1032-, 4104- and
  * 4368-byte chunks, git's 4097), which a class at the step itself would
@@ -31,8 +39,8 @@
 #include "base/util.h"
 
 #define SC_MAX_SIZE	16384
-#define SC_NR_PLAIN	100	/* the classes malloc maps sizes to */
-#define SC_NR		128	/* and the aligned ones (see below) */
+#define SC_NR_PLAIN	92	/* the classes malloc maps sizes to */
+#define SC_NR		120	/* and the aligned ones (see below) */
 
 /* Visible to the malloc layer's inline paths, hidden from the .so's ABI. */
 #define SC_HIDDEN	__attribute__((visibility("hidden")))

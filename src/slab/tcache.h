@@ -98,7 +98,14 @@ struct tcache {
 	uint32_t id;
 	struct tbin bins[SC_NR] zp_cacheline_aligned;	/* a bin never
 							 * straddles two lines */
-	struct pcp_set *pcp;		/* the thread's page cache (lock) */
+	/* Objects remote freers posted to tell this thread that a full
+	 * slab of its has room (see slab.h, SLAB_DELAYED). Written by
+	 * other threads: a line of its own, in the page the bins end in,
+	 * which every thread touches (a page of its own would be one more
+	 * for a thread that allocates a few objects). */
+	uintptr_t mailbox zp_cacheline_aligned;
+	struct pcp_set *pcp zp_cacheline_aligned;	/* the thread's page
+							 * cache (lock) */
 	struct zp_lock lock;		/* the slow paths; see above */
 	unsigned nr_slots_used;		/* slots handed to bins (lock) */
 	bool is_flushing;		/* tcache_flush is giving slabs up */
@@ -112,10 +119,6 @@ struct tcache {
 	uint64_t nr_taken_emptied;	/* stats: take_emptied's hauls */
 	struct tcache *reg_next, *reg_prev;	/* registry_lock */
 	struct tclass cls[SC_NR];
-	/* Objects remote freers posted to tell this thread that a full
-	 * slab of its has room (see slab.h, SLAB_DELAYED). Written by
-	 * other threads: a line of its own. */
-	uintptr_t mailbox zp_cacheline_aligned;
 	void *slots[TCACHE_SLOTS] zp_cacheline_aligned;
 };
 

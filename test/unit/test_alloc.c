@@ -508,6 +508,38 @@ Test(alloc, small_aligned_requests_stay_in_slabs)
 	alloc_free(p);
 }
 
+/* Up to 1 KiB an aligned request takes the first class of its doubling
+ * that is a multiple of align: n rounded up to align or to the class
+ * step (a quarter of the doubling to 512 bytes, an eighth above). */
+/* An aligned request of a slab's size: aligned, from a slab, n usable. */
+static char *
+aligned_from_slab(size_t a, size_t n)
+{
+	char *p = alloc_aligned(a, n);
+
+	cr_assert_not_null(p);
+	cr_assert(((uintptr_t)p & (a - 1)) == 0, "a %zu n %zu", a, n);
+	cr_assert_eq(kind_of(p), PAGE_SLAB, "a %zu n %zu", a, n);
+	cr_assert_geq(alloc_usable_size(p), n);
+	return p;
+}
+
+Test(alloc, small_aligned_requests_take_the_first_aligned_class)
+{
+	for (size_t a = 32; a <= 1024; a *= 2)
+		for (size_t n = 129; n <= 1024; n += 7) {
+			size_t k = zp_log2_floor(n - 1);
+			size_t step = (size_t)1 << (k - (n > 512 ? 3 : 2));
+			size_t want = zp_align_up(n, ZP_MAX(a, step));
+			char *p = aligned_from_slab(a, n);
+
+			cr_assert_eq(alloc_usable_size(p), want,
+				     "a %zu n %zu: %zu", a, n,
+				     alloc_usable_size(p));
+			alloc_free(p);
+		}
+}
+
 /* Between 1 and 16 KiB the plain classes are 16 past their steps, so
  * an aligned request takes an aligned class (a multiple of 128) or a
  * power of two: at most n rounded up to align or to an eighth of the
@@ -519,14 +551,8 @@ Test(alloc, mid_size_aligned_requests_waste_at_most_an_eighth)
 			size_t k = zp_log2_floor(n - 1);
 			size_t step = ZP_MAX(a, (size_t)1 << (k - 3));
 			size_t bound = zp_align_up(n, step);
-			char *p = alloc_aligned(a, n);
+			char *p = aligned_from_slab(a, n);
 
-			cr_assert_not_null(p);
-			cr_assert(((uintptr_t)p & (a - 1)) == 0, "a %zu n %zu",
-				  a, n);
-			cr_assert_eq(kind_of(p), PAGE_SLAB, "a %zu n %zu", a,
-				     n);
-			cr_assert_geq(alloc_usable_size(p), n);
 			cr_assert_leq(alloc_usable_size(p), bound,
 				      "a %zu n %zu: %zu", a, n,
 				      alloc_usable_size(p));

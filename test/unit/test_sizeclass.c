@@ -84,12 +84,34 @@ Test(sizeclass, internal_waste_is_bounded)
 		size_t got = sizeclass_size(sizeclass_of(n));
 
 		CHECK_OP(got, >=, n);
-		if (n > 128)
+		if (n > 1024)
+			CHECK_OP((got - n) * 16, <=, n, "size %zu -> %zu", n,
+				 got);
+		else if (n > 512)
 			CHECK_OP((got - n) * 8, <=, n, "size %zu -> %zu", n,
+				 got);
+		else if (n > 128)
+			CHECK_OP((got - n) * 4, <, n, "size %zu -> %zu", n,
 				 got);
 		else
 			CHECK_OP(got - n, <, 16, "size %zu -> %zu", n, got);
 	}
+}
+
+/* From 128 to 512 bytes a class is a quarter of a doubling (a thread's
+ * rarer classes each hold their own peak: sizeclass.h), then an eighth
+ * to 1 KiB. */
+Test(sizeclass, quarter_steps_to_512_then_eighths_to_1_KiB)
+{
+	static const size_t want[][2] = {
+		{ 129, 160 }, { 160, 160 }, { 161, 192 }, { 225, 256 },
+		{ 257, 320 }, { 321, 384 }, { 449, 512 }, { 513, 576 },
+		{ 577, 640 }, { 961, 1024 }, { 1025, 1040 },
+	};
+
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		CHECK_OP(sizeclass_size(sizeclass_of(want[i][0])), ==,
+			 want[i][1], "size %zu", want[i][0]);
 }
 
 Test(sizeclass, every_power_of_two_is_a_class)
