@@ -320,8 +320,9 @@ release_held(void)
  * to itself (small programs with a few live blocks in each of many such
  * classes: 1.44x glibc's peak when 16 requests decided; from the first
  * class above 128 bytes, not 1 KiB, the small-classes benchmark's zone
- * holds 152 KiB at its end, not 264); the heap's lock and best fit cost ~35 ns a malloc and
- * free more than a slab's, so the requests bound what a class spends on
+ * holds 152 KiB at its end, not 264); the heap's lock and best fit cost
+ * ~35 ns a malloc and free more than a slab's, so the requests bound
+ * what a class spends on
  * saving its pages (0.15 ms), and a class churned by the million, few
  * live (a buffer per message), gets its slabs after that. Larger blocks
  * would leave a 64 KiB chunk a quarter unused; classes to 128 bytes fill

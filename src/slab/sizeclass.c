@@ -57,8 +57,8 @@ _Static_assert(SC_SIZE(8) == 160 && SC_SIZE(12) == 320 &&
  * Entry i is the class of sizes (16(i-1), 16i], the inverse of SC_SIZE
  * for s = 16i: up to 128 that is i - 1; up to 1024, for s in (2^k,
  * 2^(k+1)], the step of 2^(k-2) (to 512) or 2^(k-3) (above) that s - 1
- * lies in; above, with s in
- * (2^k, 2^(k+1)], the first step of 2^(k-4) from 2^k + 16 that reaches s.
+ * lies in; above, with s in (2^k, 2^(k+1)], the first step of 2^(k-4)
+ * from 2^k + 16 that reaches s.
  */
 #define SI_K(s)		((s) <= 2048 ? 10 : (s) <= 4096 ? 11 :		\
 			 (s) <= 8192 ? 12 : 13)

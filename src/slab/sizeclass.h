@@ -14,8 +14,8 @@
  * objects, and where a program has few objects of each of these sizes the
  * peaks of twice as many classes cost more than what a coarser step
  * rounds up (churn: 5% of its peak). Above 512 bytes the finer step
- * stays: a quarter step there cost a program of many such objects 8% of
- * its throughput in cache misses (larson). The 16-byte offset is
+ * stays: a quarter step there cost a program of many such objects 6 to
+ * 11% of its throughput in cache misses (larson). The 16-byte offset is
  * measured (bench/sizes.c): above 1 KiB programs ask for a power of two
  * or a step of one plus a small header (sqlite's 1032-, 4104- and
  * 4368-byte chunks, git's 4097), which a class at the step itself would
