@@ -322,8 +322,8 @@ release_held(void)
  * class above 128 bytes, not 1 KiB, the small-classes benchmark's zone
  * holds 152 KiB at its end, not 264); the heap's lock and best fit cost
  * ~35 ns a malloc and free more than a slab's, so the requests bound
- * what a class spends on
- * saving its pages (0.15 ms), and a class churned by the million, few
+ * what a class spends on saving its pages (0.15 ms), and a class churned
+ * by the million, few
  * live (a buffer per message), gets its slabs after that. Larger blocks
  * would leave a 64 KiB chunk a quarter unused; classes to 128 bytes fill
  * a page of slab with 32 objects or more.
@@ -789,8 +789,8 @@ aligned_class(size_t align, size_t n)
 	 * them above 1 KiB; sizeclass.h), so the first one aligned to align
 	 * is n rounded up to the coarser of the two; a power of two when
 	 * align passes the doubling. */
-	unsigned k = zp_log2_floor(ZP_MAX(n, (size_t)2) - 1);
-	size_t step = n <= 128 ? 16 : (size_t)1 << (k - (n > 512 ? 3 : 2));
+	size_t step = n <= 128 ? 16 : (size_t)1 << (zp_log2_floor(n - 1) -
+						    (n > 512 ? 3 : 2));
 	size_t s = zp_align_up(ZP_MAX(n, (size_t)1), ZP_MAX(align, step));
 
 	return s > 1024 ? sizeclass_aligned_of(s) : sizeclass_of(s);

@@ -12,8 +12,8 @@
 /* Class sc: 16 * (sc + 1) below 8, (5 + (sc - 8) % 4) << ((sc - 8) / 4 +
  * 5) below 16 (160 .. 512), (9 + sc % 8) << 6 below 24 (576 .. 1024); then
  * seventeen per doubling from 2^k, k = 10 .. 13: with j = sc - 24, r = j %
- * 17 and k = 10 + j / 17, the r-th of sixteen
- * steps of 2^k / 16 starting 16 bytes past 2^k, and 2^(k+1) for r = 16.
+ * 17 and k = 10 + j / 17, the r-th of sixteen steps of 2^k / 16 starting
+ * 16 bytes past 2^k, and 2^(k+1) for r = 16.
  * The aligned classes after them: with j = sc - SC_NR_PLAIN, k = 10 +
  * j / 7, 2^k + (j % 7 + 1) 2^(k-3). */
 #define SC_K(sc)	(10 + ((sc) - 24) / 17)

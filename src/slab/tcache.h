@@ -93,8 +93,7 @@ struct tcache {
 	 * which only costs this thread's frees the fast path. First, in
 	 * the line before the bins: the stand-in cache that threads without
 	 * state free through (tcache_none, page-aligned where zp_bss_large
-	 * places it) then has its id and the bins of all but its top two
-	 * classes in one page, not two. */
+	 * places it) then has its id and every bin in one page. */
 	uint32_t id;
 	struct tbin bins[SC_NR] zp_cacheline_aligned;	/* a bin never
 							 * straddles two lines */

@@ -508,9 +508,6 @@ Test(alloc, small_aligned_requests_stay_in_slabs)
 	alloc_free(p);
 }
 
-/* Up to 1 KiB an aligned request takes the first class of its doubling
- * that is a multiple of align: n rounded up to align or to the class
- * step (a quarter of the doubling to 512 bytes, an eighth above). */
 /* An aligned request of a slab's size: aligned, from a slab, n usable. */
 static char *
 aligned_from_slab(size_t a, size_t n)
@@ -524,13 +521,23 @@ aligned_from_slab(size_t a, size_t n)
 	return p;
 }
 
+/* Up to 1 KiB an aligned request takes the smallest class that holds n
+ * and is a multiple of align (found here by walking the table, not by
+ * the steps aligned_class computes). */
+static size_t
+first_aligned_class(size_t a, size_t n)
+{
+	for (unsigned sc = 0; sc < SC_NR_PLAIN; sc++)
+		if (sizeclass_size(sc) >= n && sizeclass_size(sc) % a == 0)
+			return sizeclass_size(sc);
+	return 0;
+}
+
 Test(alloc, small_aligned_requests_take_the_first_aligned_class)
 {
 	for (size_t a = 32; a <= 1024; a *= 2)
 		for (size_t n = 129; n <= 1024; n += 7) {
-			size_t k = zp_log2_floor(n - 1);
-			size_t step = (size_t)1 << (k - (n > 512 ? 3 : 2));
-			size_t want = zp_align_up(n, ZP_MAX(a, step));
+			size_t want = first_aligned_class(a, n);
 			char *p = aligned_from_slab(a, n);
 
 			cr_assert_eq(alloc_usable_size(p), want,
