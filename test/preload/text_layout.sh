@@ -1,86 +1,99 @@
 #!/bin/sh
-# text_layout.sh LIB LDSCRIPT [release]: the library's code that every process runs
-# (src/hot_text.ld) lies in one 64 KiB window, where the kernel's
-# fault-around maps it with one fault, apart from the rest of the text:
-#   - the text segment starts on a 64 KiB boundary and asks ld.so for that
-#     alignment (p_align), so the window is the same in memory;
-#   - .text.zp_hot, which holds the listed functions, _fini and GCC's
-#     frame_dummy and __do_global_dtors_aux (run at every load and exit)
-#     and operator new and delete, ends inside that first window;
-#   - .rodata lies in the first segment's 64 KiB window, beside the ELF
-#     headers ld.so reads anyway, and not in a segment with the unwind
-#     tables (src/rodata_first.ld);
+# text_layout.sh LIB LDSCRIPT OWN_SMAPS [release]: the library's code that
+# ordinary programs run (src/hot_text.ld) and its constants lie in
+# mappings of their own, so that the kernel's fault-around (64 KiB around
+# a fault, never past the mapping that faulted) maps only what a program
+# runs together:
+#   - .text.zp_load (behind .init and .plt), .text.zp_core and each
+#     .text.zp_hotN are each alone in a LOAD segment, and the rest of the
+#     text in one without them;
+#   - _fini, GCC's frame_dummy and __do_global_dtors_aux (run at every load
+#     and exit) are in .text.zp_load; operator new and delete in the core
+#     or a group (bench/hot_text must read callgrind's names mangled, as nm
+#     gives them);
+#   - .rodata is alone in its segment: not with the ELF headers, which
+#     every process reads, nor with the unwind tables (src/rodata_first.ld);
 #   - every function the script names is still a function of LIB (built by
 #     GCC, as the list was), so a rename shows up here (rerun
-#     bench/hot_text).
+#     bench/hot_text);
+#   - what it is for (release build): OWN_SMAPS, which never allocates,
+#     has no constants and no code of LIB resident but .text.zp_load's
+#     page; python3 starting has none of the rest of the text resident.
 set -u
 lib=$1
 ld=$2
-kind=${3:-release}
+own_smaps=$3
+kind=${4:-release}
 fail=0
-win=65536
 
 for t in readelf nm awk; do
 	command -v $t >/dev/null || { echo "SKIP: no $t" >&2; exit 77; }
 done
 
-seg=$(readelf -lW "$lib" | awk '$1 == "LOAD" && $7 == "E" { print $3, $8; exit }
-	$1 == "LOAD" && $8 == "E" { print $3, $9; exit }')
-set -- $seg
-[ $# -eq 2 ] || { echo "FAIL: no executable LOAD segment in $lib" >&2; exit 1; }
-seg_start=$(($1))
-seg_align=$(($2))
-if [ $((seg_start % win)) -ne 0 ] || [ "$seg_align" -lt $win ]; then
-	printf 'FAIL: text segment at 0x%x, p_align 0x%x (want 64 KiB)\n' \
-		"$seg_start" "$seg_align" >&2
-	fail=1
-fi
-
-# section NAME: its address and size, or nothing.
-sections=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//')
-section() {
-	printf '%s\n' "$sections" | awk -v n="$1" '$1 == n { print "0x" $3, "0x" $5 }'
+# Each LOAD segment, one a line: its file offset, then its sections.
+loads=$(readelf -lW "$lib" | awk '
+	/^Program Headers:/ { ph = 1; n = 0; next }
+	/Segment Sections/ { ph = 0; sm = 1; next }
+	ph && $1 ~ /^[A-Z_]+$/ && $1 != "Type" { if ($1 == "LOAD") off[n] = $2; n++ }
+	sm && $1 ~ /^[0-9]+$/ && (($1 + 0) in off) { i = $1 + 0; $1 = ""; print off[i] $0 }')
+# segment_of SECTION: the sections sharing SECTION's LOAD segment;
+# offset_of SECTION: that segment's file offset.
+segment_of() {
+	printf '%s\n' "$loads" | awk -v s="$1" '{ for (i = 2; i <= NF; i++) if ($i == s) { $1 = ""; sub(/^ +/, ""); print } }'
 }
-
-hot=$(section .text.zp_hot)
-set -- $hot
-[ $# -eq 2 ] || { echo "FAIL: no .text.zp_hot section in $lib" >&2; exit 1; }
-hot_start=$(($1))
-hot_end=$(($1 + $2))
-if [ "$hot_start" -lt "$seg_start" ] ||
-   [ "$hot_end" -gt $((seg_start + win)) ]; then
-	printf 'FAIL: .text.zp_hot [0x%x, 0x%x) leaves the window at 0x%x\n' \
-		"$hot_start" "$hot_end" "$seg_start" >&2
-	fail=1
-fi
-
-# _fini and GCC's __do_global_dtors_aux run at every exit, frame_dummy at
-# every load (outside, they cost every process a second 64 KiB of text:
-# 3caef25 pushed them out); operator new and delete in every C++ program
-# (bench/hot_text must read callgrind's names mangled, as nm gives them).
-syms=$(nm "$lib")
-for sym in _fini __do_global_dtors_aux frame_dummy _Znwm _ZdlPv; do
-	at=$(printf '%s\n' "$syms" | awk -v s=$sym '$3 == s { print "0x" $1 }')
-	if [ -z "$at" ] || [ $((at)) -lt "$hot_start" ] ||
-	   [ $((at)) -ge "$hot_end" ]; then
-		echo "FAIL: $sym ($at) is not in .text.zp_hot" >&2
+offset_of() {
+	printf '%s\n' "$loads" | awk -v s="$1" '{ for (i = 2; i <= NF; i++) if ($i == s) print $1 }'
+}
+alone() {
+	got=$(segment_of "$1")
+	if [ "$got" != "$1" ]; then
+		echo "FAIL: $1 does not have a LOAD segment of its own (${got:-none})" >&2
 		fail=1
 	fi
-done
+}
 
-first=$(readelf -lW "$lib" | awk '$1 == "LOAD" { print $3, $6; exit }')
-ro=$(section .rodata)
-eh=$(section .eh_frame)
-eh=${eh%% *}
-set -- $first $ro
-if [ $# -ne 4 ] || [ $(($1)) -ne 0 ] || [ $(($3 + $4)) -gt $(($2)) ] ||
-   [ $(($3 + $4)) -gt $win ]; then
-	echo "FAIL: .rodata ($ro) is not in the first segment's window ($first)" >&2
+got=$(segment_of .text.zp_load)
+for s in $got; do
+	case $s in
+	.init|.plt|.plt.got|.plt.sec|.text.zp_load) ;;
+	*)	echo "FAIL: .text.zp_load shares its segment with $s" >&2
+		fail=1 ;;
+	esac
+done
+[ -n "$got" ] || { echo "FAIL: no .text.zp_load in a LOAD segment" >&2; fail=1; }
+alone .text.zp_core
+groups=$(printf '%s\n' "$loads" | tr ' ' '\n' | grep '^\.text\.zp_hot[0-9]*$')
+[ -n "$groups" ] || { echo "FAIL: no .text.zp_hot groups" >&2; fail=1; }
+for g in $groups; do
+	alone "$g"
+done
+case " $(segment_of .text) " in
+*" .text.zp_"*)	echo "FAIL: the rest of the text shares a segment with the hot code" >&2
+		fail=1 ;;
+esac
+alone .rodata
+
+# sym_in SYMBOL SECTION...: SYMBOL lies in one of the sections.
+sections=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//')
+syms=$(nm "$lib")
+sym_in() {
+	sym=$1
+	shift
+	at=$(printf '%s\n' "$syms" | awk -v s=$sym '$3 == s { print "0x" $1 }')
+	for s in "$@"; do
+		set -- $(printf '%s\n' "$sections" | awk -v n="$s" '$1 == n { print "0x" $3, "0x" $5 }')
+		[ -n "$at" ] && [ $# -eq 2 ] && [ $((at)) -ge $(($1)) ] &&
+			[ $((at)) -lt $(($1 + $2)) ] && return 0
+	done
+	echo "FAIL: $sym (${at:-absent}) is not in $*" >&2
 	fail=1
-elif [ -n "$eh" ] && [ $((eh)) -lt $(($2)) ]; then
-	echo "FAIL: .eh_frame ($eh) shares the first segment with .rodata" >&2
-	fail=1
-fi
+}
+for sym in _fini __do_global_dtors_aux frame_dummy; do
+	sym_in $sym .text.zp_load
+done
+for sym in _Znwm _ZdlPv; do
+	sym_in $sym .text.zp_core $groups
+done
 
 # The list names what GCC emits (its clones, what it leaves out of line);
 # another compiler inlines differently, and only the layout is checked.
@@ -107,28 +120,46 @@ if [ $n -lt 50 ]; then
 	fail=1
 fi
 
-# What it is for: a program that allocates (python3 starting, the first
-# of the programs bench/hot_text traces) has no more of the library's
-# text resident than the window. A function it runs that the list lacks
-# (a new one called at boot) maps a second window: 64 KiB more in every
-# process. Only for the release build the list was made from.
-if [ "$kind" = release ] && command -v python3 >/dev/null 2>&1; then
-	text=$(LD_PRELOAD="$lib" python3 -c '
-import sys
-rss, name, total = 0, sys.argv[1], 0
-for line in open("/proc/self/smaps"):
-    f = line.split()
-    if "-" in f[0] and len(f) >= 5 and ":" not in f[0]:
-        text = f[1].startswith("r-x") and f[-1] == name
-    elif f[0] == "Rss:" and text:
-        total += int(f[1])
-print(total)' "$(readlink -f "$lib")")
-	if [ -z "$text" ] || [ "$text" -gt 64 ]; then
-		echo "FAIL: python3 has ${text:-?} KiB of $lib's text resident (one window: 64)" >&2
+# resident SMAPS SECTION: KiB resident in SMAPS (a process's smaps) of
+# LIB's mapping of SECTION's segment (the page it starts on).
+real=$(readlink -f "$lib")
+resident() {
+	at=$(($(offset_of "$2") / 4096 * 4096))
+	printf '%s\n' "$1" | awk -v lib="$real" '
+		/^[0-9a-f]+-[0-9a-f]+ / { m = ($NF == lib); o = $3 }
+		m && $1 == "Rss:" { print o, $2 }' |
+	while read -r o kib; do
+		[ $((0x$o)) -eq $at ] && echo "$kib"
+	done | awk '{ k += $1 } END { print k + 0 }'
+}
+# Only for the release build the list was made from: a function a program
+# runs that the list lacks (a new one called at boot) maps a page of
+# another group or of the rest, in every process.
+if [ "$kind" = release ]; then
+	out=$(LD_PRELOAD="$real" "$own_smaps") ||
+		{ echo "FAIL: $own_smaps failed under the preload" >&2; fail=1; }
+	text=0
+	for s in .text.zp_core $groups .text .rodata; do
+		kib=$(resident "$out" $s)
+		[ "$kib" -eq 0 ] && continue
+		echo "FAIL: a program that never allocates has $kib KiB of $lib's $s resident" >&2
 		fail=1
+	done
+	text=$(resident "$out" .text.zp_load)
+	if command -v python3 >/dev/null 2>&1; then
+		out=$(LD_PRELOAD="$real" python3 -c 'import sys; sys.stdout.write(open("/proc/self/smaps").read())')
+		cold=$(resident "$out" .text)
+		if [ "$cold" -ne 0 ]; then
+			echo "FAIL: python3 has $cold KiB of the rest of $lib's text resident" >&2
+			fail=1
+		fi
+		hot=0
+		for s in .text.zp_load .text.zp_core $groups; do
+			hot=$((hot + $(resident "$out" $s)))
+		done
 	fi
 fi
 
-[ $fail -eq 0 ] && printf '%d functions and _fini in [0x%x, 0x%x), the text segment'"'"'s first 64 KiB; python3 maps %s KiB of it\n' \
-	"$n" "$hot_start" "$hot_end" "${text:-?}"
+[ $fail -eq 0 ] && printf '%d functions in %s groups besides load and core, each a mapping of its own; of the code, a program that never allocates maps %s KiB, python3 %s KiB\n' \
+	"$n" "$(printf '%s\n' $groups | wc -l)" "${text:-?}" "${hot:-?}"
 exit $fail
