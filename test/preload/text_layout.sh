@@ -1,5 +1,5 @@
 #!/bin/sh
-# text_layout.sh LIB LDSCRIPT OWN_SMAPS [release]: the library's code that
+# text_layout.sh LIB LDSCRIPT OWN_SMAPS [release|other|noopt]: the library's code that
 # ordinary programs run (src/hot_text.ld) and its constants lie in
 # mappings of their own, so that the kernel's fault-around (64 KiB around
 # a fault, never past the mapping that faulted) maps only what a program
@@ -17,15 +17,22 @@
 #     GCC, as the list was), so a rename shows up here (rerun
 #     bench/hot_text);
 #   - what it is for: OWN_SMAPS, which never allocates, has no constants
-#     and no code of LIB resident but .text.zp_load's; python3 starting
-#     has none of the rest of the text resident (release build: others
-#     inline differently from the build bench/hot_text traced).
+#     and no code of LIB resident but .text.zp_load's (any optimised GCC
+#     build: at -O0, "noopt", its helpers are functions of their own);
+#     python3 starting has none of the rest of the text resident
+#     (release build: others inline differently from the build
+#     bench/hot_text traced).
 set -u
+# readelf's headings are translated.
+LC_ALL=C
+export LC_ALL
 lib=$1
 ld=$2
 own_smaps=$3
 kind=${4:-release}
 fail=0
+text=
+hot=
 
 for t in readelf nm awk; do
 	command -v $t >/dev/null || { echo "SKIP: no $t" >&2; exit 77; }
@@ -63,7 +70,7 @@ for s in $got; do
 done
 [ -n "$got" ] || { echo "FAIL: no .text.zp_load in a LOAD segment" >&2; fail=1; }
 alone .text.zp_core
-groups=$(printf '%s\n' "$loads" | tr ' ' '\n' | grep '^\.text\.zp_hot[0-9]*$')
+groups=$(printf '%s\n' "$loads" | tr ' ' '\n' | grep '^\.text\.zp_hot[0-9][0-9]*$')
 [ -n "$groups" ] || { echo "FAIL: no .text.zp_hot groups" >&2; fail=1; }
 for g in $groups; do
 	alone "$g"
@@ -80,13 +87,14 @@ syms=$(nm "$lib")
 sym_in() {
 	sym=$1
 	shift
+	where="$*"
 	at=$(printf '%s\n' "$syms" | awk -v s=$sym '$3 == s { print "0x" $1 }')
 	for s in "$@"; do
 		set -- $(printf '%s\n' "$sections" | awk -v n="$s" '$1 == n { print "0x" $3, "0x" $5 }')
 		[ -n "$at" ] && [ $# -eq 2 ] && [ $((at)) -ge $(($1)) ] &&
 			[ $((at)) -lt $(($1 + $2)) ] && return 0
 	done
-	echo "FAIL: $sym (${at:-absent}) is not in $*" >&2
+	echo "FAIL: $sym (${at:-absent}) is not in $where" >&2
 	fail=1
 }
 for sym in _fini __do_global_dtors_aux frame_dummy; do
@@ -133,23 +141,34 @@ resident() {
 		[ $((0x$o)) -eq $at ] && echo "$kib"
 	done | awk '{ k += $1 } END { print k + 0 }'
 }
-# A program that never allocates runs the load and exit hooks only, in
-# any build: the load group's page, no constants.
-out=$(LD_PRELOAD="$real" "$own_smaps") ||
-	{ echo "FAIL: $own_smaps failed under the preload" >&2; fail=1; }
-for s in .text.zp_core $groups .text .rodata; do
-	kib=$(resident "$out" $s)
-	[ "$kib" -eq 0 ] && continue
-	echo "FAIL: a program that never allocates has $kib KiB of $lib's $s resident" >&2
-	fail=1
-done
-text=$(resident "$out" .text.zp_load)
+# A program that never allocates runs the load and exit hooks only: the
+# load group's page (which shows the library was loaded), no constants.
+if [ "$kind" != noopt ]; then
+	out=$(LD_PRELOAD="$real" "$own_smaps") ||
+		{ echo "FAIL: $own_smaps failed under the preload" >&2; fail=1; }
+	for s in .text.zp_core $groups .text .rodata; do
+		kib=$(resident "$out" $s)
+		[ "$kib" -eq 0 ] && continue
+		echo "FAIL: a program that never allocates has $kib KiB of $lib's $s resident" >&2
+		fail=1
+	done
+	text=$(resident "$out" .text.zp_load)
+	if [ "$text" -eq 0 ]; then
+		echo "FAIL: $own_smaps has none of $lib's load group resident (not preloaded?)" >&2
+		fail=1
+	fi
+fi
 # Only for the release build the list was made from: a function a program
 # runs that the list lacks (a new one called at boot) maps a page of
 # another group or of the rest, in every process.
 if [ "$kind" = release ]; then
 	if command -v python3 >/dev/null 2>&1; then
-		out=$(LD_PRELOAD="$real" python3 -c 'import sys; sys.stdout.write(open("/proc/self/smaps").read())')
+		out=$(LD_PRELOAD="$real" python3 -c 'import sys; sys.stdout.write(open("/proc/self/smaps").read())') ||
+			{ echo "FAIL: python3 failed under the preload" >&2; fail=1; }
+		if [ "$(resident "$out" .text.zp_core)" -eq 0 ]; then
+			echo "FAIL: python3 has none of $lib's core resident (not preloaded?)" >&2
+			fail=1
+		fi
 		cold=$(resident "$out" .text)
 		if [ "$cold" -ne 0 ]; then
 			echo "FAIL: python3 has $cold KiB of the rest of $lib's text resident" >&2
@@ -162,6 +181,8 @@ if [ "$kind" = release ]; then
 	fi
 fi
 
-[ $fail -eq 0 ] && printf '%d functions in %s groups besides load and core, each a mapping of its own; of the code, a program that never allocates maps %s KiB, python3 %s KiB\n' \
-	"$n" "$(printf '%s\n' $groups | wc -l)" "${text:-?}" "${hot:-?}"
+[ $fail -eq 0 ] && printf '%d functions in %s groups besides load and core, each a mapping of its own%s%s\n' \
+	"$n" "$(printf '%s\n' $groups | wc -l)" \
+	"${text:+; a program that never allocates maps $text KiB of the code}" \
+	"${hot:+, python3 $hot KiB}"
 exit $fail
