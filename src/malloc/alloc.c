@@ -323,10 +323,9 @@ release_held(void)
  * holds 152 KiB at its end, not 264); the heap's lock and best fit cost
  * ~35 ns a malloc and free more than a slab's, so the requests bound
  * what a class spends on saving its pages (0.15 ms), and a class churned
- * by the million, few
- * live (a buffer per message), gets its slabs after that. Larger blocks
- * would leave a 64 KiB chunk a quarter unused; classes to 128 bytes fill
- * a page of slab with 32 objects or more.
+ * by the million, few live (a buffer per message), gets its slabs after
+ * that. Larger blocks would leave a 64 KiB chunk a quarter unused;
+ * classes to 128 bytes fill a page of slab with 32 objects or more.
  *
  * Other threads start a class on its shared slab instead (tcache.c),
  * which keeps the heap's lock off the paths of a program that starts

@@ -1,9 +1,9 @@
 #!/bin/sh
-# text_layout.sh LIB LDSCRIPT OWN_SMAPS [release|other|noopt]: the library's code that
-# ordinary programs run (src/hot_text.ld) and its constants lie in
-# mappings of their own, so that the kernel's fault-around (64 KiB around
-# a fault, never past the mapping that faulted) maps only what a program
-# runs together:
+# text_layout.sh LIB LDSCRIPT OWN_SMAPS [release|other|noopt]: the
+# library's code that ordinary programs run (src/hot_text.ld) and its
+# constants lie in mappings of their own, so that the kernel's
+# fault-around (64 KiB around a fault, never past the mapping that
+# faulted) maps only what a program runs together:
 #   - .text.zp_load (behind .init and .plt), .text.zp_core and each
 #     .text.zp_hotN are each alone in a LOAD segment, and the rest of the
 #     text in one without them;
@@ -44,13 +44,16 @@ loads=$(readelf -lW "$lib" | awk '
 	/Segment Sections/ { ph = 0; sm = 1; next }
 	ph && $1 ~ /^[A-Z_]+$/ && $1 != "Type" { if ($1 == "LOAD") off[n] = $2; n++ }
 	sm && $1 ~ /^[0-9]+$/ && (($1 + 0) in off) { i = $1 + 0; $1 = ""; print off[i] $0 }')
-# segment_of SECTION: the sections sharing SECTION's LOAD segment;
-# offset_of SECTION: that segment's file offset.
+# load_of SECTION: the line of SECTION's LOAD segment; segment_of: the
+# sections sharing it; offset_of: its file offset.
+load_of() {
+	printf '%s\n' "$loads" | awk -v s="$1" '{ for (i = 2; i <= NF; i++) if ($i == s) print }'
+}
 segment_of() {
-	printf '%s\n' "$loads" | awk -v s="$1" '{ for (i = 2; i <= NF; i++) if ($i == s) { $1 = ""; sub(/^ +/, ""); print } }'
+	load_of "$1" | cut -d' ' -f2-
 }
 offset_of() {
-	printf '%s\n' "$loads" | awk -v s="$1" '{ for (i = 2; i <= NF; i++) if ($i == s) print $1 }'
+	load_of "$1" | cut -d' ' -f1
 }
 alone() {
 	got=$(segment_of "$1")
