@@ -175,9 +175,18 @@ options_parse_long(const char *s, long *out)
 	return parse_long(s, out);
 }
 
-void
+/* Our prefix, in .data like report_vars: a program whose environment
+ * names no option reads none of the option names (in the rarely mapped
+ * constants, see src/rodata_first.ld). */
+static char prefix[] = "ZPMALLOC_";
+
+zp_boot_text void
 options_boot(void)
 {
+	extern char **environ;
+
+	if (!environ || !env_value(environ, prefix))
+		return;
 	for (size_t i = 0; i < ZP_ARRAY_SIZE(rows); i++)
 		read_row(&rows[i]);
 	read_special();

@@ -22,6 +22,13 @@
 #define zp_must_check	__attribute__((warn_unused_result))
 #define zp_cacheline_aligned __attribute__((aligned(ZP_CACHELINE)))
 /*
+ * For a function that runs only while the allocator boots: its text lies
+ * in a mapping of its own (src/hot_text.ld) that boot drops from the
+ * process once done (init.c), as the kernel frees its __init text. A
+ * later call (a second zone) faults it back in from the page cache.
+ */
+#define zp_boot_text	__attribute__((section(".text.zp_boot")))
+/*
  * For a large zeroed array: placed after the rest of .bss, so that the
  * scalars every process touches share two or three pages instead of being
  * strewn between arrays of which a process touches a page or none (on a

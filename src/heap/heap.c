@@ -83,7 +83,7 @@ static struct {
 	struct heap_stats st;
 } heap = { .lock = ZP_LOCK_INIT };
 
-void
+zp_boot_text void
 heap_boot(uint64_t key_seed)
 {
 	heap.key = key_seed | 1;

@@ -11,9 +11,10 @@
  * as glibc's heap does. A block is of its class's size and records the
  * class, so malloc_usable_size, realloc and sized frees treat it as they
  * treat a slab object of that class. The malloc layer sends the first
- * thread's first HEAP_LIGHT_MAX requests of each class here, and more of
- * a class of HEAP_WIDE_MIN to HEAP_WIDE_MAX bytes (alloc.c); a class
- * used more than that goes to slabs, whose paths take no lock.
+ * thread's requests of a class up to HEAP_WIDE_MAX bytes here while few
+ * of its blocks are live, and the first HEAP_LIGHT_MAX of a larger one
+ * (alloc.c); a class used more than that goes to slabs, whose paths take
+ * no lock.
  *
  * Each block has a 16-byte header: the size of the block before it (so
  * that a free finds its left neighbour), its own size with its class and
@@ -29,11 +30,10 @@
 #include "page/page.h"
 
 /* Requests of one class the first thread sends here before it takes
- * slabs. A class of HEAP_WIDE_MIN to HEAP_WIDE_MAX bytes stays for up to
+ * slabs. A class of up to HEAP_WIDE_MAX bytes stays for up to
  * HEAP_WIDE_REQS requests, or until HEAP_LIGHT_MAX of its blocks are
- * live at once (heap_live). */
+ * live at once (heap_live); a larger one for HEAP_LIGHT_MAX requests. */
 #define HEAP_LIGHT_MAX	16
-#define HEAP_WIDE_MIN	160	/* the first class above 128 bytes */
 #define HEAP_WIDE_MAX	4096
 #define HEAP_WIDE_REQS	4096
 

@@ -314,18 +314,20 @@ release_held(void)
  * ~60 classes above 512 bytes, a few objects each: their slabs' sum of
  * per-class peaks made it 570 KiB heavier than on glibc.)
  *
- * A class of HEAP_WIDE_MIN to HEAP_WIDE_MAX bytes stays longer: until
+ * A class of up to HEAP_WIDE_MAX bytes stays longer: until
  * HEAP_LIGHT_MAX of its blocks are live at once, or for HEAP_WIDE_REQS
  * requests. With a few live, each would hold a page or more of a slab
  * to itself (small programs with a few live blocks in each of many such
  * classes: 1.44x glibc's peak when 16 requests decided; from the first
  * class above 128 bytes, not 1 KiB, the small-classes benchmark's zone
- * holds 152 KiB at its end, not 264); the heap's lock and best fit cost
- * ~35 ns a malloc and free more than a slab's, so the requests bound
- * what a class spends on saving its pages (0.15 ms), and a class churned
- * by the million, few live (a buffer per message), gets its slabs after
- * that. Larger blocks would leave a 64 KiB chunk a quarter unused;
- * classes to 128 bytes fill a page of slab with 32 objects or more.
+ * holds 152 KiB at its end, not 264; from the first class, not the
+ * first above 128 bytes, Python's start-up holds 16 KiB less of slab
+ * pages at its peak: its few live objects of six classes to 112 bytes
+ * had a page each); the heap's lock and best fit cost ~35 ns a malloc
+ * and free more than a slab's, so the requests bound what a class spends
+ * on saving its pages (0.15 ms), and a class churned by the million, few
+ * live (a buffer per message), gets its slabs after that. Larger blocks
+ * would leave a 64 KiB chunk a quarter unused.
  *
  * Other threads start a class on its shared slab instead (tcache.c),
  * which keeps the heap's lock off the paths of a program that starts
@@ -336,7 +338,7 @@ static void *
 heap_light(struct tstate *ts, unsigned sc, size_t n, bool zero)
 {
 	unsigned size = sizeclass_size(sc);
-	bool wide = size >= HEAP_WIDE_MIN && size <= HEAP_WIDE_MAX;
+	bool wide = size <= HEAP_WIDE_MAX;
 	unsigned limit = wide ? HEAP_WIDE_REQS : HEAP_LIGHT_MAX;
 	void *p;
 

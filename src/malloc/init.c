@@ -3,8 +3,9 @@
  * Owns:  the boot state machine, the pthread key whose destructor retires
  *        a thread's state, the fork handlers, the exit-time statistics.
  * Locks: none of its own. Boot is a compare-and-swap on boot_state; other
- *        threads wait for it, the booting thread may re-enter (pthread_atfork
- *        and pthread_setspecific allocate) once the core layers are up.
+ *        threads wait for it, the booting thread may re-enter
+ *        (pthread_setspecific allocates) once the core layers are up; the
+ *        fork handlers' registration is another compare-and-swap.
  *        Fork order: stdio's list lock, large.lock, zero engine, slab
  *        locks, zone locks - glibc's own order, stdio first.
  * Path:  alloc_malloc_slow -> init_tstate -> init_boot -> options_boot,
@@ -31,7 +32,7 @@
 enum boot_state {
 	BOOT_NONE = 0,	/* nothing done yet (or a failed attempt) */
 	BOOT_RUNNING,	/* one thread is booting the core layers */
-	BOOT_CORE,	/* core up; the booting thread finishes (key, fork) */
+	BOOT_CORE,	/* core up; the booting thread finishes (key, maps) */
 	BOOT_DONE,
 };
 
@@ -142,6 +143,48 @@ fork_child(void)
 		reset();
 }
 
+/* crtbeginS.o's, as pthread_atfork passes it: the handlers of a library
+ * that is unloaded go with it (ours is never unloaded). */
+extern void *__dso_handle __attribute__((weak, visibility("hidden")));
+
+/* 0, the tid of the thread registering our handlers, or -1 once done. */
+static int fork_handlers_state;
+
+/*
+ * Registers the handlers above, once, when map.c says a fork could first
+ * run them. Another thread waits for the first one's registration; a
+ * signal handler that forks on the registering thread goes on without
+ * (its child gets the allocator as it finds it, as after a fork that
+ * interrupted an allocation).
+ */
+void
+init_fork_handlers(void)
+{
+	int tid, st, expect = 0;
+
+	if (zp_likely(__atomic_load_n(&fork_handlers_state,
+				      __ATOMIC_ACQUIRE) == -1))
+		return;
+	tid = os_gettid();
+	if (__atomic_compare_exchange_n(&fork_handlers_state, &expect, tid,
+					false, __ATOMIC_ACQUIRE,
+					__ATOMIC_ACQUIRE)) {
+		(void)map_libc_register_atfork(fork_prepare, fork_parent,
+					       fork_child, __dso_handle);
+		__atomic_store_n(&fork_handlers_state, -1, __ATOMIC_RELEASE);
+		return;
+	}
+	while ((st = __atomic_load_n(&fork_handlers_state,
+				     __ATOMIC_ACQUIRE)) != -1 && st != tid)
+		zp_cpu_relax();
+}
+
+bool
+init_fork_handlers_registered(void)
+{
+	return __atomic_load_n(&fork_handlers_state, __ATOMIC_ACQUIRE) == -1;
+}
+
 /* --- thread state ------------------------------------------------------ */
 
 static size_t
@@ -243,7 +286,7 @@ build_mode_line(unsigned nr_nodes)
 		ZP_IS_DEBUG ? "; debug asserts" : "");
 }
 
-static int
+static zp_boot_text int
 boot_core(void)
 {
 	struct zone_config cfg = {
@@ -301,7 +344,7 @@ boot_core(void)
 }
 
 /* The parts that may allocate: run with the core already usable. */
-static void
+static zp_boot_text void
 boot_finish(void)
 {
 	if (pthread_key_create(&tstate_key, tstate_destroy) == 0)
@@ -311,12 +354,11 @@ boot_finish(void)
 	if (key_ready && alloc_cache())
 		pthread_setspecific(tstate_key, tstate_of(alloc_tls));
 	map_boot();
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	if (zp_opt.verbose)
 		log_msg("active (version %s, %s)", ZP_VERSION, init_mode());
 }
 
-static zp_cold bool
+static zp_boot_text zp_cold bool
 boot_slow(void)
 {
 	int tid = os_gettid();
@@ -352,13 +394,44 @@ boot_slow(void)
 	return true;
 }
 
+/* The text of the functions marked zp_boot_text (src/hot_text.ld; weak:
+ * a unit test's executable links no script). */
+extern const char zp_boot_text_start[] __attribute__((weak, visibility("hidden")));
+extern const char zp_boot_text_end[] __attribute__((weak, visibility("hidden")));
+
+/*
+ * Boot's own text, once boot is done, leaves the process: 8 KiB (option
+ * parsing, cgroup files, zone and window setup) that every process that
+ * allocates otherwise kept resident in the code it runs. Out of line
+ * from the boot text, which must not be running when its pages go: a
+ * call from boot's own inner allocations (state BOOT_CORE) leaves it for
+ * the outer one.
+ */
+static zp_cold void
+boot_text_drop(void)
+{
+	static bool dropped;
+	uintptr_t lo = (uintptr_t)zp_boot_text_start;
+	uintptr_t hi = (uintptr_t)zp_boot_text_end;
+
+	if (!lo || hi <= lo ||
+	    __atomic_load_n(&boot_state, __ATOMIC_ACQUIRE) != BOOT_DONE ||
+	    __atomic_exchange_n(&dropped, true, __ATOMIC_ACQ_REL))
+		return;
+	lo &= ~(uintptr_t)(ZP_PAGE_SIZE - 1);
+	(void)os_drop_text((const void *)lo, zp_align_up(hi, ZP_PAGE_SIZE) - lo);
+}
+
 bool
 init_boot(void)
 {
 	if (zp_likely(__atomic_load_n(&boot_state, __ATOMIC_ACQUIRE) ==
 		      BOOT_DONE))
 		return true;
-	return boot_slow();
+	if (!boot_slow())
+		return false;
+	boot_text_drop();
+	return true;
 }
 
 bool

@@ -18,6 +18,11 @@ bool init_is_booted(void);
  * again after the thread's exit destructor ran). NULL when out of memory. */
 struct tstate *init_tstate(void);
 
+/* Registers our fork handlers unless done already (map.c says when). */
+void init_fork_handlers(void);
+/* Are they registered? */
+bool init_fork_handlers_registered(void);
+
 /* A one-line description of the configuration ("mode ..."), for the
  * verbose line and the statistics header. */
 const char *init_mode(void);

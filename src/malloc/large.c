@@ -363,7 +363,7 @@ learn_fill(void *p, size_t size, bool huge)
 	zp_unlock(&large.lock);
 }
 
-void
+zp_boot_text void
 large_set_huge_fill(unsigned percent)
 {
 	zp_lock(&large.lock);

@@ -4,11 +4,14 @@
  *         (which change what the reclaim window may do), ioctl (a
  *         program's own userfaultfd), close and dup (the engine's
  *         descriptors), prctl and seccomp (a sandbox), unshare and setns
- *         (which want a single thread), and syscall() for all of these.
+ *         (which want a single thread), syscall() for all of these, and
+ *         fork (daemon, forkpty) and the fork-handler registration, which
+ *         put our own fork handlers in place first (init.c).
  * Owns:  the pointers to glibc's own versions of those calls.
  * Locks: none here; the engine locks for itself (signal-safely).
  * Path:  close (shim.c) -> map_close -> zero_fds_closing -> glibc close
  *        unshare (shim.c) -> map_unshare -> zero_ns_begin -> glibc unshare
+ *        fork (shim.c) -> map_fork -> init_fork_handlers -> glibc fork
  *
  * Everything passes through to glibc's function (found in libc.so.6 by
  * os_libc_fn, so never ourselves), keeping its exact semantics: errno,
@@ -51,13 +54,15 @@ enum libc_fn {
 	FN_CLOSE, FN_CLOSE_RANGE, FN_CLOSEFROM, FN_DUP2, FN_DUP3, FN_IOCTL,
 	FN_PRCTL, FN_SYSCALL, FN_UNSHARE, FN_SETNS, FN_MPROTECT,
 	FN_PKEY_MPROTECT, FN_MLOCK, FN_MLOCK2, FN_MUNLOCK, FN_MLOCKALL,
-	FN_MUNLOCKALL, FN_NR
+	FN_MUNLOCKALL, FN_FORK, FN_DAEMON, FN_FORKPTY, FN_REGISTER_ATFORK,
+	FN_NR
 };
 
 static const char *const fn_names[FN_NR] = {
 	"close", "close_range", "closefrom", "dup2", "dup3", "ioctl", "prctl",
 	"syscall", "unshare", "setns", "mprotect", "pkey_mprotect", "mlock",
-	"mlock2", "munlock", "mlockall", "munlockall",
+	"mlock2", "munlock", "mlockall", "munlockall", "fork", "daemon",
+	"forkpty", "__register_atfork",
 };
 
 static void *fns[FN_NR];
@@ -76,7 +81,7 @@ missing(void)
 	return -1;
 }
 
-void
+zp_boot_text void
 map_boot(void)
 {
 	for (int f = 0; f < FN_NR; f++)
@@ -528,4 +533,64 @@ map_syscall(long nr, const long a[6])
 		return sys_ns(nr, a);
 	}
 	return sys_through(nr, a);
+}
+
+/* --- fork ----------------------------------------------------------------- */
+
+/*
+ * Our fork handlers go in when a fork could first run them: the first
+ * fork, daemon or forkpty (glibc's only functions that fork with the
+ * handlers; its other children are spawned or vforked, which run none),
+ * or the first registration of anyone else's, before theirs, so that ours
+ * stay the first registered: glibc runs prepare handlers last registered
+ * first, so ours take our locks after every other prepare handler ran,
+ * which may allocate. (A process that never forks keeps libc's constants
+ * the first registration reads out of its resident set: 64 KiB.)
+ */
+int
+map_libc_register_atfork(void (*prepare)(void), void (*parent)(void),
+			 void (*child)(void), void *dso)
+{
+	int (*f)(void (*)(void), void (*)(void), void (*)(void), void *) =
+		(int (*)(void (*)(void), void (*)(void), void (*)(void),
+			 void *))fn(FN_REGISTER_ATFORK);
+
+	return f ? f(prepare, parent, child, dso) : ENOSYS;
+}
+
+int
+map_register_atfork(void (*prepare)(void), void (*parent)(void),
+		    void (*child)(void), void *dso)
+{
+	init_fork_handlers();
+	return map_libc_register_atfork(prepare, parent, child, dso);
+}
+
+pid_t
+map_fork(void)
+{
+	pid_t (*f)(void) = (pid_t (*)(void))fn(FN_FORK);
+
+	init_fork_handlers();
+	return f ? f() : (pid_t)missing();
+}
+
+int
+map_daemon(int nochdir, int noclose)
+{
+	int (*f)(int, int) = (int (*)(int, int))fn(FN_DAEMON);
+
+	init_fork_handlers();
+	return f ? f(nochdir, noclose) : (int)missing();
+}
+
+pid_t
+map_forkpty(int *master, char *name, const void *termp, const void *winp)
+{
+	pid_t (*f)(int *, char *, const void *, const void *) =
+		(pid_t (*)(int *, char *, const void *, const void *))fn(
+			FN_FORKPTY);
+
+	init_fork_handlers();
+	return f ? f(master, name, termp, winp) : (pid_t)missing();
 }

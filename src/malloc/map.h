@@ -47,4 +47,16 @@ int map_mlockall(int flags, bool lock);
 /* syscall(nr, a[0..5]) with the same engine hooks as the calls above. */
 long map_syscall(long nr, const long a[6]);
 
+/* fork and the calls that fork with the atfork handlers, and their
+ * registration: our own handlers are registered first (map.c). */
+pid_t map_fork(void);
+int map_daemon(int nochdir, int noclose);
+pid_t map_forkpty(int *master, char *name, const void *termp,
+		  const void *winp);
+int map_register_atfork(void (*prepare)(void), void (*parent)(void),
+			void (*child)(void), void *dso);
+/* glibc's own __register_atfork, for init.c's handlers. */
+int map_libc_register_atfork(void (*prepare)(void), void (*parent)(void),
+			     void (*child)(void), void *dso);
+
 #endif /* ZP_MALLOC_MAP_H */

@@ -666,3 +666,49 @@ munlockall(void)
 {
 	return map_mlockall(0, /* lock */ false);
 }
+
+/* --- fork ----------------------------------------------------------------- */
+/*
+ * Our fork handlers are registered when a fork could first run them, and
+ * before anyone else's (map.c). pthread_atfork is libc_nonshared.a's,
+ * linked into each program and library, and calls __register_atfork; the
+ * pthread_atfork glibc exports is for binaries older than that, and calls
+ * its own directly.
+ */
+#include <pty.h>
+
+int __register_atfork(void (*prepare)(void), void (*parent)(void),
+		      void (*child)(void), void *dso);
+
+ZP_EXPORT pid_t
+fork(void)
+{
+	return map_fork();
+}
+
+ZP_EXPORT int
+daemon(int nochdir, int noclose)
+{
+	return map_daemon(nochdir, noclose);
+}
+
+ZP_EXPORT pid_t
+forkpty(int *master, char *name, const struct termios *termp,
+	const struct winsize *winp)
+{
+	return map_forkpty(master, name, termp, winp);
+}
+
+ZP_EXPORT int
+__register_atfork(void (*prepare)(void), void (*parent)(void),
+		  void (*child)(void), void *dso)
+{
+	return map_register_atfork(prepare, parent, child, dso);
+}
+
+ZP_EXPORT int
+pthread_atfork(void (*prepare)(void), void (*parent)(void),
+	       void (*child)(void))
+{
+	return map_register_atfork(prepare, parent, child, NULL);
+}

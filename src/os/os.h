@@ -61,6 +61,11 @@ int os_commit(void *p, size_t size);
 /* Drop the contents of committed pages (MADV_DONTNEED): RSS goes, the
  * range stays usable and reads as zero afterwards. */
 int os_purge(void *p, size_t size);
+/* Unmap the pages of [p, p + size) of our own text from this process
+ * (MADV_DONTNEED on a mapping of the library's file): RSS goes, the
+ * pages stay in the page cache, and running them again faults them back
+ * in. (A debugger's breakpoint written there goes with them.) */
+int os_drop_text(const void *p, size_t size);
 /* Unlock pages a program's mlockall locked (munlock): MADV_DONTNEED
  * refuses locked ones. */
 int os_unlock(void *p, size_t size);

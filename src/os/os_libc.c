@@ -189,7 +189,7 @@ vdso_tables(const ElfW(Ehdr) *eh, struct dso_tables *t)
 	return t->symtab && t->strtab && t->sysv_hash;
 }
 
-void *
+zp_boot_text void *
 os_vdso_symbol(const char *name)
 {
 	const ElfW(Ehdr) *eh = (const void *)getauxval(AT_SYSINFO_EHDR);

@@ -197,7 +197,7 @@ probe_free(uintptr_t a, size_t size)
 
 /* The whole range when the address-space limit lets us map it for a
  * moment; otherwise its first and last pages must at least be free. */
-static bool
+static zp_boot_text bool
 window_is_free(uintptr_t a, size_t size)
 {
 	int r = probe_free(a, size);
@@ -303,7 +303,7 @@ window_low32(size_t size, size_t align, void **out)
 	return window_low32_from((uintptr_t)1 << 30, size, align, out);
 }
 
-int
+zp_boot_text int
 os_reserve_window(size_t size, size_t align, unsigned flags, void **out)
 {
 	if (fault_due())
@@ -355,6 +355,13 @@ os_commit(void *p, size_t size)
 
 int
 os_purge(void *p, size_t size)
+{
+	long r = os_syscall(SYS_madvise, p, size, MADV_DONTNEED, 0, 0, 0);
+	return r ? (int)-r : 0;
+}
+
+int
+os_drop_text(const void *p, size_t size)
 {
 	long r = os_syscall(SYS_madvise, p, size, MADV_DONTNEED, 0, 0, 0);
 	return r ? (int)-r : 0;
@@ -549,7 +556,7 @@ os_mbind_node(void *p, size_t size, int node)
 }
 
 /* Parses sysfs's "0" or "0-3" or "0,2-3" and counts the nodes. */
-unsigned
+zp_boot_text unsigned
 os_numa_node_count(void)
 {
 	char buf[256];
@@ -729,7 +736,7 @@ static int (*vdso_clock)(clockid_t, struct timespec *);
 #define VDSO_CLOCK	"__kernel_clock_gettime"
 #endif
 
-void
+zp_boot_text void
 os_clock_boot(void)
 {
 #ifdef VDSO_CLOCK
@@ -896,7 +903,7 @@ next_line(const char *s)
 }
 
 /* The path of this process's cgroup of the given kind, or NULL. */
-static const char *
+static zp_boot_text const char *
 cgroup_path(const char *buf, bool v1, size_t *len)
 {
 	for (const char *s = buf; s && *s; s = next_line(s)) {
@@ -916,7 +923,7 @@ cgroup_path(const char *buf, bool v1, size_t *len)
 }
 
 /* Walks from the process's cgroup up to root: the smallest limit. */
-static void
+static zp_boot_text void
 cgroup_walk(const struct cgroup_kind *k, const char *root, const char *path,
 	    size_t len, struct os_memory_limit *out)
 {
@@ -968,7 +975,7 @@ cgroup_limit(struct os_memory_limit *out)
 		cgroup_walk(&cgroup_v1, cgroup_v1.roots[0], path, len, out);
 }
 
-void
+zp_boot_text void
 os_memory_limit(struct os_memory_limit *out)
 {
 	char buf[2048];

@@ -13,7 +13,7 @@
 
 _Static_assert(REGION_NR - 1 <= STEP_TYPE_MASK, "a type fits its bits");
 
-void
+zp_boot_text void
 buddy_init(struct buddy *b, struct page *descs, uint8_t *steps)
 {
 	*b = (struct buddy){ .descs = descs, .steps = steps };

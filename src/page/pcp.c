@@ -15,7 +15,7 @@ static unsigned pcp_high = 64, pcp_batch = 16;
 /* Called by zone_boot. high = 0 turns the caches off. */
 void pcp_boot(unsigned high, unsigned batch);
 
-void
+zp_boot_text void
 pcp_boot(unsigned high, unsigned batch)
 {
 	pcp_high = high;

@@ -259,7 +259,7 @@ descs_bytes(size_t span)
 	return DESC_BYTES(span >> ZP_PAGE_SHIFT);
 }
 
-static struct zone *
+static zp_boot_text struct zone *
 zone_create(const struct zone_place *pl, enum zone_type type, unsigned node,
 	    bool bind)
 {
@@ -353,7 +353,7 @@ span_of(size_t want)
 	return (size_t)1 << zp_log2_floor(span);
 }
 
-zp_cold int
+zp_boot_text zp_cold int
 zone_boot(const struct zone_config *cfg)
 {
 	size_t normal = cfg->normal_reserve ? cfg->normal_reserve

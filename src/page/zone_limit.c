@@ -63,7 +63,7 @@ static struct {
 	void (*peak_hook)(void);	/* pages kept outside the zones */
 } zlimit = { .lock = ZP_LOCK_INIT };
 
-void
+zp_boot_text void
 zone_limit_boot(size_t given)
 {
 	os_memory_limit(&zlimit.limit);

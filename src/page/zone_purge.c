@@ -492,7 +492,7 @@ static uint64_t outside_pages;		/* atomic: in use outside the zones */
 uint64_t zone_outside_kept_pages;
 static uint64_t peak_use_pages;		/* atomic: the most in use */
 
-void
+zp_boot_text void
 zone_purge_reset(void)
 {
 	__atomic_store_n(&zone_timer_until_ns, 0, __ATOMIC_RELAXED);

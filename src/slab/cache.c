@@ -31,7 +31,7 @@ static uint64_t cache_used[(SC_NR + 63) / 64];
 /* Nothing to write at a process's boot: a zero lock is free and the
  * lists start empty, so a class's line of the caches is touched only when
  * the class gives a slab back. A later boot (tests) starts over. */
-void
+zp_boot_text void
 cache_boot(void)
 {
 	static bool booted;

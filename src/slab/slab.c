@@ -79,7 +79,7 @@ slab_pick_first_order(size_t size, unsigned order)
 	return o;
 }
 
-zp_cold void
+zp_boot_text zp_cold void
 slab_boot(uint64_t key_seed)
 {
 	/* splitmix64 finaliser: a weak seed still spreads over every bit.

@@ -129,6 +129,45 @@ tcache_init(struct tcache *tc, struct pcp_set *pcp)
 	zp_unlock(&registry_lock);
 }
 
+/* --- the classes a thread uses ---------------------------------------- */
+
+/* Before the owner first writes tc->cls[sc]. */
+static inline void
+cls_mark(struct tcache *tc, unsigned sc)
+{
+	uint64_t *w = &tc->cls_used[sc / 64];
+	uint64_t bit = (uint64_t)1 << (sc % 64);
+
+	if (!(*w & bit))
+		__atomic_store_n(w, *w | bit, __ATOMIC_RELAXED);
+}
+
+static inline bool
+cls_is_used(const struct tcache *tc, unsigned sc)
+{
+	return __atomic_load_n(&tc->cls_used[sc / 64], __ATOMIC_RELAXED) >>
+	       (sc % 64) & 1;
+}
+
+/* The first class from sc on that tc ever used, or SC_NR. */
+static unsigned
+cls_next(const struct tcache *tc, unsigned sc)
+{
+	while (sc < SC_NR) {
+		uint64_t w = __atomic_load_n(&tc->cls_used[sc / 64],
+					     __ATOMIC_RELAXED) >> (sc % 64);
+
+		if (w != 0)
+			return sc + (unsigned)__builtin_ctzll(w);
+		sc = (sc / 64 + 1) * 64;
+	}
+	return SC_NR;
+}
+
+#define for_each_used_class(tc, sc) \
+	for (unsigned sc = cls_next((tc), 0); sc < SC_NR; \
+	     sc = cls_next((tc), sc + 1))
+
 /* A class's first use by this thread: its bin gets slots. */
 static void
 bin_attach(struct tcache *tc, unsigned sc)
@@ -137,6 +176,7 @@ bin_attach(struct tcache *tc, unsigned sc)
 
 	if (zp_likely(b->base != NULL))
 		return;
+	cls_mark(tc, sc);
 	b->base = b->cur = tc->slots + tc->nr_slots_used;
 	tc->nr_slots_used += slab_class[sc].bin_cap;
 	zp_assert(tc->nr_slots_used <= TCACHE_SLOTS);
@@ -508,6 +548,7 @@ remote_free(struct tcache *tc, void *p)
 	unsigned sc = s->sc;
 	struct tclass *k = &tc->cls[sc];
 
+	cls_mark(tc, sc);
 	zp_stat_inc(k->nr_free_remote);
 	if (k->rslab == s) {
 		/* A chained object reads as free, like every other. */
@@ -583,6 +624,7 @@ get_slab(struct tcache *tc, unsigned sc)
 	struct slab *s = k->spare;
 	bool adopted = false;
 
+	cls_mark(tc, sc);
 	if (s != NULL)
 		own_del(tc, s);
 	else if (k->nr_slabs == 0 && k->nr_shared != 0 &&
@@ -665,6 +707,7 @@ alloc_shared(struct tcache *tc, unsigned sc)
 		return NULL;
 	p = cache_alloc_shared(sc);
 	if (p != NULL) {
+		cls_mark(tc, sc);
 		k->nr_shared++;
 		zp_stat_inc(k->nr_alloc_slow);
 		zp_stat_inc(k->nr_bump);
@@ -1017,7 +1060,7 @@ settle_list(struct slab *s)
 static void
 settle_all(struct tcache *tc)
 {
-	for (unsigned sc = 0; sc < SC_NR; sc++) {
+	for_each_used_class(tc, sc) {
 		settle_list(tc->cls[sc].partial);
 		settle_list(tc->cls[sc].full);
 	}
@@ -1033,7 +1076,7 @@ give_up(struct tcache *tc)
 	settle_all(tc);
 	/* Slabs that empty now stay where they are, for one lock a class. */
 	tc->is_flushing = true;
-	for (unsigned sc = 0; sc < SC_NR; sc++) {
+	for_each_used_class(tc, sc) {
 		struct tbin *b = &tc->bins[sc];
 		struct tclass *k = &tc->cls[sc];
 		struct slab *orphans = NULL, *empties = NULL;
@@ -1090,7 +1133,7 @@ static void
 trim_other(struct tcache *tc)
 {
 	settle_all(tc);
-	for (unsigned sc = 0; sc < SC_NR; sc++) {
+	for_each_used_class(tc, sc) {
 		struct tclass *k = &tc->cls[sc];
 		struct slab *empties = NULL, *s, *next;
 		struct slab *lists[2] = { k->partial, k->full };
@@ -1167,7 +1210,7 @@ take_emptied(struct tcache *tc, unsigned sc)
 
 		/* Read without its lock: a thread with neither posts nor
 		 * partial slabs of the class has nothing to give. */
-		if (o == tc ||
+		if (o == tc || !cls_is_used(o, sc) ||
 		    (__atomic_load_n(&o->mailbox, __ATOMIC_RELAXED) == 0 &&
 		     __atomic_load_n(&o->cls[sc].partial,
 				     __ATOMIC_RELAXED) == NULL))
@@ -1214,7 +1257,7 @@ tcache_postfork_child(struct tcache *tc)
 	zp_lock_postfork_child(&tc->lock);
 	tc->reg_next = tc->reg_prev = NULL;
 	registry_head = tc;
-	for (unsigned sc = 0; sc < SC_NR; sc++) {
+	for_each_used_class(tc, sc) {
 		struct slab *lists[2] = { tc->cls[sc].partial,
 					  tc->cls[sc].full };
 
@@ -1266,12 +1309,10 @@ class_stats_of(struct tcache *tc, unsigned sc, struct tcache_class_stats *o)
 static void
 fold_stats_locked(struct tcache *tc)
 {
-	for (unsigned sc = 0; sc < SC_NR; sc++) {
+	for_each_used_class(tc, sc) {
 		struct slab_cache *c = &slab_caches[sc];
 		struct tcache_class_stats st;
 
-		if (!cache_is_used(sc))		/* no object: no counts */
-			continue;
 		class_stats_of(tc, sc, &st);
 		__atomic_add_fetch(&c->nr_alloc_fast, st.nr_alloc_fast,
 				   __ATOMIC_RELAXED);
@@ -1327,6 +1368,8 @@ tcache_class_stats(unsigned sc, struct tcache_class_stats *out)
 	for (struct tcache *tc = registry_head; tc; tc = tc->reg_next) {
 		struct tcache_class_stats st;
 
+		if (!cls_is_used(tc, sc))	/* no counts */
+			continue;
 		class_stats_of(tc, sc, &st);
 		out->nr_alloc_fast += st.nr_alloc_fast;
 		out->nr_alloc_slow += st.nr_alloc_slow;

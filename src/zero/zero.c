@@ -108,7 +108,7 @@ struct zero_kept {
 static struct zero_kept *kept;
 static uint64_t nr_kept, nr_kept_unmapped;
 
-void
+zp_boot_text void
 zero_config_default(struct zero_config *cfg)
 {
 	*cfg = (struct zero_config){
@@ -123,7 +123,7 @@ zero_config_default(struct zero_config *cfg)
 	};
 }
 
-void
+zp_boot_text void
 zero_boot(const struct zero_config *cfg)
 {
 	zero_cfg = *cfg;

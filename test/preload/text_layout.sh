@@ -11,8 +11,12 @@
 #     and exit) are in .text.zp_load; operator new and delete in the core
 #     or a group (bench/hot_text must read callgrind's names mangled, as nm
 #     gives them);
-#   - .rodata is alone in its segment: not with the ELF headers, which
-#     every process reads, nor with the unwind tables (src/rodata_first.ld);
+#   - .text.zp_boot (what boot alone runs, dropped once boot is done) is
+#     alone in its segment;
+#   - .rodata and .rodata.zp_cold are each alone in a segment: not with
+#     the ELF headers, which every process reads, nor with the unwind
+#     tables, nor the constants every process that allocates reads with
+#     the rare ones (src/rodata_first.ld);
 #   - every function the script names is still a function of LIB (built by
 #     GCC, as the list was), so a rename shows up here (rerun
 #     bench/hot_text);
@@ -21,7 +25,8 @@
 #     build: at -O0, "noopt", its helpers are functions of their own);
 #     python3 starting has none of the rest of the text resident
 #     (release build: others inline differently from the build
-#     bench/hot_text traced).
+#     bench/hot_text traced), and, in any optimised build, none of boot's
+#     text (dropped) nor of the rare constants at its exit.
 set -u
 # readelf's headings are translated.
 LC_ALL=C
@@ -72,6 +77,7 @@ for s in $got; do
 	esac
 done
 [ -n "$got" ] || { echo "FAIL: no .text.zp_load in a LOAD segment" >&2; fail=1; }
+alone .text.zp_boot
 alone .text.zp_core
 groups=$(printf '%s\n' "$loads" | tr ' ' '\n' | grep '^\.text\.zp_hot[0-9][0-9]*$')
 [ -n "$groups" ] || { echo "FAIL: no .text.zp_hot groups" >&2; fail=1; }
@@ -83,6 +89,7 @@ case " $(segment_of .text) " in
 		fail=1 ;;
 esac
 alone .rodata
+alone .rodata.zp_cold
 
 # sym_in SYMBOL SECTION...: SYMBOL lies in one of the sections.
 sections=$(readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\] *//')
@@ -149,7 +156,7 @@ resident() {
 if [ "$kind" != noopt ]; then
 	out=$(LD_PRELOAD="$real" "$own_smaps") ||
 		{ echo "FAIL: $own_smaps failed under the preload" >&2; fail=1; }
-	for s in .text.zp_core $groups .text .rodata; do
+	for s in .text.zp_boot .text.zp_core $groups .text .rodata .rodata.zp_cold; do
 		kib=$(resident "$out" $s)
 		[ "$kib" -eq 0 ] && continue
 		echo "FAIL: a program that never allocates has $kib KiB of $lib's $s resident" >&2
@@ -161,17 +168,29 @@ if [ "$kind" != noopt ]; then
 		fail=1
 	fi
 fi
+# A program that allocates: boot's text went once boot was done (a
+# function marked zp_boot_text that runs later brings it back), and it
+# read none of the rare constants (a string read on a common path, or an
+# option name read without a ZPMALLOC_ variable, maps them all).
+if [ "$kind" != noopt ] && command -v python3 >/dev/null 2>&1; then
+	out=$(env -u ZPMALLOC_VERBOSE -u ZPMALLOC_STATS LD_PRELOAD="$real" python3 -c 'import sys; sys.stdout.write(open("/proc/self/smaps").read())') ||
+		{ echo "FAIL: python3 failed under the preload" >&2; fail=1; }
+	if [ "$(resident "$out" .text.zp_core)" -eq 0 ]; then
+		echo "FAIL: python3 has none of $lib's core resident (not preloaded?)" >&2
+		fail=1
+	fi
+	for s in .text.zp_boot .rodata.zp_cold; do
+		kib=$(resident "$out" $s)
+		[ "$kib" -eq 0 ] && continue
+		echo "FAIL: python3 has $kib KiB of $lib's $s resident" >&2
+		fail=1
+	done
+fi
 # Only for the release build the list was made from: a function a program
 # runs that the list lacks (a new one called at boot) maps a page of
 # another group or of the rest, in every process.
 if [ "$kind" = release ]; then
 	if command -v python3 >/dev/null 2>&1; then
-		out=$(LD_PRELOAD="$real" python3 -c 'import sys; sys.stdout.write(open("/proc/self/smaps").read())') ||
-			{ echo "FAIL: python3 failed under the preload" >&2; fail=1; }
-		if [ "$(resident "$out" .text.zp_core)" -eq 0 ]; then
-			echo "FAIL: python3 has none of $lib's core resident (not preloaded?)" >&2
-			fail=1
-		fi
 		cold=$(resident "$out" .text)
 		if [ "$cold" -ne 0 ]; then
 			echo "FAIL: python3 has $cold KiB of the rest of $lib's text resident" >&2

@@ -10,10 +10,14 @@
  *   leak     free() does nothing (memory never comes back)
  *   forklock one global lock around every call and no fork handlers
  *            (a child forked while another thread allocates deadlocks)
+ *   forklate that lock, with fork handlers that take it registered at the
+ *            first fork, after the program's (whose prepare handler then
+ *            waits on it when it allocates)
  *   errno    failures return NULL with errno 0, and posix_memalign accepts
  *            alignments that are not a multiple of sizeof(void *)
  * Without BADMALLOC (or an unknown value) it is a plain pass-through.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -29,7 +33,7 @@ extern void *__libc_valloc(size_t);
 extern void *__libc_pvalloc(size_t);
 
 enum bad_mode { BAD_NONE, BAD_UAF, BAD_REALLOC, BAD_LEAK, BAD_FORKLOCK,
-		BAD_ERRNO };
+		BAD_ERRNO, BAD_FORKLATE };
 
 static enum bad_mode mode = -1;
 static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -52,7 +56,7 @@ static enum bad_mode
 get_mode(void)
 {
 	static const char *names[] = { "", "uaf", "realloc", "leak",
-				       "forklock", "errno" };
+				       "forklock", "errno", "forklate" };
 	const char *s;
 
 	if (__builtin_expect((int)mode >= 0, 1))
@@ -80,7 +84,7 @@ enter(void)
 		((volatile unsigned char *)stale)[40] ^= 0x55;
 		stale = NULL;
 	}
-	if (m == BAD_FORKLOCK) {
+	if (m == BAD_FORKLOCK || m == BAD_FORKLATE) {
 		pthread_mutex_lock(&big_lock);
 		for (volatile int i = 0; i < 200; i++)
 			;
@@ -90,8 +94,36 @@ enter(void)
 static void
 leave(void)
 {
-	if (mode == BAD_FORKLOCK)
+	if (mode == BAD_FORKLOCK || mode == BAD_FORKLATE)
 		pthread_mutex_unlock(&big_lock);
+}
+
+static void
+fork_lock(void)
+{
+	pthread_mutex_lock(&big_lock);
+}
+
+static void
+fork_unlock(void)
+{
+	pthread_mutex_unlock(&big_lock);
+}
+
+/* forklate's handlers go in at the first fork. */
+pid_t
+fork(void)
+{
+	static pid_t (*real)(void);
+	static int registered;
+
+	if (get_mode() == BAD_FORKLATE && !registered) {
+		registered = 1;
+		pthread_atfork(fork_lock, fork_unlock, fork_unlock);
+	}
+	if (!real)
+		real = (pid_t (*)(void))dlsym(RTLD_NEXT, "fork");
+	return real();
 }
 
 static void *

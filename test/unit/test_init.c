@@ -13,6 +13,7 @@
 
 #include "malloc/alloc.h"
 #include "malloc/init.h"
+#include "malloc/map.h"
 #include "os/os.h"
 #include "page/zone.h"
 #include "page/zone_priv.h"
@@ -176,7 +177,7 @@ Test(init, fork_while_other_threads_allocate)
 		pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1));
 	for (int round = 0; round < 30; round++) {
 		int status;
-		pid_t pid = fork();
+		pid_t pid = map_fork();
 
 		/* No cr_assert before the child is gone: in the child it
 		 * would report to the runner as if it were the test. */
@@ -198,6 +199,57 @@ Test(init, fork_while_other_threads_allocate)
 	__atomic_store_n(&stop_churn, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < 3; i++)
 		pthread_join(t[i], NULL);
+}
+
+/* A program's own fork handlers, which allocate through the zone. */
+static void
+their_prepare(void)
+{
+	void *p = alloc_malloc(256 << 10);
+
+	if (p)
+		alloc_free(p);
+}
+
+static void
+their_child(void)
+{
+	alloc_free(alloc_malloc(256 << 10));
+}
+
+/*
+ * Our fork handlers are registered when a fork could first run them (a
+ * fork, or anyone's registration), not at boot, and before anyone
+ * else's: glibc runs the prepare handlers last registered first, so a
+ * program's handler registered after boot still runs before ours takes
+ * our locks, and may allocate (registered at the first fork, ours would
+ * run first and its allocation would wait on our zone lock for ever).
+ */
+Test(init, fork_handlers_go_in_first_and_only_when_needed)
+{
+	int status;
+	pid_t pid;
+
+	watchdog_arm(30);
+	cr_assert(init_boot());
+	alloc_free(alloc_malloc(100));
+	cr_assert(!init_fork_handlers_registered(),
+		  "registered at boot: libc's first registration costs every "
+		  "process 64 KiB of its constants");
+	cr_assert_eq(map_register_atfork(their_prepare, NULL, their_child,
+					 NULL), 0);
+	cr_assert(init_fork_handlers_registered());
+	pid = map_fork();
+	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL);
+		signal(SIGABRT, SIG_DFL);
+		alarm(20);
+		_exit(zone_check_all() ? 0 : 3);
+	}
+	cr_assert_neq(pid, -1);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "child status %#x", status);
 }
 
 /* The background thread's purge: zone 0's purge_lock, then its lock. */
@@ -232,7 +284,7 @@ Test(init, fork_from_a_thread_inside_the_allocator)
 		 ZP_LOCK_WAITERS))
 		usleep(1000);
 	cr_assert(!zp_trylock(&z->purge_lock));
-	pid = fork();
+	pid = map_fork();
 	if (pid == 0) {
 		signal(SIGSEGV, SIG_DFL);
 		signal(SIGABRT, SIG_DFL);

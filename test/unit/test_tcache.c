@@ -846,6 +846,81 @@ Test(tcache, trim_from_another_thread_takes_only_emptied_slabs)
 	pthread_barrier_destroy(&trim_bar);
 }
 
+/* --- the classes a thread used ------------------------------------------ */
+
+enum { QUIET_SC = 80 };
+static struct tstate *quiet_ts;
+
+/* Allocates from one class, waits while main trims, frees and exits. */
+static void *
+one_class_owner(void *arg)
+{
+	(void)arg;
+	pcp_init(&quiet_ts->pcp, 0);
+	tcache_init(&quiet_ts->tc, &quiet_ts->pcp);
+	for (unsigned i = 0; i < 100; i++)
+		trim_obj[i] = tcache_alloc(&quiet_ts->tc, TRIM_SC);
+	pthread_barrier_wait(&trim_bar);	/* main trims */
+	pthread_barrier_wait(&trim_bar);
+	for (unsigned i = 0; i < 100; i++)
+		xfree(&quiet_ts->tc, trim_obj[i]);
+	ts_fini(quiet_ts);
+	return NULL;
+}
+
+static uintptr_t
+page_of(const void *p)
+{
+	return (uintptr_t)p & ~(uintptr_t)(ZP_PAGE_SIZE - 1);
+}
+
+static bool
+resident(const void *p)
+{
+	unsigned char v = 0;
+
+	CHECK_OP(os_resident((void *)page_of(p), ZP_PAGE_SIZE, &v), ==, 0);
+	return v & 1;
+}
+
+/* Another thread's trim of a thread, and the thread's exit, walk only
+ * the classes it used, not all of them: the entries of the others, 12
+ * KiB of its state, stay pages nobody touched (three of the five pages a
+ * thread of remote_trim held; on a kernel without a zero page for reads
+ * a read commits a page too). */
+Test(tcache, trim_and_exit_walk_only_the_classes_used)
+{
+	const void *quiet;
+	struct tstate self;
+	pthread_t t;
+
+	quiet_ts = mmap(NULL, sizeof(*quiet_ts), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(quiet_ts != MAP_FAILED, "mmap");
+	quiet = &quiet_ts->tc.cls[QUIET_SC];
+	CHECK(page_of(quiet) != page_of(&quiet_ts->tc.cls[TRIM_SC]) &&
+	      page_of(quiet) != page_of(&quiet_ts->tc.bins[SC_NR - 1]) &&
+	      page_of(quiet) != page_of(&quiet_ts->tc.slots[0]) &&
+	      page_of(quiet) != page_of(&quiet_ts->tc.reg_next) &&
+	      page_of(quiet) != page_of(&quiet_ts->pcp),
+	      "class %u's entry shares a page with what the thread uses",
+	      QUIET_SC);
+	pthread_barrier_init(&trim_bar, NULL, 2);
+	pthread_create(&t, NULL, one_class_owner, NULL);
+	pthread_barrier_wait(&trim_bar);
+	ts_init(&self);
+	tcache_trim_others(&self.tc);
+	CHECK(!resident(quiet), "the trim read entries of classes the "
+	      "thread never used");
+	pthread_barrier_wait(&trim_bar);
+	pthread_join(t, NULL);
+	CHECK(!resident(quiet), "the exit read entries of classes the "
+	      "thread never used");
+	ts_fini(&self);
+	munmap(quiet_ts, sizeof(*quiet_ts));
+	CHECK(zone_check_all(), "zone_check_all()");
+}
+
 /* --- slabs emptied in a live thread, taken before a carve ---------------
  * (each test runs in a process of its own: the trim test's statics serve
  * these too) */
