@@ -396,8 +396,10 @@ boot_slow(void)
 
 /* The text of the functions marked zp_boot_text (src/hot_text.ld; weak:
  * a unit test's executable links no script). */
-extern const char zp_boot_text_start[] __attribute__((weak, visibility("hidden")));
-extern const char zp_boot_text_end[] __attribute__((weak, visibility("hidden")));
+extern const char zp_boot_text_start[]
+	__attribute__((weak, visibility("hidden")));
+extern const char zp_boot_text_end[]
+	__attribute__((weak, visibility("hidden")));
 
 /*
  * Boot's own text, once boot is done, leaves the process: 8 KiB (option
@@ -419,7 +421,8 @@ boot_text_drop(void)
 	    __atomic_exchange_n(&dropped, true, __ATOMIC_ACQ_REL))
 		return;
 	lo &= ~(uintptr_t)(ZP_PAGE_SIZE - 1);
-	(void)os_drop_text((const void *)lo, zp_align_up(hi, ZP_PAGE_SIZE) - lo);
+	hi = zp_align_up(hi, ZP_PAGE_SIZE);
+	(void)os_drop_text((const void *)lo, hi - lo);
 }
 
 bool
