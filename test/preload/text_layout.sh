@@ -171,9 +171,12 @@ fi
 # A program that allocates: boot's text went once boot was done (a
 # function marked zp_boot_text that runs later brings it back), and it
 # read none of the rare constants (a string read on a common path, or an
-# option name read without a ZPMALLOC_ variable, maps them all).
+# option name read without a ZPMALLOC_ variable, maps them all). Its
+# environment names no option: one that does reads the names (the test
+# command's runs with ZPMALLOC_UFFD=0, say).
+zp_vars=$(env | sed -n 's/^\(ZPMALLOC_[A-Za-z0-9_]*\)=.*/-u \1/p')
 if [ "$kind" != noopt ] && command -v python3 >/dev/null 2>&1; then
-	out=$(env -u ZPMALLOC_VERBOSE -u ZPMALLOC_STATS LD_PRELOAD="$real" python3 -c 'import sys; sys.stdout.write(open("/proc/self/smaps").read())') ||
+	out=$(env $zp_vars LD_PRELOAD="$real" python3 -c 'import sys; sys.stdout.write(open("/proc/self/smaps").read())') ||
 		{ echo "FAIL: python3 failed under the preload" >&2; fail=1; }
 	if [ "$(resident "$out" .text.zp_core)" -eq 0 ]; then
 		echo "FAIL: python3 has none of $lib's core resident (not preloaded?)" >&2
