@@ -173,10 +173,13 @@ fi
 # read none of the rare constants (a string read on a common path, or an
 # option name read without a ZPMALLOC_ variable, maps them all). Its
 # environment names no option: one that does reads the names (the test
-# command's runs with ZPMALLOC_UFFD=0, say).
+# command's runs with ZPMALLOC_UFFD=0, say). The system's python3, not
+# a wrapper that runs it under valgrind (test/sanitize.sh), which maps
+# and reads the library its own way.
 zp_vars=$(env | sed -n 's/^\(ZPMALLOC_[A-Za-z0-9_]*\)=.*/-u \1/p')
-if [ "$kind" != noopt ] && command -v python3 >/dev/null 2>&1; then
-	out=$(env $zp_vars LD_PRELOAD="$real" python3 -c 'import sys; sys.stdout.write(open("/proc/self/smaps").read())') ||
+py=$(PATH=/usr/bin:/bin command -v python3)
+if [ "$kind" != noopt ] && [ -n "$py" ]; then
+	out=$(env $zp_vars LD_PRELOAD="$real" "$py" -c 'import sys; sys.stdout.write(open("/proc/self/smaps").read())') ||
 		{ echo "FAIL: python3 failed under the preload" >&2; fail=1; }
 	if [ "$(resident "$out" .text.zp_core)" -eq 0 ]; then
 		echo "FAIL: python3 has none of $lib's core resident (not preloaded?)" >&2
@@ -193,7 +196,7 @@ fi
 # runs that the list lacks (a new one called at boot) maps a page of
 # another group or of the rest, in every process.
 if [ "$kind" = release ]; then
-	if command -v python3 >/dev/null 2>&1; then
+	if [ -n "$py" ]; then
 		cold=$(resident "$out" .text)
 		if [ "$cold" -ne 0 ]; then
 			echo "FAIL: python3 has $cold KiB of the rest of $lib's text resident" >&2
