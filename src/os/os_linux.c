@@ -360,11 +360,11 @@ os_purge(void *p, size_t size)
 	return r ? (int)-r : 0;
 }
 
+/* The same advice as a purge; on a file's pages it only unmaps them. */
 int
 os_drop_text(const void *p, size_t size)
 {
-	long r = os_syscall(SYS_madvise, p, size, MADV_DONTNEED, 0, 0, 0);
-	return r ? (int)-r : 0;
+	return os_purge((void *)p, size);
 }
 
 int

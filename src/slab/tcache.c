@@ -548,7 +548,6 @@ remote_free(struct tcache *tc, void *p)
 	unsigned sc = s->sc;
 	struct tclass *k = &tc->cls[sc];
 
-	cls_mark(tc, sc);
 	zp_stat_inc(k->nr_free_remote);
 	if (k->rslab == s) {
 		/* A chained object reads as free, like every other. */
@@ -560,6 +559,9 @@ remote_free(struct tcache *tc, void *p)
 	}
 	if (k->rslab != NULL)
 		rbatch_flush(tc, sc);
+	/* A chain's first object: the class's first remote free (k->rslab
+	 * is set from here on, so later ones need no mark). */
+	cls_mark(tc, sc);
 	*(uintptr_t *)p = slab_encode(a, a);
 	k->rslab = s;
 	k->rhead = k->rtail = a;
