@@ -617,6 +617,43 @@ new_slab(struct tcache *tc, unsigned sc)
 	return s;
 }
 
+static void bin_flush(struct tcache *tc, unsigned sc, unsigned n);
+
+/* A class whose bin saw no refill or flush over this many of the
+ * thread's carves is idle. */
+#define IDLE_CARVES	8
+
+/*
+ * Before a carve of class sc: a bin of another class that holds a slab's
+ * worth of objects and went idle gives them all back, and its class's
+ * spare goes too, so the pages a class stopped using serve the carve.
+ * (A program that frees a phase's objects of one size and then grows in
+ * others otherwise keeps both: python-churn's peak was 1.1 MiB higher.
+ * Idle only: flushing busy bins at every carve cost larson a quarter of
+ * its throughput, in refills of what was just given back.)
+ */
+static void
+give_back_idle_bins(struct tcache *tc, unsigned sc)
+{
+	tc->nr_carves++;
+	for_each_used_class(tc, c) {
+		struct tclass *k = &tc->cls[c];
+		struct tbin *b = &tc->bins[c];
+		unsigned n = (unsigned)(b->cur - b->base);
+		struct slab *spare;
+
+		if (c == sc || n < slab_class[c].nr_objs ||
+		    tc->nr_carves - k->busy_at < IDLE_CARVES)
+			continue;
+		bin_flush(tc, c, n);
+		spare = k->spare;	/* the flush may have emptied one */
+		if (spare != NULL && !slab_is_freeing(spare)) {
+			own_del(tc, spare);
+			cache_put_empty(spare, tc->pcp);
+		}
+	}
+}
+
 /* A slab to hold, put at the head of the partial list: the spare, an
  * orphan with free objects, or a new one. */
 static struct slab *
@@ -636,6 +673,7 @@ get_slab(struct tcache *tc, unsigned sc)
 		adopted = true;
 	else {
 		take_emptied(tc, sc);
+		give_back_idle_bins(tc, sc);
 		if ((s = new_slab(tc, sc)) == NULL)
 			return NULL;
 	}
@@ -661,6 +699,7 @@ tcache_fill(struct tcache *tc, unsigned sc)
 	unsigned got = 0;
 
 	zp_stat_inc(tc->nr_refill);
+	k->busy_at = tc->nr_carves;
 	/* Now and then is enough for chained remote frees to go home; not
 	 * from a signal handler that interrupted this thread's remote free
 	 * mid-chain. */
@@ -1002,6 +1041,7 @@ tcache_free_slow(struct tcache *tc, void *p, unsigned sc)
 	bin_attach(tc, sc);
 	if (b->cur == b->end)
 		bin_flush(tc, sc, (unsigned)(b->end - b->base + 1) / 2);
+	tc->cls[sc].busy_at = tc->nr_carves;
 	zp_unlock(&tc->lock);
 	tbin_push(b, p);
 }

@@ -74,6 +74,8 @@ struct tclass {
 	unsigned nr_rfree;
 	unsigned nr_slabs;		/* slabs ever taken: the first is small */
 	unsigned nr_shared;		/* objects from the class's shared slab */
+	unsigned busy_at;		/* tc->nr_carves at the last refill or
+					 * flush (lock) */
 	/* Stats: objects into the bin by refills and out by flushes, so
 	 * that allocations need no counter of their own (see tcache.c). */
 	uint64_t nr_refilled, nr_flushed, nr_bump;
@@ -107,6 +109,7 @@ struct tcache {
 							 * cache (lock) */
 	struct zp_lock lock;		/* the slow paths; see above */
 	unsigned nr_slots_used;		/* slots handed to bins (lock) */
+	unsigned nr_carves;		/* slabs carved from the zone (lock) */
 	bool is_flushing;		/* tcache_flush is giving slabs up */
 	/* The owner is in its remote chains: a signal handler's remote
 	 * free must leave them alone (tcache.c). */

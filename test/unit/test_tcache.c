@@ -768,6 +768,76 @@ Test(tcache, flush_gives_back_every_object_of_a_full_bin)
 	free(v);
 }
 
+/*
+ * A class whose objects all went back to its bin and then sat there (the
+ * program moved on to other sizes) gives its slabs up to the carves of
+ * the other classes, once it has been idle for a few of them; a class in
+ * use keeps its bin.
+ */
+static void
+idle_bin_case(bool keep_busy)
+{
+	unsigned a = sizeclass_of(640), b = sizeclass_of(960);
+	unsigned na = 6 * slab_class[a].nr_objs;
+	unsigned nb = 24 * slab_class[b].nr_objs;
+	void **va = calloc(slab_class[a].bin_cap + 1, sizeof(*va));
+	void **vb = calloc(nb, sizeof(*vb));
+	uint64_t before, a_pages, grown;
+	struct tstate me;
+
+	CHECK(slab_class[a].order == 0 && slab_class[b].order == 0 &&
+	      na + 1 < slab_class[a].bin_cap, "the classes changed: pick "
+	      "others");
+	ts_init(&me);
+	before = used_pages();
+	for (unsigned i = 0; i < na; i++)
+		va[i] = tcache_alloc(&me.tc, a);
+	a_pages = used_pages() - before;
+	for (unsigned i = 0; i < na; i++)
+		xfree(&me.tc, va[i]);	/* all into the bin */
+	CHECK_OP(used_pages() - before, ==, a_pages);
+	for (unsigned i = 0; i < nb; i++) {
+		vb[i] = tcache_alloc(&me.tc, b);
+		/* A refill of a's at each carve of b's: busy. */
+		if (keep_busy && i % slab_class[b].nr_objs == 0) {
+			unsigned n = (unsigned)(me.tc.bins[a].cur -
+						me.tc.bins[a].base) + 1;
+
+			/* b just carved: a's bin still holds objects. */
+			CHECK_OP(n, >, 1, "a busy class's bin was given back "
+				 "at carve %u", i / slab_class[b].nr_objs);
+			for (unsigned j = 0; j < n; j++)
+				va[j] = tcache_alloc(&me.tc, a);
+			for (unsigned j = 0; j < n; j++)
+				xfree(&me.tc, va[j]);
+		}
+	}
+	grown = used_pages() - before;
+	if (!keep_busy) {
+		CHECK_OP(me.tc.bins[a].cur, ==, me.tc.bins[a].base,
+			 "the idle bin kept its objects");
+		CHECK_OP(grown, <=, 24 + 1, "the idle class's %llu pages "
+			 "served no carve", (unsigned long long)a_pages);
+	}
+	for (unsigned i = 0; i < nb; i++)
+		xfree(&me.tc, vb[i]);
+	ts_fini(&me);
+	slab_trim();
+	CHECK(zone_check_all(), "zone_check_all()");
+	free(va);
+	free(vb);
+}
+
+Test(tcache, an_idle_bin_gives_its_slabs_to_the_next_carves)
+{
+	idle_bin_case(false);
+}
+
+Test(tcache, a_busy_bin_keeps_its_objects_through_carves)
+{
+	idle_bin_case(true);
+}
+
 /* An object freed twice with a hundred frees between: its live bit is
  * clear by then, so the second free aborts. */
 Test(tcache, double_free_after_many_frees_aborts, .signal = SIGABRT)
