@@ -15,7 +15,8 @@
  *        tcache_free_remote -> chain [-> push_chain ->
  *          CAS [-> post | cache_rescue]];
  *        malloc_trim -> tcache_trim_others -> trim_other (each thread);
- *        get_slab -> take_emptied -> take_from (other live threads).
+ *        get_slab -> take_emptied -> take_from (other live threads);
+ *        get_slab -> give_back_idle_bins -> bin_flush (its idle classes).
  *
  * A thread holds slabs of each class on three lists: partial (a refill
  * can take from them), full (nothing local left) and one spare empty
@@ -36,7 +37,9 @@
  * other live threads (take_emptied), as another thread's trim does: it
  * takes only slabs with no object out (none live, none in a bin), since
  * a live thread's malloc and free write the bits of its slabs' objects
- * without a lock (slab.h).
+ * without a lock (slab.h). And before a carve, a class of its own that
+ * went idle with a slab's worth of objects in its bin gives them back
+ * (give_back_idle_bins), so that the slabs they kept can serve it.
  *
  * Remote frees into the same slab are chained in the freeing thread's
  * class (up to RBATCH_MAX) and pushed with one CAS; a chain goes out when
