@@ -774,12 +774,14 @@ Test(tcache, flush_gives_back_every_object_of_a_full_bin)
  * the other classes, once it has been idle for a few of them; a class in
  * use keeps its bin.
  */
+enum { IDLE_A_SLABS = 6, IDLE_B_SLABS = 24 };
+
 static void
 idle_bin_case(bool keep_busy)
 {
 	unsigned a = sizeclass_of(640), b = sizeclass_of(960);
-	unsigned na = 6 * slab_class[a].nr_objs;
-	unsigned nb = 24 * slab_class[b].nr_objs;
+	unsigned na = IDLE_A_SLABS * slab_class[a].nr_objs;
+	unsigned nb = IDLE_B_SLABS * slab_class[b].nr_objs;
 	void **va = calloc(slab_class[a].bin_cap + 1, sizeof(*va));
 	void **vb = calloc(nb, sizeof(*vb));
 	uint64_t before, a_pages, grown;
@@ -816,8 +818,9 @@ idle_bin_case(bool keep_busy)
 	if (!keep_busy) {
 		CHECK_OP(me.tc.bins[a].cur, ==, me.tc.bins[a].base,
 			 "the idle bin kept its objects");
-		CHECK_OP(grown, <=, 24 + 1, "the idle class's %llu pages "
-			 "served no carve", (unsigned long long)a_pages);
+		CHECK_OP(grown, <=, IDLE_B_SLABS + 1, "the idle class's "
+			 "%llu pages served no carve",
+			 (unsigned long long)a_pages);
 	}
 	for (unsigned i = 0; i < nb; i++)
 		xfree(&me.tc, vb[i]);
