@@ -21,6 +21,7 @@ struct options {
 	long purge_delay_ms;	/* ZPMALLOC_PURGE_DELAY_MS: idle free pages */
 	long pcp_high;		/* ZPMALLOC_PCP_HIGH: per-thread page cache */
 	long pcp_batch;		/* ZPMALLOC_PCP_BATCH */
+	long pcp_fraction;	/* ZPMALLOC_PCP_FRACTION */
 	long uffd;		/* ZPMALLOC_UFFD: auto or 0 (forced off) */
 	long reclaim;		/* ZPMALLOC_RECLAIM: 0 turns the scanner off */
 	long reclaim_interval_ms; /* ZPMALLOC_RECLAIM_INTERVAL_MS */

@@ -209,7 +209,7 @@ tstate_destroy(void *arg)
 	if (alloc_tls == &ts->tc)
 		alloc_tls = &tcache_none;
 	tcache_fini(&ts->tc);
-	pcp_drain(&ts->pcp);
+	pcp_fini(&ts->pcp);
 	zone_free_exact(NULL, self);
 }
 
@@ -242,7 +242,7 @@ tstate_create(void)
 	if (!__atomic_compare_exchange_n(&alloc_tls, &theirs, &ts->tc, false,
 					 __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
 		tcache_fini(&ts->tc);
-		pcp_drain(&ts->pcp);
+		pcp_fini(&ts->pcp);
 		zone_free_exact(NULL, head);
 		return tstate_of(theirs);
 	}
@@ -297,6 +297,7 @@ boot_core(void)
 		.purge_delay_ns = (uint64_t)zp_opt.purge_delay_ms * 1000000,
 		.pcp_high = (unsigned)zp_opt.pcp_high,
 		.pcp_batch = (unsigned)zp_opt.pcp_batch,
+		.pcp_fraction = (unsigned)zp_opt.pcp_fraction,
 		.memory_limit = (size_t)zp_opt.memory_limit,
 		.huge_from = (size_t)zp_opt.huge_heap_mb << 20,
 	};

@@ -2,7 +2,9 @@
  * pcp.h - per-thread page caches in front of the zone lock, after Linux's
  * per-CPU pagesets: a thread keeps up to `high` free blocks of each small
  * order and moves them to and from its zone `batch` at a time, so most
- * page allocations and frees take no lock.
+ * page allocations and frees take no lock. `high` follows the zone's
+ * pages in use and the number of threads (pcp.c), as Linux's follows its
+ * zone's size and CPUs.
  * The struct is embedded in the thread state the malloc layer owns; this
  * layer only ever sees a pointer to it.
  */
@@ -33,8 +35,13 @@ struct pcp_set {
  * zone_boot: the cache feeds from that node's NORMAL zone.
  */
 void pcp_init(struct pcp_set *pcp, unsigned node);
-/* Returns every cached block to its zone (thread exit, malloc_trim). */
+/* Returns every cached block to its zone (malloc_trim). */
 void pcp_drain(struct pcp_set *pcp);
+/* The thread is leaving: drains the cache, which no longer counts
+ * among the threads' caches that share a zone's allowance. */
+void pcp_fini(struct pcp_set *pcp);
+/* In the child of fork: one thread, so one cache. */
+void pcp_postfork_child(void);
 
 /* Out of line: refill list order from the zone (one lock, `batch`
  * blocks) and return one of them, or NULL when the zone has none. */

@@ -77,7 +77,7 @@ static uint64_t low32_purge_delay_ns;
 static size_t huge_from;		/* zone_config's; read-only */
 static struct zp_lock low32_lock = ZP_LOCK_INIT;
 
-void pcp_boot(unsigned high, unsigned batch);
+void pcp_boot(unsigned high, unsigned batch, unsigned fraction);
 
 /* Free pages, and what the zone may still grow into: its holes and the
  * rest of its span, as far as the memory limit's headroom goes. */
@@ -140,8 +140,7 @@ static bool
 wants_huge_step_locked(const struct zone *z, enum region_type type)
 {
 	/* Holes are on no free list; other given-back steps are. */
-	uint64_t in_use = zone_committed_pages(z) - z->buddy.nr_free -
-			  z->nr_hole_steps * STEP_PAGES;
+	uint64_t in_use = zone_pages_in_use(z);
 
 	return huge_from != 0 && type == REGION_SMALL &&
 	       in_use << ZP_PAGE_SHIFT >= huge_from &&
@@ -402,7 +401,7 @@ zone_boot(const struct zone_config *cfg)
 	low32_span = cfg->low32_reserve ? span_of(cfg->low32_reserve) : 0;
 	low32_purge_delay_ns = cfg->purge_delay_ns;
 	huge_from = cfg->huge_from;
-	pcp_boot(cfg->pcp_high, cfg->pcp_batch);
+	pcp_boot(cfg->pcp_high, cfg->pcp_batch, cfg->pcp_fraction);
 	return 0;
 }
 
@@ -1109,6 +1108,7 @@ zone_postfork_child(void)
 	}
 	zp_lock_postfork_child(&low32_lock);
 	zone_limit_postfork_child();
+	pcp_postfork_child();
 	/* The background thread is the parent's. */
 	__atomic_store_n(&zone_timer_until_ns, 0, __ATOMIC_RELAXED);
 }

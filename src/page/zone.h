@@ -38,6 +38,8 @@ struct zone_config {
 	size_t low32_reserve;		/* bytes of VA for LOW32 (0: none) */
 	uint64_t purge_delay_ns;	/* give back blocks idle this long */
 	unsigned pcp_high, pcp_batch;	/* per-thread cache sizing */
+	unsigned pcp_fraction;		/* caches hold 1/fraction of the pages
+					 * in use (0: pcp_high each) */
 	size_t memory_limit;		/* bytes, 0: the cgroup's or RAM */
 	size_t huge_from;		/* bytes a zone has in use before
 					 * steps for small blocks take huge

@@ -82,6 +82,17 @@ zone_committed_pages(const struct zone *z)
 	return z->buddy.nr_pages;
 }
 
+/* Pages handed out (blocks in page caches and on a purge's chain count):
+ * read without the lock by heuristics that a stale value only skews. */
+static inline uint64_t
+zone_pages_in_use(const struct zone *z)
+{
+	return __atomic_load_n(&z->buddy.nr_pages, __ATOMIC_RELAXED) -
+	       __atomic_load_n(&z->buddy.nr_free, __ATOMIC_RELAXED) -
+	       __atomic_load_n(&z->nr_hole_steps, __ATOMIC_RELAXED) *
+		       STEP_PAGES;
+}
+
 /* A step's flags (STEP_MAPPED, STEP_HOLE). Release: page_lookup may read
  * STEP_MAPPED without the lock; it is set only while the step is mapped,
  * and cleared before it is unmapped. */

@@ -192,6 +192,118 @@ Test(pcp, large_exact_tails_bypass_the_cache)
 	assert_coalesced(0);
 }
 
+/* --- sizing --------------------------------------------------------------- */
+
+static void
+boot_scaled(unsigned high, unsigned batch, unsigned fraction)
+{
+	struct zone_config cfg = {
+		.nr_nodes = 1,
+		.normal_reserve = 128 * MIB,
+		.purge_delay_ns = (uint64_t)1 << 62,
+		.pcp_high = high,
+		.pcp_batch = batch,
+		.pcp_fraction = fraction,
+	};
+
+	cr_assert_eq(zone_boot(&cfg), 0);
+}
+
+/* Pages in use that no cache sees: blocks of the largest order. */
+static void
+use_pages(struct page **out, unsigned nr_blocks)
+{
+	for (unsigned i = 0; i < nr_blocks; i++) {
+		out[i] = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM,
+					  NULL);
+		cr_assert_not_null(out[i]);
+	}
+}
+
+static void
+assert_highs(const struct pcp_set *pcp, const uint32_t want[PCP_MAX_ORDER + 1])
+{
+	for (unsigned k = 0; k <= PCP_MAX_ORDER; k++)
+		cr_assert_eq(pcp->lists[k].high, want[k],
+			     "order %u: high %u, want %u", k,
+			     pcp->lists[k].high, want[k]);
+}
+
+/* Linux's pcp high follows its zone's size and CPUs; ours, the zone's
+ * pages in use and the live caches: together they hold at most a 32nd
+ * of those pages, a quarter of each cache's share an order, so a small
+ * program's cache holds nothing and a large heap's its full high. */
+Test(pcp, a_cache_holds_its_share_of_the_pages_in_use)
+{
+	enum { BLOCK_PAGES = 1 << ZP_MAX_ORDER };
+	static const uint32_t none[] = { 0, 0, 0, 0 }, share[] = { 32, 16, 8, 4 },
+			      halved[] = { 16, 8, 4, 2 }, full[] = { 64, 32, 16, 8 };
+	struct pcp_set a, b;
+	struct page *big[16], *pg;
+
+	boot_scaled(64, 16, 32);
+	pcp_init(&a, 0);
+	assert_highs(&a, none);
+	pg = zone_alloc_pages(&a, 0, 0, PAGE_SLAB, NULL);
+	zone_free_pages(&a, pg);
+	cr_assert_eq(a.lists[0].count, 0, "nothing in use: nothing cached");
+	/* 4096 pages in use (and the batch): a share of 128, 32 an order. */
+	use_pages(big, 4096 / BLOCK_PAGES);
+	pg = zone_alloc_pages(&a, 0, 0, PAGE_SLAB, NULL);
+	assert_highs(&a, share);
+	cr_assert_eq(a.lists[0].count, a.lists[0].batch - 1);
+	zone_free_pages(&a, pg);
+	/* A second live cache halves each one's share, at the next refill. */
+	pcp_init(&b, 0);
+	assert_highs(&b, halved);
+	pg = zone_alloc_pages(&a, 1, 0, PAGE_SLAB, NULL);
+	assert_highs(&a, halved);
+	zone_free_pages(&a, pg);
+	pcp_fini(&b);
+	pg = zone_alloc_pages(&a, 2, 0, PAGE_SLAB, NULL);
+	assert_highs(&a, share);
+	zone_free_pages(&a, pg);
+	/* 16384 pages in use: a share of 512, capped by pcp_high. */
+	use_pages(big + 4, 12);
+	pg = zone_alloc_pages(&a, 3, 0, PAGE_SLAB, NULL);
+	assert_highs(&a, full);
+	zone_free_pages(&a, pg);
+	for (unsigned i = 0; i < 16; i++)
+		zone_free_pages(NULL, big[i]);
+	pcp_fini(&a);
+	assert_coalesced(0);
+}
+
+/* A cache over its high after the zone shrank (or more threads came)
+ * gives its excess back at its next refill. */
+Test(pcp, a_shrunk_share_drains_the_excess)
+{
+	enum { N = 40 };
+	struct page *big[8], *pgs[N];
+	struct pcp_set pcp;
+
+	boot_scaled(64, 16, 32);
+	pcp_init(&pcp, 0);
+	use_pages(big, 8);
+	for (unsigned i = 0; i < N; i++)
+		pgs[i] = zone_alloc_pages(&pcp, 0, 0, PAGE_SLAB, NULL);
+	for (unsigned i = 0; i < N; i++)
+		zone_free_pages(&pcp, pgs[i]);
+	cr_assert_eq(pcp.lists[0].high, 64);
+	cr_assert_gt(pcp.lists[0].count, 32);
+	for (unsigned i = 0; i < 8; i++)
+		zone_free_pages(NULL, big[i]);
+	/* Nothing in use but the cache's own pages: its share is 0. An
+	 * order-1 miss sizes the lists again. */
+	pgs[0] = zone_alloc_pages(&pcp, 1, 0, PAGE_SLAB, NULL);
+	cr_assert_eq(pcp.lists[0].high, 0);
+	zone_free_pages(&pcp, pgs[0]);
+	cr_assert_eq(pcp.lists[0].count, 0, "%u blocks left in the cache",
+		     pcp.lists[0].count);
+	pcp_fini(&pcp);
+	assert_coalesced(0);
+}
+
 /* --- many threads ------------------------------------------------------- */
 
 enum { NTHREADS = 4, SLOTS = 128, STEPS = 40000 };
