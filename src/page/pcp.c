@@ -50,22 +50,35 @@ pcp_postfork_child(void)
  * order holds about the same bytes: a quarter of the cache's share of
  * the zone's pages in use, and no more than pcp_high >> order blocks
  * (or 2, so that a batch leaves room). */
-static void
-size_lists(struct pcp_set *pcp, const struct zone *z)
+unsigned
+pcp_sizes(const struct zone *z, struct pcp_list sizes[PCP_MAX_ORDER + 1])
 {
-	uint64_t live = ZP_MAX(__atomic_load_n(&nr_live, __ATOMIC_RELAXED),
-			       1u);
+	unsigned live = __atomic_load_n(&nr_live, __ATOMIC_RELAXED);
 	uint64_t share = pcp_fraction ? zone_pages_in_use(z) /
-					(pcp_fraction * live)
+					(pcp_fraction * (uint64_t)ZP_MAX(live,
+									 1u))
 				      : UINT64_MAX;
 
 	for (unsigned k = 0; k <= PCP_MAX_ORDER; k++) {
-		struct pcp_list *l = &pcp->lists[k];
+		struct pcp_list *l = &sizes[k];
 		uint64_t most = pcp_high ? ZP_MAX(pcp_high >> k, 2u) : 0;
 
 		l->high = (uint32_t)ZP_MIN(most, (share / (PCP_MAX_ORDER + 1))
 						   >> k);
 		l->batch = ZP_MAX(ZP_MIN(pcp_batch >> k, l->high / 2), 1u);
+	}
+	return live;
+}
+
+static void
+size_lists(struct pcp_set *pcp, const struct zone *z)
+{
+	struct pcp_list sizes[PCP_MAX_ORDER + 1];
+
+	pcp_sizes(z, sizes);
+	for (unsigned k = 0; k <= PCP_MAX_ORDER; k++) {
+		pcp->lists[k].high = sizes[k].high;
+		pcp->lists[k].batch = sizes[k].batch;
 	}
 }
 

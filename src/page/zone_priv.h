@@ -207,6 +207,10 @@ struct zone *zone_normal_of(unsigned node);
  */
 unsigned zone_bulk_alloc(struct zone *z, unsigned order, unsigned n,
 			 struct page **list);
+/* The high and batch a cache of z's would have now (count unset), for
+ * statistics; returns the number of live caches. */
+unsigned pcp_sizes(const struct zone *z,
+		   struct pcp_list sizes[PCP_MAX_ORDER + 1]);
 /* Gives a lru.next-linked list of dirty blocks of order back to z in one
  * lock acquisition. */
 void zone_bulk_free(struct zone *z, unsigned order, struct page *list);

@@ -257,6 +257,26 @@ zone_print_limit(struct outbuf *o, bool json)
 		   (unsigned long)li.nr_low, (unsigned long)li.nr_min);
 }
 
+/* Linux's per-CPU pagesets, as the threads' caches of a NORMAL zone are
+ * sized now: each order's high and batch (pcp.c). */
+static void
+print_pagesets(struct outbuf *o, const struct zone *z)
+{
+	struct pcp_list sizes[PCP_MAX_ORDER + 1];
+	unsigned live;
+
+	if (z->type != ZONE_NORMAL)
+		return;
+	live = pcp_sizes(z, sizes);
+	out_printf(o, "  pagesets\n    caches: %u\n              high: ", live);
+	for (unsigned k = 0; k <= PCP_MAX_ORDER; k++)
+		out_printf(o, " %u", sizes[k].high);
+	out_puts(o, "\n              batch:");
+	for (unsigned k = 0; k <= PCP_MAX_ORDER; k++)
+		out_printf(o, " %u", sizes[k].batch);
+	out_puts(o, "\n");
+}
+
 void
 zone_print_zoneinfo(struct outbuf *o)
 {
@@ -302,6 +322,7 @@ zone_print_zoneinfo(struct outbuf *o)
 			   (unsigned long)zi.retain_pages);
 		out_printf(o, "    nr_refault     %lu\n",
 			   (unsigned long)zi.nr_refault_pages);
+		print_pagesets(o, &zone_table[i]);
 		out_printf(o, "  start_addr     %p\n", (void *)zi.base);
 	}
 }

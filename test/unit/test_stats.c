@@ -59,6 +59,8 @@ Test(stats, text_report_has_every_table)
 	cr_assert_not_null(strstr(t, "zpmalloc " ZP_VERSION " statistics"));
 	cr_assert_not_null(strstr(t, "--- buddyinfo ---"));
 	cr_assert_not_null(strstr(t, "--- zoneinfo ---"));
+	cr_assert_not_null(strstr(t, "  pagesets\n    caches: 1\n"
+				     "              high: "));
 	cr_assert_not_null(strstr(t, "--- slabinfo ---"));
 	cr_assert_not_null(strstr(t, "--- large blocks ---\nblocks 1 "));
 	cr_assert_not_null(strstr(t, "--- zero-page engine ---"));
