@@ -60,6 +60,13 @@ bool zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
  * reclaim, or one refused a while ago (work for a later pass); clears
  * the note. */
 bool zero_table_took_young(void);
+/* A pass took pages of the region holding addr back (reclaim_age). */
+void zero_table_note_reclaimed(uintptr_t addr);
+/* A background pass begins: wasted says whether a region was freed just
+ * after a reclaim since the last one (else the age comes down). */
+void zero_reclaim_age_decay(bool wasted);
+/* The age regions must reach now; *wasted: such losses so far. */
+uint64_t zero_reclaim_age_ns(uint64_t *wasted);
 /* The kernel refused to move the pages of the region holding addr out:
  * passes leave it alone for ZERO_REFUSED_INTERVALS reclaim intervals.
  * Caller holds reclaim_lock. */

@@ -163,6 +163,49 @@ Test(reclaim, locked_region_is_passed_over_then_taken_up_again)
 	cr_expect_eq(zero_region_unmap(p, len), 0);
 }
 
+/* A background pass, as the helper thread runs it: pages it took. */
+static size_t
+background_pass(void)
+{
+	bool live = true;
+	size_t examined;
+
+	return reclaim_pass(SIZE_MAX, &live, &examined);
+}
+
+/* A region freed just after a pass took its pages back doubles the age a
+ * region must reach before the next passes look at it; passes after no
+ * such loss take a quarter off, down to one interval. */
+Test(reclaim, a_region_freed_just_after_a_reclaim_raises_the_age)
+{
+	uint64_t interval = 200 * 1000 * 1000, wasted;
+	size_t len = 4 * MIB;
+	char *p, *q;
+
+	boot(false, interval, false);
+	need_uffd();
+	cr_assert_eq(zero_reclaim_age_ns(&wasted), interval);
+	cr_assert_eq(zero_region_map(len, (void **)&p), 0);
+	dirty_then_zero(p, len);
+	usleep(interval * 3 / 2 / 1000);
+	cr_assert_eq(background_pass(), len / PAGE, "p is old enough");
+	cr_assert_eq(zero_region_unmap(p, len), 0);
+	cr_expect_eq(zero_reclaim_age_ns(&wasted), 2 * interval);
+	cr_expect_eq(wasted, 1);
+	cr_assert_eq(zero_region_map(len, (void **)&q), 0);
+	dirty_then_zero(q, len);
+	usleep(interval * 3 / 2 / 1000);
+	cr_expect_eq(background_pass(), 0, "q, 1.5 intervals old, is young");
+	/* No loss since: 1.5 intervals, and q is taken. */
+	cr_expect_eq(background_pass(), len / PAGE);
+	cr_expect_eq(zero_reclaim_age_ns(&wasted), interval * 3 / 2);
+	usleep(interval * 3 / 2 / 1000);
+	cr_expect_eq(zero_region_unmap(q, len), 0);
+	cr_expect_eq(zero_reclaim_age_ns(&wasted), interval * 3 / 2,
+		     "q went long after its reclaim: no loss");
+	cr_expect_eq(wasted, 1);
+}
+
 /* Bytes of [p, p + len) mapped by huge pages (PAGEMAP_SCAN). */
 static size_t
 huge_bytes(char *p, size_t len)
