@@ -55,8 +55,6 @@ static const struct os_scan_match resident_match = {
 
 static uint64_t nr_reclaimed, nr_scans, scanned_bytes, scanner_ns;
 static uint64_t nr_refused;		/* MOVE said EBUSY: pinned, shared */
-static uint64_t wasted_seen;		/* zero_reclaim_age_ns's at the last
-					 * background pass */
 
 /*
  * Program threads (unmap, protection, mlock, descriptors) go before the
@@ -381,13 +379,8 @@ reclaim_pass(size_t budget, bool *live, size_t *examined)
 	struct zero_guard g;
 
 	*examined = 0;
-	if (!full) {
-		uint64_t gone;
-
-		(void)zero_reclaim_age_ns(&gone);
-		zero_reclaim_age_decay(gone != wasted_seen);
-		wasted_seen = gone;
-	}
+	if (!full)
+		zero_reclaim_age_decay();
 	if (!reclaim_is_configured())
 		no_uffd = true;
 	while (!no_uffd) {

@@ -127,6 +127,8 @@ zero_config_default(struct zero_config *cfg)
 
 static uint64_t reclaim_age_ns;	/* 0: one interval (atomic) */
 static uint64_t nr_wasted;		/* regions gone just after a reclaim */
+static uint64_t wasted_seen;		/* nr_wasted at the last decay (the
+					 * background pass's) */
 
 zp_boot_text void
 zero_boot(const struct zero_config *cfg)
@@ -134,6 +136,7 @@ zero_boot(const struct zero_config *cfg)
 	zero_cfg = *cfg;
 	__atomic_store_n(&reclaim_age_ns, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&nr_wasted, 0, __ATOMIC_RELAXED);
+	wasted_seen = 0;
 	if (zero_cfg.mmap_threshold < ZP_PAGE_SIZE)
 		zero_cfg.mmap_threshold = ZP_PAGE_SIZE;
 	(void)os_thp_always();
@@ -280,13 +283,15 @@ note_gone_locked(const struct zero_region *r)
 }
 
 void
-zero_reclaim_age_decay(bool wasted)
+zero_reclaim_age_decay(void)
 {
 	uint64_t age = reclaim_age();
+	uint64_t wasted = __atomic_load_n(&nr_wasted, __ATOMIC_RELAXED);
 
-	if (!wasted)
+	if (wasted == wasted_seen)
 		__atomic_store_n(&reclaim_age_ns, age - age / 4,
 				 __ATOMIC_RELAXED);
+	wasted_seen = wasted;
 }
 
 uint64_t

@@ -62,9 +62,9 @@ bool zero_table_next_chunk(uintptr_t addr, bool all_ages, uintptr_t *start,
 bool zero_table_took_young(void);
 /* A pass took pages of the region holding addr back (reclaim_age). */
 void zero_table_note_reclaimed(uintptr_t addr);
-/* A background pass begins: wasted says whether a region was freed just
- * after a reclaim since the last one (else the age comes down). */
-void zero_reclaim_age_decay(bool wasted);
+/* A background pass begins: the age comes down unless a region was freed
+ * just after a reclaim since the last one. */
+void zero_reclaim_age_decay(void);
 /* The age regions must reach now; *wasted: such losses so far. */
 uint64_t zero_reclaim_age_ns(uint64_t *wasted);
 /* The kernel refused to move the pages of the region holding addr out:
