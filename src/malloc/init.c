@@ -305,6 +305,7 @@ boot_core(void)
 	int err;
 
 	os_clock_boot();
+	os_purge_ranges_boot();
 	err = zone_boot(&cfg);
 	if (err)
 		return err;

@@ -179,6 +179,7 @@ uffd_register_prepare(unsigned long req, void *arg)
 static void
 sandbox_prepare(void)
 {
+	os_purge_ranges_forbid();
 #if ZP_HAVE_ZERO
 	zero_sandbox();
 #endif

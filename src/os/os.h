@@ -61,6 +61,24 @@ int os_commit(void *p, size_t size);
 /* Drop the contents of committed pages (MADV_DONTNEED): RSS goes, the
  * range stays usable and reads as zero afterwards. */
 int os_purge(void *p, size_t size);
+/* A range to purge, laid out as struct iovec. */
+struct os_range {
+	void *base;
+	size_t len;
+};
+/*
+ * Purges r[0..n) (MADV_DONTNEED each); err[i], when err is not NULL, gets
+ * each range's result (0 or an errno). Where the kernel allows it, one
+ * system call and one TLB flush for up to 1024 ranges, not one each.
+ */
+void os_purge_ranges(const struct os_range *r, size_t n, int *err);
+/* At boot: whether the kernel takes vectors and no seccomp filter is on. */
+void os_purge_ranges_boot(void);
+/* A seccomp filter is about to go on: one call a range from now on (a
+ * filter might kill the process for the vector call). Waits for calls in
+ * flight. */
+void os_purge_ranges_forbid(void);
+bool os_purge_ranges_batched(void);
 /* Unmap the pages of [p, p + size) of our own text from this process
  * (MADV_DONTNEED on a mapping of the library's file): RSS goes, the
  * pages stay in the page cache, and running them again faults them back

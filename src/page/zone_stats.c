@@ -8,6 +8,7 @@
  * Path:  zp_stats_print -> zone_print_* -> zone_info
  */
 #include "base/log.h"
+#include "os/os.h"
 #include "page/zone_priv.h"
 #include "zpmalloc.h"
 
@@ -255,6 +256,9 @@ zone_print_limit(struct outbuf *o, bool json)
 		   (unsigned long)li.wmark_min, (unsigned long)li.wmark_low,
 		   (unsigned long)li.wmark_high, pressure_name[li.state],
 		   (unsigned long)li.nr_low, (unsigned long)li.nr_min);
+	out_printf(o, "  purges: %s\n", os_purge_ranges_batched()
+		   ? "many ranges a system call (process_madvise)"
+		   : "one madvise a range");
 }
 
 /* Linux's per-CPU pagesets, as the threads' caches of a NORMAL zone are

@@ -3,10 +3,11 @@
  *
  * Browsers' renderers, sshd's pre-auth child and many daemons install a
  * seccomp allowlist once they are set up. The filter here allows
- * everything but ioctl and userfaultfd, the calls glibc's malloc never
- * makes and zpmalloc's zero-page engine does: with SECCOMP_RET_KILL the
- * engine's next ioctl would kill the program (SIGSYS), with an EPERM
- * filter a refused move-back used to abort it.
+ * everything but ioctl, userfaultfd and process_madvise, the calls
+ * glibc's malloc never makes and zpmalloc does (the zero-page engine; the
+ * zone's purges of many ranges at once): with SECCOMP_RET_KILL the next
+ * one would kill the program (SIGSYS), with an EPERM filter a refused
+ * move-back used to abort it.
  *
  * The program makes reclaim work (large blocks written, then zeroed; on
  * zpmalloc it waits until reclaim is running), installs the filter while
@@ -31,6 +32,12 @@
 
 #define BLOCK	((size_t)32 << 20)
 #define NR	6
+#define MEDIUM	((size_t)64 << 10)
+#define NR_MEDIUM 256
+
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
 
 static long
 raw_seccomp(unsigned flags, void *prog)
@@ -55,8 +62,9 @@ install(const char *mode)
 	struct sock_filter f[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
 			 offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 2, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 3, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_madvise, 1, 0),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		BPF_STMT(BPF_RET | BPF_K, action),
 	};
@@ -110,6 +118,28 @@ check(const char *p, uint64_t tag, const char *when)
 		fail("written half changed (%s)", when);
 }
 
+/* Medium blocks written and freed together, with a gap between any two
+ * so that their frees cannot merge: a purge of many ranges. */
+static void
+medium_round(uint64_t tag)
+{
+	static char *m[2 * NR_MEDIUM];
+
+	for (int i = 0; i < 2 * NR_MEDIUM; i++) {
+		m[i] = malloc(MEDIUM);
+		if (!m[i])
+			fail("medium malloc while sandboxed");
+		memset(m[i], (int)(tag + (uint64_t)i) | 1, MEDIUM);
+	}
+	for (int i = 0; i < 2 * NR_MEDIUM; i += 2) {
+		if (m[i][MEDIUM - 1] != (char)((int)(tag + (uint64_t)i) | 1))
+			fail("medium block changed");
+		free(m[i]);
+	}
+	for (int i = 1; i < 2 * NR_MEDIUM; i += 2)
+		free(m[i]);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -152,6 +182,7 @@ main(int argc, char **argv)
 		if (!b[i])
 			fail("malloc while sandboxed");
 		churn(b[i], i + 100);
+		medium_round(round);
 		usleep(1000);
 	}
 	for (int i = 0; i < NR; i++)
