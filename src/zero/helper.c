@@ -191,7 +191,6 @@ helper_main(void *arg)
 		    __atomic_load_n(&helper.forbidden, __ATOMIC_ACQUIRE))
 			break;
 		if (helper_is_sandboxed()) {
-			os_purge_ranges_forbid();
 			reclaim_lock();
 			uffd_stop("sandboxed (seccomp)");
 			reclaim_unlock();

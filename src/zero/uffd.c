@@ -270,6 +270,9 @@ out:
 void
 uffd_stop(const char *why)
 {
+	/* Every caller has seen a sandbox: a filter that refused one call
+	 * may kill the process for another. */
+	os_purge_ranges_forbid();
 	zp_lock(&probe_lock);
 	if (!stopped) {
 		fmt_buf(reason, sizeof(reason), "%s", why);

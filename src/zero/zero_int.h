@@ -164,7 +164,8 @@ uint64_t uffd_nr_adopted(void);
 /*
  * Stop using userfaultfd and the pagemap ioctls for good: a sandbox, or
  * EPERM/ENOSYS from one of our calls. Level "kernel" with why as the
- * reason. Caller holds reclaim_lock (no chunk under reclaim).
+ * reason; the zone's purges go one madvise a range from then on too.
+ * Caller holds reclaim_lock (no chunk under reclaim).
  */
 void uffd_stop(const char *why);
 /* True once uffd_stop ran: no more ioctls of ours in this process. */
