@@ -91,7 +91,6 @@ slab_boot(uint64_t key_seed)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	slab_key = (uintptr_t)((z ^ (z >> 31)) | (1ull << 62));
-	tcache_none.id = TCACHE_NO_ID;
 
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
 		struct slab_class *c = &slab_class[sc];
@@ -164,7 +163,7 @@ owner_id(const struct tcache *owner)
 {
 	if (owner == NULL || owner == SLAB_UNOWNED ||
 	    owner->id == TCACHE_NO_ID)
-		return 0;
+		return SLAB_FACTS_NO_OWNER;
 	return owner->id;
 }
 

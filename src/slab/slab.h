@@ -354,6 +354,10 @@ slab_index_of(const struct slab *s, uintptr_t a)
 #define SLAB_HOLD_BITS		(SLAB_HOLD_FULL | SLAB_HOLD_FROM | \
 				 SLAB_HOLD_INUSE)
 #define SLAB_FACTS_OWNER_SHIFT	40
+/* The owner field of a slab no thread's cache owns (or whose owner has no
+ * id): all ones, which no cache's id is, so that tcache_none's id can be
+ * the 0 .bss gives it. */
+#define SLAB_FACTS_NO_OWNER	((1u << (64 - SLAB_FACTS_OWNER_SHIFT)) - 1)
 _Static_assert(SC_NR <= 128 && SLAB_MAX_ORDER < 8 &&
 	       SLAB_FACTS_SC_SHIFT == 5 &&
 	       (SLAB_MAX_BYTES >> 10) < 256 &&

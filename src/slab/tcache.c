@@ -64,9 +64,19 @@ static struct zp_lock registry_lock = ZP_LOCK_INIT;
 static struct tcache *registry_head;		/* registry_lock */
 static unsigned long nr_tcaches;		/* ever created (lock) */
 /* Owner ids in use: bit i for id i + 1 (0 is no thread's), under
- * registry_lock. In .bss, so a page of it becomes resident only per
- * 32768 threads alive at once. */
-static uint64_t id_map[TCACHE_IDS / 64] zp_bss_large;
+ * registry_lock. The first 512 among the registry's words, whose page
+ * every process that allocates writes anyway; the rest in pages of their
+ * own, resident only per 32768 threads alive at once. */
+#define ID_WORDS_NEAR	8
+static uint64_t id_map_near[ID_WORDS_NEAR];
+static uint64_t id_map_far[TCACHE_IDS / 64 - ID_WORDS_NEAR] zp_bss_large;
+
+static uint64_t *
+id_word(size_t w)
+{
+	return w < ID_WORDS_NEAR ? &id_map_near[w] :
+				   &id_map_far[w - ID_WORDS_NEAR];
+}
 
 /* A thread that is not the process's first takes up to this many
  * objects of a class from the class's shared slab before it holds slabs
@@ -88,11 +98,12 @@ static struct tcache_path_stats exited_paths;	/* registry_lock */
 static __thread uint8_t light_used
 	__attribute__((tls_model("initial-exec")));
 
-/* Bins of NULL pointers: empty and full at once (tcache.h). Never
- * written but for its id, which slab_boot sets before the first slab
- * exists (an id of 0 would match unowned slabs): every other path that
- * would write it is a slow one, which returns first. In .bss, so that
- * reading its bins maps the zero page, not 45 KiB of the file. */
+/* Bins of NULL pointers: empty and full at once (tcache.h), and an id of
+ * 0, which no slab's facts carry (unowned ones carry SLAB_FACTS_NO_OWNER).
+ * Never written: every path that would write it is a slow one, which
+ * returns first. In .bss, so that reading it maps the zero page, not 45
+ * KiB of the file, and commits none of it (its id, once set at boot,
+ * cost every process a page). */
 struct tcache tcache_none zp_bss_large;
 
 /* The lowest free id (registry_lock held). Without one the thread's own
@@ -101,13 +112,16 @@ struct tcache tcache_none zp_bss_large;
 static uint32_t
 id_take(void)
 {
-	for (size_t w = 0; w < ZP_ARRAY_SIZE(id_map); w++)
-		if (~id_map[w] != 0) {
-			unsigned b = (unsigned)__builtin_ctzll(~id_map[w]);
+	for (size_t w = 0; w < TCACHE_IDS / 64; w++) {
+		uint64_t *word = id_word(w);
 
-			id_map[w] |= (uint64_t)1 << b;
+		if (~*word != 0) {
+			unsigned b = (unsigned)__builtin_ctzll(~*word);
+
+			*word |= (uint64_t)1 << b;
 			return (uint32_t)(w * 64 + b + 1);
 		}
+	}
 	return TCACHE_NO_ID;
 }
 
@@ -115,7 +129,7 @@ static void
 id_release(uint32_t id)
 {
 	if (id != TCACHE_NO_ID)
-		id_map[(id - 1) / 64] &= ~((uint64_t)1 << ((id - 1) % 64));
+		*id_word((id - 1) / 64) &= ~((uint64_t)1 << ((id - 1) % 64));
 }
 
 void

@@ -39,8 +39,8 @@
 /* Owner ids a cache may have (slab.h's facts word): the most threads
  * that run at once with a fast free path each. */
 #define TCACHE_IDS	65536
-_Static_assert(TCACHE_IDS < (1 << (64 - SLAB_FACTS_OWNER_SHIFT)),
-	       "every id fits the facts word");
+_Static_assert(TCACHE_IDS < SLAB_FACTS_NO_OWNER,
+	       "every id fits the facts word and none is the no-owner mark");
 #define TCACHE_NO_ID	UINT32_MAX
 
 /* Room for every class's bin_cap (slab_boot checks the sum). */
@@ -91,8 +91,9 @@ struct tclass {
  */
 struct tcache {
 	/* Names the thread in its slabs' facts words (slab.h): unique
-	 * among live caches, never 0; TCACHE_NO_ID when all are taken,
-	 * which only costs this thread's frees the fast path. First, in
+	 * among live caches, never 0 (tcache_none's: zero, so never
+	 * written); TCACHE_NO_ID when all are taken, which only costs this
+	 * thread's frees the fast path. First, in
 	 * the line before the bins: the stand-in cache that threads without
 	 * state free through (tcache_none, page-aligned where zp_bss_large
 	 * places it) then has its id and every bin in one page. */

@@ -406,7 +406,7 @@ Test(tcache, facts_words_follow_their_slab)
 	}
 	/* Given up (as at exit): no thread's id any more. */
 	tcache_flush(&a.tc);
-	CHECK_OP(slab_facts_owner(page_facts_fast(p)), ==, 0);
+	CHECK_OP(slab_facts_owner(page_facts_fast(p)), ==, SLAB_FACTS_NO_OWNER);
 	for (unsigned i = 0; i < n; i++)
 		xfree(&b.tc, v[i]);
 	free(v);
@@ -482,6 +482,33 @@ Test(tcache, purged_memory_takes_its_facts_pages)
 
 /* A cache without an id (every one taken) frees into its own slabs by
  * the remote path: slower, just as right. */
+/* Ids are the lowest free, past the first 512 too (the words of the id map
+ * after the first eight live apart), and come back when a cache goes. */
+Test(tcache, ids_are_unique_lowest_free_and_reused_past_the_first_512)
+{
+	enum { N = 600 };
+	struct tstate *ts = calloc(N + 2, sizeof(*ts));
+	uint32_t ids[N];
+
+	CHECK((ts) != NULL, "calloc failed");
+	for (unsigned i = 0; i < N; i++) {
+		ts_init(&ts[i]);
+		ids[i] = ts[i].tc.id;
+		CHECK_OP(ids[i], ==, ids[0] + i);
+	}
+	CHECK_OP(ids[N - 1], >, 512);
+	ts_fini(&ts[5]);
+	ts_fini(&ts[550]);
+	ts_init(&ts[N]);
+	ts_init(&ts[N + 1]);
+	CHECK_OP(ts[N].tc.id, ==, ids[5]);
+	CHECK_OP(ts[N + 1].tc.id, ==, ids[550]);
+	for (unsigned i = 0; i < N + 2; i++)
+		if (i != 5 && i != 550)
+			ts_fini(&ts[i]);
+	free(ts);
+}
+
 Test(tcache, cache_without_id_still_frees)
 {
 	struct tstate ts;
@@ -498,7 +525,7 @@ Test(tcache, cache_without_id_still_frees)
 			v[i] = tcache_alloc(&ts.tc, sc);
 			memset(v[i], round, 64);
 			CHECK_OP(slab_facts_owner(page_facts_fast(v[i])), ==,
-				 0);
+				 SLAB_FACTS_NO_OWNER);
 		}
 		for (int i = 0; i < 3000; i++)
 			xfree(&ts.tc, v[i]);
