@@ -102,13 +102,13 @@ static __thread uint8_t light_used
  * 0, which no slab's facts carry (unowned ones carry SLAB_FACTS_NO_OWNER).
  * Never written: every path that would write it is a slow one, which
  * returns first. In .bss, so that reading it maps the zero page, not 45
- * KiB of the file, and commits none of it (its id, once set at boot,
- * cost every process a page). */
+ * KiB of the file, and commits none of it where the kernel maps the zero
+ * page for reads (its id, once set at boot, cost every process a page). */
 struct tcache tcache_none zp_bss_large;
 
 /* The lowest free id (registry_lock held). Without one the thread's own
- * slabs carry id 0 like an unowned slab's, and its frees into them take
- * the remote path, which is right for any thread, only slower. */
+ * slabs carry no owner's id, like an unowned slab's, and its frees into
+ * them take the remote path, which is right for any thread, only slower. */
 static uint32_t
 id_take(void)
 {
