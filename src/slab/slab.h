@@ -330,9 +330,10 @@ slab_index_of(const struct slab *s, uintptr_t a)
  * The facts word of every page of a slab (page.h), what the free fast
  * path reads instead of the descriptor: bits 0-2 the order, bit 3 set,
  * bits 5-11 the class, bits 40-63 the owner's id (struct tcache; all
- * ones, SLAB_FACTS_NO_OWNER, when no thread's cache holds the slab). Written with the descriptors: at init, at
- * each change of owner, cleared at fini. The class sits SC_SCALE_SHIFT
- * up so that one mask gives free its bin's offset in the tcache.
+ * ones, SLAB_FACTS_NO_OWNER, when no thread's cache holds the slab).
+ * Written with the descriptors: at init, at each change of owner,
+ * cleared at fini. The class sits SC_SCALE_SHIFT up so that one mask
+ * gives free its bin's offset in the tcache.
  *
  * The first page's word is also the slab's hold word: bits 12-36 are the
  * holder's (0 on other pages), written by the holder alone (the owner

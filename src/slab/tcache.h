@@ -93,10 +93,10 @@ struct tcache {
 	/* Names the thread in its slabs' facts words (slab.h): unique
 	 * among live caches, never 0 (tcache_none's: zero, so never
 	 * written); TCACHE_NO_ID when all are taken, which only costs this
-	 * thread's frees the fast path. First, in
-	 * the line before the bins: the stand-in cache that threads without
-	 * state free through (tcache_none, page-aligned where zp_bss_large
-	 * places it) then has its id and every bin in one page. */
+	 * thread's frees the fast path. First, in the line before the
+	 * bins: the stand-in cache that threads without state free through
+	 * (tcache_none, page-aligned where zp_bss_large places it) then has
+	 * its id and every bin in one page. */
 	uint32_t id;
 	struct tbin bins[SC_NR] zp_cacheline_aligned;	/* a bin never
 							 * straddles two lines */

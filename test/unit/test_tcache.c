@@ -406,7 +406,8 @@ Test(tcache, facts_words_follow_their_slab)
 	}
 	/* Given up (as at exit): no thread's id any more. */
 	tcache_flush(&a.tc);
-	CHECK_OP(slab_facts_owner(page_facts_fast(p)), ==, SLAB_FACTS_NO_OWNER);
+	CHECK_OP(slab_facts_owner(page_facts_fast(p)), ==,
+		 SLAB_FACTS_NO_OWNER);
 	for (unsigned i = 0; i < n; i++)
 		xfree(&b.tc, v[i]);
 	free(v);
@@ -480,8 +481,6 @@ Test(tcache, purged_memory_takes_its_facts_pages)
 	free(v);
 }
 
-/* A cache without an id (every one taken) frees into its own slabs by
- * the remote path: slower, just as right. */
 /* Ids are the lowest free, past the first 512 too (the words of the id map
  * after the first eight live apart), and come back when a cache goes. */
 Test(tcache, ids_are_unique_lowest_free_and_reused_past_the_first_512)
@@ -509,6 +508,8 @@ Test(tcache, ids_are_unique_lowest_free_and_reused_past_the_first_512)
 	free(ts);
 }
 
+/* A cache without an id (every one taken) frees into its own slabs by
+ * the remote path: slower, just as right. */
 Test(tcache, cache_without_id_still_frees)
 {
 	struct tstate ts;
