@@ -17,11 +17,12 @@
 #include "slab/tcache.h"
 
 struct slab_cache slab_caches[SC_NR] zp_bss_large;
+struct slab_cache_stats slab_cache_stats[SC_NR] zp_bss_large;
 
 /* Classes that ever had a slab (the first one counted marks its class).
  * malloc_trim and every thread's exit visit only these: a visit writes
  * the class's line of slab_caches[] (its lock, its counters), and all of
- * them are four pages a program using a few classes never needed. */
+ * them are two pages a program using a few classes never needed. */
 static uint64_t cache_used[(SC_NR + 63) / 64];
 
 /* Orphans a take inspects for remote frees that emptied them; each goes
@@ -38,6 +39,7 @@ cache_boot(void)
 
 	if (booted) {
 		memset(slab_caches, 0, sizeof(slab_caches));
+		memset(slab_cache_stats, 0, sizeof(slab_cache_stats));
 		memset(cache_used, 0, sizeof(cache_used));
 	}
 	booted = true;
@@ -56,6 +58,14 @@ cache_peek(unsigned sc)
 	static const struct slab_cache unused;
 
 	return cache_is_used(sc) ? &slab_caches[sc] : &unused;
+}
+
+const struct slab_cache_stats *
+cache_stats_peek(unsigned sc)
+{
+	static const struct slab_cache_stats unused;
+
+	return cache_is_used(sc) ? &slab_cache_stats[sc] : &unused;
 }
 
 /* Each atomic add waits for the stores before it: a list of slabs
@@ -209,7 +219,7 @@ cache_put_list(unsigned sc, struct slab *orphans, struct slab *empties,
 	for (; orphans != NULL; orphans = next) {
 		next = orphans->next;
 		partial_append_locked(c, orphans);
-		zp_stat_inc(c->nr_orphan);
+		zp_stat_inc(slab_cache_stats[sc].nr_orphan);
 	}
 	for (; empties != NULL; empties = next) {
 		next = empties->next;
@@ -289,7 +299,7 @@ cache_alloc_shared(unsigned sc)
 	if (p != NULL) {
 		/* Handed out at once, by the slab's holder (this lock). */
 		slab_set_live((uintptr_t)p);
-		zp_stat_inc(c->nr_shared);
+		zp_stat_inc(slab_cache_stats[sc].nr_shared);
 	}
 	zp_unlock(&c->lock);
 	spill_to_zone(spill, NULL);
@@ -320,7 +330,7 @@ cache_rescue(struct slab *s)
 
 	zp_lock(&c->lock);
 	partial_append_locked(c, s);
-	zp_stat_inc(c->nr_rescue);
+	zp_stat_inc(slab_cache_stats[s->sc].nr_rescue);
 	zp_unlock(&c->lock);
 }
 

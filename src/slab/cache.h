@@ -28,18 +28,32 @@
 
 struct slab_cache {
 	struct zp_lock lock;		/* leaf: nothing is taken inside */
+	uint32_t nr_partial;				/* lock */
 	struct slab *partial_head, *partial_tail;	/* lock */
 	struct slab *shared;				/* lock */
-	uint32_t nr_partial;				/* lock */
 	uint64_t nr_slabs;		/* atomic: slabs of this class alive */
 	uint64_t nr_objs;		/* atomic: their objects (orders vary) */
-	/* Stats of exited threads and of remote frees without a tcache
-	 * (atomic adds). */
-	uint64_t nr_alloc_fast, nr_alloc_slow, nr_free_local, nr_free_remote;
-	uint64_t nr_rescue, nr_orphan, nr_shared;	/* lock */
 } zp_cacheline_aligned;
 
+/* A line a class: the 120 of them are two pages, of which a program that
+ * uses a handful of classes touches what those share. */
+_Static_assert(sizeof(struct slab_cache) == ZP_CACHELINE, "one line");
+
 extern struct slab_cache slab_caches[SC_NR];
+
+/*
+ * Counts that only statistics read: those of exited threads and of remote
+ * frees without a tcache (atomic adds), and the cache's own paths (its
+ * lock). Apart from slab_caches[] so that its lines stay one each, and so
+ * that a program with one thread, which never adds to them, leaves these
+ * pages untouched.
+ */
+struct slab_cache_stats {
+	uint64_t nr_alloc_fast, nr_alloc_slow, nr_free_local, nr_free_remote;
+	uint64_t nr_rescue, nr_orphan, nr_shared;	/* cache lock */
+} zp_cacheline_aligned;
+
+extern struct slab_cache_stats slab_cache_stats[SC_NR];
 
 void cache_boot(void);
 
@@ -70,5 +84,7 @@ bool cache_is_used(unsigned sc);
 /* Class sc's entry for reading (statistics): an all-zero one for a class
  * never used, so that reading does not touch its page. */
 const struct slab_cache *cache_peek(unsigned sc);
+/* The same for its statistics. */
+const struct slab_cache_stats *cache_stats_peek(unsigned sc);
 
 #endif /* ZP_SLAB_CACHE_H */

@@ -97,7 +97,7 @@ slab_print_json(struct outbuf *o)
 
 	out_printf(o, "{\"classes\":[");
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
-		const struct slab_cache *c = cache_peek(sc);
+		const struct slab_cache_stats *c = cache_stats_peek(sc);
 		struct zp_slab_info si;
 
 		slab_info(sc, &si);

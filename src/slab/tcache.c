@@ -551,7 +551,7 @@ free_alone(void *p, bool later)
 			cache_rescue(s);
 	}
 	if (ZP_IS_STATS)
-		__atomic_add_fetch(&slab_caches[sc].nr_free_remote, 1,
+		__atomic_add_fetch(&slab_cache_stats[sc].nr_free_remote, 1,
 				   __ATOMIC_RELAXED);
 }
 
@@ -794,7 +794,7 @@ tcache_alloc_light(unsigned sc, size_t n, bool zero)
 		return NULL;
 	light_used++;
 	if (ZP_IS_STATS)
-		__atomic_add_fetch(&slab_caches[sc].nr_alloc_slow, 1,
+		__atomic_add_fetch(&slab_cache_stats[sc].nr_alloc_slow, 1,
 				   __ATOMIC_RELAXED);
 	return hand_out(p, n, zero);
 }
@@ -1369,7 +1369,7 @@ static void
 fold_stats_locked(struct tcache *tc)
 {
 	for_each_used_class(tc, sc) {
-		struct slab_cache *c = &slab_caches[sc];
+		struct slab_cache_stats *c = &slab_cache_stats[sc];
 		struct tcache_class_stats st;
 
 		class_stats_of(tc, sc, &st);
@@ -1413,7 +1413,7 @@ tcache_fini(struct tcache *tc)
 void
 tcache_class_stats(unsigned sc, struct tcache_class_stats *out)
 {
-	const struct slab_cache *c = &slab_caches[sc];
+	const struct slab_cache_stats *c = &slab_cache_stats[sc];
 
 	if (!cache_is_used(sc)) {	/* no object: no counts */
 		*out = (struct tcache_class_stats){ 0 };
@@ -1455,7 +1455,7 @@ tcache_path_stats(struct tcache_path_stats *out)
 	}
 	zp_unlock(&registry_lock);
 	for (unsigned sc = 0; sc < SC_NR; sc++) {
-		const struct slab_cache *c = cache_peek(sc);
+		const struct slab_cache_stats *c = cache_stats_peek(sc);
 
 		out->nr_orphan += rd(&c->nr_orphan);
 		out->nr_rescue += rd(&c->nr_rescue);

@@ -1416,15 +1416,22 @@ Test(tcache, reentry_from_a_handler_fails_fast_and_frees_remotely)
 }
 
 /* A thread's exit and malloc_trim visit only the classes that ever had a
- * slab: the lines of the others in slab_caches[] (four pages in all) stay
- * untouched, where a program that uses a few classes never needed them. */
+ * slab: the lines of the others in slab_caches[] and slab_cache_stats[]
+ * stay untouched, where a program that uses a few classes never needed
+ * them. */
 Test(tcache, exit_and_trim_leave_unused_classes_untouched)
 {
-	uintptr_t lo = (uintptr_t)&slab_caches[SC_NR - 32];
-	uintptr_t hi = (uintptr_t)&slab_caches[SC_NR];
+	/* The last page of each array: its own (they are page-aligned). */
+	uintptr_t lo = zp_align_down((uintptr_t)&slab_caches[SC_NR - 1],
+				     ZP_PAGE_SIZE);
+	uintptr_t hi = lo + ZP_PAGE_SIZE;
+	uintptr_t slo = zp_align_down((uintptr_t)&slab_cache_stats[SC_NR - 1],
+				      ZP_PAGE_SIZE);
+	uintptr_t shi = slo + ZP_PAGE_SIZE;
 	struct tstate ts;
 
 	CHECK(!range_resident(lo, hi), "resident before the test");
+	CHECK(!range_resident(slo, shi), "stats resident before the test");
 	ts_init(&ts);
 	xfree(&ts.tc, tcache_alloc(&ts.tc, 0));
 	ts_fini(&ts);
@@ -1432,4 +1439,6 @@ Test(tcache, exit_and_trim_leave_unused_classes_untouched)
 	CHECK(cache_is_used(0) && !cache_is_used(SC_NR - 1));
 	CHECK(!range_resident(lo, hi),
 	      "exit or trim wrote the last classes' lines");
+	CHECK(!range_resident(slo, shi),
+	      "exit or trim wrote the last classes' statistics");
 }
