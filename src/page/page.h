@@ -42,7 +42,7 @@ struct page {
 	uint8_t kind;		/* enum page_kind */
 	uint8_t order;		/* buddy order of the block this heads */
 	uint8_t flags;		/* enum page_flags */
-	uint8_t zone_id;	/* index into zone_table[] */
+	uint8_t zone_id;	/* zone_of(zone_id) */
 	uint32_t head_off;	/* PAGE_TAIL: pages back to the head */
 	union {
 		/* Free blocks: free_area[] or per-thread cache links, plus

@@ -126,7 +126,7 @@ drain_to(struct pcp_set *pcp, unsigned order, uint32_t keep)
 	l->count = ZP_MIN(l->count, keep);
 	zp_stat_inc(pcp->nr_drain);
 	if (cut)
-		zone_bulk_free(&zone_table[pcp->zone_id], order, cut);
+		zone_bulk_free(zone_of(pcp->zone_id), order, cut);
 }
 
 /* Sizes the lists again and gives back what each holds beyond its new
@@ -134,7 +134,7 @@ drain_to(struct pcp_set *pcp, unsigned order, uint32_t keep)
 static void
 resize(struct pcp_set *pcp)
 {
-	size_lists(pcp, &zone_table[pcp->zone_id]);
+	size_lists(pcp, zone_of(pcp->zone_id));
 	for (unsigned k = 0; k <= PCP_MAX_ORDER; k++)
 		if (pcp->lists[k].count > pcp->lists[k].high)
 			drain_to(pcp, k, pcp->lists[k].high);
@@ -149,7 +149,7 @@ pcp_alloc_slow(struct pcp_set *pcp, unsigned order)
 	resize(pcp);
 	if (l->high == 0)
 		return NULL;
-	if (zone_bulk_alloc(&zone_table[pcp->zone_id], order, l->batch,
+	if (zone_bulk_alloc(zone_of(pcp->zone_id), order, l->batch,
 			    &list) == 0)
 		return NULL;
 	zp_stat_inc(pcp->nr_refill);
@@ -167,7 +167,7 @@ drain_cold(struct pcp_set *pcp, unsigned order)
 {
 	struct pcp_list *l = &pcp->lists[order];
 
-	size_lists(pcp, &zone_table[pcp->zone_id]);
+	size_lists(pcp, zone_of(pcp->zone_id));
 	drain_to(pcp, order, l->high > l->batch ? l->high - l->batch : 0);
 }
 
@@ -198,7 +198,7 @@ pcp_drain(struct pcp_set *pcp)
 		l->count = 0;
 		if (list) {
 			zp_stat_inc(pcp->nr_drain);
-			zone_bulk_free(&zone_table[pcp->zone_id], k, list);
+			zone_bulk_free(zone_of(pcp->zone_id), k, list);
 		}
 	}
 }

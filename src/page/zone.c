@@ -1,7 +1,7 @@
 /*
  * zone.c - zones, zonelists, watermarks, growth and exact blocks over
  * buddy.c (purging is zone_purge.c, statistics zone_stats.c).
- * Owns:  zone_table[], zone_spans[] and zp_arena (published for page
+ * Owns:  the zones (zone_of), zone_spans[] and zp_arena (published for page
  *        lookups), the node map, the LOW32 zone's creation.
  * Locks: zone->lock guards its buddy lists, counters and watermarks. Only
  *        one zone lock is held at a time, except zone_prefork, which takes
@@ -37,6 +37,7 @@
  * or commit charge it does not use.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "base/log.h"
 #include "os/os.h"
@@ -59,7 +60,10 @@ _Static_assert(DESC_BYTES(STEP_PAGES) % ZP_PAGE_SIZE == 0 &&
 	       "descriptors, facts and bits of one step are whole pages");
 _Static_assert(ZP_MAX_BLOCK % ZP_COMMIT_STEP == 0, "steps tile blocks");
 
-struct zone zone_table[ZP_MAX_ZONES] zp_bss_large;
+struct zone_first zone_first zp_bss_large;
+struct zone zone_rest[ZP_MAX_ZONES - 1] zp_bss_large;
+_Static_assert(sizeof(struct zone) + ZP_CACHELINE * 8 <= ZP_PAGE_SIZE,
+	       "zone 0 leaves room in its page for its first steps");
 unsigned nr_zones;
 struct zone_span zone_spans[ZP_MAX_ZONES];
 unsigned nr_zone_spans;
@@ -244,12 +248,30 @@ struct zone_place {
 
 /* The side table, a byte per step. A fresh mapping reads as zero:
  * REGION_FREE, unmapped, no hole; only the part a zone uses ever becomes
- * resident (a page for the first 8 GiB). */
+ * resident (a page for the first 8 GiB). Zone 0's is in its page when
+ * its span allows (zone_priv.h). */
 static int
-map_steps(struct zone_place *pl)
+map_steps(struct zone_place *pl, bool first)
 {
 	pl->steps_bytes = zp_align_up(pl->span / ZP_COMMIT_STEP, ZP_PAGE_SIZE);
+	if (first && pl->span / ZP_COMMIT_STEP <= ZONE_FIRST_STEPS) {
+		pl->steps = zone_first.steps;
+		return 0;
+	}
 	return os_map(pl->steps_bytes, NULL, &pl->steps);
+}
+
+/* A later boot (tests) finds zone 0's table as zero as at the first: no
+ * byte past the zone's committed steps was written. */
+static void
+unmap_steps(struct zone *z)
+{
+	if (z->steps == zone_first.steps)
+		memset(zone_first.steps, 0,
+		       zp_align_up(zone_committed_pages(z), STEP_PAGES) /
+			       STEP_PAGES);
+	else
+		os_unmap(z->steps, z->steps_bytes);
 }
 
 static size_t
@@ -262,7 +284,7 @@ static zp_boot_text struct zone *
 zone_create(const struct zone_place *pl, enum zone_type type, unsigned node,
 	    bool bind)
 {
-	struct zone *z = &zone_table[nr_zones];
+	struct zone *z = zone_of(nr_zones);
 
 	*z = (struct zone){ .base = pl->base, .span = pl->span,
 			    .descs = pl->descs, .facts = pl->facts,
@@ -292,7 +314,7 @@ zones_teardown(void)
 	zp_arena.nr_zones = 0;
 	__atomic_store_n(&zp_arena.committed0, 0, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < nr_zones; i++) {
-		struct zone *z = &zone_table[i];
+		struct zone *z = zone_of(i);
 		size_t steps = zone_committed_pages(z) / STEP_PAGES;
 
 		for (size_t st = 0; st < steps; st++)
@@ -306,7 +328,7 @@ zones_teardown(void)
 			os_unmap(z->facts, z->facts_committed);
 		if (z->bits_committed)
 			os_unmap(z->bits, z->bits_committed);
-		os_unmap(z->steps, z->steps_bytes);
+		unmap_steps(z);
 	}
 	zp_arena = (struct zp_arena){ 0 };
 	nr_zones = 0;
@@ -386,7 +408,7 @@ zone_boot(const struct zone_config *cfg)
 
 		/* A node whose tables cannot be had borrows node 0's zone;
 		 * its part of the window stays unused. */
-		if (map_steps(&pl) != 0) {
+		if (map_steps(&pl, n == 0) != 0) {
 			if (n == 0)
 				return ENOMEM;
 			normal_of_node[n] = normal_of_node[0];
@@ -424,7 +446,7 @@ low32_get(bool create)
 			      OS_RESERVE_LOW32, &w) == 0) {
 		pl.descs = w;
 		pl.base = (uintptr_t)w + dbytes;
-		if (map_steps(&pl) == 0) {
+		if (map_steps(&pl, false) == 0) {
 			z = zone_create(&pl, ZONE_LOW32, 0, false);
 			z->purge_delay_ns = low32_purge_delay_ns;
 			__atomic_store_n(&low32_zone, z, __ATOMIC_RELEASE);
@@ -863,7 +885,7 @@ pcp_owns(const struct pcp_set *pcp, const struct page *head, unsigned order)
 void
 zone_free_pages_slow(struct pcp_set *pcp, struct page *head)
 {
-	struct zone *z = &zone_table[head->zone_id];
+	struct zone *z = zone_of(head->zone_id);
 	size_t idx;
 
 	if (!page_kind_is_allocated(head->kind))
@@ -937,9 +959,9 @@ zone_alloc_exact(struct pcp_set *pcp, size_t npages, unsigned gfp,
 	if (npages == ((size_t)1 << order))
 		return pg;
 	pg->flags = PG_EXACT;
-	size_t idx = buddy_index(&zone_table[pg->zone_id].buddy, pg);
+	size_t idx = buddy_index(&zone_of(pg->zone_id)->buddy, pg);
 
-	free_exact_range(pcp, &zone_table[pg->zone_id], order, idx + npages,
+	free_exact_range(pcp, zone_of(pg->zone_id), order, idx + npages,
 			 idx + ((size_t)1 << order), z);
 	return pg;
 }
@@ -954,7 +976,7 @@ exact_npages(const struct page *head)
 void
 zone_free_exact(struct pcp_set *pcp, struct page *head)
 {
-	struct zone *z = &zone_table[head->zone_id];
+	struct zone *z = zone_of(head->zone_id);
 	size_t idx = buddy_index(&z->buddy, head);
 
 	size_t n = exact_npages(head);
@@ -1011,7 +1033,7 @@ range_is_free_locked(const struct zone *z, size_t lo, size_t hi)
 bool
 zone_resize_exact_try(struct page *head, size_t new_npages, bool *zero)
 {
-	struct zone *z = &zone_table[head->zone_id];
+	struct zone *z = zone_of(head->zone_id);
 	size_t idx = buddy_index(&z->buddy, head);
 	size_t cur = exact_npages(head);
 	bool grown_zero = false, ok = true;
@@ -1050,7 +1072,7 @@ zone_set_retain(unsigned idx, uint64_t min, uint64_t max)
 {
 	if (idx >= nr_zones || min > max)
 		return -1;
-	struct zone *z = &zone_table[idx];
+	struct zone *z = zone_of(idx);
 
 	zp_lock(&z->lock);
 	z->retain_min = z->retain = min;
@@ -1065,7 +1087,7 @@ zone_set_lowmem_reserve(unsigned idx, enum zone_type type, uint64_t pages)
 {
 	if (idx >= nr_zones || (unsigned)type >= ZONE_NR_TYPES)
 		return -1;
-	struct zone *z = &zone_table[idx];
+	struct zone *z = zone_of(idx);
 
 	zp_lock(&z->lock);
 	z->lowmem_reserve[type] = pages;
@@ -1082,8 +1104,8 @@ zone_prefork(void)
 {
 	zp_lock_prefork(&low32_lock);
 	for (unsigned i = 0; i < nr_zones; i++) {
-		zp_lock_prefork(&zone_table[i].purge_lock);
-		zp_lock_prefork(&zone_table[i].lock);
+		zp_lock_prefork(&zone_of(i)->purge_lock);
+		zp_lock_prefork(&zone_of(i)->lock);
 	}
 	zone_limit_prefork();	/* taken under a zone's lock: after them */
 }
@@ -1093,8 +1115,8 @@ zone_postfork_parent(void)
 {
 	zone_limit_postfork_parent();
 	for (unsigned i = nr_zones; i-- > 0;) {
-		zp_lock_postfork_parent(&zone_table[i].lock);
-		zp_lock_postfork_parent(&zone_table[i].purge_lock);
+		zp_lock_postfork_parent(&zone_of(i)->lock);
+		zp_lock_postfork_parent(&zone_of(i)->purge_lock);
 	}
 	zp_lock_postfork_parent(&low32_lock);
 }
@@ -1103,8 +1125,8 @@ void
 zone_postfork_child(void)
 {
 	for (unsigned i = 0; i < nr_zones; i++) {
-		zp_lock_postfork_child(&zone_table[i].lock);
-		zp_lock_postfork_child(&zone_table[i].purge_lock);
+		zp_lock_postfork_child(&zone_of(i)->lock);
+		zp_lock_postfork_child(&zone_of(i)->purge_lock);
 	}
 	zp_lock_postfork_child(&low32_lock);
 	zone_limit_postfork_child();

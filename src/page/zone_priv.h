@@ -67,8 +67,30 @@ struct zone {
 	uint64_t lowmem_reserve[ZONE_NR_TYPES];		/* pages (lock) */
 } zp_cacheline_aligned;
 
-extern struct zone zone_table[ZP_MAX_ZONES];
+/*
+ * Zone 0, the first NORMAL zone, which every process that allocates
+ * writes, with the start of its side table (page.h) in the rest of its
+ * page: 1.5 KiB of a byte per step cover its first 3 GiB, where a mapping
+ * of their own was a page more in every process. ZONE_FIRST_STEPS covers
+ * the default span (ZPMALLOC_ZONE_RESERVE_MB, 64 GiB); a wider zone 0,
+ * and the other zones, map their table (zone.c).
+ */
+#define ZONE_FIRST_STEPS	((size_t)(64ull << 30) / ZP_COMMIT_STEP)
+
+struct zone_first {
+	struct zone zone;
+	uint8_t steps[ZONE_FIRST_STEPS];
+};
+
+extern struct zone_first zone_first;
+extern struct zone zone_rest[ZP_MAX_ZONES - 1];
 extern unsigned nr_zones;
+
+static inline struct zone *
+zone_of(unsigned id)
+{
+	return id ? &zone_rest[id - 1] : &zone_first.zone;
+}
 
 /* A commit step is one block of this order; lazy zones map and unmap
  * whole steps. */

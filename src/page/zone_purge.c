@@ -536,7 +536,7 @@ zone_purge(bool all)
 	uint64_t now = os_now_ns(), pages = 0;
 
 	for (unsigned i = 0; i < nr_zones; i++) {
-		struct zone *z = &zone_table[i];
+		struct zone *z = zone_of(i);
 
 		zp_lock(&z->purge_lock);
 		zp_lock(&z->lock);
@@ -605,8 +605,8 @@ kept_over_peak(void)
 	uint64_t dirty = 0, peak;
 
 	for (unsigned i = 0; i < nr_zones; i++) {
-		use += in_use_pages(&zone_table[i]);
-		dirty += __atomic_load_n(&zone_table[i].buddy.nr_free_dirty,
+		use += in_use_pages(zone_of(i));
+		dirty += __atomic_load_n(&zone_of(i)->buddy.nr_free_dirty,
 					 __ATOMIC_RELAXED);
 	}
 	peak = __atomic_load_n(&peak_use_pages, __ATOMIC_RELAXED);
@@ -658,7 +658,7 @@ zone_purge_before_map(uint64_t outside)
 		return;
 	over = kept_over_peak();
 	for (unsigned i = 0; i < nr_zones && over; i++) {
-		struct zone *z = &zone_table[i];
+		struct zone *z = zone_of(i);
 
 		zp_lock(&z->lock);
 		purge_kept_locked(z, now, &over);
@@ -676,7 +676,7 @@ timer_stop(uint64_t now)
 {
 	__atomic_store_n(&zone_timer_until_ns, 0, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < nr_zones; i++) {
-		struct zone *z = &zone_table[i];
+		struct zone *z = zone_of(i);
 		struct page *chain = NULL;
 
 		if (!zp_trylock(&z->purge_lock))
@@ -704,7 +704,7 @@ zone_purge_timed(uint64_t interval_ns)
 	__atomic_store_n(&zone_timer_until_ns, now + 2 * interval_ns,
 			 __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < nr_zones; i++) {
-		struct zone *z = &zone_table[i];
+		struct zone *z = zone_of(i);
 
 		zp_lock(&z->purge_lock);
 		zp_lock(&z->lock);
@@ -726,7 +726,7 @@ void
 zone_purge_pause(void)
 {
 	for (unsigned i = 0; i < nr_zones; i++)
-		zp_lock(&zone_table[i].purge_lock);
+		zp_lock(&zone_of(i)->purge_lock);
 }
 
 /* A zone created since the pause (LOW32's first use) was not paused:
@@ -735,6 +735,6 @@ void
 zone_purge_resume(void)
 {
 	for (unsigned i = nr_zones; i-- > 0;)
-		if (zp_lock_is_mine(&zone_table[i].purge_lock))
-			zp_unlock(&zone_table[i].purge_lock);
+		if (zp_lock_is_mine(&zone_of(i)->purge_lock))
+			zp_unlock(&zone_of(i)->purge_lock);
 }

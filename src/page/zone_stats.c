@@ -88,7 +88,7 @@ zone_check_all(void)
 	bool ok = true;
 
 	for (unsigned i = 0; i < nr_zones && ok; i++) {
-		struct zone *z = &zone_table[i];
+		struct zone *z = zone_of(i);
 
 		zp_lock(&z->purge_lock);
 		zp_lock(&z->lock);
@@ -138,7 +138,7 @@ zone_info(unsigned idx, struct zp_zone_info *out)
 {
 	if (idx >= nr_zones)
 		return -1;
-	struct zone *z = &zone_table[idx];
+	struct zone *z = zone_of(idx);
 
 	*out = (struct zp_zone_info){ .node = (int)z->node,
 				      .base = z->base,
@@ -303,7 +303,7 @@ zone_print_zoneinfo(struct outbuf *o)
 		out_printf(o, "        present  %lu\n",
 			   (unsigned long)(zi.committed_bytes >>
 					   ZP_PAGE_SHIFT));
-		print_lazy(o, &zone_table[i]);
+		print_lazy(o, zone_of(i));
 		out_printf(o, "        protection: (%lu, %lu)\n",
 			   (unsigned long)zi.lowmem_reserve[0],
 			   (unsigned long)zi.lowmem_reserve[1]);
@@ -321,12 +321,12 @@ zone_print_zoneinfo(struct outbuf *o)
 			   (unsigned long)zi.nr_huge_steps);
 		out_printf(o, "    nr_purged      %lu\n",
 			   (unsigned long)zi.nr_purged_pages);
-		print_purge_why(o, &zone_table[i]);
+		print_purge_why(o, zone_of(i));
 		out_printf(o, "    retain         %lu\n",
 			   (unsigned long)zi.retain_pages);
 		out_printf(o, "    nr_refault     %lu\n",
 			   (unsigned long)zi.nr_refault_pages);
-		print_pagesets(o, &zone_table[i]);
+		print_pagesets(o, zone_of(i));
 		out_printf(o, "  start_addr     %p\n", (void *)zi.base);
 	}
 }

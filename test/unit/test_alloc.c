@@ -774,9 +774,9 @@ lock_zones(bool take)
 {
 	for (unsigned i = 0; i < ZP_MAX_ZONES; i++) {
 		if (take)
-			zp_lock(&zone_table[i].lock);
+			zp_lock(&zone_of(i)->lock);
 		else
-			zp_unlock(&zone_table[i].lock);
+			zp_unlock(&zone_of(i)->lock);
 	}
 }
 
@@ -876,7 +876,7 @@ Test(alloc, purge_resume_leaves_a_zone_made_meanwhile_alone)
 	zone_purge_resume();
 	cr_assert_eq(zp_lock_depth, 0);
 	for (unsigned i = 0; i < nr_zones; i++)
-		cr_assert_eq(zone_table[i].purge_lock.word, 0);
+		cr_assert_eq(zone_of(i)->purge_lock.word, 0);
 	alloc_free(p);
 }
 

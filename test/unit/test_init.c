@@ -270,7 +270,7 @@ purge_all(void *arg)
  */
 Test(init, fork_from_a_thread_inside_the_allocator)
 {
-	struct zone *z = &zone_table[0];
+	struct zone *z = zone_of(0);
 	pthread_t t;
 	int status;
 	pid_t pid;

@@ -681,26 +681,44 @@ Test(zone_lazy, no_huge_steps_when_off_or_near_the_limit)
 
 /* A zone's side table (a byte per 2 MiB step: mapped, hole, the region's
  * type) is one page for a zone under 8 GiB: a small program touches one
- * page of it, not a page of each of three tables. */
-Test(zone_lazy, a_small_zone_s_side_table_is_one_page)
+ * page of it, not a page of each of three tables; zone 0's first page of
+ * it is the zone's own (zone_priv.h), one wider than the default maps
+ * its table. */
+static void
+check_side_table(size_t span, bool in_zone_page)
 {
 	unsigned char vec[8];
 	struct page *small, *large;
 	const struct zone *z;
+	uintptr_t lo;
 	size_t n;
 
-	boot_lazy((size_t)64 << 30);
-	z = &zone_table[0];
+	boot_lazy(span);
+	z = zone_of(0);
 	small = zone_alloc_pages(NULL, 0, 0, PAGE_MEDIUM, NULL);
 	large = zone_alloc_pages(NULL, ZP_MAX_ORDER, 0, PAGE_MEDIUM, NULL);
 	cr_assert(small != NULL && large != NULL);
 	touch_and_free(&small, 1);
 	touch_and_free(&large, 1);
 	cr_assert(zone_check_all());
+	lo = zp_align_down((uintptr_t)z->steps, ZP_PAGE_SIZE);
+	cr_assert_eq(lo == zp_align_down((uintptr_t)z, ZP_PAGE_SIZE),
+		     in_zone_page, "the table %s the zone's page",
+		     in_zone_page ? "starts in" : "is apart from");
 	n = ZP_MIN(z->steps_bytes / ZP_PAGE_SIZE, sizeof(vec));
 	cr_assert_gt(n, 1, "a 64 GiB zone's table is more than a page");
-	cr_assert_eq(mincore(z->steps, n * ZP_PAGE_SIZE, vec), 0);
+	cr_assert_eq(mincore((void *)lo, n * ZP_PAGE_SIZE, vec), 0);
 	cr_assert(vec[0] & 1);
 	for (size_t i = 1; i < n; i++)
 		cr_assert_not(vec[i] & 1, "page %zu of the side table", i);
+}
+
+Test(zone_lazy, a_small_zone_s_side_table_is_one_page)
+{
+	check_side_table((size_t)64 << 30, true);
+}
+
+Test(zone_lazy, a_wide_zone_maps_its_side_table)
+{
+	check_side_table((size_t)128 << 30, false);
 }
