@@ -14,9 +14,13 @@
 _Static_assert(REGION_NR - 1 <= STEP_TYPE_MASK, "a type fits its bits");
 
 zp_boot_text void
-buddy_init(struct buddy *b, struct page *descs, uint8_t *steps)
+buddy_init(struct buddy *b, struct page *descs, uint8_t *steps,
+	   struct page *big, size_t nr_big, struct page *big_near,
+	   size_t nr_big_near)
 {
-	*b = (struct buddy){ .descs = descs, .steps = steps };
+	*b = (struct buddy){ .descs = descs, .steps = steps, .big = big,
+			     .nr_big = nr_big, .big_near = big_near,
+			     .nr_big_near = ZP_MIN(nr_big_near, nr_big) };
 }
 
 static enum region_type
@@ -93,13 +97,15 @@ list_of(struct buddy *b, const struct page *pg, enum region_type t)
 /* Both lists are LIFO: reuse takes the most recently freed (warmest)
  * block, and the tail of the dirty list is the coldest. */
 static void
-insert_block(struct buddy *b, struct page *pg, unsigned order, bool zero,
+insert_block(struct buddy *b, size_t idx, unsigned order, bool zero,
 	     uint64_t now, uint64_t dirty, enum region_type t)
 {
+	struct page *pg = buddy_head(b, idx, order);
+
 	pg->kind = PAGE_BUDDY;
 	pg->order = (uint8_t)order;
 	pg->head_off = 0;
-	pg->npages = 0;
+	pg->npages = order >= BUDDY_BIG_ORDER ? idx : 0;
 	pg->lru.freed_ns = now;
 	pg->lru.nr_dirty = zero ? 0 : ZP_MIN(dirty, (uint64_t)1 << order);
 	pg->flags = zero ? PG_ZERO : PG_DIRTY_FREE;
@@ -127,7 +133,7 @@ remove_block(struct buddy *b, struct page *pg, enum region_type t)
 void
 buddy_remove(struct buddy *b, struct page *pg)
 {
-	remove_block(b, pg, region_type_of(b, buddy_index(b, pg)));
+	remove_block(b, pg, region_type_of(b, buddy_block_index(b, pg)));
 }
 
 /* The block to split for order among regions of type t, or NULL: the
@@ -183,7 +189,7 @@ buddy_alloc_typed(struct buddy *b, unsigned order, enum region_type type,
 	if (!pg)
 		return NULL;
 
-	size_t idx = buddy_index(b, pg);
+	size_t idx = buddy_block_index(b, pg);
 	unsigned k = pg->order;
 	bool zero = pg->flags & PG_ZERO;
 	uint64_t when = pg->lru.freed_ns, dirty = pg->lru.nr_dirty;
@@ -198,20 +204,47 @@ buddy_alloc_typed(struct buddy *b, unsigned order, enum region_type type,
 	/* Keep the low half, give the high halves back. */
 	while (k > order) {
 		k--;
-		insert_block(b, pg + ((size_t)1 << k), k, zero, when,
+		insert_block(b, idx + ((size_t)1 << k), k, zero, when,
 			     dirty / 2, t);
 		dirty -= dirty / 2;
 	}
+	/* The caller gets the head's descriptor, as remove_block leaves a
+	 * listed one (a big block's was not its list entry). */
+	pg = &b->descs[idx];
+	pg->kind = PAGE_UNUSED;
+	pg->head_off = 0;
+	pg->npages = 0;
+	pg->lru.next = pg->lru.prev = NULL;
+	pg->lru.freed_ns = when;
+	pg->lru.nr_dirty = dirty;
 	pg->order = (uint8_t)order;
 	pg->flags = zero ? PG_ZERO : 0;
 	return pg;
+}
+
+/*
+ * A block of the big order or more, freed, keeps its list entry apart
+ * from its head's descriptor; that descriptor, when the caller held it,
+ * still names what the caller held. It becomes a shadow: PAGE_BUDDY with
+ * the order, so that a second free of the block aborts as a double free,
+ * as it does for a block listed by its descriptor. Nothing else reads it
+ * (a merge and buddy_find_free look at big-block entries from that
+ * order on), and a later split or merge may leave it stale.
+ */
+static void
+shadow_head(struct page *pg, unsigned order)
+{
+	pg->kind = PAGE_BUDDY;
+	pg->order = (uint8_t)order;
 }
 
 void
 buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 	   uint64_t now)
 {
-	size_t idx = buddy_index(b, pg);
+	/* The caller's descriptor, not the entry a purge took off a list. */
+	bool own = !buddy_is_big(b, pg);
+	size_t idx = own ? buddy_index(b, pg) : (size_t)pg->npages, orig = idx;
 	enum region_type t = region_type_of(b, idx);
 	bool dirty_seen = !zero;
 	/* A dirty block's time is when it became free; a zero block's, when
@@ -224,10 +257,12 @@ buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 	zp_assert(idx + ((size_t)1 << order) <= b->nr_pages);
 	while (order < ZP_MAX_ORDER) {
 		size_t bidx = idx ^ ((size_t)1 << order);
-		struct page *bud = &b->descs[bidx];
+		struct page *bud;
 
-		if (bidx + ((size_t)1 << order) > b->nr_pages ||
-		    bud->kind != PAGE_BUDDY || bud->order != order)
+		if (bidx + ((size_t)1 << order) > b->nr_pages)
+			break;
+		bud = buddy_head(b, bidx, order);
+		if (bud->kind != PAGE_BUDDY || bud->order != order)
 			break;
 		bool bud_zero = bud->flags & PG_ZERO;
 		uint64_t *when = bud_zero ? &zero_when : &dirty_when;
@@ -237,14 +272,19 @@ buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 		dirty_seen |= !bud_zero;
 		dirty += bud->lru.nr_dirty;
 		remove_block(b, bud, t);
-		struct page *lo = bidx < idx ? bud : &b->descs[idx];
-		struct page *hi = bidx < idx ? &b->descs[idx] : bud;
+		size_t lo = ZP_MIN(idx, bidx), hi = ZP_MAX(idx, bidx);
 
-		hi->kind = PAGE_TAIL;
-		hi->head_off = (uint32_t)(hi - lo);
-		idx = buddy_index(b, lo);
+		if (order < BUDDY_BIG_ORDER) {
+			b->descs[hi].kind = PAGE_TAIL;
+			b->descs[hi].head_off = (uint32_t)(hi - lo);
+		} else if (own && hi == orig) {
+			shadow_head(&b->descs[hi], order);
+		}
+		idx = lo;
 		order++;
 	}
+	if (own && idx == orig && order >= BUDDY_BIG_ORDER)
+		shadow_head(&b->descs[idx], order);
 	/* A FREE region holds one whole block and nothing else, so that
 	 * typing it when that block is split cannot strand other blocks on
 	 * the FREE lists. A part of a region coming back while the rest is
@@ -255,20 +295,27 @@ buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 	else if (t == REGION_FREE)
 		t = buddy_region_type(order);
 	region_type_set(b, idx, t);
-	insert_block(b, &b->descs[idx], order, !dirty_seen,
+	insert_block(b, idx, order, !dirty_seen,
 		     dirty_seen ? dirty_when : zero_when, dirty, t);
 }
 
+/* A block of the big order goes by its entry unless its descriptor is
+ * the caller's head: buddy_free then leaves the descriptor alone. */
 void
 buddy_free_range(struct buddy *b, size_t lo, size_t hi, bool zero,
-		 uint64_t now)
+		 uint64_t now, bool head)
 {
 	while (lo < hi) {
 		unsigned k = lo ? (unsigned)__builtin_ctzl(lo) : ZP_MAX_ORDER;
 
 		k = ZP_MIN(k, ZP_MAX_ORDER);
 		k = ZP_MIN(k, zp_log2_floor(hi - lo));
-		buddy_free(b, &b->descs[lo], k, zero, now);
+		struct page *pg = head ? &b->descs[lo] : buddy_head(b, lo, k);
+
+		if (pg != &b->descs[lo])
+			pg->npages = lo;	/* the page it stands for */
+		buddy_free(b, pg, k, zero, now);
+		head = false;
 		lo += (size_t)1 << k;
 	}
 }
@@ -279,7 +326,8 @@ buddy_find_free(const struct buddy *b, size_t idx)
 	if (idx >= b->nr_pages)
 		return NULL;
 	for (unsigned k = 0; k <= ZP_MAX_ORDER; k++) {
-		struct page *pg = &b->descs[idx & ~(((size_t)1 << k) - 1)];
+		struct page *pg =
+			buddy_head(b, idx & ~(((size_t)1 << k) - 1), k);
 
 		if (pg->kind == PAGE_BUDDY && pg->order == k)
 			return pg;
@@ -319,14 +367,16 @@ check_list(const struct buddy *b, const char *name, unsigned k,
 	uint64_t n = 0;
 
 	for (const struct page *pg = l->head; pg; pg = pg->lru.next) {
-		size_t idx = buddy_index(b, pg);
+		size_t idx = buddy_block_index(b, pg);
 		bool z = pg->flags & PG_ZERO;
 
 		if (pg->kind != PAGE_BUDDY || pg->order != k ||
-		    pg->lru.prev != prev) {
+		    pg->lru.prev != prev ||
+		    buddy_is_big(b, pg) != (k >= BUDDY_BIG_ORDER)) {
 			log_msg("%s: order %u list: bad block %zu (kind %u "
-				"order %u)", name, k, idx, pg->kind,
-				pg->order);
+				"order %u%s)", name, k, idx, pg->kind,
+				pg->order,
+				buddy_is_big(b, pg) ? ", big entry" : "");
 			return false;
 		}
 		if ((idx & (((size_t)1 << k) - 1)) != 0 ||
@@ -398,7 +448,26 @@ check_lists(const struct buddy *b, const char *name, uint64_t *nr_blocks)
 	return true;
 }
 
-/* Every PAGE_BUDDY descriptor must be a listed head, free blocks must not
+/* The free block headed at page i, if any: its big-block entry (on a
+ * page of the big order's alignment) or its descriptor; a descriptor's
+ * shadow (buddy_free) heads nothing. */
+static const struct page *
+free_head_at(const struct buddy *b, size_t i)
+{
+	const struct page *pg;
+
+	if ((i & (((size_t)1 << BUDDY_BIG_ORDER) - 1)) == 0) {
+		pg = buddy_big(b, i >> BUDDY_BIG_ORDER);
+		if (pg->kind == PAGE_BUDDY)
+			return pg;
+	}
+	pg = &b->descs[i];
+	return pg->kind == PAGE_BUDDY && pg->order < BUDDY_BIG_ORDER ? pg
+								    : NULL;
+}
+
+/* Every free head (a PAGE_BUDDY descriptor below the big order, a
+ * PAGE_BUDDY big-block entry) must be a listed one, free blocks must not
  * overlap, and no two free buddies may be left unmerged. */
 static bool
 check_descs(const struct buddy *b, const char *name, uint64_t nr_blocks)
@@ -407,9 +476,9 @@ check_descs(const struct buddy *b, const char *name, uint64_t nr_blocks)
 	size_t covered = 0;
 
 	for (size_t i = 0; i < b->nr_pages; i++) {
-		const struct page *pg = &b->descs[i];
+		const struct page *pg = free_head_at(b, i);
 
-		if (pg->kind != PAGE_BUDDY)
+		if (pg == NULL)
 			continue;
 		size_t n = (size_t)1 << pg->order;
 
@@ -422,7 +491,7 @@ check_descs(const struct buddy *b, const char *name, uint64_t nr_blocks)
 		if (pg->order == ZP_MAX_ORDER)
 			continue;
 		size_t bidx = i ^ n;
-		const struct page *bud = &b->descs[bidx];
+		const struct page *bud = buddy_head(b, bidx, pg->order);
 
 		if (bidx + n <= b->nr_pages && bud->kind == PAGE_BUDDY &&
 		    bud->order == pg->order) {

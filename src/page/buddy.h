@@ -24,6 +24,10 @@
  *    from known-zero ones (PG_ZERO), newest at the head, so reuse takes
  *    resident memory first and purging finds the oldest dirty blocks at
  *    the tails without walking past zero ones.
+ *  - a free block of BUDDY_BIG_ORDER or more is listed by its entry in
+ *    its big-block entry (below), never by its head's descriptor, which is
+ *    PAGE_BUDDY only as a shadow (order >= BUDDY_BIG_ORDER, see
+ *    buddy_free) that no list or merge reads.
  * Zero-ness is exact and conservative (a merge ANDs it, a split inherits
  * it). How much of a dirty block is resident is only estimated, in
  * lru.nr_dirty: a merge adds the halves, a split divides it, so a small
@@ -53,9 +57,29 @@ struct free_area {
 	struct free_list zero;		/* known zero */
 };
 
+/*
+ * Big-block entries. A block of 64 pages or more has descriptor pages of its
+ * own (64 descriptors a page), so a free one listed by its head's
+ * descriptor kept a page resident for its links alone: the halves a split
+ * of a fresh step leaves (pages 64, 128 and 256 of it) cost three
+ * descriptor pages before any of those pages was used, and after a trim a
+ * region's free blocks held theirs where every other descriptor page was
+ * given back. Such a block is listed by an entry of its own instead, one
+ * descriptor-sized entry per 64 pages, indexed by its head's page >>
+ * BUDDY_BIG_ORDER: a page of entries serves 16 MiB of zone. Zone 0 keeps
+ * its first entries (big_near) in the page of its struct zone.
+ */
+#define BUDDY_BIG_ORDER	6
+_Static_assert((sizeof(struct page) << BUDDY_BIG_ORDER) == ZP_PAGE_SIZE,
+	       "a block of the big order has its descriptor page to itself");
+
 struct buddy {
 	struct free_area free_area[ZP_MAX_ORDER + 1][REGION_NR];
 	struct page *descs;		/* descriptor of page 0 */
+	/* Big-block entry g: big_near[g] below nr_big_near, else big[g]
+	 * (whose first nr_big_near entries are never used). */
+	struct page *big, *big_near;
+	size_t nr_big, nr_big_near;
 	uint8_t *steps;			/* region types, in the zone's
 					 * side table (page.h) */
 	size_t nr_pages;		/* pages with valid descriptors */
@@ -74,8 +98,11 @@ struct buddy {
 
 /* steps: the zone's side table (page.h), zeroed, a byte per step the
  * descriptors can cover; the type of each region is in the low bits of
- * its first step's byte. */
-void buddy_init(struct buddy *b, struct page *descs, uint8_t *steps);
+ * its first step's byte. big: nr_big zeroed big-block entries (see
+ * above), the first nr_big_near of them in big_near instead (or none). */
+void buddy_init(struct buddy *b, struct page *descs, uint8_t *steps,
+		struct page *big, size_t nr_big, struct page *big_near,
+		size_t nr_big_near);
 
 /* The region type for blocks of order. */
 static inline enum region_type
@@ -97,18 +124,26 @@ struct page *buddy_alloc(struct buddy *b, unsigned order, bool fallback);
 struct page *buddy_alloc_typed(struct buddy *b, unsigned order,
 			       enum region_type type, bool fallback);
 
-/* Puts a block back, merging with free buddies. zero: every byte reads as
- * zero. now: for a dirty block, when it became free (idle purging); for a
- * zero block, when it was purged, or 0 for memory never used (refault
- * detection). Free blocks keep it in lru.freed_ns, split halves too. */
+/* Puts a block back, merging with free buddies. pg: its head's
+ * descriptor, which the caller holds (written, and marked free here), or
+ * the big-block entry a purge took it off the lists by. zero: every byte reads
+ * as zero. now: for a dirty block, when it became free (idle purging);
+ * for a zero block, when it was purged, or 0 for memory never used
+ * (refault detection). Free blocks keep it in lru.freed_ns, split halves
+ * too. */
 void buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 		uint64_t now);
 
-/* Frees pages [lo, hi) as the largest naturally aligned blocks. */
+/* Frees pages [lo, hi) as the largest naturally aligned blocks. head: the
+ * descriptor of page lo is the caller's, the head of a block it held (as
+ * buddy_free's pg); else no descriptor of the range heads anything (fresh
+ * pages, tails), and a block of the big order or more leaves its
+ * descriptor pages untouched. */
 void buddy_free_range(struct buddy *b, size_t lo, size_t hi, bool zero,
-		      uint64_t now);
+		      uint64_t now, bool head);
 
-/* The free block that contains page idx, or NULL when idx is not free. */
+/* The free block that contains page idx (its descriptor, or its
+ * big-block entry), or NULL when idx is not free. */
 struct page *buddy_find_free(const struct buddy *b, size_t idx);
 
 /* Takes one particular free block off its list (no split); its kind
@@ -123,10 +158,47 @@ struct page *buddy_oldest_dirty(const struct buddy *b, unsigned min_order);
 /* Full walk; logs the first inconsistency under name and returns false. */
 bool buddy_check(const struct buddy *b, const char *name);
 
+/* Big-block entry g. */
+static zp_always_inline struct page *
+buddy_big(const struct buddy *b, size_t g)
+{
+	return g < b->nr_big_near ? &b->big_near[g] : &b->big[g];
+}
+
+static zp_always_inline bool
+buddy_is_big(const struct buddy *b, const struct page *pg)
+{
+	return (uintptr_t)pg - (uintptr_t)b->big <
+		       b->nr_big * sizeof(struct page) ||
+	       (uintptr_t)pg - (uintptr_t)b->big_near <
+		       b->nr_big_near * sizeof(struct page);
+}
+
+/* The page a descriptor describes. */
 static inline size_t
 buddy_index(const struct buddy *b, const struct page *pg)
 {
 	return (size_t)(pg - b->descs);
+}
+
+/* The page a free block's list entry stands for: its head's descriptor,
+ * or its big-block entry, which holds the page in npages (what the lists,
+ * buddy_find_free and a purge's chain hold: their order is the block's). */
+static zp_always_inline size_t
+buddy_block_index(const struct buddy *b, const struct page *pg)
+{
+	return pg->order >= BUDDY_BIG_ORDER ? (size_t)pg->npages
+					    : buddy_index(b, pg);
+}
+
+/* What lists a free block of order at page idx: its big-block entry or
+ * its head's descriptor. */
+static zp_always_inline struct page *
+buddy_head(const struct buddy *b, size_t idx, unsigned order)
+{
+	return order >= BUDDY_BIG_ORDER
+		       ? buddy_big(b, idx >> BUDDY_BIG_ORDER)
+		       : &b->descs[idx];
 }
 
 static inline uint64_t

@@ -49,6 +49,10 @@
 #define DESC_BYTES(pages)	((size_t)(pages) * sizeof(struct page))
 #define FACT_BYTES(pages)	((size_t)(pages) * sizeof(uint64_t))
 #define BITS_BYTES(pages)	((size_t)(pages) * sizeof(struct page_bits))
+/* Big-block entries (buddy.h) of so many pages, in whole pages. */
+#define BIG_BYTES(pages)						\
+	zp_align_up(((size_t)(pages) >> BUDDY_BIG_ORDER) *		\
+			    sizeof(struct page), ZP_PAGE_SIZE)
 /* The retained budget starts at 128 KiB, glibc's trim threshold
  * (zone_purge.c). */
 #define RETAIN_MIN		((uint64_t)32)
@@ -62,8 +66,9 @@ _Static_assert(ZP_MAX_BLOCK % ZP_COMMIT_STEP == 0, "steps tile blocks");
 
 struct zone_first zone_first zp_bss_large;
 struct zone zone_rest[ZP_MAX_ZONES - 1] zp_bss_large;
-_Static_assert(sizeof(struct zone) + ZP_CACHELINE * 8 <= ZP_PAGE_SIZE,
-	       "zone 0 leaves room in its page for its first steps");
+_Static_assert(offsetof(struct zone_first, steps) + 256 <= ZP_PAGE_SIZE,
+	       "zone 0's page holds its first region's big-block entries and "
+	       "its first 512 MiB of steps");
 unsigned nr_zones;
 struct zone_span zone_spans[ZP_MAX_ZONES];
 unsigned nr_zone_spans;
@@ -235,7 +240,7 @@ set_default_watermarks(struct zone *z)
 }
 
 /* Where a zone lies: its pages, its descriptors (both in a window no one
- * maps for us), and its side tables. */
+ * maps for us), and its tables. */
 struct zone_place {
 	uintptr_t base;
 	size_t span;
@@ -244,34 +249,57 @@ struct zone_place {
 	struct page_bits *bits;		/* NULL: none (LOW32) */
 	void *steps;			/* the side table (page.h) */
 	size_t steps_bytes;
+	struct page *big;		/* big-block entries (buddy.h) */
+	bool first;			/* zone 0's first tables in its page */
 };
 
-/* The side table, a byte per step. A fresh mapping reads as zero:
- * REGION_FREE, unmapped, no hole; only the part a zone uses ever becomes
- * resident (a page for the first 8 GiB). Zone 0's is in its page when
- * its span allows (zone_priv.h). */
-static int
-map_steps(struct zone_place *pl, bool first)
+static size_t
+nr_big(size_t span)
 {
-	pl->steps_bytes = zp_align_up(pl->span / ZP_COMMIT_STEP, ZP_PAGE_SIZE);
-	if (first && pl->span / ZP_COMMIT_STEP <= ZONE_FIRST_STEPS) {
+	return span >> (ZP_PAGE_SHIFT + BUDDY_BIG_ORDER);
+}
+
+/* The side table, a byte per step: a fresh mapping reads as zero
+ * (REGION_FREE, unmapped, no hole) and only the part a zone uses becomes
+ * resident, a page for the first 8 GiB. The big-block entries: a window
+ * the zone maps as it grows, as it does its descriptors (a page of
+ * entries per 16 MiB). Zone 0's first ones of both are in its page
+ * (zone_priv.h). Inlined: at boot it runs in boot's text, which leaves
+ * the process after (a call out of it would fault in the text that
+ * programs never run). */
+static zp_always_inline int
+map_tables(struct zone_place *pl, bool first)
+{
+	size_t nsteps = pl->span / ZP_COMMIT_STEP;
+	int err;
+
+	pl->steps_bytes = zp_align_up(nsteps, ZP_PAGE_SIZE);
+	pl->first = first && nsteps <= ZONE_FIRST_STEPS;
+	err = os_reserve_window(BIG_BYTES(pl->span >> ZP_PAGE_SHIFT),
+				ZP_PAGE_SIZE, 0, (void **)&pl->big);
+	if (err)
+		return err;
+	if (pl->first) {
 		pl->steps = zone_first.steps;
 		return 0;
 	}
 	return os_map(pl->steps_bytes, NULL, &pl->steps);
 }
 
-/* A later boot (tests) finds zone 0's table as zero as at the first: no
+/* A later boot (tests) finds zone 0's tables as zero as at the first: no
  * byte past the zone's committed steps was written. */
 static void
-unmap_steps(struct zone *z)
+unmap_tables(struct zone *z)
 {
-	if (z->steps == zone_first.steps)
-		memset(zone_first.steps, 0,
-		       zp_align_up(zone_committed_pages(z), STEP_PAGES) /
-			       STEP_PAGES);
-	else
+	if (z->big_committed)
+		os_unmap(z->big, z->big_committed);
+	if (z->steps != zone_first.steps) {
 		os_unmap(z->steps, z->steps_bytes);
+		return;
+	}
+	memset(zone_first.big, 0, sizeof(zone_first.big));
+	memset(zone_first.steps, 0,
+	       zp_align_up(zone_committed_pages(z), STEP_PAGES) / STEP_PAGES);
 }
 
 static size_t
@@ -291,11 +319,15 @@ zone_create(const struct zone_place *pl, enum zone_type type, unsigned node,
 			    .bits = pl->bits,
 			    .steps = pl->steps,
 			    .steps_bytes = pl->steps_bytes,
+			    .big = pl->big,
 			    .is_bound = bind, .id = nr_zones, .node = node,
 			    .type = type };
 	zp_lock_init(&z->lock);
 	zp_lock_init(&z->purge_lock);
-	buddy_init(&z->buddy, pl->descs, pl->steps);
+	buddy_init(&z->buddy, pl->descs, pl->steps, pl->big,
+		   nr_big(pl->span),
+		   pl->first ? zone_first.big : NULL,
+		   pl->first ? ZONE_FIRST_BIG : 0);
 	set_default_watermarks(z);
 	zone_spans[nr_zones] = (struct zone_span){ .base = pl->base,
 						   .descs = pl->descs,
@@ -328,7 +360,7 @@ zones_teardown(void)
 			os_unmap(z->facts, z->facts_committed);
 		if (z->bits_committed)
 			os_unmap(z->bits, z->bits_committed);
-		unmap_steps(z);
+		unmap_tables(z);
 	}
 	zp_arena = (struct zp_arena){ 0 };
 	nr_zones = 0;
@@ -408,7 +440,7 @@ zone_boot(const struct zone_config *cfg)
 
 		/* A node whose tables cannot be had borrows node 0's zone;
 		 * its part of the window stays unused. */
-		if (map_steps(&pl, n == 0) != 0) {
+		if (map_tables(&pl, n == 0) != 0) {
 			if (n == 0)
 				return ENOMEM;
 			normal_of_node[n] = normal_of_node[0];
@@ -446,7 +478,7 @@ low32_get(bool create)
 			      OS_RESERVE_LOW32, &w) == 0) {
 		pl.descs = w;
 		pl.base = (uintptr_t)w + dbytes;
-		if (map_steps(&pl, false) == 0) {
+		if (map_tables(&pl, false) == 0) {
 			z = zone_create(&pl, ZONE_LOW32, 0, false);
 			z->purge_delay_ns = low32_purge_delay_ns;
 			__atomic_store_n(&low32_zone, z, __ATOMIC_RELEASE);
@@ -533,7 +565,7 @@ hole_fill_locked(struct zone *z, size_t st, bool huge)
 	/* Stamped with the hole's making, so that taking it back within a
 	 * purge delay counts as a refault (zone_note_reuse_locked). */
 	buddy_free_range(&z->buddy, first, first + STEP_PAGES, /* zero */ true,
-			 z->last_hole_ns);
+			 z->last_hole_ns, /* head */ false);
 	return true;
 }
 
@@ -598,7 +630,9 @@ grow_locked(struct zone *z, enum region_type type)
 	    commit_table(z, z->facts, &z->facts_committed,
 			 FACT_BYTES(pages + STEP_PAGES)) != 0 ||
 	    commit_table(z, z->bits, &z->bits_committed,
-			 BITS_BYTES(pages + STEP_PAGES)) != 0)
+			 BITS_BYTES(pages + STEP_PAGES)) != 0 ||
+	    commit_table(z, z->big, &z->big_committed,
+			 BIG_BYTES(pages + STEP_PAGES)) != 0)
 		goto fail;
 	if (map_step_locked(z, pages / STEP_PAGES, huge) != 0)
 		goto fail;
@@ -611,7 +645,7 @@ grow_locked(struct zone *z, enum region_type type)
 		__atomic_store_n(&zp_arena.committed0, bytes + ZP_COMMIT_STEP,
 				 __ATOMIC_RELEASE);
 	buddy_free_range(&z->buddy, pages, pages + STEP_PAGES,
-			 /* zero */ true, 0);
+			 /* zero */ true, 0, /* head */ false);
 	z->nr_grow_steps++;
 	zone_limit_sample_locked();
 	return true;
@@ -861,15 +895,16 @@ bad_free(const char *who, struct page *head)
 						   : "");
 }
 
-/* Frees pages [lo, hi) of z, as aligned blocks, in one lock hold. */
+/* Frees pages [lo, hi) of z, as aligned blocks, in one lock hold. head:
+ * lo is the head of the block the caller held (buddy_free_range). */
 static void
-free_range(struct zone *z, size_t lo, size_t hi, bool zero)
+free_range(struct zone *z, size_t lo, size_t hi, bool zero, bool head)
 {
 	uint64_t now = os_now_ns();
 
 	zp_lock(&z->lock);
 	/* Known zero here means never used (the tail of a fresh block). */
-	buddy_free_range(&z->buddy, lo, hi, zero, zero ? 0 : now);
+	buddy_free_range(&z->buddy, lo, hi, zero, zero ? 0 : now, head);
 	z->nr_free_calls++;
 	zone_purge_check_locked(z, now);
 	zp_unlock(&z->lock);
@@ -898,7 +933,7 @@ zone_free_pages_slow(struct pcp_set *pcp, struct page *head)
 		return;
 	}
 	idx = buddy_index(&z->buddy, head);
-	free_range(z, idx, idx + ((size_t)1 << head->order), false);
+	free_range(z, idx, idx + ((size_t)1 << head->order), false, true);
 }
 
 /* --- exact blocks --------------------------------------------------------- */
@@ -913,7 +948,7 @@ zone_free_pages_slow(struct pcp_set *pcp, struct page *head)
  */
 static void
 free_exact_range(struct pcp_set *pcp, struct zone *z, unsigned order,
-		 size_t lo, size_t hi, bool zero)
+		 size_t lo, size_t hi, bool zero, bool head)
 {
 	size_t zlo = hi;
 
@@ -936,7 +971,7 @@ free_exact_range(struct pcp_set *pcp, struct zone *z, unsigned order,
 		i += (size_t)1 << k;
 	}
 	if (zlo < hi)
-		free_range(z, zlo, hi, zero);
+		free_range(z, zlo, hi, zero, head && zlo == lo);
 }
 
 struct page *
@@ -962,7 +997,7 @@ zone_alloc_exact(struct pcp_set *pcp, size_t npages, unsigned gfp,
 	size_t idx = buddy_index(&zone_of(pg->zone_id)->buddy, pg);
 
 	free_exact_range(pcp, zone_of(pg->zone_id), order, idx + npages,
-			 idx + ((size_t)1 << order), z);
+			 idx + ((size_t)1 << order), z, false);
 	return pg;
 }
 
@@ -984,7 +1019,7 @@ zone_free_exact(struct pcp_set *pcp, struct page *head)
 	if (!page_kind_is_allocated(head->kind))
 		bad_free("zone_free_exact", head);
 	head->flags = 0;
-	free_exact_range(pcp, z, zp_order_ceil(n), idx, idx + n, false);
+	free_exact_range(pcp, z, zp_order_ceil(n), idx, idx + n, false, true);
 }
 
 /* Takes pages [lo, hi) out of the free lists for the exact block at head;
@@ -998,7 +1033,7 @@ take_range_locked(struct zone *z, struct page *head, size_t lo, size_t hi)
 
 	while (lo < hi) {
 		struct page *blk = buddy_find_free(b, lo);
-		size_t bidx = buddy_index(b, blk);
+		size_t bidx = buddy_block_index(b, blk);
 		size_t end = bidx + ((size_t)1 << blk->order);
 		bool bz = blk->flags & PG_ZERO;
 		uint64_t when = blk->lru.freed_ns;
@@ -1011,7 +1046,7 @@ take_range_locked(struct zone *z, struct page *head, size_t lo, size_t hi)
 			b->descs[i].head_off = (uint32_t)(i - hidx);
 		}
 		if (end > hi)
-			buddy_free_range(b, hi, end, bz, when);
+			buddy_free_range(b, hi, end, bz, when, false);
 		lo = end;
 	}
 	return zero;
@@ -1023,7 +1058,7 @@ range_is_free_locked(const struct zone *z, size_t lo, size_t hi)
 	while (lo < hi) {
 		const struct page *blk = buddy_find_free(&z->buddy, lo);
 
-		if (!blk || buddy_index(&z->buddy, blk) != lo)
+		if (!blk || buddy_block_index(&z->buddy, blk) != lo)
 			return false;
 		lo += (size_t)1 << blk->order;
 	}
@@ -1043,7 +1078,7 @@ zone_resize_exact_try(struct page *head, size_t new_npages, bool *zero)
 	if (new_npages == 0 || new_npages > ((size_t)1 << ZP_MAX_ORDER))
 		return false;
 	if (new_npages < cur) {
-		free_range(z, idx + new_npages, idx + cur, false);
+		free_range(z, idx + new_npages, idx + cur, false, false);
 	} else if (new_npages > cur) {
 		zp_lock(&z->lock);
 		ok = idx + new_npages <= zone_committed_pages(z) &&

@@ -59,6 +59,8 @@ struct zone {
 	size_t bits_committed;		/* bytes of bits read-write (lock) */
 	uint8_t *steps;			/* a byte per step (page.h) */
 	size_t steps_bytes;
+	struct page *big;		/* big-block entries (buddy.h) */
+	size_t big_committed;		/* bytes of big read-write (lock) */
 	bool is_bound;			/* mbind each mapping to node */
 	unsigned id;			/* index in zone_table and zone_spans */
 	unsigned node;
@@ -69,16 +71,22 @@ struct zone {
 
 /*
  * Zone 0, the first NORMAL zone, which every process that allocates
- * writes, with the start of its side table (page.h) in the rest of its
- * page: 1.5 KiB of a byte per step cover its first 3 GiB, where a mapping
- * of their own was a page more in every process. ZONE_FIRST_STEPS covers
- * the default span (ZPMALLOC_ZONE_RESERVE_MB, 64 GiB); a wider zone 0,
- * and the other zones, map their table (zone.c).
+ * writes, with the start of its other tables in the rest of its page:
+ * the big-block entries of its first region (buddy.h: where a small
+ * program's free blocks of 64 pages and more are listed) and the start of
+ * its side table (page.h: a byte per 2 MiB step; 448 bytes, its first
+ * 896 MiB), where tables of their own were a page or two more in every
+ * process.
+ * ZONE_FIRST_STEPS covers the default span (ZPMALLOC_ZONE_RESERVE_MB,
+ * 64 GiB); a wider zone 0, and the other zones, map their side table
+ * (zone.c). Every zone maps its big-block entries past the first region.
  */
 #define ZONE_FIRST_STEPS	((size_t)(64ull << 30) / ZP_COMMIT_STEP)
+#define ZONE_FIRST_BIG		(((size_t)1 << ZP_MAX_ORDER) >> BUDDY_BIG_ORDER)
 
 struct zone_first {
 	struct zone zone;
+	struct page big[ZONE_FIRST_BIG];
 	uint8_t steps[ZONE_FIRST_STEPS];
 };
 

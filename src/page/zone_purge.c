@@ -48,7 +48,7 @@ dirty_pages(const struct zone *z)
 static void *
 block_address(const struct zone *z, const struct page *pg)
 {
-	size_t idx = buddy_index(&z->buddy, pg);
+	size_t idx = buddy_block_index(&z->buddy, pg);
 
 	return (void *)(z->base + (idx << ZP_PAGE_SHIFT));
 }
@@ -58,7 +58,7 @@ block_address(const struct zone *z, const struct page *pg)
 static bool
 block_has_mapped_step(const struct zone *z, const struct page *pg)
 {
-	size_t first = buddy_index(&z->buddy, pg) / STEP_PAGES;
+	size_t first = buddy_block_index(&z->buddy, pg) / STEP_PAGES;
 	size_t n = ((size_t)1 << pg->order) / STEP_PAGES;
 
 	for (size_t st = first; st < first + n; st++)
@@ -154,19 +154,13 @@ drop_facts_and_bits(struct zone *z, struct purge_batch *b, size_t lo,
 			    (uintptr_t)&z->bits[lo + n]);
 }
 
-/* Gives back the descriptor pages of pages [lo, lo + n) of a free block,
- * all but the one holding the block's head (the free lists' links), and
+/* Gives back the descriptor pages of pages [lo, lo + n) of a free block
+ * of the big order or more (its big-block entry lists it, buddy.h), and
  * its facts and bits pages. */
 static void
-drop_descs(struct zone *z, struct purge_batch *b, size_t lo, size_t n,
-	   size_t head)
+drop_descs(struct zone *z, struct purge_batch *b, size_t lo, size_t n)
 {
-	uintptr_t s = (uintptr_t)&z->descs[lo];
-	uintptr_t e = (uintptr_t)&z->descs[lo + n];
-
-	if (zp_align_down((uintptr_t)&z->descs[head], ZP_PAGE_SIZE) == s)
-		s += ZP_PAGE_SIZE;
-	drop_zeroed(b, s, e);
+	drop_zeroed(b, (uintptr_t)&z->descs[lo], (uintptr_t)&z->descs[lo + n]);
 	drop_facts_and_bits(z, b, lo, n);
 }
 
@@ -183,7 +177,7 @@ drop_descs(struct zone *z, struct purge_batch *b, size_t lo, size_t n,
 static uint64_t
 unmap_block(struct zone *z, const struct page *pg, bool *all)
 {
-	size_t head = buddy_index(&z->buddy, pg);
+	size_t head = buddy_block_index(&z->buddy, pg);
 	size_t first = head / STEP_PAGES;
 	size_t n = ((size_t)1 << pg->order) / STEP_PAGES;
 	uint64_t gone = 0;
@@ -195,7 +189,7 @@ unmap_block(struct zone *z, const struct page *pg, bool *all)
 		zone_step_set_mapped(z, st, false);
 		if (os_unmap((void *)(z->base + st * ZP_COMMIT_STEP),
 			     ZP_COMMIT_STEP) == 0) {
-			drop_descs(z, NULL, st * STEP_PAGES, STEP_PAGES, head);
+			drop_descs(z, NULL, st * STEP_PAGES, STEP_PAGES);
 			gone++;
 		} else {
 			zone_step_set_mapped(z, st, true);
@@ -205,27 +199,62 @@ unmap_block(struct zone *z, const struct page *pg, bool *all)
 	return gone;
 }
 
+/* Zone pages whose big-block entries fill a page of them (16 MiB). */
+#define ENTRY_PAGE_SPAN							\
+	((ZP_PAGE_SIZE / sizeof(struct page)) << BUDDY_BIG_ORDER)
+
+/* Are all steps of pages [lo, hi) holes or past the committed ones? */
+static bool
+all_holes(const struct zone *z, size_t lo, size_t hi)
+{
+	hi = ZP_MIN(hi, zone_committed_pages(z));
+	for (size_t st = lo / STEP_PAGES; st * STEP_PAGES < hi; st++)
+		if (!step_flag(z, st, STEP_HOLE))
+			return false;
+	return true;
+}
+
+/* A page of big-block entries that serves only holes lists nothing (a
+ * hole is on no list): it goes back as the holes' descriptors do, and
+ * reads zero, PAGE_UNUSED, until a hole is filled. A block still on a
+ * purge's chain is not a hole yet, so no entry the chain links through is
+ * dropped. Zone 0's first entries are in its page (zone_priv.h). */
+_Static_assert(((size_t)1 << ZP_MAX_ORDER) <= ENTRY_PAGE_SPAN,
+	       "a hole's entry is in one page of them");
+
+static void
+drop_hole_entries(struct zone *z, size_t head)
+{
+	const struct buddy *b = &z->buddy;
+	size_t p = zp_align_down(head, ENTRY_PAGE_SPAN);
+	size_t lo = ZP_MAX(p, b->nr_big_near << BUDDY_BIG_ORDER);
+
+	if (lo < p + ENTRY_PAGE_SPAN && all_holes(z, lo, p + ENTRY_PAGE_SPAN))
+		(void)os_purge(&b->big[p >> BUDDY_BIG_ORDER], ZP_PAGE_SIZE);
+}
+
 /*
  * A top-order block whose steps all went back leaves the free lists as
- * holes: a bit a step, and none of its descriptor pages resident, not
- * even the head's, which the lists would need (on them, every block given
- * back kept a page or two: 384 KiB after freeing 192 MiB). Growth fills
- * holes before it maps new steps (zone.c). The block's descriptors read
- * zero from here on, its own included: the caller has its next link
- * already.
+ * holes: a bit a step, and none of its descriptor pages resident (when
+ * the lists held every block given back by its head's descriptor, each
+ * kept a page or two: 384 KiB after freeing 192 MiB), nor its big-block
+ * entry's page once that page serves holes alone. Growth fills holes
+ * before it maps new steps (zone.c). The block's descriptors read zero
+ * from here on, its own included.
  */
 static void
 hole_add_locked(struct zone *z, struct page *pg, uint64_t now)
 {
-	size_t head = buddy_index(&z->buddy, pg);
+	size_t head = buddy_block_index(&z->buddy, pg);
 	size_t n = (size_t)1 << pg->order;
 
 	for (size_t st = head / STEP_PAGES; st < (head + n) / STEP_PAGES; st++)
 		step_flag_set(z, st, STEP_HOLE, true);
 	z->nr_hole_steps += n / STEP_PAGES;
 	z->last_hole_ns = now;
-	(void)os_purge(pg, n * sizeof(struct page));
+	(void)os_purge(&z->descs[head], n * sizeof(struct page));
 	drop_facts_and_bits(z, NULL, head, n);
+	drop_hole_entries(z, head);
 }
 
 /* A block of whole steps, all unmapped now, back to the zone: a hole if
@@ -234,7 +263,7 @@ hole_add_locked(struct zone *z, struct page *pg, uint64_t now)
 static void
 free_unmapped_locked(struct zone *z, struct page *pg, uint64_t now)
 {
-	size_t idx = buddy_index(&z->buddy, pg);
+	size_t idx = buddy_block_index(&z->buddy, pg);
 	struct page *blk;
 
 	if (pg->order == ZP_MAX_ORDER) {
@@ -251,28 +280,22 @@ free_unmapped_locked(struct zone *z, struct page *pg, uint64_t now)
 }
 
 /*
- * A purged block that stays mapped gives back its descriptor pages too,
- * all but the one holding its head (the free lists' links): a program
- * that freed a lot and went idle would otherwise keep 1/64 of it resident
- * as descriptors. The others read zero until used again, which is a
- * descriptor of nothing in zone 0 (kind PAGE_UNUSED, zone_id 0); other
- * zones keep theirs, since every descriptor there must name its zone.
- * From order 7 on, the block's descriptors fill whole pages beyond the
- * head's.
+ * A purged block that stays mapped gives back its descriptor pages too
+ * when it has pages of its own (the big order: its big-block entry, not
+ * its head's descriptor, lists it): a program that freed a lot and went
+ * idle would otherwise keep 1/64 of it resident as descriptors. They read
+ * zero until used again, which is a descriptor of nothing in zone 0 (kind
+ * PAGE_UNUSED, zone_id 0); other zones keep theirs, since every
+ * descriptor there must name its zone.
  */
-#define DESC_DROP_ORDER	7
-_Static_assert((sizeof(struct page) << DESC_DROP_ORDER) > ZP_PAGE_SIZE &&
-	       (sizeof(struct page) << DESC_DROP_ORDER) % ZP_PAGE_SIZE == 0,
-	       "a block of DESC_DROP_ORDER has descriptor pages of its own");
-
 static void
 drop_block_descs(struct purge_batch *b, struct page *pg)
 {
 	struct zone *z = b->z;
-	size_t head = buddy_index(&z->buddy, pg);
+	size_t head = buddy_block_index(&z->buddy, pg);
 
-	if (z->id == 0 && pg->order >= DESC_DROP_ORDER)
-		drop_descs(z, b, head, (size_t)1 << pg->order, head);
+	if (z->id == 0 && pg->order >= BUDDY_BIG_ORDER)
+		drop_descs(z, b, head, (size_t)1 << pg->order);
 	else
 		drop_facts_and_bits(z, b, head, (size_t)1 << pg->order);
 }

@@ -331,6 +331,23 @@ Test(buddy, double_free_aborts, .signal = SIGABRT)
 	zone_free_pages(NULL, pg);
 }
 
+/* A block of the big order is listed by its big-block entry once free;
+ * its head's descriptor is marked free all the same, so that freeing it
+ * again aborts rather than merging a free block twice. */
+Test(buddy, double_free_of_a_big_block_aborts, .signal = SIGABRT)
+{
+	struct page *pg;
+
+	boot(64 * MIB, 0);
+	/* No purge: it would drop the descriptor's page, which then reads
+	 * as nothing allocated either. */
+	cr_assert_eq(zone_set_retain(0, 1 << 20, 1 << 20), 0);
+	pg = zone_alloc_pages(NULL, BUDDY_BIG_ORDER + 1, 0, PAGE_MEDIUM,
+			      NULL);
+	zone_free_pages(NULL, pg);
+	zone_free_pages(NULL, pg);
+}
+
 Test(buddy, double_free_through_pcp_aborts, .signal = SIGABRT)
 {
 	struct pcp_set pcp;

@@ -515,10 +515,10 @@ Test(zone, dirty_pages_above_the_budget_are_purged_in_a_batch)
 	zi = info(0);
 	cr_assert_eq(zi.nr_purged_pages, 512);
 	cr_assert_eq(zi.nr_free_pages - zi.nr_free_zero_pages, 768);
-	cr_assert(pgs[0]->flags & PG_ZERO);
-	cr_assert(pgs[2]->flags & PG_ZERO);
-	cr_assert_not(pgs[4]->flags & PG_ZERO);
-	cr_assert_not(pgs[8]->flags & PG_ZERO);
+	cr_assert(free_block(pgs[0])->flags & PG_ZERO);
+	cr_assert(free_block(pgs[2])->flags & PG_ZERO);
+	cr_assert_not(free_block(pgs[4])->flags & PG_ZERO);
+	cr_assert_not(free_block(pgs[8])->flags & PG_ZERO);
 	cr_assert(zone_check_all());
 }
 
@@ -552,10 +552,12 @@ Test(zone, purging_over_budget_takes_the_longest_idle_first)
 	/* Purged blocks are known zero (whole steps are even unmapped, so
 	 * their descriptors tell, not their memory); a whole 4 MiB block
 	 * given back is a hole, whose descriptors went with it. */
-	cr_assert(pgs[3]->flags & PG_ZERO, "the longest idle block went first");
+	cr_assert(free_block(pgs[3])->flags & PG_ZERO,
+		  "the longest idle block went first");
 	cr_assert_null(page_lookup(p[0]), "then the next longest, whole");
 	cr_assert_null(page_lookup(p[1]));
-	cr_assert_not(pgs[4]->flags & PG_ZERO, "the newest stays");
+	cr_assert_not(free_block(pgs[4])->flags & PG_ZERO,
+		      "the newest stays");
 	cr_assert_eq(p[4][100], 0x5a);
 	cr_assert_eq(p[5][100], 0x5a);
 	cr_assert(zone_check_all());
@@ -590,7 +592,8 @@ Test(zone, young_small_blocks_wait_to_merge_and_old_ones_go)
 	zi = info(0);
 	cr_assert_eq(zi.nr_purged_pages, 64);
 	for (unsigned i = 1; i < 80; i += 2)
-		cr_assert_not(one[i]->flags & PG_ZERO, "page %u purged", i);
+		cr_assert_not(free_block(one[i])->flags & PG_ZERO,
+			      "page %u purged", i);
 	/* Older than the window: 40 + 32 + 1 = 73 goes down to 56 by the
 	 * oldest, the singles. */
 	nanosleep(&ts, NULL);
@@ -598,8 +601,10 @@ Test(zone, young_small_blocks_wait_to_merge_and_old_ones_go)
 	touch_and_free(&one[81], 1);
 	zi = info(0);
 	cr_assert_eq(zi.nr_purged_pages, 64 + 17);
-	cr_assert_not(big[1]->flags & PG_ZERO, "the newest stay");
-	cr_assert_not(one[81]->flags & PG_ZERO, "the newest stay");
+	cr_assert_not(free_block(big[1])->flags & PG_ZERO,
+		      "the newest stay");
+	cr_assert_not(free_block(one[81])->flags & PG_ZERO,
+		      "the newest stay");
 	/* Young singles past the budget plus its ceiling go too: at most
 	 * 64 + 8 + 64 dirty before a purge takes them to 56 + 64. */
 	for (unsigned i = 83; i < 256; i += 2)
@@ -702,8 +707,8 @@ Test(zone, paused_purges_wait_for_the_blocks_to_merge)
 	cr_assert_eq(zi.nr_purged_pages, 0, "nothing purged while paused");
 	/* The eight eighths of one region, merged back into one block. */
 	cr_assert_eq((uintptr_t)page_address(pgs[0]) % (4 * MIB), 0);
-	cr_assert_eq(pgs[0]->kind, PAGE_BUDDY);
-	cr_assert_eq(pgs[0]->order, ZP_MAX_ORDER);
+	cr_assert_eq(free_block(pgs[0])->kind, PAGE_BUDDY);
+	cr_assert_eq(free_block(pgs[0])->order, ZP_MAX_ORDER);
 	cr_assert_eq(zone_purge(true), 4 * MIB);
 	cr_assert_eq(info(0).nr_free_zero_pages, info(0).nr_free_pages);
 	cr_assert(zone_check_all());

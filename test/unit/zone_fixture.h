@@ -9,6 +9,7 @@
 #include <zpmalloc.h>
 
 #include "page/zone.h"
+#include "page/zone_priv.h"
 
 static inline struct zp_zone_info
 info(unsigned idx)
@@ -32,6 +33,21 @@ boot_small_zone(void)
 	};
 
 	cr_assert_eq(zone_boot(&cfg), 0);
+}
+
+/* What lists the free block that holds pg's page (its head's descriptor,
+ * or its big-block entry: buddy.h): its flags and order are the block's.
+ * pg is a page of zone 0. */
+static inline const struct page *
+free_block(const struct page *pg)
+{
+	struct zone *z = zone_of(0);
+	const struct page *f =
+		buddy_find_free(&z->buddy, buddy_index(&z->buddy, pg));
+
+	cr_assert_not_null(f, "page %zu is not free",
+			   buddy_index(&z->buddy, pg));
+	return f;
 }
 
 #endif /* ZP_TEST_ZONE_FIXTURE_H */
