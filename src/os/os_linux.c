@@ -245,16 +245,23 @@ window_between(uintptr_t heap, uintptr_t top, size_t size, size_t align,
  * Where the heap and the mmap area are not where Linux puts them (under
  * valgrind the client's mappings start low and its heap lies above
  * them), fixed places high in the address space, as Go's and the
- * sanitizers' runtimes pick theirs: 32 TiB down to 1 TiB.
+ * sanitizers' runtimes pick theirs: from 32 TiB down to 1 TiB, each
+ * below the last one handed out (a window maps nothing, so the probe
+ * alone would find the last one free again).
  */
+static uintptr_t fixed_floor;
+
 static int
 window_fixed(size_t size, size_t align, void **out)
 {
-	for (uintptr_t a = (uintptr_t)32 << 40; a >= (uintptr_t)1 << 40;
-	     a -= (uintptr_t)1 << 40) {
-		uintptr_t b = zp_align_up(a, align);
+	const uintptr_t low = (uintptr_t)1 << 40;
+	uintptr_t top = fixed_floor ? fixed_floor : (uintptr_t)32 << 40;
 
-		if (b + size > b && window_is_free(b, size)) {
+	for (uintptr_t a = top; a >= low + size; a -= low) {
+		uintptr_t b = zp_align_down(a - size, align);
+
+		if (b >= low && window_is_free(b, size)) {
+			fixed_floor = b;
 			*out = (void *)b;
 			return 0;
 		}

@@ -243,8 +243,10 @@ buddy_free(struct buddy *b, struct page *pg, unsigned order, bool zero,
 	   uint64_t now)
 {
 	/* The caller's descriptor, not the entry a purge took off a list. */
-	bool own = !buddy_is_big(b, pg);
-	size_t idx = own ? buddy_index(b, pg) : (size_t)pg->npages, orig = idx;
+	uintptr_t off = (uintptr_t)pg - (uintptr_t)b->descs;
+	bool own = off < b->nr_pages * sizeof(struct page);
+	size_t idx = own ? off / sizeof(struct page) : (size_t)pg->npages;
+	size_t orig = idx;
 	enum region_type t = region_type_of(b, idx);
 	bool dirty_seen = !zero;
 	/* A dirty block's time is when it became free; a zero block's, when

@@ -1419,7 +1419,8 @@ Test(tcache, reentry_from_a_handler_fails_fast_and_frees_remotely)
  * slab: the lines of the others in slab_caches[] and slab_cache_stats[]
  * stay untouched, where a program that uses a few classes never needed
  * them. */
-Test(tcache, exit_and_trim_leave_unused_classes_untouched)
+Test(tcache, exit_and_trim_leave_unused_classes_untouched,
+     NEEDS_BSS_LAYOUT)
 {
 	/* The last page of each array: its own (they are page-aligned). */
 	uintptr_t lo = zp_align_down((uintptr_t)&slab_caches[SC_NR - 1],

@@ -16,6 +16,7 @@
 #include "page/zone_priv.h"
 #include "zpmalloc.h"
 #include "smaps.h"
+#include "check.h"
 #include "zone_fixture.h"
 
 #define MIB ((size_t)1 << 20)
@@ -779,7 +780,7 @@ check_side_table(size_t span, bool in_zone_page)
 		cr_assert_not(vec[i] & 1, "page %zu of the side table", i);
 }
 
-Test(zone_lazy, a_small_zone_s_side_table_is_one_page)
+Test(zone_lazy, a_small_zone_s_side_table_is_one_page, NEEDS_BSS_LAYOUT)
 {
 	check_side_table((size_t)64 << 30, true);
 }
