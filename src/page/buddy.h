@@ -24,10 +24,10 @@
  *    from known-zero ones (PG_ZERO), newest at the head, so reuse takes
  *    resident memory first and purging finds the oldest dirty blocks at
  *    the tails without walking past zero ones.
- *  - a free block of BUDDY_BIG_ORDER or more is listed by its entry in
- *    its big-block entry (below), never by its head's descriptor, which is
- *    PAGE_BUDDY only as a shadow (order >= BUDDY_BIG_ORDER, see
- *    buddy_free) that no list or merge reads.
+ *  - a free block of BUDDY_BIG_ORDER or more is listed by its big-block
+ *    entry (below), never by its head's descriptor, which is PAGE_BUDDY
+ *    only as a shadow (order >= BUDDY_BIG_ORDER, see buddy_free) that no
+ *    list or merge reads.
  * Zero-ness is exact and conservative (a merge ANDs it, a split inherits
  * it). How much of a dirty block is resident is only estimated, in
  * lru.nr_dirty: a merge adds the halves, a split divides it, so a small

@@ -62,7 +62,7 @@ struct zone {
 	struct page *big;		/* big-block entries (buddy.h) */
 	size_t big_committed;		/* bytes of big read-write (lock) */
 	bool is_bound;			/* mbind each mapping to node */
-	unsigned id;			/* index in zone_table and zone_spans */
+	unsigned id;			/* zone_of(id); zone_spans[id] */
 	unsigned node;
 	enum zone_type type;
 	uint64_t wmark_min, wmark_low, wmark_high;	/* pages (lock) */
@@ -76,10 +76,10 @@ struct zone {
  * program's free blocks of 64 pages and more are listed) and the start of
  * its side table (page.h: a byte per 2 MiB step; 448 bytes, its first
  * 896 MiB), where tables of their own were a page or two more in every
- * process.
- * ZONE_FIRST_STEPS covers the default span (ZPMALLOC_ZONE_RESERVE_MB,
- * 64 GiB); a wider zone 0, and the other zones, map their side table
- * (zone.c). Every zone maps its big-block entries past the first region.
+ * process. ZONE_FIRST_STEPS covers the default span
+ * (ZPMALLOC_ZONE_RESERVE_MB, 64 GiB); a wider zone 0, and the other
+ * zones, map their side table (zone.c). Every zone maps its big-block
+ * entries past the first region.
  */
 #define ZONE_FIRST_STEPS	((size_t)(64ull << 30) / ZP_COMMIT_STEP)
 #define ZONE_FIRST_BIG		(((size_t)1 << ZP_MAX_ORDER) >> BUDDY_BIG_ORDER)
